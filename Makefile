@@ -1,0 +1,41 @@
+# The two commands the README gives: `make run` and `make test`. Both set everything up from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch where there is no GPU (it lies on these machines' disks); the default CUDA build where there is.
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+DEMO_DATA := $(CURDIR)/.demo
+
+.PHONY: install run test lint typecheck demo-corpus bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: install lint typecheck
+	$(VENV)/bin/pytest
+
+demo-corpus: install
+	$(PY) -m indexer.demo $(DEMO_DATA)/corpus
+
+run: demo-corpus
+	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch index $(DEMO_DATA)/corpus
+	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch search "how do I read a file line by line" -k 5
+
+bench: install
+	$(PY) bench/encoder.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,146 @@
+"""The `semsearch` command: index, search, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from indexer.chunking import Chunker
+from indexer.evaluate import evaluate
+from indexer.pipeline import Indexer
+from indexer.sources import Rejected, read_sources
+from search.catalog import IndexCatalog, IndexMismatchError
+from search.components import make_encoder, open_searcher, open_store
+from search.settings import Settings
+
+# CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
+_OVERRIDES = {
+    "data_dir": "data_dir",
+    "database_url": "database_url",
+    "model": "model",
+    "pooling": "pooling",
+    "max_length": "max_length",
+    "device": "device",
+    "dtype": "dtype",
+    "factory": "index_factory",
+    "batch_tokens": "batch_tokens",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override SEMSEARCH_* variables)")
+    group.add_argument("--data-dir", type=Path)
+    group.add_argument("--database-url")
+    group.add_argument("--model")
+    group.add_argument("--pooling", choices=["mean", "cls", "pooler"])
+    group.add_argument("--max-length", type=int)
+    group.add_argument("--device")
+    group.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    group.add_argument("--factory", help="FAISS index-factory string, e.g. Flat, IVF1024,SQ8, HNSW32,Flat")
+    group.add_argument("--batch-tokens", type=int, help="token budget of one encoder batch")
+    group.add_argument("--no-chunking", action="store_true", help="embed each document whole (truncated)")
+    group.add_argument("--json", action="store_true", help="print the result as JSON")
+    group.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="semsearch", description="Self-hosted semantic search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
+    p_index.add_argument("paths", nargs="+", type=Path)
+    _common(p_index)
+    p_search = sub.add_parser("search", help="search the index")
+    p_search.add_argument("query")
+    p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    _common(p_search)
+    p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
+    p_eval.add_argument("directory", type=Path)
+    _common(p_eval)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag, None) is not None
+    }
+    if getattr(args, "no_chunking", False):
+        overrides["chunking"] = False
+    return Settings(**overrides)
+
+
+def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
+    """Index the given paths; exit status 1 when any record was rejected."""
+    encoder = make_encoder(settings)
+    store = open_store(settings)
+    chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
+    indexer = Indexer(encoder, store, IndexCatalog(store, settings.index_dir), chunker, settings.index_factory)
+
+    def report(rejected: Rejected) -> None:
+        print(f"rejected {rejected}", file=sys.stderr)
+
+    summary = indexer.run(read_sources(args.paths), on_reject=report)
+    data = summary.as_dict()
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(
+            f"indexed {data['documents']} documents ({data['added']} added, {data['updated']} updated, "
+            f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected "
+            f"in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
+        )
+    return 1 if summary.rejected else 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the best documents for a query."""
+    if not 1 <= args.k <= 1000:
+        raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
+    hits = open_searcher(settings).search(args.query, k=args.k)
+    if args.json:
+        print(json.dumps([hit.__dict__ for hit in hits]))
+        return 0
+    if not hits:
+        print("no results (is anything indexed? run `semsearch index PATH` first)")
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join(hit.text.split())[:200]
+        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}\n       {snippet}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """Evaluate on a BEIR directory; `--data-dir` keeps the index it builds."""
+    result = evaluate(settings, args.directory, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in result.items()))
+    return 0
+
+
+_COMMANDS = {"index": cmd_index, "search": cmd_search, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `semsearch` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        settings = settings_from(args)
+        return _COMMANDS[args.command](args, settings)
+    except ValidationError as exc:
+        print(f"semsearch: invalid settings: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, IndexMismatchError) as exc:
+        print(f"semsearch {args.command}: {exc}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

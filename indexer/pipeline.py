@@ -1,0 +1,165 @@
+"""The indexing pipeline: records -> upserted rows -> chunk vectors -> the FAISS index, store first."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+
+import numpy as np
+
+from indexer.chunking import Chunker, embedding_input
+from indexer.sources import Record, Rejected
+from search.catalog import IndexCatalog
+from search.encoder import Encoder
+from search.index import VectorIndex
+from search.models import IndexGeneration
+from search.store import DocumentIn, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexSummary:
+    """What one indexing run did."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    rejections: list[str] = field(default_factory=list)
+
+    @property
+    def documents(self) -> int:
+        """Documents read and accepted."""
+        return self.added + self.updated + self.unchanged
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The summary as JSON-ready numbers (rejection messages go to stderr, not here)."""
+        data = {k: v for k, v in asdict(self).items() if k != "rejections"}
+        data["documents"] = self.documents
+        data["docs_per_s"] = round(self.documents / self.seconds, 2) if self.seconds else 0.0
+        return data
+
+
+class Indexer:
+    """Keeps the store and the index in step. Rows are committed before vectors are added, so a
+    crash can leave a chunk without a vector (re-embedded on the next run) but never a vector
+    whose row is unknown to the searcher."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: Store,
+        catalog: IndexCatalog,
+        chunker: Chunker,
+        factory: str = "Flat",
+        batch_docs: int = 512,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.catalog = catalog
+        self.chunker = chunker
+        self.batch_docs = batch_docs
+        self.index, self.generation = catalog.open_or_create(encoder, factory)
+        # An index that must be trained (IVF, PQ, `auto`) waits for every vector of the run.
+        self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def run(
+        self, records: Iterable[Record], on_reject: Callable[[Rejected], None] | None = None
+    ) -> IndexSummary:
+        """Index every record; rejected ones are counted and passed to `on_reject`."""
+        summary = IndexSummary()
+        started = time.perf_counter()
+        self.reconcile()
+        for batch in _batched(records, self.batch_docs):
+            docs: list[DocumentIn] = []
+            for record in batch:
+                if isinstance(record, Rejected):
+                    summary.rejected += 1
+                    summary.rejections.append(str(record))
+                    if on_reject:
+                        on_reject(record)
+                else:
+                    docs.append(record)
+            self._index_batch(docs, summary)
+        self._flush_deferred()
+        self.generation = self.catalog.publish(self.index, self.generation)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _index_batch(self, docs: list[DocumentIn], summary: IndexSummary) -> None:
+        if not docs:
+            return
+        stored = self.store.content_hashes([d.external_id for d in docs])
+        changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
+        summary.unchanged += len(docs) - len(changed)
+        # Metadata is not embedded: an unchanged text with new metadata only updates the row.
+        same = {d.external_id: d.metadata for d in docs if stored.get(d.external_id) == d.content_hash}
+        if same:
+            self.store.update_metadata(same)
+        if not changed:
+            return
+        chunk_lists = self.chunker.split(changed)
+        result = self.store.write_documents(list(zip(changed, chunk_lists, strict=True)))
+        summary.added += len(result.added)
+        summary.updated += len(result.updated)
+        inputs = [embedding_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs]
+        vectors = self.encoder.encode(inputs)
+        ids = np.asarray(result.new_chunk_ids, dtype=np.int64)
+        summary.chunks += len(ids)
+        if result.removed_chunk_ids:
+            self.index.remove(np.asarray(result.removed_chunk_ids, dtype=np.int64))
+        self._add(ids, vectors)
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make the index hold exactly the store's chunks: drop orphan vectors, embed missing ones.
+
+        After a crash between a commit and the next index save this re-embeds only what was lost.
+        Returns (orphans removed, missing embedded)."""
+        stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
+        held = self.index.ids()
+        orphans = np.setdiff1d(held, stored)
+        missing = np.setdiff1d(stored, held)
+        if len(orphans):
+            self.index.remove(orphans)
+        for start in range(0, len(missing), 4096):
+            ids = missing[start : start + 4096]
+            inputs = self.store.chunk_inputs(ids.tolist())
+            vectors = self.encoder.encode([embedding_input(*inputs[int(i)]) for i in ids])
+            self._add(ids, vectors)
+        if len(orphans) or len(missing):
+            log.info("reconciled the index: %d orphan vectors removed, %d missing embedded", len(orphans), len(missing))
+        return len(orphans), len(missing)
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if self.index.ntotal == 0 and self.index.needs_training:
+            self._deferred.append((ids, vectors))
+            return
+        self.index.add(ids, vectors)
+        self.store.mark_indexed(ids.tolist())
+
+    def _flush_deferred(self) -> None:
+        if not self._deferred:
+            return
+        ids = np.concatenate([i for i, _ in self._deferred])
+        vectors = np.concatenate([v for _, v in self._deferred])
+        self._deferred.clear()
+        self.index.add(ids, vectors)
+        self.store.mark_indexed(ids.tolist())
+
+    @property
+    def current(self) -> tuple[VectorIndex, IndexGeneration]:
+        """The index and generation after the last run."""
+        return self.index, self.generation
+
+
+def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:
+    it = iter(records)
+    while batch := list(islice(it, n)):
+        yield batch

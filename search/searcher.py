@@ -1,0 +1,86 @@
+"""Query -> ranked documents: embed the query, search the index, join the chunks' rows, best chunk per document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search.encoder import Encoder
+from search.index import VectorIndex
+from search.store import ChunkHit, Store
+
+# How many chunks to fetch per wanted document at first; grows while documents repeat.
+_OVERFETCH = 4
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked document with the chunk that matched best."""
+
+    id: str
+    chunk_id: int
+    score: float
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    start: int
+    end: int
+
+
+class Searcher:
+    """Answers queries from an encoder, a vector index and the store that owns the chunk rows."""
+
+    def __init__(self, encoder: Encoder, index: VectorIndex, store: Store) -> None:
+        self.encoder = encoder
+        self.index = index
+        self.store = store
+
+    def search(self, query: str, k: int = 10) -> list[SearchHit]:
+        """The `k` best documents for `query`."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
+        """The `k` best documents for each query; all queries go through the model in one batch."""
+        vectors = self.encoder.encode(list(queries))
+        return [self.search_vector(v, k) for v in vectors]
+
+    def search_vector(self, vector: np.ndarray, k: int) -> list[SearchHit]:
+        """The `k` best documents for an embedded query; a document scores as its best chunk."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        fetch = k * _OVERFETCH
+        while True:
+            scores, ids = self.index.search(vector, min(fetch, max(self.index.ntotal, 1)))
+            best = self._best_per_document(scores[0], ids[0])
+            # Stop when enough distinct documents came back, or when the whole index was scanned.
+            if len(best) >= k or fetch >= self.index.ntotal:
+                return best[:k]
+            fetch *= _OVERFETCH
+
+    def _best_per_document(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
+        valid = ids >= 0
+        # Rows decide: a vector whose chunk was deleted or replaced has no row and is skipped.
+        rows: dict[int, ChunkHit] = self.store.chunk_hits(ids[valid].tolist())
+        seen: set[str] = set()
+        hits: list[SearchHit] = []
+        for score, chunk_id in zip(scores[valid].tolist(), ids[valid].tolist(), strict=True):
+            row = rows.get(chunk_id)
+            if row is None or row.document_id in seen:
+                continue
+            seen.add(row.document_id)
+            hits.append(
+                SearchHit(
+                    id=row.document_id,
+                    chunk_id=row.chunk_id,
+                    score=float(score),
+                    title=row.title,
+                    text=row.text,
+                    metadata=row.metadata,
+                    start=row.start,
+                    end=row.end,
+                )
+            )
+        return hits

@@ -1,0 +1,55 @@
+"""The one settings object: built once from `SEMSEARCH_*` variables (and CLI flags) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Pooling = Literal["mean", "cls", "pooler"]
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Everything semsearch can be told. Environment variables carry the prefix `SEMSEARCH_`."""
+
+    model_config = SettingsConfigDict(env_prefix="SEMSEARCH_", extra="ignore", protected_namespaces=())
+
+    data_dir: Path = Field(default=Path("semsearch-data"), description="Index files and the SQLite database.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://...",
+    )
+    model: str = Field(default=DEFAULT_MODEL, description="Model name, local folder or (where reachable) hub name.")
+    pooling: Pooling = "mean"
+    max_length: int | None = Field(default=None, ge=8, description="Token limit; default the model's own.")
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
+    batch_tokens: int = Field(default=16384, ge=256, description="Token budget of one encoder batch.")
+    chunking: bool = True
+    chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
+    chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
+    api_key: SecretStr | None = None
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: object) -> int:
+        size = getattr(info, "data", {}).get("chunk_size", 256)
+        if value >= size:
+            raise ValueError(f"chunk_overlap ({value}) must be smaller than chunk_size ({size})")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, else a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'semsearch.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        """Where index generations are written."""
+        return self.data_dir / "index"

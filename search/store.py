@@ -129,33 +129,33 @@ class Store:
         """Insert or replace documents with their chunks, in one transaction. Replaced chunks are deleted."""
         result = WriteResult()
         with self.session() as s:
+            wanted = [d.external_id for d, _ in docs]
             existing = dict(
-                s.execute(
-                    select(Document.external_id, Document.id).where(
-                        Document.external_id.in_([d.external_id for d, _ in docs])
-                    )
-                ).all()
+                s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(wanted))).all()
             )
             for doc, chunks in docs:
-                values = {
-                    "title": doc.title,
-                    "text": doc.text,
-                    "meta": doc.metadata,
-                    "content_hash": doc.content_hash,
-                    "status": "pending",
-                }
-                doc_id = existing.get(doc.external_id)
-                if doc_id is None:
-                    doc_id = s.scalar(insert(Document).values(external_id=doc.external_id, **values).returning(Document.id))
-                    result.added.append(doc.external_id)
-                else:
-                    old = s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)).all()
-                    result.removed_chunk_ids.extend(old)
-                    s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
-                    s.execute(update(Document).where(Document.id == doc_id).values(**values))
-                    result.updated.append(doc.external_id)
-                result.new_chunk_ids.extend(self._insert_chunks(s, int(doc_id), chunks))
+                doc_id = self._upsert_row(s, doc, existing.get(doc.external_id), result)
+                result.new_chunk_ids.extend(self._insert_chunks(s, doc_id, chunks))
         return result
+
+    @staticmethod
+    def _upsert_row(s: Session, doc: DocumentIn, doc_id: int | None, result: WriteResult) -> int:
+        values = {
+            "title": doc.title,
+            "text": doc.text,
+            "meta": doc.metadata,
+            "content_hash": doc.content_hash,
+            "status": "pending",
+        }
+        if doc_id is None:
+            result.added.append(doc.external_id)
+            stmt = insert(Document).values(external_id=doc.external_id, **values).returning(Document.id)
+            return int(s.execute(stmt).scalar_one())
+        result.updated.append(doc.external_id)
+        result.removed_chunk_ids.extend(s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)))
+        s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
+        s.execute(update(Document).where(Document.id == doc_id).values(**values))
+        return doc_id
 
     @staticmethod
     def _insert_chunks(s: Session, doc_id: int, chunks: Sequence[ChunkIn]) -> list[int]:
@@ -176,7 +176,9 @@ class Store:
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents (their chunks cascade); returns the ids that existed and their chunk ids."""
         with self.session() as s:
-            found = dict(s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(external_ids))).all())
+            found = dict(
+                s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(external_ids))).all()
+            )
             chunk_ids = list(s.scalars(select(Chunk.id).where(Chunk.document_id.in_(found.values()))))
             s.execute(delete(Chunk).where(Chunk.document_id.in_(found.values())))
             s.execute(delete(Document).where(Document.id.in_(found.values())))
@@ -203,7 +205,15 @@ class Store:
         if not chunk_ids:
             return {}
         stmt = (
-            select(Chunk.id, Document.external_id, Document.title, Chunk.text, Chunk.start, Chunk.end, Document.meta)
+            select(
+                Chunk.id,
+                Document.external_id,
+                Document.title,
+                Chunk.text,
+                Chunk.start,
+                Chunk.end,
+                Document.meta,
+            )
             .join(Document)
             .where(Chunk.id.in_([int(c) for c in chunk_ids]))
         )

@@ -19,12 +19,14 @@ from search.settings import Settings
 SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-_WORDS = (
-    "the a an of and or to in on for with is are was be by as at from this that it not no "
-    "cat cats dog dogs bird fish sat mat ran park tree sun moon star sky red blue green big small "
-    "gene protein cell cells cancer virus vaccine drug dose patients study results risk blood "
-    "python file read write line lines loop list dict string number json http server error "
-    "search index vector query document chunk model token text title water fire earth wind"
+_WORDS = " ".join(
+    [
+        "the a an of and or to in on for with is are was be by as at from this that it not no",
+        "cat cats dog dogs bird fish sat mat ran park tree sun moon star sky red blue green big small",
+        "gene protein cell cells cancer virus vaccine drug dose patients study results risk blood",
+        "python file read write line lines loop list dict string number json http server error",
+        "search index vector query document chunk model token text title water fire earth wind",
+    ]
 ).split()
 
 
@@ -133,7 +135,9 @@ def postgres_url(postgres_server: str) -> str:
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True) as c:
+    with psycopg.connect(
+        postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
+    ) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     return f"{postgres_server}/{name}"
 

@@ -1,0 +1,98 @@
+"""The `semsearch` command line, run as a user runs it: a real process, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.evaluate import score_run
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).with_name("semsearch")
+    return subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SEMSEARCH_DATA_DIR": str(tmp_path / "data"),
+        "SEMSEARCH_MODEL": str(tiny_model_dir),
+        "SEMSEARCH_DTYPE": "float32",
+    }
+
+
+def test_index_reports_bad_lines_and_indexes_the_rest(tmp_path: Path, env: dict[str, str]) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "cats", "title": "Cats", "text": "the cat sat on the mat"}),
+                "{broken",
+                json.dumps({"id": "space", "title": "Space", "text": "the sun and the moon and a star"}),
+            ]
+        )
+    )
+    first = _run(["index", str(corpus), "--json"], env)
+    assert first.returncode == 1, first.stderr
+    assert f"{corpus}:2: malformed JSON" in first.stderr
+    summary = json.loads(first.stdout)
+    assert (summary["added"], summary["rejected"], summary["chunks"]) == (2, 1, 2)
+
+    found = _run(["search", "the cat sat on the mat", "-k", "2", "--json"], env)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert hits[0]["id"] == "cats" and len(hits) == 2
+    assert set(hits[0]) >= {"id", "chunk_id", "score", "title", "text", "metadata", "start", "end"}
+
+    corpus.write_text(json.dumps({"id": "cats", "title": "Cats", "text": "the cat sat on the mat"}) + "\n")
+    again = _run(["index", str(corpus)], env)
+    assert again.returncode == 0 and "1 unchanged" in again.stdout and "0 rejected" in again.stdout
+
+
+def test_bad_settings_and_arguments_exit_with_a_message(tmp_path: Path, env: dict[str, str]) -> None:
+    bad = _run(["search", "x", "--pooling", "cls", "-k", "0"], env)
+    assert bad.returncode == 2 and "-k must be between 1 and 1000" in bad.stderr
+    bad_env = {**env, "SEMSEARCH_CHUNK_SIZE": "not-a-number"}
+    result = _run(["search", "x"], bad_env)
+    assert result.returncode == 2 and "chunk_size" in result.stderr
+    empty = _run(["search", "anything"], env)
+    assert empty.returncode == 0 and "no results" in empty.stdout
+
+
+def test_eval_on_a_tiny_beir_directory(tmp_path: Path, env: dict[str, str]) -> None:
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    texts = ["the cat sat on the mat", "a dog ran in the park", "gene protein cell", "virus vaccine dose"]
+    (beir / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    (beir / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    # Each query is its own document's text, so the document ranks first: nDCG@10 is exactly 1.
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4))
+    )
+    result = _run(["eval", str(beir), "--json", "--no-chunking"], env)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["ndcg@10"] == 1.0 and metrics["recall@100"] == 1.0
+    assert (metrics["queries"], metrics["documents"]) == (4, 4)
+
+
+def test_scoring_matches_a_hand_computation() -> None:
+    qrels = {"q1": {"d1": 1, "d2": 2}, "q2": {"d9": 1}}
+    run = {"q1": {"d3": 0.9, "d2": 0.8, "d1": 0.7}, "q2": {"d1": 0.5, "q2": 0.99}}
+    dcg = 2 / math.log2(3) + 1 / math.log2(4)
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    metrics = score_run(qrels, run)
+    assert metrics["ndcg@10"] == pytest.approx((dcg / ideal + 0.0) / 2, abs=1e-6)
+    assert metrics["recall@100"] == pytest.approx(0.5)

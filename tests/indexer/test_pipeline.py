@@ -1,0 +1,101 @@
+"""The indexing pipeline: upserts keyed by document id, store and index in step, crash recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer.chunking import Chunker
+from indexer.pipeline import Indexer
+from indexer.sources import Rejected
+from search.catalog import IndexCatalog, IndexMismatchError
+from search.encoder import Encoder
+from search.settings import Settings
+from search.store import DocumentIn, Store
+
+LONG = " ".join(["The cat sat on the mat. A dog ran in the park with a big red ball."] * 12)
+
+
+def _indexer(settings: Settings, encoder: Encoder, factory: str = "Flat", size: int = 32) -> Indexer:
+    store = Store(settings.resolved_database_url)
+    return Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder, size, 4), factory)
+
+
+def _docs(n: int, prefix: str = "doc") -> list[DocumentIn]:
+    words = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree"]
+    return [DocumentIn(f"{prefix}{i}", f"{words[i % 8]} {words[(i * 3) % 8]} text {i}", f"T{i}") for i in range(n)]
+
+
+def _consistent(indexer: Indexer) -> None:
+    stored = sorted(indexer.store.all_chunk_ids())
+    assert sorted(indexer.index.ids().tolist()) == stored
+
+
+def test_first_run_then_unchanged_then_updated(settings: Settings, tiny_encoder: Encoder) -> None:
+    indexer = _indexer(settings, tiny_encoder)
+    docs = [*_docs(10), DocumentIn("long", LONG, "Long")]
+    first = indexer.run(docs)
+    assert (first.added, first.updated, first.unchanged, first.rejected) == (11, 0, 0, 0)
+    assert first.chunks == indexer.index.ntotal > 11  # the long document is several chunks
+    _consistent(indexer)
+    long_chunks = set(indexer.store.all_chunk_ids()) - set(range(1, 11))
+
+    again = _indexer(settings, tiny_encoder).run(docs)
+    assert (again.added, again.updated, again.unchanged, again.chunks) == (0, 0, 11, 0)
+
+    reopened = _indexer(settings, tiny_encoder)
+    changed = [
+        DocumentIn("long", "now a short text", "Long"),
+        DocumentIn("doc3", docs[3].text, "T3", {"v": 2}),
+    ]
+    third = reopened.run(changed)
+    assert (third.added, third.updated, third.unchanged, third.chunks) == (0, 1, 1, 1)
+    assert not long_chunks & set(reopened.index.ids().tolist()), "replaced chunks left the index"
+    _consistent(reopened)
+    hits = reopened.store.chunk_hits(reopened.store.all_chunk_ids())
+    assert {h.document_id: h.metadata for h in hits.values()}["doc3"] == {"v": 2}
+
+
+def test_rejections_are_counted_and_reported(settings: Settings, tiny_encoder: Encoder) -> None:
+    from pathlib import Path
+
+    seen: list[str] = []
+    records = [_docs(1)[0], Rejected(Path("in.jsonl"), 2, "malformed JSON"), _docs(2)[1]]
+    summary = _indexer(settings, tiny_encoder).run(records, on_reject=lambda r: seen.append(str(r)))
+    assert summary.rejected == 1 and summary.added == 2 and seen == ["in.jsonl:2: malformed JSON"]
+    assert summary.as_dict()["documents"] == 2
+
+
+def test_recovers_from_a_crash_between_commit_and_index_save(settings: Settings, tiny_encoder: Encoder) -> None:
+    indexer = _indexer(settings, tiny_encoder)
+    indexer.run(_docs(20))
+    path = indexer.catalog.path_of(indexer.generation)
+    before = indexer.index.search(tiny_encoder.encode(["cat dog"]), 5)
+    # Crash simulation 1: rows committed, index file never written.
+    path.unlink()
+    recovered = _indexer(settings, tiny_encoder)
+    summary = recovered.run([])
+    assert summary.chunks == 0 and recovered.index.ntotal == 20
+    _consistent(recovered)
+    after = recovered.index.search(tiny_encoder.encode(["cat dog"]), 5)
+    assert np.array_equal(before[1], after[1])
+    # Crash simulation 2: documents deleted in the store, their vectors still in the saved index.
+    recovered.store.delete_documents(["doc0", "doc1"])
+    again = _indexer(settings, tiny_encoder)
+    assert again.reconcile() == (2, 0)
+    _consistent(again)
+
+
+def test_trained_index_types_wait_for_all_vectors(settings: Settings, tiny_encoder: Encoder) -> None:
+    indexer = _indexer(settings, tiny_encoder, factory="IVF4,Flat")
+    indexer.batch_docs = 3  # several batches, each too small to train four lists on its own
+    indexer.run(_docs(30))
+    assert indexer.index.ntotal == 30 and indexer.generation.factory == "IVF4,Flat"
+    _consistent(indexer)
+
+
+def test_index_built_with_another_model_is_refused(settings: Settings, tiny_encoder: Encoder, tiny_model_dir) -> None:
+    _indexer(settings, tiny_encoder).run(_docs(3))
+    other = Encoder(model=str(tiny_model_dir), pooling="cls", dtype="float32", device="cpu")
+    with pytest.raises(IndexMismatchError, match="cls pooling"):
+        _indexer(settings, other)

@@ -30,12 +30,18 @@ test: install lint typecheck
 demo-corpus: install
 	$(PY) -m indexer.demo $(DEMO_DATA)/corpus
 
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: demo-corpus
 	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch index $(DEMO_DATA)/corpus
-	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch search "how do I read a file line by line" -k 5
+	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch search "how do I read a file line by line" -k 3
+	@echo "serving on http://$(HOST):$(PORT)  (try: curl '$(HOST):$(PORT)/search?q=parse+command+line+options&k=3')"
+	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch serve --host $(HOST) --port $(PORT)
 
 bench: install
-	$(PY) bench/encoder.py
+	$(PY) -m bench.encoder
+	$(PY) -m bench.ann
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

@@ -1,4 +1,4 @@
-"""The `semsearch` command: index, search, eval."""
+"""The `semsearch` command: index, search, eval, serve."""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
     p_eval.add_argument("directory", type=Path)
     _common(p_eval)
+    p_serve = sub.add_parser("serve", help="serve the HTTP query API")
+    p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p_serve.add_argument("--port", type=int, default=8000)
+    _common(p_serve)
     return parser
 
 
@@ -125,7 +129,17 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"index": cmd_index, "search": cmd_search, "eval": cmd_eval}
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the API until interrupted."""
+    import uvicorn  # imported here: only `serve` needs the web stack
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+_COMMANDS = {"index": cmd_index, "search": cmd_search, "eval": cmd_eval, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,6 +132,11 @@ class Encoder:
         for start in range(0, len(texts), window):
             yield self._encode_window(list(texts[start : start + window]))
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model sees for `texts` (special tokens included, after truncation)."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return sum(len(x) for x in ids)
+
     def token_spans(self, texts: Sequence[str]) -> list[TokenSpans]:
         """Character offsets of every token of each text, without truncation (for chunking)."""
         enc = self.tokenizer(

@@ -88,6 +88,13 @@ class VectorIndex:
         if ivf is not None and self.factory == "auto":
             ivf.nprobe = _auto_nprobe(ivf.nlist)
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """How many IVF lists a search visits (more: higher recall, slower); stored with the index."""
+        ivf = None if self._index is None else faiss.try_extract_index_ivf(self._index)
+        if ivf is None:
+            raise ValueError(f"index type {self.resolved_factory!r} has no nprobe (not an IVF index)")
+        ivf.nprobe = nprobe
+
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` (scores, ids) per query row; missing neighbours have id -1 and score -inf."""
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)

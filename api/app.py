@@ -1,0 +1,163 @@
+"""The FastAPI application: `create_app(settings)` loads the encoder, index and store once, at start."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+
+from api.schemas import (
+    MAX_QUERY_CHARS,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    Embedding,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ErrorBody,
+    Health,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    Stats,
+    Usage,
+)
+from search.components import make_encoder, open_searcher, open_store
+from search.searcher import Searcher, SearchHit
+from search.settings import Settings
+
+MAX_EMBED_INPUTS = 2048
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    encoder = make_encoder(settings)
+    store = open_store(settings)
+    app.state.searcher = open_searcher(settings, encoder, store)
+    try:
+        yield
+    finally:
+        store.close()
+
+
+def _searcher(request: Request) -> Searcher:
+    searcher: Searcher = request.app.state.searcher
+    return searcher
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SearcherDep = Annotated[Searcher, Depends(_searcher)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """With SEMSEARCH_API_KEY set, demand `Authorization: Bearer <key>` (compared in constant time)."""
+    if settings.api_key is None:
+        return
+    expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
+    if authorization is None or not secrets.compare_digest(authorization.encode(), expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or wrong API key: send the header 'Authorization: Bearer <SEMSEARCH_API_KEY>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+public = APIRouter()
+protected = APIRouter(dependencies=[Depends(require_api_key)], responses={401: {"model": ErrorBody}})
+
+
+def _results(hits: list[SearchHit]) -> list[SearchResult]:
+    return [SearchResult(**hit.__dict__) for hit in hits]
+
+
+@public.get("/health", response_model=Health, summary="Liveness")
+def health() -> Health:
+    """Answers while the process serves."""
+    return Health()
+
+
+@protected.post("/search", response_model=SearchResponse, summary="Search documents")
+def search_post(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
+    """The `top_k` documents closest to the query, each with its best chunk."""
+    started = time.perf_counter()
+    hits = searcher.search(body.query, k=body.top_k)
+    return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
+
+
+@protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
+def search_get(
+    searcher: SearcherDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+) -> SearchResponse:
+    """`GET /search?q=...&k=10`, the same as the POST form."""
+    return search_post(SearchRequest(query=q, top_k=k), searcher)
+
+
+@protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
+def search_batch(body: BatchSearchRequest, searcher: SearcherDep) -> BatchSearchResponse:
+    """One result list per query; the queries go through the model in one batch."""
+    too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
+    if too_long:
+        raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
+    started = time.perf_counter()
+    lists = searcher.search_many(body.queries, k=body.top_k)
+    return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
+
+
+@protected.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
+def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResponse:
+    """The service's own vectors (same model, pooling and normalisation as the index)."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_EMBED_INPUTS:
+        raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
+    encoder = searcher.encoder
+    vectors = encoder.encode(texts)
+    tokens = encoder.count_tokens(texts)
+    return EmbeddingsResponse(
+        data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
+        model=encoder.model_name,
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+@protected.get("/stats", response_model=Stats, summary="Index and model facts")
+def stats(searcher: SearcherDep) -> Stats:
+    """Documents, chunks and vectors held; index type and generation; model, pooling, dimension."""
+    counts = searcher.store.counts()
+    generation = searcher.store.active_generation()
+    encoder = searcher.encoder
+    return Stats(
+        documents=counts["documents"],
+        chunks=counts["chunks"],
+        vectors=searcher.index.ntotal,
+        index_type=searcher.index.resolved_factory,
+        generation=generation.id if generation else None,
+        model=encoder.model_name,
+        pooling=encoder.pooling,
+        dimension=encoder.dim,
+        max_length=encoder.max_length,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The application for `settings` (from the environment when not given)."""
+    app = FastAPI(
+        title="semsearch",
+        version="0.1.0",
+        description="Semantic search over documents embedded with mean-pooled BERT vectors in FAISS.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings or Settings()
+    app.include_router(public)
+    app.include_router(protected)
+    return app

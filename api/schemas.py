@@ -1,0 +1,109 @@
+"""Request and response bodies of the query API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+MAX_QUERY_CHARS = 4096
+MAX_BATCH = 256
+
+
+class SearchRequest(BaseModel):
+    """A query and how many documents to return."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
+    top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
+
+
+class BatchSearchRequest(BaseModel):
+    """Several queries, embedded in one batch."""
+
+    queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    top_k: int = Field(default=10, ge=1, le=1000)
+
+
+class SearchResult(BaseModel):
+    """One document with the chunk that matched best (character offsets into the document)."""
+
+    id: str = Field(description="The document's id as it was indexed.")
+    chunk_id: int = Field(description="The chunk's key (its vector's id).")
+    score: float = Field(description="Cosine similarity of the query and the chunk.")
+    title: str
+    text: str = Field(description="The chunk text.")
+    metadata: dict[str, Any]
+    start: int = Field(description="Offset of the chunk's first character in the document text.")
+    end: int = Field(description="Offset one past the chunk's last character.")
+
+
+class SearchResponse(BaseModel):
+    """Ranked results and the server-side time they took."""
+
+    results: list[SearchResult]
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    """One result list per query, in query order."""
+
+    results: list[list[SearchResult]]
+    took_ms: float
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Stats(BaseModel):
+    """What the service holds and how it embeds."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    index_type: str
+    generation: int | None
+    model: str
+    pooling: str
+    dimension: int
+    max_length: int
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI-compatible embeddings request."""
+
+    input: str | list[str] = Field(description="A text or a list of texts.")
+    model: str | None = Field(default=None, description="Accepted for compatibility; the service's model is used.")
+    encoding_format: Literal["float"] = "float"
+
+
+class Embedding(BaseModel):
+    """One vector, at its input position."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float]
+
+
+class Usage(BaseModel):
+    """Token counts, as the OpenAI protocol reports them."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    """OpenAI-compatible embeddings response."""
+
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message a person can act on."""
+
+    detail: str | list[dict[str, Any]]

@@ -1,0 +1,135 @@
+"""Encoder throughput against sentence-transformers, measured side by side in one run.
+
+Prints, on the same SciFact documents (title + " " + text, max_length 256):
+- sentence-transformers `encode` in float32 (the reference) and the default `Encoder`, as docs/s,
+  their ratio, and the smallest cosine between our vectors and the reference's;
+- `semsearch index` end to end (reading, chunking, tokenising, embedding, SQL and index writes)
+  against the bare encoder on the same chunk inputs;
+- resident memory while streaming many short texts (it should stay flat);
+- on a CUDA machine, the same comparison against sentence-transformers in float16.
+
+    .venv/bin/python -m bench.encoder [--docs 1000] [--stream 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.common import print_table, rss_mb, scifact_docs, timed
+from indexer.chunking import Chunker, embedding_input
+from indexer.pipeline import Indexer
+from search.catalog import IndexCatalog
+from search.encoder import Encoder, resolve_model
+from search.store import DocumentIn, Store
+
+
+def reference_model(device: str, half: bool) -> Any:
+    """sentence-transformers on the bundled all-MiniLM-L6-v2."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device=device)
+    return model.half() if half else model
+
+
+def encoder_rows(texts: list[str], device: str) -> tuple[list[list[object]], np.ndarray]:
+    """Reference vs default encoder (and our float32 path) on `texts`."""
+    half = device == "cuda"
+    st = reference_model(device, half)
+    st.encode(texts[:32], normalize_embeddings=True)  # warm-up
+    ref, t_ref = timed(lambda: st.encode(texts, batch_size=32, normalize_embeddings=True))
+    ref_f32 = ref.astype(np.float32)
+    rows: list[list[object]] = [[f"sentence-transformers ({'fp16' if half else 'fp32'})", len(texts) / t_ref, 1.0, 1.0]]
+    for label, dtype in (("semsearch Encoder (defaults)", "auto"), ("semsearch Encoder (float32)", "float32")):
+        encoder = Encoder(dtype=dtype, device=device)
+        encoder.encode(texts[:32])
+        vectors, seconds = timed(lambda enc=encoder: enc.encode(texts))
+        cosine = float((vectors * ref_f32).sum(axis=1).min())
+        rows.append([f"{label} [{encoder.dtype}]", len(texts) / seconds, t_ref / seconds, cosine])
+    return rows, ref_f32
+
+
+def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
+    """`semsearch index` end to end against the bare encoder on the very same chunk inputs."""
+    encoder = Encoder()
+    records = [DocumentIn(str(d["_id"]), d["text"], d["title"]) for d in docs]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{tmp}/bench.db")
+        chunker = Chunker(encoder)
+        indexer = Indexer(encoder, store, IndexCatalog(store, Path(tmp) / "index"), chunker)
+        summary, t_pipe = timed(lambda: indexer.run(records))
+        store.close()
+    inputs = [
+        embedding_input(r.title, c.text) for r, cs in zip(records, chunker.split(records), strict=True) for c in cs
+    ]
+    _, t_bare = timed(lambda: encoder.encode(inputs))
+    return [
+        ["bare Encoder on the chunk inputs", len(docs) / t_bare, 1.0, len(inputs)],
+        ["semsearch index, end to end", len(docs) / t_pipe, t_bare / t_pipe, summary.chunks],
+    ]
+
+
+def stream_rows(n: int) -> list[list[object]]:
+    """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come)."""
+    encoder = Encoder()
+    words = [
+        "the",
+        "cell",
+        "protein",
+        "gene",
+        "cancer",
+        "risk",
+        "study",
+        "dose",
+        "vaccine",
+        "virus",
+        "blood",
+        "patients",
+    ]
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(8)) + f" {i}" for i in range(n)]
+    # One reading after each window; the vectors are dropped as soon as they arrive.
+    samples = [rss_mb() for _ in encoder.iter_encode(texts, window=4096)]
+    first, last = samples[min(1, len(samples) - 1)], samples[-1]
+    return [["streaming short texts", n, first, last, last - first]]
+
+
+def main() -> None:
+    """Run every measurement and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=1000, help="SciFact documents to encode")
+    parser.add_argument("--stream", type=int, default=50_000, help="short texts for the memory check")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    docs = scifact_docs(args.docs)
+    texts = [f"{d['title']} {d['text']}" for d in docs]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(texts)} SciFact documents")
+    rows, _ = encoder_rows(texts, "cpu")
+    print_table(
+        "Encoder, CPU (ratio = docs/s over sentence-transformers fp32)", ["path", "docs/s", "ratio", "min cos"], rows
+    )
+    if torch.cuda.is_available():
+        gpu_rows, _ = encoder_rows(scifact_docs_texts(), "cuda")
+        print_table(
+            "Encoder, CUDA (ratio over sentence-transformers fp16)", ["path", "docs/s", "ratio", "min cos"], gpu_rows
+        )
+    pipe = pipeline_rows(docs)
+    print_table("Pipeline (ratio = over the bare encoder)", ["path", "docs/s", "ratio", "chunks"], pipe)
+    mem = stream_rows(args.stream)
+    print_table("Memory (MiB resident)", ["run", "texts", "early", "late", "growth"], mem)
+    if args.json:
+        print(json.dumps({"encoder": rows, "pipeline": pipe, "memory": mem}, default=str))
+
+
+def scifact_docs_texts() -> list[str]:
+    """Every SciFact document as embedded (for the GPU, where all of them take seconds)."""
+    return [f"{d['title']} {d['text']}" for d in scifact_docs()]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The query API over real HTTP: a uvicorn server on a loopback port, an httpx client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from api.app import create_app
+from indexer.chunking import Chunker
+from indexer.pipeline import Indexer
+from search.catalog import IndexCatalog
+from search.components import make_encoder, open_store
+from search.settings import Settings
+from search.store import DocumentIn
+
+DOCS = [
+    DocumentIn("pets", "the cat sat on the mat", "Pets", {"kind": "animal"}),
+    DocumentIn("space", "the sun and the moon and a star in the sky", "Space", {"kind": "sky"}),
+    DocumentIn("bio", "cancer patients study results", "Bio", {"kind": "science"}),
+]
+
+
+def _index(settings: Settings) -> None:
+    encoder = make_encoder(settings)
+    store = open_store(settings)
+    Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder)).run(DOCS)
+    store.close()
+
+
+def _serve(settings: Settings) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def base_url(settings: Settings) -> Iterator[str]:
+    _index(settings)
+    yield from _serve(settings)
+
+
+@pytest.fixture
+def keyed_url(settings: Settings) -> Iterator[str]:
+    yield from _serve(settings.model_copy(update={"api_key": SecretStr("s3cret")}))
+
+
+def test_search_post_get_and_batch(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        posted = client.post("/search", json={"query": "the cat sat on the mat", "top_k": 2})
+        assert posted.status_code == 200
+        body = posted.json()
+        assert body["results"][0]["id"] == "pets" and len(body["results"]) == 2
+        first = body["results"][0]
+        assert first["metadata"] == {"kind": "animal"} and (first["start"], first["end"]) == (0, 22)
+        assert body["took_ms"] >= 0
+        got = client.get("/search", params={"q": "the cat sat on the mat", "k": 2}).json()
+        assert [r["id"] for r in got["results"]] == [r["id"] for r in body["results"]]
+        batch = client.post("/search/batch", json={"queries": ["the cat sat on the mat", "cancer"], "top_k": 1})
+        lists = batch.json()["results"]
+        assert len(lists) == 2 and [r["id"] for r in lists[0]] == ["pets"] and len(lists[1]) == 1
+
+
+def test_embeddings_are_the_index_vectors(base_url: str, settings: Settings) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        one = client.post("/v1/embeddings", json={"input": "the cat", "model": "whatever"}).json()
+        many = client.post("/v1/embeddings", json={"input": ["the cat", "a dog"]}).json()
+    assert one["object"] == "list" and one["data"][0]["index"] == 0
+    expected = make_encoder(settings).encode(["the cat", "a dog"])
+    assert np.allclose(one["data"][0]["embedding"], expected[0], atol=1e-5)
+    assert np.allclose([d["embedding"] for d in many["data"]], expected, atol=1e-5)
+    assert many["usage"]["prompt_tokens"] == many["usage"]["total_tokens"] > 4
+
+
+def test_stats(base_url: str, settings: Settings) -> None:
+    stats = httpx.get(f"{base_url}/stats", timeout=30).json()
+    assert stats["documents"] == 3 and stats["chunks"] == 3 and stats["vectors"] == 3
+    assert stats["index_type"] == "Flat" and stats["generation"] == 1
+    assert (stats["model"], stats["pooling"], stats["dimension"]) == (str(Path(settings.model)), "mean", 32)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "fragment"),
+    [
+        ("post", "/search", {"query": "", "top_k": 3}, "at least 1 character"),
+        ("post", "/search", {"query": "cat", "top_k": 0}, "greater than or equal to 1"),
+        ("post", "/search", {"query": "cat", "top_k": 1001}, "less than or equal to 1000"),
+        ("post", "/search", {"top_k": 3}, "Field required"),
+        ("post", "/search/batch", {"queries": []}, "at least 1 item"),
+        ("post", "/v1/embeddings", {"input": []}, "1 to 2048 texts"),
+    ],
+)
+def test_bad_requests_get_a_clear_4xx(base_url: str, method: str, path: str, payload: dict, fragment: str) -> None:
+    response = httpx.request(method, f"{base_url}{path}", json=payload, timeout=30)
+    assert response.status_code == 422
+    assert fragment in str(response.json()["detail"])
+
+
+def test_api_key(keyed_url: str) -> None:
+    assert httpx.get(f"{keyed_url}/health").status_code == 200
+    refused = httpx.post(f"{keyed_url}/search", json={"query": "cat"})
+    assert refused.status_code == 401 and "Authorization: Bearer" in refused.json()["detail"]
+    wrong = httpx.get(f"{keyed_url}/stats", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = httpx.get(f"{keyed_url}/stats", headers={"Authorization": "Bearer s3cret"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["vectors"] == 0

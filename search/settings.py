@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
-    batch_tokens: int = Field(default=16384, ge=256, description="Token budget of one encoder batch.")
+    batch_tokens: int | None = Field(
+        default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")

@@ -24,5 +24,5 @@ def test_exact_float32_whole_documents_reproduce_the_published_figure(scifact: P
 @pytest.mark.slow
 def test_default_settings_keep_the_quality(scifact: Path, tmp_path: Path) -> None:
     result = evaluate(Settings(data_dir=tmp_path), scifact)
-    assert result["ndcg@10"] >= 0.64
+    assert result["ndcg@10"] >= 0.642  # bf16 on a CPU with native bf16: no loss beyond noise
     assert result["chunks"] > result["documents"]  # chunking was on: long abstracts were split

@@ -79,6 +79,34 @@ def test_many_batches_keep_input_order(tiny_model_dir: Path, tiny_encoder: Encod
     assert np.allclose(small.encode(texts), tiny_encoder.encode(texts), atol=1e-5)
 
 
+def test_out_of_memory_splits_the_batch(tiny_model_dir: Path, tiny_encoder: Encoder, monkeypatch) -> None:
+    enc = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", batch_tokens=4096)
+    real_forward = enc._forward
+    sizes: list[int] = []
+
+    def forward(input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        sizes.append(len(input_ids))
+        if len(input_ids) > 8:  # a device that holds 8 rows at most
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(input_ids, mask)
+
+    monkeypatch.setattr(enc, "_forward", forward)
+    texts = [f"the cat sat on the mat {i}" for i in range(30)]
+    assert np.allclose(enc.encode(texts), tiny_encoder.encode(texts), atol=1e-5)
+    assert sizes[0] == 30 and max(sizes[1:]) <= 30 and enc.batch_tokens < 4096
+    single = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu")
+    monkeypatch.setattr(single, "_forward", lambda *_: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+    with pytest.raises(torch.OutOfMemoryError):
+        single.encode(["one text that cannot fit"])
+
+
+def test_streaming_windows_equal_one_call(tiny_encoder: Encoder) -> None:
+    texts = [f"gene protein cell {i} " * (i % 5 + 1) for i in range(50)]
+    streamed = list(tiny_encoder.iter_encode(texts, window=7))
+    assert [len(b) for b in streamed] == [7] * 7 + [1]
+    assert np.allclose(np.concatenate(streamed), tiny_encoder.encode(texts), atol=1e-5)
+
+
 def test_dtype_and_model_resolution() -> None:
     assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
     assert resolve_dtype("float32", torch.device("cpu")) == torch.float32

@@ -1,4 +1,4 @@
-"""The `semsearch` command: index, search, eval, serve."""
+"""The `semsearch` command: index, delete, check, search, eval, serve."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from indexer.chunking import Chunker
+from indexer import maintenance
 from indexer.evaluate import evaluate
-from indexer.pipeline import Indexer
+from indexer.pipeline import open_indexer
 from indexer.sources import Rejected, read_sources
-from search.catalog import IndexCatalog, IndexMismatchError
-from search.components import make_encoder, open_searcher, open_store
+from search.catalog import IndexMismatchError
+from search.components import open_searcher
 from search.settings import Settings
 
 # CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
     p_index.add_argument("paths", nargs="+", type=Path)
     _common(p_index)
+    p_delete = sub.add_parser("delete", help="delete documents by id")
+    p_delete.add_argument("ids", nargs="+")
+    _common(p_delete)
+    p_check = sub.add_parser("check", help="verify that every chunk has one vector and no vector lacks a chunk")
+    p_check.add_argument("--repair", action="store_true", help="fix what the check finds")
+    _common(p_check)
     p_search = sub.add_parser("search", help="search the index")
     p_search.add_argument("query")
     p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
@@ -82,10 +88,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     """Index the given paths; exit status 1 when any record was rejected."""
-    encoder = make_encoder(settings)
-    store = open_store(settings)
-    chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
-    indexer = Indexer(encoder, store, IndexCatalog(store, settings.index_dir), chunker, settings.index_factory)
+    indexer = open_indexer(settings)
 
     def report(rejected: Rejected) -> None:
         print(f"rejected {rejected}", file=sys.stderr)
@@ -101,6 +104,32 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             f"in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
         )
     return 1 if summary.rejected else 0
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete documents by id; exit status 1 when some id was not found."""
+    found, chunks = maintenance.delete(open_indexer(settings), args.ids)
+    missing = [i for i in dict.fromkeys(args.ids) if i not in set(found)]
+    if args.json:
+        print(json.dumps({"deleted": len(found), "chunks": chunks, "not_found": missing}))
+    else:
+        print(f"deleted {len(found)} documents ({chunks} chunks)")
+        for doc_id in missing:
+            print(f"not found: {doc_id}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify rows against vectors; `--repair` fixes what it finds. Exit status 1 while inconsistent."""
+    indexer = open_indexer(settings)
+    state = maintenance.check(indexer)
+    if args.repair and not state.ok:
+        state = maintenance.repair(indexer)
+    if args.json:
+        print(json.dumps(state.as_dict()))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
+    return 0 if state.ok else 1
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,7 +168,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {"index": cmd_index, "search": cmd_search, "eval": cmd_eval, "serve": cmd_serve}
+_COMMANDS = {
+    "index": cmd_index,
+    "delete": cmd_delete,
+    "check": cmd_check,
+    "search": cmd_search,
+    "eval": cmd_eval,
+    "serve": cmd_serve,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

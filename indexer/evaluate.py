@@ -10,11 +10,8 @@ from typing import Any
 
 import pytrec_eval
 
-from indexer.chunking import Chunker
-from indexer.pipeline import Indexer
+from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
-from search.catalog import IndexCatalog
-from search.components import make_encoder, open_store
 from search.searcher import Searcher
 from search.settings import Settings
 
@@ -63,18 +60,14 @@ def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None) -
         url = settings.database_url if data_dir else None
         run_settings = settings.model_copy(update={"data_dir": where, "database_url": url})
         started = time.perf_counter()
-        encoder = make_encoder(run_settings)
-        store = open_store(run_settings)
-        chunker = Chunker(encoder, run_settings.chunk_size, run_settings.chunk_overlap, run_settings.chunking)
-        catalog = IndexCatalog(store, run_settings.index_dir)
-        indexer = Indexer(encoder, store, catalog, chunker, factory=run_settings.index_factory)
+        indexer = open_indexer(run_settings)
         summary = indexer.run(read_sources([beir_dir / "corpus.jsonl"]))
-        searcher = Searcher(encoder, indexer.index, store)
+        searcher = Searcher(indexer.encoder, indexer.index, indexer.store)
         qids = sorted(qrels)
         run = {}
         for qid in qids:
             run[qid] = {hit.id: hit.score for hit in searcher.search(queries[qid], k=100)}
-        store.close()
+        indexer.store.close()
     metrics = score_run(qrels, run)
     return {
         **{k: round(v, 4) for k, v in metrics.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
@@ -13,9 +14,9 @@ import numpy as np
 from indexer.chunking import Chunker, embedding_input
 from indexer.sources import Record, Rejected
 from search.catalog import IndexCatalog
+from search.components import make_encoder, open_store
 from search.encoder import Encoder
-from search.index import VectorIndex
-from search.models import IndexGeneration
+from search.settings import Settings
 from search.store import DocumentIn, Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,15 @@ class IndexSummary:
         return data
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch whose rows are committed: the new chunk ids, their embedding inputs, replaced chunk ids."""
+
+    ids: np.ndarray
+    inputs: list[str]
+    removed: np.ndarray
+
+
 class Indexer:
     """Keeps the store and the index in step. Rows are committed before vectors are added, so a
     crash can leave a chunk without a vector (re-embedded on the next run) but never a vector
@@ -69,32 +79,65 @@ class Indexer:
         self.index, self.generation = catalog.open_or_create(encoder, factory)
         # An index that must be trained (IVF, PQ, `auto`) waits for every vector of the run.
         self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
+        self.checkpoint_seconds = 60.0
+        self._saved_at = time.monotonic()
+
+    def publish(self) -> None:
+        """Save the index atomically and record it; readers opening it afterwards see every vector so far."""
+        self.generation = self.catalog.publish(self.index, self.generation)
+        self._saved_at = time.monotonic()
+
+    def remove_vectors(self, ids: np.ndarray) -> None:
+        """Remove vectors whose rows are gone. Index types that cannot remove (HNSW) keep them until a
+        rebuild; the searcher skips them anyway, since their rows no longer exist."""
+        try:
+            self.index.remove(ids)
+        except NotImplementedError:
+            log.warning("index %s keeps %d stale vectors until the next rebuild", self.index.resolved_factory, len(ids))
 
     def run(self, records: Iterable[Record], on_reject: Callable[[Rejected], None] | None = None) -> IndexSummary:
-        """Index every record; rejected ones are counted and passed to `on_reject`."""
+        """Index every record; rejected ones are counted and passed to `on_reject`.
+
+        While the model embeds one batch, a background thread reads, chunks and commits the rows of
+        the next, so the model is not kept waiting for SQL and tokenisation."""
         summary = IndexSummary()
         started = time.perf_counter()
         self.reconcile()
-        for batch in _batched(records, self.batch_docs):
-            docs: list[DocumentIn] = []
-            for record in batch:
-                if isinstance(record, Rejected):
-                    summary.rejected += 1
-                    summary.rejections.append(str(record))
-                    if on_reject:
-                        on_reject(record)
-                else:
-                    docs.append(record)
-            self._index_batch(docs, summary)
+        batches = _batched(records, self.batch_docs)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+            pending = pool.submit(self._prepare, batches, summary, on_reject)
+            while (prepared := pending.result()) is not None:
+                pending = pool.submit(self._prepare, batches, summary, on_reject)
+                self._embed(prepared, summary)
+                # A checkpoint now and then bounds what a crash costs to re-embed.
+                if time.monotonic() - self._saved_at > self.checkpoint_seconds and not self._deferred:
+                    self.publish()
         self._flush_deferred()
-        self.generation = self.catalog.publish(self.index, self.generation)
+        self.publish()
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _index_batch(self, docs: list[DocumentIn], summary: IndexSummary) -> None:
-        if not docs:
-            return
-        stored = self.store.content_hashes([d.external_id for d in docs])
+    def _prepare(
+        self, batches: Iterator[list[Record]], summary: IndexSummary, on_reject: Callable[[Rejected], None] | None
+    ) -> _Prepared | None:
+        """Read the next batch, commit its rows and return what must be embedded; None at the end."""
+        for batch in batches:
+            docs: list[DocumentIn] = []
+            for record in batch:
+                if isinstance(record, DocumentIn):
+                    docs.append(record)
+                    continue
+                summary.rejected += 1
+                summary.rejections.append(str(record))
+                if on_reject:
+                    on_reject(record)
+            prepared = self._write_rows(docs, summary)
+            if prepared is not None:
+                return prepared
+        return None
+
+    def _write_rows(self, docs: list[DocumentIn], summary: IndexSummary) -> _Prepared | None:
+        stored = self.store.content_hashes([d.external_id for d in docs]) if docs else {}
         changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
         summary.unchanged += len(docs) - len(changed)
         # Metadata is not embedded: an unchanged text with new metadata only updates the row.
@@ -102,18 +145,23 @@ class Indexer:
         if same:
             self.store.update_metadata(same)
         if not changed:
-            return
+            return None
         chunk_lists = self.chunker.split(changed)
         result = self.store.write_documents(list(zip(changed, chunk_lists, strict=True)))
         summary.added += len(result.added)
         summary.updated += len(result.updated)
-        inputs = [embedding_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs]
-        vectors = self.encoder.encode(inputs)
-        ids = np.asarray(result.new_chunk_ids, dtype=np.int64)
-        summary.chunks += len(ids)
-        if result.removed_chunk_ids:
-            self.index.remove(np.asarray(result.removed_chunk_ids, dtype=np.int64))
-        self._add(ids, vectors)
+        return _Prepared(
+            ids=np.asarray(result.new_chunk_ids, dtype=np.int64),
+            inputs=[embedding_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs],
+            removed=np.asarray(result.removed_chunk_ids, dtype=np.int64),
+        )
+
+    def _embed(self, prepared: _Prepared, summary: IndexSummary) -> None:
+        vectors = self.encoder.encode(prepared.inputs)
+        summary.chunks += len(prepared.ids)
+        if len(prepared.removed):
+            self.remove_vectors(prepared.removed)
+        self._add(prepared.ids, vectors)
 
     def reconcile(self) -> tuple[int, int]:
         """Make the index hold exactly the store's chunks: drop orphan vectors, embed missing ones.
@@ -125,7 +173,7 @@ class Indexer:
         orphans = np.setdiff1d(held, stored)
         missing = np.setdiff1d(stored, held)
         if len(orphans):
-            self.index.remove(orphans)
+            self.remove_vectors(orphans)
         for start in range(0, len(missing), 4096):
             ids = missing[start : start + 4096]
             inputs = self.store.chunk_inputs(ids.tolist())
@@ -155,10 +203,15 @@ class Indexer:
         self.index.add(ids, vectors)
         self.store.mark_indexed(ids.tolist())
 
-    @property
-    def current(self) -> tuple[VectorIndex, IndexGeneration]:
-        """The index and generation after the last run."""
-        return self.index, self.generation
+
+def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Indexer:
+    """An indexer wired as the settings describe (encoder, store, catalog, chunker, index type)."""
+    encoder = encoder or make_encoder(settings)
+    store = store or open_store(settings)
+    chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
+    indexer = Indexer(encoder, store, IndexCatalog(store, settings.index_dir), chunker, settings.index_factory)
+    indexer.checkpoint_seconds = settings.checkpoint_seconds
+    return indexer
 
 
 def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
+    checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="How often a long indexing run saves the index (bounds re-work after a crash)."
+    )
     api_key: SecretStr | None = None
 
     @field_validator("chunk_overlap")

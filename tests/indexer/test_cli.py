@@ -96,3 +96,34 @@ def test_scoring_matches_a_hand_computation() -> None:
     metrics = score_run(qrels, run)
     assert metrics["ndcg@10"] == pytest.approx((dcg / ideal + 0.0) / 2, abs=1e-6)
     assert metrics["recall@100"] == pytest.approx(0.5)
+
+
+def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    texts = {"a": "the cat sat on the mat", "b": "a dog ran in the park", "c": "gene protein cell"}
+    corpus.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    assert _run(["index", str(corpus)], env).returncode == 0
+
+    deleted = _run(["delete", "b", "zzz", "--json"], env)
+    assert deleted.returncode == 1 and json.loads(deleted.stdout) == {"deleted": 1, "chunks": 1, "not_found": ["zzz"]}
+    hits = json.loads(_run(["search", "a dog ran in the park", "--json"], env).stdout)
+    assert {h["id"] for h in hits} == {"a", "c"}
+
+    healthy = _run(["check", "--json"], env)
+    assert healthy.returncode == 0
+    assert json.loads(healthy.stdout) == {
+        "documents": 2,
+        "chunks": 2,
+        "vectors": 2,
+        "orphan_vectors": 0,
+        "missing_vectors": 0,
+        "ok": True,
+    }
+    # Lose the index file (as a crash before the first save would): check sees it, --repair mends it.
+    for path in (tmp_path / "data" / "index").glob("*.faiss"):
+        path.unlink()
+    broken = _run(["check", "--json"], env)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["missing_vectors"] == 2
+    repaired = _run(["check", "--repair", "--json"], env)
+    assert repaired.returncode == 0 and json.loads(repaired.stdout)["ok"] is True
+    assert _run(["check"], env).returncode == 0

@@ -1,0 +1,61 @@
+"""Keeping the index honest: deletes, and the consistency check between SQL rows and vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from indexer.pipeline import Indexer
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """What `semsearch check` reports: every chunk row should have one vector, and no vector lack a row."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    orphan_vectors: int
+    missing_vectors: int
+
+    @property
+    def ok(self) -> bool:
+        """True when rows and vectors match one to one."""
+        return self.orphan_vectors == 0 and self.missing_vectors == 0 and self.chunks == self.vectors
+
+    def as_dict(self) -> dict[str, int | bool]:
+        """The report as JSON-ready values."""
+        return {**asdict(self), "ok": self.ok}
+
+
+def check(indexer: Indexer) -> Consistency:
+    """Compare the store's chunk ids with the ids the serving index holds."""
+    stored = np.asarray(indexer.store.all_chunk_ids(), dtype=np.int64)
+    held = indexer.index.ids()
+    return Consistency(
+        documents=indexer.store.counts()["documents"],
+        chunks=len(stored),
+        vectors=len(held),
+        orphan_vectors=len(np.setdiff1d(held, stored)),
+        missing_vectors=len(np.setdiff1d(stored, held)),
+    )
+
+
+def repair(indexer: Indexer) -> Consistency:
+    """Drop orphan vectors, embed missing ones, publish the index; returns the state afterwards."""
+    indexer.reconcile()
+    indexer.publish()
+    return check(indexer)
+
+
+def delete(indexer: Indexer, external_ids: Sequence[str]) -> tuple[list[str], int]:
+    """Delete documents: rows first (from then on they never show in results), then their vectors.
+
+    Returns the ids that existed and how many chunks went with them."""
+    found, chunk_ids = indexer.store.delete_documents(list(dict.fromkeys(external_ids)))
+    if chunk_ids:
+        indexer.remove_vectors(np.asarray(chunk_ids, dtype=np.int64))
+        indexer.publish()
+    return found, len(chunk_ids)

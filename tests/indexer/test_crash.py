@@ -1,0 +1,118 @@
+"""SIGKILL at random moments, then a rerun, ends in exactly the state of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from search.components import open_searcher
+from search.models import Chunk, Document
+from search.settings import Settings
+
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "gene",
+    "protein",
+    "cell",
+    "cancer",
+    "virus",
+    "vaccine",
+    "dose",
+    "water",
+    "fire",
+    "earth",
+    "wind",
+    "star",
+    "sky",
+]
+
+
+def _corpus(path: Path, n: int) -> None:
+    rng = random.Random(7)
+    with path.open("w") as fh:
+        for i in range(n):
+            sentences = rng.randint(1, 40)  # some documents span several chunks
+            text = " ".join(" ".join(rng.choices(WORDS, k=9)) + "." for _ in range(sentences))
+            fh.write(json.dumps({"id": f"d{i}", "title": f"doc {i}", "text": text, "metadata": {"n": i}}) + "\n")
+
+
+def _env(data: Path, tiny_model_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SEMSEARCH_DATA_DIR": str(data),
+        "SEMSEARCH_MODEL": str(tiny_model_dir),
+        "SEMSEARCH_DTYPE": "float32",
+        "SEMSEARCH_CHUNK_SIZE": "48",
+        "SEMSEARCH_CHUNK_OVERLAP": "8",
+        "SEMSEARCH_CHECKPOINT_SECONDS": "0.3",
+    }
+
+
+def _index_cmd(corpus: Path) -> list[str]:
+    return [str(Path(sys.executable).with_name("semsearch")), "index", str(corpus)]
+
+
+def _state(data: Path, tiny_model_dir: Path) -> tuple[list[tuple], list[tuple], dict[str, list]]:
+    settings = Settings(**{"data_dir": data, "model": str(tiny_model_dir), "dtype": "float32"})
+    searcher = open_searcher(settings)
+    with searcher.store.session() as s:
+        docs = sorted(s.execute(select(Document.external_id, Document.title, Document.text, Document.meta)).all())
+        chunks = sorted(
+            s.execute(
+                select(Document.external_id, Chunk.ordinal, Chunk.text, Chunk.start, Chunk.end).join(Document)
+            ).all()
+        )
+    assert sorted(searcher.index.ids().tolist()) == sorted(searcher.store.all_chunk_ids())
+    results = {}
+    for query in ("the cat and the dog", "gene protein cell", "star sky wind"):
+        hits = searcher.search(query, k=10)
+        results[query] = [(h.id, round(h.score, 5), h.start, h.end) for h in hits]
+    searcher.store.close()
+    return [tuple(d) for d in docs], [tuple(c) for c in chunks], results
+
+
+def test_killed_indexer_resumes_to_the_uninterrupted_state(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    _corpus(corpus, 2000)
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    started = time.monotonic()
+    done = subprocess.run(_index_cmd(corpus), env=_env(reference, tiny_model_dir), capture_output=True, timeout=600)
+    duration = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    print(f"uninterrupted run: {duration:.1f} s")
+
+    rng = random.Random(11)
+    kills = 0
+    # Each rerun has less left to do, so the kills come early enough to land while it works:
+    # during start-up, chunking, SQL commits, embedding or an index save.
+    for _ in range(10):
+        proc = subprocess.Popen(_index_cmd(corpus), env=_env(crashed, tiny_model_dir), stdout=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.6) * duration)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if kills == 4:
+            break
+    assert kills == 4, "the kills should land while the indexer runs"
+    final = subprocess.run(_index_cmd(corpus), env=_env(crashed, tiny_model_dir), capture_output=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+
+    want_docs, want_chunks, want_results = _state(reference, tiny_model_dir)
+    got_docs, got_chunks, got_results = _state(crashed, tiny_model_dir)
+    assert len(got_docs) == 2000 and got_docs == want_docs
+    assert got_chunks == want_chunks
+    for query, hits in want_results.items():
+        assert [h[0] for h in got_results[query]] == [h[0] for h in hits]
+        assert np.allclose([h[1] for h in got_results[query]], [h[1] for h in hits], atol=1e-4)

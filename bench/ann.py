@@ -23,7 +23,7 @@ import numpy as np
 
 from bench.common import print_table, scifact_docs, scifact_queries, timed
 from search.encoder import Encoder
-from search.index import VectorIndex, auto_factory
+from search.index import VectorIndex
 
 
 def real_vectors(encoder: Encoder, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,17 +51,19 @@ def synthetic_corpus(seed_vectors: np.ndarray, n: int, clusters: int = 4096, see
     return out
 
 
-def measure(factory: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, nprobe: int | None) -> dict:
-    """Build, size, recall, latency and QPS of one index type."""
-    ids = np.arange(len(corpus), dtype=np.int64) + 1
+def build(factory: str, corpus: np.ndarray) -> tuple[VectorIndex, float, float]:
+    """An index of `corpus` (ids 1..n): the index, its build seconds and its bytes per vector on disk."""
     index = VectorIndex(corpus.shape[1], factory)
-    _, build = timed(lambda: index.add(ids, corpus))
-    if nprobe is not None:
-        index.set_nprobe(nprobe)
+    _, seconds = timed(lambda: index.add(np.arange(len(corpus), dtype=np.int64) + 1, corpus))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "index.faiss"
         index.save(path)
         size = path.stat().st_size
+    return index, seconds, size / len(corpus)
+
+
+def measure(index: VectorIndex, label: str, queries: np.ndarray, truth: np.ndarray) -> dict[str, float | str]:
+    """Recall@10 against exact search, single-query latency (200 queries one by one) and batch QPS."""
     (_, found), batch = timed(lambda: index.search(queries, 10))
     recall = float(np.mean([len(set(found[i]) & set(truth[i])) / 10 for i in range(len(queries))]))
     singles = queries[:200]
@@ -69,15 +71,26 @@ def measure(factory: str, corpus: np.ndarray, queries: np.ndarray, truth: np.nda
     for q in singles:
         index.search(q, 10)
     latency = (time.perf_counter() - start) / len(singles)
-    label = index.resolved_factory + (f" nprobe={nprobe}" if nprobe else "")
-    return {
-        "index": f"{factory} -> {label}" if factory == "auto" else label,
-        "build_s": build,
-        "bytes_per_vector": size / len(corpus),
-        "recall@10": recall,
-        "latency_ms": latency * 1000,
-        "qps": len(queries) / batch,
-    }
+    return {"index": label, "recall@10": recall, "latency_ms": latency * 1000, "qps": len(queries) / batch}
+
+
+def run_all(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, float | str]]:
+    """Flat, `auto` (at its own nprobe and two others, one build) and HNSW32 with SQ8."""
+    results = []
+    for factory, nprobes in (("Flat", [None]), ("auto", [None, 16, 256]), ("HNSW32,SQ8", [None])):
+        index, seconds, per_vector = build(factory, corpus)
+        for nprobe in nprobes:
+            if nprobe is not None:
+                if index.nprobe is None:  # `auto` chose Flat at this size: nothing to vary
+                    continue
+                index.set_nprobe(nprobe)
+            label = index.resolved_factory + (f" nprobe={nprobe}" if nprobe else "")
+            if factory == "auto" and nprobe is None:
+                label = f"auto -> {label}" + (f" nprobe={index.nprobe}" if index.nprobe else "")
+            row = measure(index, label, queries, truth)
+            results.append({**row, "build_s": seconds, "bytes_per_vector": per_vector})
+        del index
+    return results
 
 
 def main() -> None:
@@ -97,16 +110,7 @@ def main() -> None:
     exact.add(np.arange(len(corpus), dtype=np.int64) + 1, corpus)
     truth = exact.search(queries, 10)[1]
     del exact
-    nlist = int(auto_factory(args.n).split(",")[0].removeprefix("IVF") or 0) if args.n >= 100_000 else 256
-    configs: list[tuple[str, int | None]] = [
-        ("Flat", None),
-        ("auto", None),
-        (f"IVF{nlist},SQ8", 8),
-        (f"IVF{nlist},SQ8", 64),
-        (f"IVF{nlist},PQ48", 32),
-        ("HNSW32,SQ8", None),
-    ]
-    results = [measure(f, corpus, queries, truth, p) for f, p in configs]
+    results = run_all(corpus, queries, truth)
     flat = results[0]
     rows = [
         [

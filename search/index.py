@@ -40,6 +40,7 @@ class VectorIndex:
             raise ValueError(f"dim must be positive, got {dim}")
         self.dim = dim
         self.factory = factory
+        self._resolved = factory
         self._index: faiss.Index | None = None if factory == "auto" else _build(dim, factory)
 
     @property
@@ -55,7 +56,7 @@ class VectorIndex:
     @property
     def resolved_factory(self) -> str:
         """The factory string in use (`auto` resolves when the first vectors arrive)."""
-        return getattr(self, "_resolved", self.factory)
+        return self._resolved
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add `vectors` under `ids`; trains the index first (on a sample of them) when it needs training."""
@@ -87,6 +88,12 @@ class VectorIndex:
         self._index.train(np.ascontiguousarray(sample, dtype=np.float32))
         if ivf is not None and self.factory == "auto":
             ivf.nprobe = _auto_nprobe(ivf.nlist)
+
+    @property
+    def nprobe(self) -> int | None:
+        """IVF lists visited per search; None for index types without lists."""
+        ivf = None if self._index is None else faiss.try_extract_index_ivf(self._index)
+        return None if ivf is None else int(ivf.nprobe)
 
     def set_nprobe(self, nprobe: int) -> None:
         """How many IVF lists a search visits (more: higher recall, slower); stored with the index."""
@@ -160,12 +167,11 @@ class VectorIndex:
         if not path.is_file():
             raise FileNotFoundError(f"no index file at {path}")
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
-        self = cls.__new__(cls)
-        self.dim = int(index.d)
-        self.factory = factory or "Flat"
-        self._resolved = self.factory
-        self._index = index
-        return self
+        loaded = cls(int(index.d), "auto")  # "auto" builds nothing; the file's index takes its place
+        loaded.factory = factory or "Flat"
+        loaded._resolved = loaded.factory
+        loaded._index = index
+        return loaded
 
     def _check(self, ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)

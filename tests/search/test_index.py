@@ -81,3 +81,15 @@ def test_training_uses_a_sample_and_auto_resolves_by_size() -> None:
     assert index.resolved_factory == "Flat" and not index.needs_training
     empty = VectorIndex(16)
     assert empty.search(_unit(1), 3)[1].tolist() == [[-1, -1, -1]]
+
+
+def test_nprobe_is_settable_on_ivf_only_and_saved(tmp_path: Path) -> None:
+    ivf = VectorIndex(16, "IVF8,Flat")
+    ivf.add(np.arange(400), _unit(400))
+    ivf.set_nprobe(5)
+    ivf.save(tmp_path / "ivf.faiss")
+    assert VectorIndex.load(tmp_path / "ivf.faiss").nprobe == 5
+    flat = VectorIndex(16)
+    assert flat.nprobe is None
+    with pytest.raises(ValueError, match="not an IVF index"):
+        flat.set_nprobe(4)

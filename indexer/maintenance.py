@@ -32,14 +32,14 @@ class Consistency:
 
 def check(indexer: Indexer) -> Consistency:
     """Compare the store's chunk ids with the ids the serving index holds."""
-    stored = np.asarray(indexer.store.all_chunk_ids(), dtype=np.int64)
-    held = indexer.index.ids()
+    orphans, missing = indexer.mismatches()
+    counts = indexer.store.counts()
     return Consistency(
-        documents=indexer.store.counts()["documents"],
-        chunks=len(stored),
-        vectors=len(held),
-        orphan_vectors=len(np.setdiff1d(held, stored)),
-        missing_vectors=len(np.setdiff1d(stored, held)),
+        documents=counts["documents"],
+        chunks=counts["chunks"],
+        vectors=indexer.index.ntotal,
+        orphan_vectors=len(orphans),
+        missing_vectors=len(missing),
     )
 
 

@@ -163,15 +163,18 @@ class Indexer:
             self.remove_vectors(prepared.removed)
         self._add(prepared.ids, vectors)
 
+    def mismatches(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vector ids without a chunk row, chunk ids without a vector)."""
+        stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
+        held = self.index.ids()
+        return np.setdiff1d(held, stored), np.setdiff1d(stored, held)
+
     def reconcile(self) -> tuple[int, int]:
         """Make the index hold exactly the store's chunks: drop orphan vectors, embed missing ones.
 
         After a crash between a commit and the next index save this re-embeds only what was lost.
         Returns (orphans removed, missing embedded)."""
-        stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
-        held = self.index.ids()
-        orphans = np.setdiff1d(held, stored)
-        missing = np.setdiff1d(stored, held)
+        orphans, missing = self.mismatches()
         if len(orphans):
             self.remove_vectors(orphans)
         for start in range(0, len(missing), 4096):

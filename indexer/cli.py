@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from indexer import maintenance
 from indexer.evaluate import evaluate
 from indexer.pipeline import open_indexer
+from indexer.progress import Progress, count_records
 from indexer.sources import Rejected, read_sources
 from search.catalog import IndexMismatchError
 from search.components import open_searcher
@@ -93,7 +94,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     def report(rejected: Rejected) -> None:
         print(f"rejected {rejected}", file=sys.stderr)
 
-    summary = indexer.run(read_sources(args.paths), on_reject=report)
+    progress = Progress(sys.stderr, count_records(args.paths) if sys.stderr.isatty() else None)
+    try:
+        summary = indexer.run(read_sources(args.paths), on_reject=report, on_progress=progress)
+    finally:
+        progress.close()
     data = summary.as_dict()
     if args.json:
         print(json.dumps(data))

@@ -95,8 +95,14 @@ class Indexer:
         except NotImplementedError:
             log.warning("index %s keeps %d stale vectors until the next rebuild", self.index.resolved_factory, len(ids))
 
-    def run(self, records: Iterable[Record], on_reject: Callable[[Rejected], None] | None = None) -> IndexSummary:
-        """Index every record; rejected ones are counted and passed to `on_reject`.
+    def run(
+        self,
+        records: Iterable[Record],
+        on_reject: Callable[[Rejected], None] | None = None,
+        on_progress: Callable[[IndexSummary], None] | None = None,
+    ) -> IndexSummary:
+        """Index every record; rejected ones are counted and passed to `on_reject`; `on_progress` gets
+        the running summary (its `seconds` so far) after every batch.
 
         While the model embeds one batch, a background thread reads, chunks and commits the rows of
         the next, so the model is not kept waiting for SQL and tokenisation."""
@@ -109,6 +115,9 @@ class Indexer:
             while (prepared := pending.result()) is not None:
                 pending = pool.submit(self._prepare, batches, summary, on_reject)
                 self._embed(prepared, summary)
+                if on_progress:
+                    summary.seconds = time.perf_counter() - started
+                    on_progress(summary)
                 # A checkpoint now and then bounds what a crash costs to re-embed.
                 if time.monotonic() - self._saved_at > self.checkpoint_seconds and not self._deferred:
                     self.publish()

@@ -1,0 +1,69 @@
+"""Progress of a long indexing run: a live line on a terminal, periodic plain lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from indexer.pipeline import IndexSummary
+from indexer.sources import JSONL_SUFFIXES, TEXT_SUFFIXES
+
+
+def count_records(paths: Sequence[Path]) -> int:
+    """A cheap upper bound of the records in `paths` (lines of JSONL files, text files), for the ETA."""
+    total = 0
+    for path in paths:
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        for file in files:
+            if file.suffix in TEXT_SUFFIXES:
+                total += 1
+            elif file.suffix in JSONL_SUFFIXES or file == path:
+                total += _count_lines(file)
+    return total
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(block.count(b"\n") for block in iter(partial(fh.read, 1 << 20), b""))
+    except OSError:
+        return 0
+
+
+class Progress:
+    """Called with the running summary after each batch; writes to `stream` (stderr in the CLI)."""
+
+    def __init__(self, stream: TextIO, total: int | None = None, interval: float = 10.0) -> None:
+        self.stream = stream
+        self.total = total
+        self.interval = interval
+        self.live = stream.isatty()
+        self._last = 0.0
+
+    def line(self, summary: IndexSummary) -> str:
+        """One progress line: documents, chunks, rate and, when the total is known, the ETA."""
+        done = summary.documents + summary.rejected
+        rate = done / summary.seconds if summary.seconds else 0.0
+        text = f"{done} documents, {summary.chunks} chunks, {rate:.1f} docs/s"
+        if self.total and rate:
+            left = max(self.total - done, 0) / rate
+            text = f"{done}/{self.total} documents, {summary.chunks} chunks, {rate:.1f} docs/s, ETA {left:.0f} s"
+        return text
+
+    def __call__(self, summary: IndexSummary) -> None:
+        if self.live:
+            self.stream.write("\r\033[K" + self.line(summary))
+            self.stream.flush()
+        elif time.monotonic() - self._last >= self.interval:
+            self._last = time.monotonic()
+            self.stream.write(f"progress: {self.line(summary)}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the live line so the summary starts on a fresh one."""
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

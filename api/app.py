@@ -37,7 +37,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     encoder = make_encoder(settings)
     store = open_store(settings)
-    app.state.searcher = open_searcher(settings, encoder, store)
+    app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     try:
         yield
     finally:
@@ -133,6 +133,7 @@ def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResp
 @protected.get("/stats", response_model=Stats, summary="Index and model facts")
 def stats(searcher: SearcherDep) -> Stats:
     """Documents, chunks and vectors held; index type and generation; model, pooling, dimension."""
+    searcher.refresh()
     counts = searcher.store.counts()
     generation = searcher.store.active_generation()
     encoder = searcher.encoder

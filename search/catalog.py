@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from search.encoder import Encoder
@@ -64,6 +66,51 @@ class IndexCatalog:
         generation.vectors = index.ntotal
         generation.factory = index.resolved_factory
         return self.store.save_generation(generation)
+
+
+class IndexWatcher:
+    """The serving index for readers, reloaded when the indexer publishes a new file or generation.
+
+    `poll()` costs one clock read until `interval` seconds have passed, then one SQL query and one
+    stat(); a reload happens beside the old index, which keeps answering until the swap."""
+
+    def __init__(self, catalog: IndexCatalog, encoder: Encoder, fallback_factory: str, interval: float = 1.0) -> None:
+        self.catalog = catalog
+        self.encoder = encoder
+        self.fallback_factory = fallback_factory
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
+
+    def load(self) -> VectorIndex:
+        """The index as it is now (an empty one when nothing was published yet)."""
+        generation = self.catalog.store.active_generation()
+        self._stamp = self._stamp_of(generation)
+        self._checked = time.monotonic()
+        opened = self.catalog.open_active(self.encoder, mmap=True) if generation else None
+        return opened[0] if opened else VectorIndex(self.encoder.dim, self.fallback_factory)
+
+    def poll(self) -> VectorIndex | None:
+        """A freshly loaded index when a new one was published since the last look, else None."""
+        if time.monotonic() - self._checked < self.interval or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._checked = time.monotonic()
+            if self._stamp_of(self.catalog.store.active_generation()) == self._stamp:
+                return None
+            return self.load()
+        finally:
+            self._lock.release()
+
+    def _stamp_of(self, generation: IndexGeneration | None) -> tuple[int, int, int] | None:
+        if generation is None:
+            return None
+        try:
+            stat = self.catalog.path_of(generation).stat()
+        except FileNotFoundError:
+            return (generation.id, 0, 0)
+        return (generation.id, stat.st_mtime_ns, stat.st_size)
 
 
 def _check_compatible(generation: IndexGeneration, encoder: Encoder) -> None:

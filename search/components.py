@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from search.catalog import IndexCatalog
+from search.catalog import IndexCatalog, IndexWatcher
 from search.encoder import Encoder
-from search.index import VectorIndex
 from search.searcher import Searcher
 from search.settings import Settings
 from search.store import Store
@@ -27,10 +26,15 @@ def open_store(settings: Settings) -> Store:
     return Store(settings.resolved_database_url)
 
 
-def open_searcher(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Searcher:
-    """A searcher over the serving index generation (an empty index when nothing was indexed yet)."""
+def open_searcher(
+    settings: Settings, encoder: Encoder | None = None, store: Store | None = None, watch: bool = False
+) -> Searcher:
+    """A searcher over the serving index generation (an empty index when nothing was indexed yet).
+
+    With `watch`, it picks up every index the indexer publishes later, within `reload_seconds`."""
     encoder = encoder or make_encoder(settings)
     store = store or open_store(settings)
-    opened = IndexCatalog(store, settings.index_dir).open_active(encoder, mmap=True)
-    index = opened[0] if opened else VectorIndex(encoder.dim, settings.index_factory)
-    return Searcher(encoder, index, store)
+    watcher = IndexWatcher(
+        IndexCatalog(store, settings.index_dir), encoder, settings.index_factory, settings.reload_seconds
+    )
+    return Searcher(encoder, watcher.load(), store, watcher if watch else None)

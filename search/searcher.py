@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from search.catalog import IndexWatcher
 from search.encoder import Encoder
 from search.index import VectorIndex
 from search.store import ChunkHit, Store
@@ -33,10 +34,18 @@ class SearchHit:
 class Searcher:
     """Answers queries from an encoder, a vector index and the store that owns the chunk rows."""
 
-    def __init__(self, encoder: Encoder, index: VectorIndex, store: Store) -> None:
+    def __init__(self, encoder: Encoder, index: VectorIndex, store: Store, watcher: IndexWatcher | None = None) -> None:
         self.encoder = encoder
         self.index = index
         self.store = store
+        self.watcher = watcher
+
+    def refresh(self) -> None:
+        """Swap in a newly published index, if the watcher saw one (a reference swap: requests already
+        searching keep the index they started with)."""
+        fresh = self.watcher.poll() if self.watcher else None
+        if fresh is not None:
+            self.index = fresh
 
     def search(self, query: str, k: int = 10) -> list[SearchHit]:
         """The `k` best documents for `query`."""
@@ -51,12 +60,14 @@ class Searcher:
         """The `k` best documents for an embedded query; a document scores as its best chunk."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        self.refresh()
+        index = self.index
         fetch = k * _OVERFETCH
         while True:
-            scores, ids = self.index.search(vector, min(fetch, max(self.index.ntotal, 1)))
+            scores, ids = index.search(vector, min(fetch, max(index.ntotal, 1)))
             best = self._best_per_document(scores[0], ids[0])
             # Stop when enough distinct documents came back, or when the whole index was scanned.
-            if len(best) >= k or fetch >= self.index.ntotal:
+            if len(best) >= k or fetch >= index.ntotal:
                 return best[:k]
             fetch *= _OVERFETCH
 

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often a long indexing run saves the index (bounds re-work after a crash)."
     )
+    reload_seconds: float = Field(
+        default=1.0, gt=0, description="How often a server looks for a newly published index."
+    )
     api_key: SecretStr | None = None
 
     @field_validator("chunk_overlap")

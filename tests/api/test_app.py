@@ -124,3 +124,25 @@ def test_api_key(keyed_url: str) -> None:
     assert wrong.status_code == 401
     ok = httpx.get(f"{keyed_url}/stats", headers={"Authorization": "Bearer s3cret"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["vectors"] == 0
+
+
+def test_server_picks_up_a_newly_published_index(settings: Settings) -> None:
+    live = settings.model_copy(update={"reload_seconds": 0.1})
+    _index(live)
+    for url in _serve(live):
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/stats").json()["vectors"] == 3
+            # Another process (here: an indexer in this one) publishes a new index file.
+            store = open_store(live)
+            encoder = make_encoder(live)
+            Indexer(encoder, store, IndexCatalog(store, live.index_dir), Chunker(encoder)).run(
+                [DocumentIn("fresh", "virus vaccine dose water", "Fresh")]
+            )
+            store.close()
+            deadline = time.monotonic() + 10
+            while client.get("/stats").json()["vectors"] != 4:
+                assert time.monotonic() < deadline, "the server never loaded the new index"
+                client.get("/search", params={"q": "anything"})  # searches trigger the check
+                time.sleep(0.1)
+            hits = client.get("/search", params={"q": "virus vaccine dose water", "k": 1}).json()["results"]
+            assert hits[0]["id"] == "fresh"

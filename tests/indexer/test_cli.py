@@ -127,3 +127,34 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
     repaired = _run(["check", "--repair", "--json"], env)
     assert repaired.returncode == 0 and json.loads(repaired.stdout)["ok"] is True
     assert _run(["check"], env).returncode == 0
+
+
+def test_serve_answers_over_http(tmp_path: Path, env: dict[str, str]) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"id": "cats", "text": "the cat sat on the mat"}) + "\n")
+    assert _run(["index", str(corpus)], env).returncode == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cli = Path(sys.executable).with_name("semsearch")
+    server = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "semsearch serve did not come up"
+            time.sleep(0.2)
+        hits = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "the cat"}, timeout=30).json()["results"]
+        assert [h["id"] for h in hits] == ["cats"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

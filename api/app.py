@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi.responses import PlainTextResponse, Response
 
+from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
@@ -37,6 +39,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     encoder = make_encoder(settings)
     store = open_store(settings)
+    encoder.on_batch = app.state.metrics.batch_rows.observe
     app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     try:
         yield
@@ -150,6 +153,14 @@ def stats(searcher: SearcherDep) -> Stats:
     )
 
 
+@protected.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+def metrics(request: Request, searcher: SearcherDep) -> Response:
+    """Request counts and latencies per endpoint, encoder batch sizes, index size (Prometheus text)."""
+    searcher.refresh()
+    registry: Metrics = request.app.state.metrics
+    return registry.render(searcher.index.ntotal)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application for `settings` (from the environment when not given)."""
     app = FastAPI(
@@ -159,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings or Settings()
+    app.state.metrics = Metrics()
+    app.middleware("http")(app.state.metrics.middleware)
     app.include_router(public)
     app.include_router(protected)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +125,8 @@ class Encoder:
         self.dim = int(self.model.config.hidden_size)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.model.config, self.dtype)
+        # Told the number of texts in every forward pass (the API feeds its metrics with it).
+        self.on_batch: Callable[[int], object] | None = None
         log.info(
             "encoder %s (%s pooling) on %s in %s, %d tokens a batch",
             model,
@@ -224,6 +226,8 @@ class Encoder:
         return ids_t, mask_t
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        if self.on_batch is not None:
+            self.on_batch(len(input_ids))
         non_blocking = self.device.type == "cuda"
         input_ids = input_ids.to(self.device, non_blocking=non_blocking)
         mask = mask.to(self.device, non_blocking=non_blocking)

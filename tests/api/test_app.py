@@ -146,3 +146,17 @@ def test_server_picks_up_a_newly_published_index(settings: Settings) -> None:
                 time.sleep(0.1)
             hits = client.get("/search", params={"q": "virus vaccine dose water", "k": 1}).json()["results"]
             assert hits[0]["id"] == "fresh"
+
+
+def test_metrics(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        client.post("/search", json={"query": "the cat", "top_k": 1})
+        client.post("/search", json={"query": "", "top_k": 1})
+        client.get("/search", params={"q": "a dog"})
+        text = client.get("/metrics").text
+    assert 'semsearch_requests_total{method="POST",route="/search",status="200"} 1.0' in text
+    assert 'semsearch_requests_total{method="POST",route="/search",status="422"} 1.0' in text
+    assert 'semsearch_requests_total{method="GET",route="/search",status="200"} 1.0' in text
+    assert 'semsearch_request_seconds_count{route="/search"} 3.0' in text
+    assert "semsearch_encoder_batch_rows_count 2.0" in text  # two queries reached the model
+    assert "semsearch_index_vectors 3.0" in text

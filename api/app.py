@@ -6,16 +6,18 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
     BatchSearchResponse,
+    DocumentOut,
     Embedding,
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -32,6 +34,7 @@ from search.searcher import Searcher, SearchHit
 from search.settings import Settings
 
 MAX_EMBED_INPUTS = 2048
+_STATIC = Path(__file__).with_name("static")
 
 
 @asynccontextmanager
@@ -131,6 +134,26 @@ def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResp
         model=encoder.model_name,
         usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
     )
+
+
+@protected.get(
+    "/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    summary="One document",
+    responses={404: {"model": ErrorBody}},
+)
+def get_document(doc_id: str, searcher: SearcherDep) -> DocumentOut:
+    """A document by its id, with its status (pending until its vectors are in the index)."""
+    doc = searcher.store.get_document(doc_id)
+    if doc is None:
+        raise HTTPException(404, f"no document with id {doc_id!r}")
+    return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, metadata=doc.meta, status=doc.status)  # type: ignore[arg-type]
+
+
+@public.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The search page: plain HTML and JavaScript, no build step."""
+    return FileResponse(_STATIC / "index.html", media_type="text/html")
 
 
 @protected.get("/stats", response_model=Stats, summary="Index and model facts")

@@ -117,6 +117,11 @@ class Store:
         """Release pooled connections."""
         self.engine.dispose()
 
+    def get_document(self, external_id: str) -> Document | None:
+        """One document by the user's id, or None."""
+        with self.session() as s:
+            return s.scalars(select(Document).where(Document.external_id == external_id)).first()
+
     def content_hashes(self, external_ids: Sequence[str]) -> dict[str, str]:
         """The stored content hash of each of `external_ids` that exists."""
         with self.session() as s:

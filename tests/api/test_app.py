@@ -2,66 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from pydantic import SecretStr
 
-from api.app import create_app
 from indexer.chunking import Chunker
 from indexer.pipeline import Indexer
 from search.catalog import IndexCatalog
 from search.components import make_encoder, open_store
 from search.settings import Settings
 from search.store import DocumentIn
-
-DOCS = [
-    DocumentIn("pets", "the cat sat on the mat", "Pets", {"kind": "animal"}),
-    DocumentIn("space", "the sun and the moon and a star in the sky", "Space", {"kind": "sky"}),
-    DocumentIn("bio", "cancer patients study results", "Bio", {"kind": "science"}),
-]
-
-
-def _index(settings: Settings) -> None:
-    encoder = make_encoder(settings)
-    store = open_store(settings)
-    Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder)).run(DOCS)
-    store.close()
-
-
-def _serve(settings: Settings) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    _index(settings)
-    yield from _serve(settings)
-
-
-@pytest.fixture
-def keyed_url(settings: Settings) -> Iterator[str]:
-    yield from _serve(settings.model_copy(update={"api_key": SecretStr("s3cret")}))
 
 
 def test_search_post_get_and_batch(base_url: str) -> None:
@@ -126,26 +79,24 @@ def test_api_key(keyed_url: str) -> None:
     assert ok.status_code == 200 and ok.json()["vectors"] == 0
 
 
-def test_server_picks_up_a_newly_published_index(settings: Settings) -> None:
+def test_server_picks_up_a_newly_published_index(live_url: str, settings: Settings) -> None:
     live = settings.model_copy(update={"reload_seconds": 0.1})
-    _index(live)
-    for url in _serve(live):
-        with httpx.Client(base_url=url, timeout=30) as client:
-            assert client.get("/stats").json()["vectors"] == 3
-            # Another process (here: an indexer in this one) publishes a new index file.
-            store = open_store(live)
-            encoder = make_encoder(live)
-            Indexer(encoder, store, IndexCatalog(store, live.index_dir), Chunker(encoder)).run(
-                [DocumentIn("fresh", "virus vaccine dose water", "Fresh")]
-            )
-            store.close()
-            deadline = time.monotonic() + 10
-            while client.get("/stats").json()["vectors"] != 4:
-                assert time.monotonic() < deadline, "the server never loaded the new index"
-                client.get("/search", params={"q": "anything"})  # searches trigger the check
-                time.sleep(0.1)
-            hits = client.get("/search", params={"q": "virus vaccine dose water", "k": 1}).json()["results"]
-            assert hits[0]["id"] == "fresh"
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        assert client.get("/stats").json()["vectors"] == 3
+        # Another process (here: an indexer in this one) publishes a new index file.
+        store = open_store(live)
+        encoder = make_encoder(live)
+        Indexer(encoder, store, IndexCatalog(store, live.index_dir), Chunker(encoder)).run(
+            [DocumentIn("fresh", "virus vaccine dose water", "Fresh")]
+        )
+        store.close()
+        deadline = time.monotonic() + 10
+        while client.get("/stats").json()["vectors"] != 4:
+            assert time.monotonic() < deadline, "the server never loaded the new index"
+            client.get("/search", params={"q": "anything"})  # searches trigger the check
+            time.sleep(0.1)
+        hits = client.get("/search", params={"q": "virus vaccine dose water", "k": 1}).json()["results"]
+        assert hits[0]["id"] == "fresh"
 
 
 def test_metrics(base_url: str) -> None:

@@ -1,0 +1,69 @@
+"""Fixtures of the API tests: an indexed data directory and a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from api.app import create_app
+from indexer.chunking import Chunker
+from indexer.pipeline import Indexer
+from search.catalog import IndexCatalog
+from search.components import make_encoder, open_store
+from search.settings import Settings
+from search.store import DocumentIn
+
+DOCS = [
+    DocumentIn("pets", "the cat sat on the mat", "Pets", {"kind": "animal"}),
+    DocumentIn("space", "the sun and the moon and a star in the sky", "Space", {"kind": "sky"}),
+    DocumentIn("bio", "cancer patients study results", "Bio", {"kind": "science"}),
+]
+
+
+def index_docs(settings: Settings) -> None:
+    encoder = make_encoder(settings)
+    store = open_store(settings)
+    Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder)).run(DOCS)
+    store.close()
+
+
+def serve(settings: Settings) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def base_url(settings: Settings) -> Iterator[str]:
+    index_docs(settings)
+    yield from serve(settings)
+
+
+@pytest.fixture
+def keyed_url(settings: Settings) -> Iterator[str]:
+    yield from serve(settings.model_copy(update={"api_key": SecretStr("s3cret")}))
+
+
+@pytest.fixture
+def live_url(settings: Settings) -> Iterator[str]:
+    """A server that looks for newly published indexes every 0.1 s."""
+    live = settings.model_copy(update={"reload_seconds": 0.1})
+    index_docs(live)
+    yield from serve(live)

@@ -1,0 +1,71 @@
+"""The search page, driven in headless Chromium (Debian's chromium and chromium-driver)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("headless Chromium is missing: apt-get install chromium chromium-driver (.ci/run does)")
+    profile = tempfile.mkdtemp(prefix="semsearch-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_query_typed_in_the_page_shows_highlighted_results(base_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(base_url + "/")
+    box = browser.find_element(By.ID, "q")
+    box.send_keys("cancer patients study results")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    hits = browser.find_elements(By.CSS_SELECTOR, ".hit")
+    assert len(hits) == 3
+    assert hits[0].find_element(By.TAG_NAME, "h3").text == "Bio"
+    assert hits[0].find_element(By.TAG_NAME, "mark").text == "cancer patients study results"
+    assert "score" in hits[0].find_element(By.CLASS_NAME, "meta").text
+    assert "?q=cancer" in browser.current_url
+
+
+def test_documents_endpoint(base_url: str) -> None:
+    doc = httpx.get(f"{base_url}/documents/bio", timeout=30).json()
+    assert doc == {
+        "id": "bio",
+        "title": "Bio",
+        "text": "cancer patients study results",
+        "metadata": {"kind": "science"},
+        "status": "indexed",
+    }
+    missing = httpx.get(f"{base_url}/documents/nope", timeout=30)
+    assert missing.status_code == 404 and "no document with id 'nope'" in missing.json()["detail"]

@@ -114,7 +114,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete documents by id; exit status 1 when some id was not found."""
     found, chunks = maintenance.delete(open_indexer(settings), args.ids)
-    missing = [i for i in dict.fromkeys(args.ids) if i not in set(found)]
+    existed = set(found)
+    missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:
         print(json.dumps({"deleted": len(found), "chunks": chunks, "not_found": missing}))
     else:

@@ -70,6 +70,7 @@ class Indexer:
         chunker: Chunker,
         factory: str = "Flat",
         batch_docs: int = 512,
+        checkpoint_seconds: float = 60.0,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -79,7 +80,7 @@ class Indexer:
         self.index, self.generation = catalog.open_or_create(encoder, factory)
         # An index that must be trained (IVF, PQ, `auto`) waits for every vector of the run.
         self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
-        self.checkpoint_seconds = 60.0
+        self.checkpoint_seconds = checkpoint_seconds
         self._saved_at = time.monotonic()
 
     def publish(self) -> None:
@@ -221,9 +222,10 @@ def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Stor
     encoder = encoder or make_encoder(settings)
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
-    indexer = Indexer(encoder, store, IndexCatalog(store, settings.index_dir), chunker, settings.index_factory)
-    indexer.checkpoint_seconds = settings.checkpoint_seconds
-    return indexer
+    catalog = IndexCatalog(store, settings.index_dir)
+    return Indexer(
+        encoder, store, catalog, chunker, settings.index_factory, checkpoint_seconds=settings.checkpoint_seconds
+    )
 
 
 def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:

@@ -32,12 +32,16 @@ class IndexCatalog:
         generation = self.store.active_generation()
         if generation is None:
             return None
+        return self.open_generation(generation, encoder, mmap), generation
+
+    def open_generation(self, generation: IndexGeneration, encoder: Encoder, mmap: bool = False) -> VectorIndex:
+        """The index of `generation`, checked against the encoder."""
         _check_compatible(generation, encoder)
         path = self.path_of(generation)
         if not path.exists():
             # A generation that never got its first save (the indexer stopped before it): start it empty.
-            return VectorIndex(generation.dim, generation.factory), generation
-        return VectorIndex.load(path, factory=generation.factory, mmap=mmap), generation
+            return VectorIndex(generation.dim, generation.factory)
+        return VectorIndex.load(path, factory=generation.factory, mmap=mmap)
 
     def open_or_create(self, encoder: Encoder, factory: str) -> tuple[VectorIndex, IndexGeneration]:
         """The serving index, or a new empty generation for this encoder when there is none."""
@@ -85,11 +89,13 @@ class IndexWatcher:
 
     def load(self) -> VectorIndex:
         """The index as it is now (an empty one when nothing was published yet)."""
+        # One look at the active generation: the stamp and the file loaded belong to the same one.
         generation = self.catalog.store.active_generation()
         self._stamp = self._stamp_of(generation)
         self._checked = time.monotonic()
-        opened = self.catalog.open_active(self.encoder, mmap=True) if generation else None
-        return opened[0] if opened else VectorIndex(self.encoder.dim, self.fallback_factory)
+        if generation is None:
+            return VectorIndex(self.encoder.dim, self.fallback_factory)
+        return self.catalog.open_generation(generation, self.encoder, mmap=True)
 
     def poll(self) -> VectorIndex | None:
         """A freshly loaded index when a new one was published since the last look, else None."""

@@ -74,7 +74,7 @@ class VectorIndex:
     def train(self, vectors: np.ndarray) -> None:
         """Train on (a random sample of) `vectors`; needed once for IVF and PQ indexes."""
         assert self._index is not None
-        ivf = faiss.try_extract_index_ivf(self._index)
+        ivf = self._ivf()
         if ivf is not None and len(vectors) < ivf.nlist:
             raise ValueError(
                 f"index {self.resolved_factory!r} has {ivf.nlist} lists and needs at least that many vectors "
@@ -89,15 +89,19 @@ class VectorIndex:
         if ivf is not None and self.factory == "auto":
             ivf.nprobe = _auto_nprobe(ivf.nlist)
 
+    def _ivf(self) -> faiss.IndexIVF | None:
+        """The IVF part of the index, None for index types without inverted lists."""
+        return None if self._index is None else faiss.try_extract_index_ivf(self._index)
+
     @property
     def nprobe(self) -> int | None:
         """IVF lists visited per search; None for index types without lists."""
-        ivf = None if self._index is None else faiss.try_extract_index_ivf(self._index)
+        ivf = self._ivf()
         return None if ivf is None else int(ivf.nprobe)
 
     def set_nprobe(self, nprobe: int) -> None:
         """How many IVF lists a search visits (more: higher recall, slower); stored with the index."""
-        ivf = None if self._index is None else faiss.try_extract_index_ivf(self._index)
+        ivf = self._ivf()
         if ivf is None:
             raise ValueError(f"index type {self.resolved_factory!r} has no nprobe (not an IVF index)")
         ivf.nprobe = nprobe

@@ -63,6 +63,32 @@ def test_truncation_at_max_length(tiny_model_dir: Path) -> None:
     assert not np.allclose(enc.encode([long]), wide.encode([long]), atol=1e-3)
 
 
+def test_token_spans_are_never_truncated_by_a_concurrent_encode(tiny_encoder: Encoder) -> None:
+    # The indexer chunks (spans without truncation) in one thread while the model encodes (truncated
+    # at max_length) in another; a shared tokenizer once let the second cut the first's documents short.
+    import threading
+
+    long_text = " ".join(["the cat sat on the mat."] * 60)
+    full = len(tiny_encoder.token_spans([long_text])[0].starts)
+    assert full > tiny_encoder.max_length
+    stop = threading.Event()
+
+    def encode_forever() -> None:
+        # Tokenising for the model (truncated at max_length), as fast as possible.
+        while not stop.is_set():
+            tiny_encoder.count_tokens([long_text])
+
+    thread = threading.Thread(target=encode_forever)
+    thread.start()
+    try:
+        # Large batches, as the indexer chunks them: the Rust tokenizer reads its settings while it works.
+        lengths = {len(s.starts) for _ in range(40) for s in tiny_encoder.token_spans([long_text] * 256)}
+    finally:
+        stop.set()
+        thread.join()
+    assert lengths == {full}
+
+
 def test_token_budget_batches() -> None:
     lengths = np.array([5, 100, 30, 30, 7, 100, 64])
     batches = plan_batches(lengths, token_budget=200)

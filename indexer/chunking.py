@@ -34,7 +34,7 @@ class Chunker:
 
     def split(self, docs: Sequence[DocumentIn]) -> list[list[ChunkIn]]:
         """The chunks of each document, in order."""
-        if not self.enabled:
+        if not self.enabled or not docs:
             return [[ChunkIn(0, d.text, 0, len(d.text))] for d in docs]
         spans = self.encoder.token_spans([d.text for d in docs])
         title_spans = self.encoder.token_spans([d.title for d in docs])

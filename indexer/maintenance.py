@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from indexer.pipeline import Indexer
 
 
@@ -44,9 +42,8 @@ def check(indexer: Indexer) -> Consistency:
 
 
 def repair(indexer: Indexer) -> Consistency:
-    """Drop orphan vectors, embed missing ones, publish the index; returns the state afterwards."""
+    """Embed what lacks a vector, drop orphan vectors, publish; returns the state afterwards."""
     indexer.reconcile()
-    indexer.publish()
     return check(indexer)
 
 
@@ -56,6 +53,5 @@ def delete(indexer: Indexer, external_ids: Sequence[str]) -> tuple[list[str], in
     Returns the ids that existed and how many chunks went with them."""
     found, chunk_ids = indexer.store.delete_documents(list(dict.fromkeys(external_ids)))
     if chunk_ids:
-        indexer.remove_vectors(np.asarray(chunk_ids, dtype=np.int64))
         indexer.publish()
     return found, len(chunk_ids)

@@ -12,12 +12,16 @@ from itertools import islice
 import numpy as np
 
 from indexer.chunking import Chunker, embedding_input
+from indexer.embedding import embed_missing, embed_pending, split_rows
+from indexer.publisher import Publisher
 from indexer.sources import Record, Rejected
 from search.catalog import IndexCatalog
 from search.components import make_encoder, open_store
 from search.encoder import Encoder
+from search.index import VectorIndex
 from search.settings import Settings
-from search.store import DocumentIn, Store
+from search.store import ChunkIn, DocumentIn, Store
+from search.vectors import Embedded
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +54,16 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A batch whose rows are committed: the new chunk ids, their embedding inputs, replaced chunk ids."""
+    """A batch whose rows are committed: each document's vectors-to-be, and the texts to embed."""
 
-    ids: np.ndarray
+    items: list[tuple[int, str, list[int], list[ChunkIn]]]
     inputs: list[str]
-    removed: np.ndarray
 
 
 class Indexer:
-    """Keeps the store and the index in step. Rows are committed before vectors are added, so a
-    crash can leave a chunk without a vector (re-embedded on the next run) but never a vector
-    whose row is unknown to the searcher."""
+    """Keeps the store and the index in step. Rows are committed first, then their vectors (in SQL),
+    then the index file is published from those: a crash at any point leaves work that the next run
+    finishes without redoing anything committed, and never a vector whose row is unknown."""
 
     def __init__(
         self,
@@ -77,24 +80,20 @@ class Indexer:
         self.catalog = catalog
         self.chunker = chunker
         self.batch_docs = batch_docs
-        self.index, self.generation = catalog.open_or_create(encoder, factory)
-        # An index that must be trained (IVF, PQ, `auto`) waits for every vector of the run.
-        self._deferred: list[tuple[np.ndarray, np.ndarray]] = []
+        self.publisher = Publisher(catalog, encoder, factory)
+        self.rows = self.publisher.rows
         self.checkpoint_seconds = checkpoint_seconds
         self._saved_at = time.monotonic()
 
-    def publish(self) -> None:
-        """Save the index atomically and record it; readers opening it afterwards see every vector so far."""
-        self.generation = self.catalog.publish(self.index, self.generation)
-        self._saved_at = time.monotonic()
+    @property
+    def index(self) -> VectorIndex:
+        """The index as last published by (or loaded into) this process."""
+        return self.publisher.index
 
-    def remove_vectors(self, ids: np.ndarray) -> None:
-        """Remove vectors whose rows are gone. Index types that cannot remove (HNSW) keep them until a
-        rebuild; the searcher skips them anyway, since their rows no longer exist."""
-        try:
-            self.index.remove(ids)
-        except NotImplementedError:
-            log.warning("index %s keeps %d stale vectors until the next rebuild", self.index.resolved_factory, len(ids))
+    def publish(self, final: bool = True) -> None:
+        """Publish every stored vector not yet in the index file; readers opening it see them."""
+        self.publisher.sync(final)
+        self._saved_at = time.monotonic()
 
     def run(
         self,
@@ -119,10 +118,9 @@ class Indexer:
                 if on_progress:
                     summary.seconds = time.perf_counter() - started
                     on_progress(summary)
-                # A checkpoint now and then bounds what a crash costs to re-embed.
-                if time.monotonic() - self._saved_at > self.checkpoint_seconds and not self._deferred:
-                    self.publish()
-        self._flush_deferred()
+                # A checkpoint now and then bounds how stale readers are during a long run.
+                if time.monotonic() - self._saved_at > self.checkpoint_seconds:
+                    self.publish(final=False)
         self.publish()
         summary.seconds = time.perf_counter() - started
         return summary
@@ -161,60 +159,37 @@ class Indexer:
         summary.added += len(result.added)
         summary.updated += len(result.updated)
         return _Prepared(
-            ids=np.asarray(result.new_chunk_ids, dtype=np.int64),
+            items=[
+                (doc_id, d.content_hash, ids, cs)
+                for d, cs, (doc_id, ids) in zip(changed, chunk_lists, result.written, strict=True)
+            ],
             inputs=[embedding_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs],
-            removed=np.asarray(result.removed_chunk_ids, dtype=np.int64),
         )
 
     def _embed(self, prepared: _Prepared, summary: IndexSummary) -> None:
         vectors = self.encoder.encode(prepared.inputs)
-        summary.chunks += len(prepared.ids)
-        if len(prepared.removed):
-            self.remove_vectors(prepared.removed)
-        self._add(prepared.ids, vectors)
+        blocks = split_rows(vectors, [len(ids) for _, _, ids, _ in prepared.items])
+        items = [
+            Embedded(doc_id, content_hash, ids, chunks, v)
+            for (doc_id, content_hash, ids, chunks), v in zip(prepared.items, blocks, strict=True)
+        ]
+        with self.store.session() as s:
+            self.rows.commit_embedded(s, items)
+        summary.chunks += len(vectors)
 
     def mismatches(self) -> tuple[np.ndarray, np.ndarray]:
-        """(vector ids without a chunk row, chunk ids without a vector)."""
+        """(vector ids without a chunk row, chunk ids without a vector) in the published index."""
         stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
         held = self.index.ids()
         return np.setdiff1d(held, stored), np.setdiff1d(stored, held)
 
     def reconcile(self) -> tuple[int, int]:
-        """Make the index hold exactly the store's chunks: drop orphan vectors, embed missing ones.
-
-        After a crash between a commit and the next index save this re-embeds only what was lost.
-        Returns (orphans removed, missing embedded)."""
-        orphans, missing = self.mismatches()
-        if len(orphans):
-            self.remove_vectors(orphans)
-        for start in range(0, len(missing), 4096):
-            ids = missing[start : start + 4096]
-            inputs = self.store.chunk_inputs(ids.tolist())
-            vectors = self.encoder.encode([embedding_input(*inputs[int(i)]) for i in ids])
-            self._add(ids, vectors)
-        if len(orphans) or len(missing):
-            log.info(
-                "reconciled the index: %d orphan vectors removed, %d missing embedded",
-                len(orphans),
-                len(missing),
-            )
-        return len(orphans), len(missing)
-
-    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if self.index.ntotal == 0 and self.index.needs_training:
-            self._deferred.append((ids, vectors))
-            return
-        self.index.add(ids, vectors)
-        self.store.mark_indexed(ids.tolist())
-
-    def _flush_deferred(self) -> None:
-        if not self._deferred:
-            return
-        ids = np.concatenate([i for i, _ in self._deferred])
-        vectors = np.concatenate([v for _, v in self._deferred])
-        self._deferred.clear()
-        self.index.add(ids, vectors)
-        self.store.mark_indexed(ids.tolist())
+        """Finish what an interrupted run left: embed pending documents and chunks without vectors,
+        then make the index file hold exactly the stored vectors. Returns (orphans removed, added)."""
+        while embed_pending(self.rows, self.encoder, self.chunker, self.batch_docs)[0]:
+            pass
+        embed_missing(self.rows, self.encoder)
+        return self.publisher.repair()
 
 
 def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Indexer:

@@ -27,6 +27,14 @@ class IndexCatalog:
         """The file of a generation (paths are stored relative to the index directory)."""
         return self.index_dir / generation.path
 
+    def stamp(self, generation: IndexGeneration) -> tuple[int, int, int]:
+        """(generation id, file mtime, file size): changes whenever a new file is published."""
+        try:
+            stat = self.path_of(generation).stat()
+        except FileNotFoundError:
+            return (generation.id, 0, 0)
+        return (generation.id, stat.st_mtime_ns, stat.st_size)
+
     def open_active(self, encoder: Encoder, mmap: bool = False) -> tuple[VectorIndex, IndexGeneration] | None:
         """The serving index, checked against the encoder; None when nothing was indexed yet."""
         generation = self.store.active_generation()
@@ -110,13 +118,7 @@ class IndexWatcher:
             self._lock.release()
 
     def _stamp_of(self, generation: IndexGeneration | None) -> tuple[int, int, int] | None:
-        if generation is None:
-            return None
-        try:
-            stat = self.catalog.path_of(generation).stat()
-        except FileNotFoundError:
-            return (generation.id, 0, 0)
-        return (generation.id, stat.st_mtime_ns, stat.st_size)
+        return None if generation is None else self.catalog.stamp(generation)
 
 
 def _check_compatible(generation: IndexGeneration, encoder: Encoder) -> None:

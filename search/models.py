@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -13,9 +25,20 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+# A document's life: written (pending) -> its chunks' vectors are in SQL (embedded) -> those vectors are
+# in the published index file that readers load (indexed).
+PENDING, EMBEDDED, INDEXED = "pending", "embedded", "indexed"
+
+
 def utcnow() -> datetime:
     """Timezone-aware now, for timestamps."""
     return datetime.now(UTC)
+
+
+def space_key(model: str, pooling: str, dim: int, max_length: int) -> str:
+    """A short key of the embedding space: vectors made with the same model, pooling and token limit
+    are interchangeable, whatever index type holds them."""
+    return hashlib.sha1(f"{model}|{pooling}|{dim}|{max_length}".encode()).hexdigest()[:16]
 
 
 class Base(DeclarativeBase):
@@ -37,7 +60,7 @@ class Document(Base):
     # "metadata" is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -85,3 +108,31 @@ class IndexGeneration(Base):
     vectors: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @property
+    def space(self) -> str:
+        """The embedding space of this generation's vectors."""
+        return space_key(self.model, self.pooling, self.dim, self.max_length)
+
+
+class ChunkVector(Base):
+    """A chunk's vector in one embedding space, kept in SQL so that the index file is a rebuildable cache:
+    a crash never loses an embedding that was committed, and a change of index type re-embeds nothing.
+    `published` is true once the active generation's file holds it."""
+
+    __tablename__ = "chunk_vectors"
+    __table_args__ = (Index("ix_chunk_vectors_space_published", "space", "published"),)
+
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(16), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RemovedChunk(Base):
+    """A chunk deleted or replaced whose vector may still sit in the index file; the publisher removes it
+    there and then drops this row. (Chunk keys are never reused, so a tombstone cannot hit a newer chunk.)"""
+
+    __tablename__ = "removed_chunks"
+
+    chunk_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -15,7 +15,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.models import Chunk, Document, IndexGeneration
+from search.models import Chunk, Document, IndexGeneration, RemovedChunk
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class WriteResult:
     updated: list[str] = field(default_factory=list)
     new_chunk_ids: list[int] = field(default_factory=list)
     removed_chunk_ids: list[int] = field(default_factory=list)
+    # (document key, its new chunk keys), in the order the documents were given.
+    written: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -140,7 +142,9 @@ class Store:
             )
             for doc, chunks in docs:
                 doc_id = self._upsert_row(s, doc, existing.get(doc.external_id), result)
-                result.new_chunk_ids.extend(self._insert_chunks(s, doc_id, chunks))
+                chunk_ids = insert_chunks(s, doc_id, chunks)
+                result.new_chunk_ids.extend(chunk_ids)
+                result.written.append((doc_id, chunk_ids))
         return result
 
     @staticmethod
@@ -157,20 +161,12 @@ class Store:
             stmt = insert(Document).values(external_id=doc.external_id, **values).returning(Document.id)
             return int(s.execute(stmt).scalar_one())
         result.updated.append(doc.external_id)
-        result.removed_chunk_ids.extend(s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)))
+        removed = list(s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)))
+        result.removed_chunk_ids.extend(removed)
+        _bury(s, removed)
         s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
         s.execute(update(Document).where(Document.id == doc_id).values(**values))
         return doc_id
-
-    @staticmethod
-    def _insert_chunks(s: Session, doc_id: int, chunks: Sequence[ChunkIn]) -> list[int]:
-        if not chunks:
-            return []
-        rows = [
-            {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start": c.start, "end": c.end}
-            for c in chunks
-        ]
-        return list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
@@ -185,22 +181,16 @@ class Store:
                 s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(external_ids))).all()
             )
             chunk_ids = list(s.scalars(select(Chunk.id).where(Chunk.document_id.in_(found.values()))))
+            _bury(s, chunk_ids)
             s.execute(delete(Chunk).where(Chunk.document_id.in_(found.values())))
             s.execute(delete(Document).where(Document.id.in_(found.values())))
         return list(found), chunk_ids
-
-    def mark_indexed(self, chunk_ids: Sequence[int]) -> None:
-        """Mark the documents owning `chunk_ids` as indexed."""
-        with self.session() as s:
-            for part in _parts(chunk_ids):
-                owners = select(Chunk.document_id).where(Chunk.id.in_(part)).scalar_subquery()
-                s.execute(update(Document).where(Document.id.in_(owners)).values(status="indexed"))
 
     def chunk_inputs(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
         """(title, chunk text) of each chunk: what its vector embeds."""
         out: dict[int, tuple[str, str]] = {}
         with self.session() as s:
-            for part in _parts(chunk_ids):
+            for part in id_parts(chunk_ids):
                 stmt = select(Chunk.id, Document.title, Chunk.text).join(Document).where(Chunk.id.in_(part))
                 out.update({cid: (title, text) for cid, title, text in s.execute(stmt)})
         return out
@@ -238,12 +228,13 @@ class Store:
                 "chunks": int(s.scalar(select(func.count()).select_from(Chunk)) or 0),
             }
 
-    def active_generation(self) -> IndexGeneration | None:
-        """The index generation that serves queries, if one exists."""
+    def active_generation(self, session: Session | None = None) -> IndexGeneration | None:
+        """The index generation that serves queries, if one exists (read in `session` when given)."""
+        stmt = select(IndexGeneration).where(IndexGeneration.state == "active").order_by(IndexGeneration.id.desc())
+        if session is not None:
+            return session.scalars(stmt).first()
         with self.session() as s:
-            return s.scalars(
-                select(IndexGeneration).where(IndexGeneration.state == "active").order_by(IndexGeneration.id.desc())
-            ).first()
+            return s.scalars(stmt).first()
 
     def save_generation(self, generation: IndexGeneration) -> IndexGeneration:
         """Insert or update an index generation row."""
@@ -251,7 +242,24 @@ class Store:
             return s.merge(generation)
 
 
-def _parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
+def insert_chunks(s: Session, doc_id: int, chunks: Sequence[ChunkIn]) -> list[int]:
+    """Insert a document's chunk rows; returns their keys in the order given."""
+    if not chunks:
+        return []
+    rows = [
+        {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start": c.start, "end": c.end} for c in chunks
+    ]
+    return list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+
+
+def _bury(s: Session, chunk_ids: Sequence[int]) -> None:
+    """Record removed chunks in the same transaction that removes them, so that the publisher takes
+    their vectors out of the index file even if this process dies right after the commit."""
+    if chunk_ids:
+        s.execute(insert(RemovedChunk), [{"chunk_id": int(c)} for c in chunk_ids])
+
+
+def id_parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
     """`ids` in slices small enough for one IN list (SQLite caps bound parameters)."""
     for start in range(0, len(ids), size):
         yield [int(i) for i in ids[start : start + size]]

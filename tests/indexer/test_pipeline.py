@@ -69,13 +69,19 @@ def test_rejections_are_counted_and_reported(settings: Settings, tiny_encoder: E
 def test_recovers_from_a_crash_between_commit_and_index_save(settings: Settings, tiny_encoder: Encoder) -> None:
     indexer = _indexer(settings, tiny_encoder)
     indexer.run(_docs(20))
-    path = indexer.catalog.path_of(indexer.generation)
+    path = indexer.catalog.path_of(indexer.publisher.generation)
     before = indexer.index.search(tiny_encoder.encode(["cat dog"]), 5)
     # Crash simulation 1: rows committed, index file never written.
     path.unlink()
     recovered = _indexer(settings, tiny_encoder)
-    summary = recovered.run([])
-    assert summary.chunks == 0 and recovered.index.ntotal == 20
+    batches: list[int] = []
+    tiny_encoder.on_batch = batches.append
+    try:
+        summary = recovered.run([])
+    finally:
+        tiny_encoder.on_batch = None
+    # The vectors come back from SQL: nothing committed is embedded again.
+    assert summary.chunks == 0 and recovered.index.ntotal == 20 and batches == []
     _consistent(recovered)
     after = recovered.index.search(tiny_encoder.encode(["cat dog"]), 5)
     assert np.array_equal(before[1], after[1])
@@ -90,7 +96,7 @@ def test_trained_index_types_wait_for_all_vectors(settings: Settings, tiny_encod
     indexer = _indexer(settings, tiny_encoder, factory="IVF4,Flat")
     indexer.batch_docs = 3  # several batches, each too small to train four lists on its own
     indexer.run(_docs(30))
-    assert indexer.index.ntotal == 30 and indexer.generation.factory == "IVF4,Flat"
+    assert indexer.index.ntotal == 30 and indexer.publisher.generation.factory == "IVF4,Flat"
     _consistent(indexer)
 
 

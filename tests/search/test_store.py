@@ -66,17 +66,20 @@ def test_content_hash_and_metadata(database_url: str) -> None:
     store.close()
 
 
-def test_mark_indexed_and_inputs(database_url: str) -> None:
-    store = Store(database_url)
-    result = store.write_documents([(_doc(str(i), f"text {i}"), _chunks(f"text {i}", 1)) for i in range(5)])
-    inputs = store.chunk_inputs(result.new_chunk_ids)
-    assert inputs[result.new_chunk_ids[3]] == ("title 3", "text 3")
-    store.mark_indexed(result.new_chunk_ids[:2])
+def test_chunk_inputs_and_tombstones(database_url: str) -> None:
     from sqlalchemy import select
 
-    from search.models import Document
+    from search.models import RemovedChunk
 
+    store = Store(database_url)
+    result = store.write_documents([(_doc(str(i), f"text {i}"), _chunks(f"text {i}", 2)) for i in range(5)])
+    inputs = store.chunk_inputs(result.new_chunk_ids)
+    assert inputs[result.new_chunk_ids[3]][0] == "title 1"
+    replaced = store.write_documents([(_doc("1", "new text"), _chunks("new text", 1))])
+    _found, deleted = store.delete_documents(["4"])
+    # Every chunk removed from the store leaves a tombstone for the publisher, in the same transaction.
     with store.session() as s:
-        status = dict(s.execute(select(Document.external_id, Document.status)).all())
-    assert status == {"0": "indexed", "1": "indexed", "2": "pending", "3": "pending", "4": "pending"}
+        buried = set(s.scalars(select(RemovedChunk.chunk_id)))
+    assert buried == set(replaced.removed_chunk_ids) | set(deleted)
+    assert len(buried) == 4 and not buried & set(store.all_chunk_ids())
     store.close()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,16 @@ from pydantic import ValidationError
 
 from indexer import maintenance
 from indexer.evaluate import evaluate
+from indexer.locks import FileLock, LockHeldError, single_writer_lock
 from indexer.pipeline import open_indexer
 from indexer.progress import Progress, count_records
+from indexer.rebuild import rebuild
 from indexer.sources import Rejected, read_sources
+from indexer.worker import BackgroundWorker, open_worker
 from search.catalog import IndexMismatchError
-from search.components import open_searcher
-from search.settings import Settings
+from search.components import open_searcher, open_store
+from search.settings import Settings, settings_env
+from search.vectors import enqueue
 
 # CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
 _OVERRIDES = {
@@ -57,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
     p_index.add_argument("paths", nargs="+", type=Path)
     _common(p_index)
+    p_add = sub.add_parser("add", help="queue documents for the worker (no embedding here)")
+    p_add.add_argument("paths", nargs="+", type=Path)
+    _common(p_add)
+    p_worker = sub.add_parser("worker", help="embed queued documents and publish them, until stopped")
+    p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")
+    _common(p_worker)
+    p_rebuild = sub.add_parser("rebuild", help="build a new index generation and switch readers to it")
+    _common(p_rebuild)
     p_delete = sub.add_parser("delete", help="delete documents by id")
     p_delete.add_argument("ids", nargs="+")
     _common(p_delete)
@@ -73,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve = sub.add_parser("serve", help="serve the HTTP query API")
     p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    p_serve.add_argument(
+        "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
+    )
     _common(p_serve)
     return parser
 
@@ -87,16 +106,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _writer_lock(settings: Settings, what: str) -> FileLock | None:
+    """On SQLite one process embeds at a time; PostgreSQL needs no such lock (rows are claimed)."""
+    if settings.resolved_database_url.startswith("sqlite"):
+        return single_writer_lock(settings.index_dir, what)
+    return None
+
+
+def _report(rejected: Rejected) -> None:
+    print(f"rejected {rejected}", file=sys.stderr)
+
+
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     """Index the given paths; exit status 1 when any record was rejected."""
+    _lock = _writer_lock(settings, "semsearch index")
     indexer = open_indexer(settings)
-
-    def report(rejected: Rejected) -> None:
-        print(f"rejected {rejected}", file=sys.stderr)
 
     progress = Progress(sys.stderr, count_records(args.paths) if sys.stderr.isatty() else None)
     try:
-        summary = indexer.run(read_sources(args.paths), on_reject=report, on_progress=progress)
+        summary = indexer.run(read_sources(args.paths), on_reject=_report, on_progress=progress)
     finally:
         progress.close()
     data = summary.as_dict()
@@ -109,6 +137,53 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             f"in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
         )
     return 1 if summary.rejected else 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Queue documents for the worker; exit status 1 when any record was rejected."""
+    store = open_store(settings)
+    docs, rejected = [], 0
+    written = {"added": 0, "updated": 0, "unchanged": 0}
+    for record in [*read_sources(args.paths), None]:
+        if isinstance(record, Rejected):
+            rejected += 1
+            _report(record)
+        elif record is not None:
+            docs.append(record)
+        if len(docs) >= 1000 or (record is None and docs):
+            result, same = enqueue(store, docs)
+            written["added"] += len(result.added)
+            written["updated"] += len(result.updated)
+            written["unchanged"] += len(same)
+            docs = []
+    data = {**written, "rejected": rejected}
+    print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
+    return 1 if rejected else 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Embed queued documents until interrupted (or, with --until-empty, until none is left)."""
+    _lock = _writer_lock(settings, "semsearch worker")
+    worker = open_worker(settings)
+    if args.until_empty:
+        worker.start_up()
+        done = worker.drain()
+        print(json.dumps({"embedded": done}) if args.json else f"embedded {done} documents")
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
+    _lock = _writer_lock(settings, "semsearch rebuild")
+    summary = rebuild(settings)
+    data = summary.as_dict()
+    print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
+    return 0
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,17 +240,34 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the API until interrupted."""
+    """Serve the API until interrupted, by default with the indexing worker on a thread beside it."""
     import uvicorn  # imported here: only `serve` needs the web stack
 
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    background = None
+    if not args.no_worker:
+        _lock = _writer_lock(settings, "semsearch serve (with its indexing worker)")
+        background = BackgroundWorker(open_worker(settings))
+        background.start()
+    try:
+        if args.workers > 1:
+            # Worker processes build their app from the environment: hand them these settings there.
+            os.environ.update(settings_env(settings))
+            uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+        else:
+            uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    finally:
+        if background is not None:
+            background.stop()
     return 0
 
 
 _COMMANDS = {
     "index": cmd_index,
+    "add": cmd_add,
+    "worker": cmd_worker,
+    "rebuild": cmd_rebuild,
     "delete": cmd_delete,
     "check": cmd_check,
     "search": cmd_search,
@@ -193,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args, settings)
     except ValidationError as exc:
         print(f"semsearch: invalid settings: {exc}", file=sys.stderr)
-    except (ValueError, FileNotFoundError, IndexMismatchError) as exc:
+    except (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError) as exc:
         print(f"semsearch {args.command}: {exc}", file=sys.stderr)
     return 2
 

@@ -121,17 +121,18 @@ class Publisher:
             assert index is not None and self.generation is not None
             held, stored = index.ids(), self.rows.ids()
             orphans, missing = np.setdiff1d(held, stored), np.setdiff1d(stored, held)
+            dead = self.rows.tombstones(s)
+            if len(orphans) or len(missing):
+                self._remove(index, orphans)
+                ids, vectors = self.rows.fetch(missing.tolist())
+                index.add(ids, vectors)
+                self.generation = self.catalog.publish(index, self.generation)
+                self._stamp = self.catalog.stamp(self.generation)
+            # Only what the file holds now: a vector a worker commits meanwhile stays unpublished.
+            self.rows.mark_published(s, stored)
+            self.rows.clear_tombstones(s, dead)
             if not len(orphans) and not len(missing):
-                self.rows.mark_all_published(s)
-                self.rows.clear_tombstones(s, self.rows.tombstones(s))
                 return 0, 0
-            self._remove(index, orphans)
-            ids, vectors = self.rows.fetch(missing.tolist())
-            index.add(ids, vectors)
-            self.generation = self.catalog.publish(index, self.generation)
-            self._stamp = self.catalog.stamp(self.generation)
-            self.rows.mark_all_published(s)
-            self.rows.clear_tombstones(s, self.rows.tombstones(s))
             log.info("repaired the index: %d orphan vectors removed, %d added", len(orphans), len(missing))
             return len(orphans), len(missing)
 

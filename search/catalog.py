@@ -6,6 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
 from search.encoder import Encoder
 from search.index import VectorIndex
 from search.models import IndexGeneration
@@ -56,6 +59,10 @@ class IndexCatalog:
         opened = self.open_active(encoder)
         if opened is not None:
             return opened
+        return VectorIndex(encoder.dim, factory), self.create(encoder, factory, "active")
+
+    def create(self, encoder: Encoder, factory: str, state: str) -> IndexGeneration:
+        """A new generation row for this encoder (its file is written when it is first published)."""
         generation = self.store.save_generation(
             IndexGeneration(
                 path="",
@@ -64,13 +71,28 @@ class IndexCatalog:
                 pooling=encoder.pooling,
                 dim=encoder.dim,
                 max_length=encoder.max_length,
-                state="active",
+                state=state,
                 vectors=0,
             )
         )
         generation.path = f"gen-{generation.id:06d}.faiss"
-        generation = self.store.save_generation(generation)
-        return VectorIndex(encoder.dim, factory), generation
+        return self.store.save_generation(generation)
+
+    def activate(self, s: Session, generation: IndexGeneration) -> None:
+        """Make `generation` the serving one in transaction `s`; the one it replaces is retired."""
+        s.execute(update(IndexGeneration).where(IndexGeneration.state == "active").values(state="retired"))
+        generation.state = "active"
+        s.merge(generation)
+
+    def drop_inactive(self, states: tuple[str, ...] = ("building", "retired")) -> list[int]:
+        """Delete the files and rows of generations in `states` (an interrupted rebuild's, or retired
+        ones whose readers have moved on); returns their ids."""
+        with self.store.session() as s:
+            gone = list(s.scalars(select(IndexGeneration).where(IndexGeneration.state.in_(states))))
+            for generation in gone:
+                self.path_of(generation).unlink(missing_ok=True)
+                s.delete(generation)
+        return [g.id for g in gone]
 
     def publish(self, index: VectorIndex, generation: IndexGeneration) -> IndexGeneration:
         """Save the index file atomically, then record its size and resolved type."""

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often a long indexing run saves the index (bounds re-work after a crash)."
     )
+    publish_seconds: float = Field(
+        default=1.0, gt=0, description="How often the worker publishes newly embedded documents to readers."
+    )
     reload_seconds: float = Field(
         default=1.0, gt=0, description="How often a server looks for a newly published index."
     )
@@ -61,3 +64,13 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where index generations are written."""
         return self.data_dir / "index"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as SEMSEARCH_* variables, for child processes that build their own (uvicorn workers)."""
+    out: dict[str, str] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        out[f"SEMSEARCH_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from search.models import EMBEDDED, INDEXED, PENDING, Chunk, ChunkVector, Document, RemovedChunk
-from search.store import ChunkIn, Store, id_parts, insert_chunks
+from search.store import ChunkIn, DocumentIn, Store, WriteResult, id_parts, insert_chunks
 
 
 @dataclass(frozen=True)
@@ -178,11 +178,6 @@ class VectorRows:
                 update(Document).where(Document.id.in_(owners), Document.status == EMBEDDED).values(status=INDEXED)
             )
 
-    def mark_all_published(self, s: Session) -> None:
-        """A freshly built file holds every vector of the space (a rebuild's switch)."""
-        s.execute(update(ChunkVector).where(ChunkVector.space == self.space).values(published=True))
-        s.execute(update(Document).where(Document.status == EMBEDDED).values(status=INDEXED))
-
     def unpublish_all(self) -> None:
         """Forget what the index file holds (it was lost or is rebuilt from the rows)."""
         with self.store.session() as s:
@@ -219,3 +214,15 @@ class VectorRows:
         """Documents still waiting for vectors."""
         with self.store.session() as s:
             return int(s.scalar(select(func.count()).select_from(Document).where(Document.status == PENDING)) or 0)
+
+
+def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:
+    """Write documents for the worker to embed (pending, not chunked yet); returns what was written and
+    the ids left as they were (same title and text: only their metadata is updated, nothing re-embedded)."""
+    stored = store.content_hashes([d.external_id for d in docs]) if docs else {}
+    same = [d for d in docs if stored.get(d.external_id) == d.content_hash]
+    if same:
+        store.update_metadata({d.external_id: d.metadata for d in same})
+    changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
+    result = store.write_documents([(d, []) for d in changed]) if changed else WriteResult()
+    return result, [d.external_id for d in same]

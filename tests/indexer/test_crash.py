@@ -92,27 +92,58 @@ def test_killed_indexer_resumes_to_the_uninterrupted_state(tmp_path: Path, tiny_
     assert done.returncode == 0, done.stderr
     print(f"uninterrupted run: {duration:.1f} s")
 
-    rng = random.Random(11)
-    kills = 0
-    # Each rerun has less left to do, so the kills come early enough to land while it works:
-    # during start-up, chunking, SQL commits, embedding or an index save.
-    for _ in range(10):
-        proc = subprocess.Popen(_index_cmd(corpus), env=_env(crashed, tiny_model_dir), stdout=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 0.6) * duration)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
-        if kills == 4:
-            break
+    kills = _kill_repeatedly(_index_cmd(corpus), _env(crashed, tiny_model_dir), duration, 4, seed=11)
     assert kills == 4, "the kills should land while the indexer runs"
     final = subprocess.run(_index_cmd(corpus), env=_env(crashed, tiny_model_dir), capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr
 
-    want_docs, want_chunks, want_results = _state(reference, tiny_model_dir)
-    got_docs, got_chunks, got_results = _state(crashed, tiny_model_dir)
-    assert len(got_docs) == 2000 and got_docs == want_docs
+    _assert_same_state(crashed, reference, tiny_model_dir, 2000)
+
+
+def _assert_same_state(got: Path, want: Path, tiny_model_dir: Path, documents: int) -> None:
+    """Same documents, chunks and rankings; scores equal up to float noise (batches differ in shape)."""
+    want_docs, want_chunks, want_results = _state(want, tiny_model_dir)
+    got_docs, got_chunks, got_results = _state(got, tiny_model_dir)
+    assert len(got_docs) == documents and got_docs == want_docs
     assert got_chunks == want_chunks
     for query, hits in want_results.items():
         assert [h[0] for h in got_results[query]] == [h[0] for h in hits]
         assert np.allclose([h[1] for h in got_results[query]], [h[1] for h in hits], atol=1e-4)
+
+
+def _kill_repeatedly(cmd: list[str], env: dict[str, str], duration: float, kills_wanted: int, seed: int) -> int:
+    """Start `cmd` again and again, SIGKILLing it at a random moment of its work; returns the kills.
+
+    Committed work is never redone, so each rerun has less left: the window halves after every kill
+    to keep landing while the process works (start-up, chunking, commits, embedding, index saves)."""
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(3 * kills_wanted):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.6) * duration * 0.5**kills)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=60)
+        if kills == kills_wanted:
+            break
+    return kills
+
+
+def test_killed_worker_resumes_to_the_uninterrupted_state(tmp_path: Path, tiny_model_dir: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    _corpus(corpus, 800)
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    add = [str(Path(sys.executable).with_name("semsearch")), "add", str(corpus)]
+    worker = [str(Path(sys.executable).with_name("semsearch")), "worker", "--until-empty"]
+    for data in (reference, crashed):
+        queued = subprocess.run(add, env=_env(data, tiny_model_dir), capture_output=True, timeout=600)
+        assert queued.returncode == 0, queued.stderr
+    started = time.monotonic()
+    done = subprocess.run(worker, env=_env(reference, tiny_model_dir), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    kills = _kill_repeatedly(worker, _env(crashed, tiny_model_dir), time.monotonic() - started, 4, seed=5)
+    assert kills == 4, "the kills should land while the worker runs"
+    final = subprocess.run(worker, env=_env(crashed, tiny_model_dir), capture_output=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    _assert_same_state(crashed, reference, tiny_model_dir, 800)

@@ -1,0 +1,111 @@
+"""Offline rebuilds: a new index generation is built beside the serving one and switched to atomically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from indexer.embedding import embed_missing
+from indexer.publisher import Publisher
+from search.catalog import IndexCatalog
+from search.components import make_encoder, open_store
+from search.encoder import Encoder
+from search.index import VectorIndex
+from search.models import IndexGeneration
+from search.settings import Settings
+from search.store import Store
+from search.vectors import VectorRows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RebuildSummary:
+    """What a rebuild did."""
+
+    generation: int
+    factory: str
+    vectors: int
+    embedded: int
+    reused: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, int | float | str]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+def rebuild(settings: Settings, store: Store | None = None, encoder: Encoder | None = None) -> RebuildSummary:
+    """Build the index the settings describe (factory, model, pooling) from the stored vectors,
+    embedding only chunks that have none in that embedding space, then switch readers to it.
+
+    Interrupted at any point, it leaves the serving generation untouched; run again, it keeps every
+    vector already committed and starts the build afresh."""
+    started = time.perf_counter()
+    store = store or open_store(settings)
+    encoder = encoder or make_encoder(settings)
+    catalog = IndexCatalog(store, settings.index_dir)
+    catalog.drop_inactive(("building",))  # what an interrupted rebuild left behind
+    factory = _factory(settings, store)
+    publisher = Publisher(catalog, encoder, factory)
+    rows = publisher.rows
+    embedded = embed_missing(rows, encoder)
+    generation = catalog.create(encoder, factory, "building")
+    index = _build(rows, factory)
+    index.save(catalog.path_of(generation))
+    embedded += _switch(publisher, index, generation)
+    summary = RebuildSummary(
+        generation=generation.id,
+        factory=index.resolved_factory,
+        vectors=index.ntotal,
+        embedded=embedded,
+        reused=index.ntotal - embedded,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    # Readers swap within reload_seconds; POSIX keeps a file they still map alive after the unlink,
+    # and the grace spares one that read the old generation's row just before the switch.
+    time.sleep(min(max(2 * settings.reload_seconds, 1.0), 10.0))
+    catalog.drop_inactive(("retired",))
+    return summary
+
+
+def _factory(settings: Settings, store: Store) -> str:
+    """The index type asked for (flag or SEMSEARCH_INDEX_FACTORY), else the serving generation's."""
+    active = store.active_generation()
+    if "index_factory" in settings.model_fields_set or active is None:
+        return settings.index_factory
+    return active.factory
+
+
+def _build(rows: VectorRows, factory: str) -> VectorIndex:
+    """A new index over every stored vector of the space (trained on a sample where it needs training)."""
+    parts = list(rows.iter_all())
+    index = VectorIndex(rows.dim, factory)
+    if parts:
+        index.add(np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts]))
+    log.info("built %s over %d vectors", index.resolved_factory, index.ntotal)
+    return index
+
+
+def _switch(publisher: Publisher, index: VectorIndex, generation: IndexGeneration) -> int:
+    """Catch up with what changed during the build, then make the new generation the serving one, all
+    under the publish lock. Returns the chunks embedded during the catch-up."""
+    catalog, rows = publisher.catalog, publisher.rows
+    with publisher.locked() as s:
+        # Documents embedded meanwhile with another model (a model change) get this space's vectors too.
+        embedded = embed_missing(rows, publisher.encoder)
+        held, stored = index.ids(), rows.ids()
+        dead = rows.tombstones(s)
+        index.remove(np.setdiff1d(held, stored))
+        ids, vectors = rows.fetch(np.setdiff1d(stored, held).tolist())
+        index.add(ids, vectors)
+        index.save(catalog.path_of(generation))
+        generation.vectors = index.ntotal
+        generation.factory = index.resolved_factory
+        catalog.activate(s, generation)
+        rows.mark_published(s, stored)
+        rows.clear_tombstones(s, dead)
+    return embedded

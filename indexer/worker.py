@@ -1,0 +1,113 @@
+"""The long-lived indexer: embeds documents that `semsearch add` and the API queue, and publishes them
+to readers at a bounded interval."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from indexer.chunking import Chunker
+from indexer.embedding import embed_missing, embed_pending
+from indexer.publisher import Publisher
+from search.catalog import IndexCatalog
+from search.components import make_encoder, open_store
+from search.encoder import Encoder
+from search.settings import Settings
+from search.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Takes pending documents in batches, embeds them (vectors committed to SQL), and publishes what
+    was embedded at most `publish_seconds` later. Several may run on PostgreSQL: each batch is claimed
+    with row locks, so no document is taken twice, and publishing is serialised by the Publisher."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: Store,
+        catalog: IndexCatalog,
+        chunker: Chunker,
+        factory: str = "Flat",
+        publish_seconds: float = 1.0,
+        batch_docs: int = 256,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.chunker = chunker
+        self.publisher = Publisher(catalog, encoder, factory)
+        self.publish_seconds = publish_seconds
+        self.batch_docs = batch_docs
+        self.embedded = 0
+
+    def start_up(self) -> None:
+        """Finish what a crashed process left: chunks without vectors, a file behind the stored vectors."""
+        embed_missing(self.publisher.rows, self.encoder)
+        self.publisher.repair()
+
+    def step(self) -> int:
+        """Embed one batch of pending documents; returns how many (0: the queue is empty)."""
+        docs, _chunks = embed_pending(self.publisher.rows, self.encoder, self.chunker, self.batch_docs)
+        self.embedded += docs
+        return docs
+
+    def drain(self) -> int:
+        """Embed everything pending, then publish; returns the number of documents embedded."""
+        total = 0
+        while n := self.step():
+            total += n
+        self.publisher.sync()
+        return total
+
+    def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
+        """Work until `stop` is set; publishes at most `publish_seconds` after a batch is embedded."""
+        self.start_up()
+        published_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                busy = self.step() > 0
+                if time.monotonic() - published_at >= self.publish_seconds:
+                    self.publisher.sync()
+                    published_at = time.monotonic()
+            except Exception:
+                # A database hiccup must not end a long-lived worker; the batch stays pending.
+                log.exception("worker step failed; retrying")
+                busy = False
+            if not busy:
+                stop.wait(min(idle_poll, self.publish_seconds))
+        self.publisher.sync()
+
+
+def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Worker:
+    """A worker wired as the settings describe."""
+    encoder = encoder or make_encoder(settings)
+    store = store or open_store(settings)
+    chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
+    return Worker(
+        encoder,
+        store,
+        IndexCatalog(store, settings.index_dir),
+        chunker,
+        settings.index_factory,
+        settings.publish_seconds,
+    )
+
+
+class BackgroundWorker:
+    """A worker on a thread of its own, for `semsearch serve`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=worker.run, args=(self._stop,), name="indexing-worker", daemon=True)
+
+    def start(self) -> None:
+        """Start working in the background."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand, publish, and stop."""
+        self._stop.set()
+        self._thread.join(timeout)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
+from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
@@ -217,6 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
+    # Added before the metrics middleware, so inside it: refused bodies are counted too.
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.middleware("http")(app.state.metrics.middleware)
     app.include_router(public)
     app.include_router(protected)

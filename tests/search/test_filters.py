@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from search.filters import parse_filter
 from search.store import ChunkIn, DocumentIn, Store
@@ -118,3 +121,58 @@ def test_no_filter_and_empty_filter_mean_everything() -> None:
     assert parse_filter(None) is None and parse_filter({}) is None
     with pytest.raises(ValueError, match="filter must be an object"):
         parse_filter(["kind"])  # type: ignore[arg-type]
+
+
+# Plausible filters: the documents' own fields and values, so that many filters match something.
+_KNOWN = st.sampled_from(["animal", "sky", "2001", "ü ☀", "dotted", 2001, 2015, 1969.5, 4, 2, 7, 1, True, False])
+_NUMBERS = st.one_of(st.sampled_from([1969, 1970, 2001, 2015, 2, 4]), st.floats(-1e9, 1e9), st.integers(-9, 3000))
+_RANGES = st.dictionaries(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), _NUMBERS, min_size=1, max_size=3)
+_PLAUSIBLE = st.dictionaries(
+    st.sampled_from(["kind", "year", "legs", "wild", "tags", "a.b", "sp ace", "name"]),
+    st.one_of(_KNOWN, _RANGES, st.fixed_dictionaries({"$in": st.lists(_KNOWN, max_size=3)})),
+    min_size=1,
+    max_size=3,
+)
+# Hostile filters: any JSON at all, which must be refused with a ValueError or run without error.
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8), _KNOWN),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)
+_HOSTILE = st.dictionaries(
+    st.one_of(st.text(max_size=6), st.sampled_from(["$or", "", 'a"b', "kind", "x'; DROP TABLE documents; --"])),
+    st.one_of(_JSON, st.dictionaries(st.sampled_from(["$in", "$gt", "$lte", "$eq"]), _JSON, min_size=1)),
+    min_size=1,
+    max_size=3,
+)
+
+
+@pytest.mark.postgres
+def test_any_filter_is_refused_or_answers_alike_on_both_databases(tmp_path: Path, postgres_url: str) -> None:
+    """Generated filters: a ValueError, or the same matches on SQLite and PostgreSQL (never a SQL error)."""
+    stores = []
+    for url in (f"sqlite:///{tmp_path / 'fuzz.db'}", postgres_url):
+        store = Store(url)
+        store.write_documents(
+            [(DocumentIn(ext, "text", metadata=meta), [ChunkIn(0, "text", 0, 4)]) for ext, meta in META.items()]
+        )
+        stores.append(store)
+    matched: list[int] = []
+
+    @given(raw=st.one_of(_PLAUSIBLE, _HOSTILE))
+    @settings(max_examples=200, deadline=None, derandomize=True, database=None)
+    def check(raw: dict[str, Any]) -> None:
+        try:
+            parse_filter(raw)
+        except ValueError:
+            return
+        on_sqlite = _matches(stores[0], raw)
+        assert on_sqlite == _matches(stores[1], raw)
+        matched.append(len(on_sqlite))
+
+    check()
+    # The comparison was not vacuous: many filters were valid, and they matched a range of documents.
+    assert len(matched) > 50 and len(set(matched)) >= 3
+    assert stores[1].counts() == {"documents": len(META), "chunks": len(META)}
+    for store in stores:
+        store.close()

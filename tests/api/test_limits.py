@@ -8,15 +8,8 @@ import httpx
 import pytest
 
 from search.settings import Settings
-from tests.api.conftest import serve
 
-LIMIT = 4096
-
-
-@pytest.fixture
-def small_url(settings: Settings) -> Iterator[str]:
-    """A server (with nothing indexed) that accepts bodies of at most 4 KiB."""
-    yield from serve(settings.model_copy(update={"max_body_bytes": LIMIT}))
+LIMIT = 4096  # the `small_body_url` server's limit
 
 
 def test_max_body_bytes_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,8 +18,8 @@ def test_max_body_bytes_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().max_body_bytes == 65536
 
 
-def test_bodies_over_the_limit_get_413(small_url: str) -> None:
-    with httpx.Client(base_url=small_url, timeout=30) as client:
+def test_bodies_over_the_limit_get_413(small_body_url: str) -> None:
+    with httpx.Client(base_url=small_body_url, timeout=30) as client:
         fits = client.post("/search", json={"query": "cat " * 900})
         assert fits.status_code == 200
         declared = client.post("/search", json={"query": "cat " * 1100})
@@ -41,11 +34,11 @@ def test_bodies_over_the_limit_get_413(small_url: str) -> None:
         yield b'"cat"]}'
 
     streamed = httpx.post(
-        f"{small_url}/search/batch", content=chunks(), headers={"Content-Type": "application/json"}, timeout=30
+        f"{small_body_url}/search/batch", content=chunks(), headers={"Content-Type": "application/json"}, timeout=30
     )
     assert streamed.status_code == 413 and "SEMSEARCH_MAX_BODY_BYTES" in streamed.json()["detail"]
     # The server is fine afterwards.
-    assert httpx.get(f"{small_url}/health", timeout=30).json() == {"status": "ok"}
+    assert httpx.get(f"{small_body_url}/health", timeout=30).json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(

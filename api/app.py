@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
+from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
@@ -30,6 +32,7 @@ from api.schemas import (
     Usage,
 )
 from search.components import make_encoder, open_searcher, open_store
+from search.filters import MetadataFilter, parse_filter
 from search.searcher import Searcher, SearchHit
 from search.settings import Settings
 
@@ -78,7 +81,21 @@ def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, 
 
 
 public = APIRouter()
-protected = APIRouter(dependencies=[Depends(require_api_key)], responses={401: {"model": ErrorBody}})
+# Every error any protected route can give, declared so that clients (and the schema fuzz test) know
+# them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
+# (a plain-text detail naming the problem, or the list of pydantic's validation errors).
+protected = APIRouter(
+    dependencies=[Depends(require_api_key)],
+    responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
+)
+
+
+def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
+    """The request's metadata filter, validated; a bad one is a 422 that names the problem."""
+    try:
+        return parse_filter(raw)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def _results(hits: list[SearchHit]) -> list[SearchResult]:
@@ -95,7 +112,7 @@ def health() -> Health:
 def search_post(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
     """The `top_k` documents closest to the query, each with its best chunk."""
     started = time.perf_counter()
-    hits = searcher.search(body.query, k=body.top_k)
+    hits = searcher.search(body.query, k=body.top_k, filter=_filter(body.filter))
     return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -104,9 +121,16 @@ def search_get(
     searcher: SearcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
 ) -> SearchResponse:
-    """`GET /search?q=...&k=10`, the same as the POST form."""
-    return search_post(SearchRequest(query=q, top_k=k), searcher)
+    """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
+    try:
+        raw = None if filter is None else json.loads(filter)
+    except ValueError as exc:
+        raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
+    return search_post(SearchRequest(query=q, top_k=k, filter=raw), searcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
@@ -116,7 +140,7 @@ def search_batch(body: BatchSearchRequest, searcher: SearcherDep) -> BatchSearch
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
-    lists = searcher.search_many(body.queries, k=body.top_k)
+    lists = searcher.search_many(body.queries, k=body.top_k, filter=_filter(body.filter))
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -194,6 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
+    # Added before the metrics middleware, so inside it: refused bodies are counted too.
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.middleware("http")(app.state.metrics.middleware)
     app.include_router(public)
     app.include_router(protected)

@@ -8,6 +8,18 @@ from pydantic import BaseModel, Field
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 256
+# Longest document text the write endpoints accept: a million characters is a long book, which
+# chunking splits into a few thousand vectors; with the default 16 MiB body limit a request holds
+# several such documents. Longer documents should be split by the client.
+MAX_DOCUMENT_CHARS = 1_000_000
+
+_FILTER_DOC = (
+    "Only documents whose metadata passes: equality on a field (a string, number or boolean), "
+    '{"field": {"$in": [values]}}, or numeric {"field": {"$gt"|"$gte"|"$lt"|"$lte": number}}. '
+    "Several operators on one field, and several fields, must all hold. The filter applies inside the "
+    "nearest-neighbour search, so top_k matching documents come back whenever that many exist."
+)
+_FILTER_EXAMPLES: list[Any] = [{"kind": "animal"}, {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}}]
 
 
 class SearchRequest(BaseModel):
@@ -15,6 +27,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
 
 
 class BatchSearchRequest(BaseModel):
@@ -22,6 +35,7 @@ class BatchSearchRequest(BaseModel):
 
     queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
     top_k: int = Field(default=10, ge=1, le=1000)
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
 
 
 class SearchResult(BaseModel):

@@ -32,6 +32,17 @@ def _auto_nprobe(nlist: int) -> int:
     return max(8, nlist // 32)
 
 
+def _filtered_nprobe(nprobe: int, nlist: int, matching: int, k: int) -> int:
+    """IVF lists to visit when only `matching` vectors may be returned.
+
+    The usual nprobe lists hold about matching * nprobe / nlist of the matches (if they are spread
+    evenly); when that is not comfortably more than k (a rare filter), widen the probe so that about
+    4k matches are in reach. A small matching set gets every list: an exact search over just those
+    vectors, since the selector skips the others cheaply."""
+    wanted = math.ceil(4 * k * nlist / max(matching, 1))
+    return min(nlist, max(nprobe, wanted))
+
+
 class VectorIndex:
     """Inner-product nearest-neighbour search over L2-normalised vectors, addressed by int64 ids."""
 
@@ -106,18 +117,74 @@ class VectorIndex:
             raise ValueError(f"index type {self.resolved_factory!r} has no nprobe (not an IVF index)")
         ivf.nprobe = nprobe
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`k` (scores, ids) per query row; missing neighbours have id -1 and score -inf."""
+    def search(self, vectors: np.ndarray, k: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` (scores, ids) per query row; missing neighbours have id -1 and score -inf.
+
+        With `ids`, only vectors stored under those ids compete: the restriction happens inside the
+        nearest-neighbour search, so `k` matches come back whenever `k` of those ids are held."""
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        if self._index is None or self.ntotal == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        scores, ids = self._index.search(queries, k)
-        scores[ids < 0] = -np.inf
-        return scores, ids
+        empty = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        if self._index is None or self.ntotal == 0 or (ids is not None and len(ids) == 0):
+            return empty
+        if ids is None:
+            scores, found = self._index.search(queries, k)
+        else:
+            scores, found = self._search_among(queries, k, ids)
+        scores[found < 0] = -np.inf
+        return scores, found
+
+    def _search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search restricted to `ids` with a FAISS ID selector (per call: parameters are not shared)."""
+        assert self._index is not None
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+        ivf = self._ivf()
+        if ivf is None:
+            if isinstance(faiss.downcast_index(getattr(self._index, "index", self._index)), faiss.IndexHNSW):
+                return self._hnsw_search(queries, k, selector, len(ids))
+            # Flat tests the selector on every vector, so it stays exact.
+            params = faiss.SearchParameters()
+            params.sel = selector
+            return self._index.search(queries, k, params=params)
+        nlist = int(ivf.nlist)
+        nprobe = _filtered_nprobe(int(ivf.nprobe), nlist, len(ids), k)
+        scores, found = self._ivf_search(queries, k, selector, nprobe)
+        # Matches clustered away from the query can all sit in unvisited lists: when a row came back
+        # short, visit every list, which is exact over the matching vectors.
+        if nprobe < nlist and ((found >= 0).sum(axis=1) < min(k, len(ids))).any():
+            scores, found = self._ivf_search(queries, k, selector, nlist)
+        return scores, found
+
+    def _hnsw_search(
+        self, queries: np.ndarray, k: int, selector: faiss.IDSelector, matching: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # HNSW walks its graph through non-matching nodes too and keeps only matches: the beam must
+        # grow as the filter gets rarer, up to the whole graph (then it is about exhaustive).
+        assert self._index is not None
+        ef = min(self.ntotal, max(16, math.ceil(4 * k * self.ntotal / max(matching, 1))))
+        while True:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
+            params.sel, params.efSearch = selector, ef
+            scores, found = self._index.search(queries, k, params=params)
+            if ef >= self.ntotal or not ((found >= 0).sum(axis=1) < min(k, matching)).any():
+                return scores, found
+            ef = min(self.ntotal, ef * 8)
+
+    def _ivf_search(
+        self, queries: np.ndarray, k: int, selector: faiss.IDSelector, nprobe: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self._index is not None
+        ivf_params = faiss.SearchParametersIVF()
+        ivf_params.sel, ivf_params.nprobe = selector, nprobe
+        if not isinstance(self._index, faiss.IndexPreTransform):
+            return self._index.search(queries, k, params=ivf_params)
+        # An IVF behind a transform ("PCA64,IVF...") takes its parameters wrapped.
+        params = faiss.SearchParametersPreTransform()
+        params.index_params = ivf_params
+        return self._index.search(queries, k, params=params)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove the vectors stored under `ids`; returns how many were there."""

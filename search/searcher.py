@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +10,12 @@ import numpy as np
 
 from search.catalog import IndexWatcher
 from search.encoder import Encoder
+from search.filters import MetadataFilter, parse_filter
 from search.index import VectorIndex
 from search.store import ChunkHit, Store
+
+# A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
+FilterSpec = Mapping[str, Any] | MetadataFilter | None
 
 # How many chunks to fetch per wanted document at first; grows while documents repeat.
 _OVERFETCH = 4
@@ -47,27 +51,43 @@ class Searcher:
         if fresh is not None:
             self.index = fresh
 
-    def search(self, query: str, k: int = 10) -> list[SearchHit]:
-        """The `k` best documents for `query`."""
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 10, filter: FilterSpec = None) -> list[SearchHit]:
+        """The `k` best documents for `query` among those whose metadata passes `filter`."""
+        return self.search_many([query], k, filter)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
-        """The `k` best documents for each query; all queries go through the model in one batch."""
+    def search_many(self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None) -> list[list[SearchHit]]:
+        """The `k` best documents for each query; all queries go through the model in one batch.
+
+        A bad `filter` raises ValueError before any query is embedded; the matching chunks are
+        looked up once for all the queries."""
+        parsed = parse_filter(filter)
         vectors = self.encoder.encode(list(queries))
-        return [self.search_vector(v, k) for v in vectors]
+        allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
+        return [self._search(v, k, allowed) for v in vectors]
 
-    def search_vector(self, vector: np.ndarray, k: int) -> list[SearchHit]:
+    def search_vector(self, vector: np.ndarray, k: int, filter: FilterSpec = None) -> list[SearchHit]:
         """The `k` best documents for an embedded query; a document scores as its best chunk."""
+        parsed = parse_filter(filter)
+        return self._search(vector, k, None if parsed is None else self.store.matching_chunk_ids(parsed))
+
+    def _search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
+        """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
+
+        `allowed` (chunk ids whose document passed the filter) restricts the index search itself."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         self.refresh()
         index = self.index
+        # Candidates: the whole index, or at most the allowed chunks.
+        total = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
+        if total == 0:
+            return []
         fetch = k * _OVERFETCH
         while True:
-            scores, ids = index.search(vector, min(fetch, max(index.ntotal, 1)))
+            scores, ids = index.search(vector, min(fetch, total), ids=allowed)
             best = self._best_per_document(scores[0], ids[0])
-            # Stop when enough distinct documents came back, or when the whole index was scanned.
-            if len(best) >= k or fetch >= index.ntotal:
+            # Stop when enough distinct documents came back, or when every candidate was returned.
+            if len(best) >= k or fetch >= total:
                 return best[:k]
             fetch *= _OVERFETCH
 

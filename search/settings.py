@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="How often a server looks for a newly published index."
     )
     api_key: SecretStr | None = None
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API accepts; larger ones get 413 before they are read into memory.",
+    )
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.filters import MetadataFilter
 from search.models import Chunk, Document, IndexGeneration, RemovedChunk
 
 
@@ -214,6 +216,13 @@ class Store:
         )
         with self.session() as s:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
+
+    def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
+        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter."""
+        condition = metadata_filter.condition(self.engine.dialect.name)
+        stmt = select(Chunk.id).join(Document).where(condition).order_by(Chunk.id)
+        with self.session() as s:
+            return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
     def all_chunk_ids(self) -> list[int]:
         """Every chunk id, ascending."""

@@ -67,3 +67,9 @@ def live_url(settings: Settings) -> Iterator[str]:
     live = settings.model_copy(update={"reload_seconds": 0.1})
     index_docs(live)
     yield from serve(live)
+
+
+@pytest.fixture
+def small_body_url(settings: Settings) -> Iterator[str]:
+    """A server (with nothing indexed) that accepts request bodies of at most 4 KiB."""
+    yield from serve(settings.model_copy(update={"max_body_bytes": 4096}))

@@ -69,3 +69,28 @@ def test_documents_endpoint(base_url: str) -> None:
     }
     missing = httpx.get(f"{base_url}/documents/nope", timeout=30)
     assert missing.status_code == 404 and "no document with id 'nope'" in missing.json()["detail"]
+
+
+def test_a_filter_typed_in_the_page_keeps_only_matching_results(base_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(base_url + "/")
+    browser.find_element(By.ID, "q").send_keys("cancer patients study results")
+    filter_box = browser.find_element(By.ID, "filter")
+    filter_box.send_keys('{"kind": {"$in": ["animal", "sky"]}')  # a typo: one closing brace short
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text)
+    assert "not valid JSON" in browser.find_element(By.ID, "status").text
+    assert browser.find_elements(By.CSS_SELECTOR, ".hit") == []
+    filter_box.send_keys("}")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    # Without the filter "Bio" ranks first (the test above); with it, only pets and space remain.
+    titles = sorted(h.find_element(By.TAG_NAME, "h3").text for h in browser.find_elements(By.CSS_SELECTOR, ".hit"))
+    assert titles == ["Pets", "Space"]
+    assert browser.find_element(By.ID, "status").text == ""
+    assert "filter=" in browser.current_url
+    # A filter the server refuses shows the server's reason.
+    filter_box.clear()
+    filter_box.send_keys('{"year": {"$gt": "x"}}')
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text)
+    assert "filter field 'year': $gt needs a number, got 'x'" in browser.find_element(By.ID, "status").text

@@ -93,3 +93,45 @@ def test_nprobe_is_settable_on_ivf_only_and_saved(tmp_path: Path) -> None:
     assert flat.nprobe is None
     with pytest.raises(ValueError, match="not an IVF index"):
         flat.set_nprobe(4)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16,Flat", "IVF16,Flat", "IVF16,SQ8", "PCA8,IVF8,Flat"])
+def test_search_among_ids_is_exact_over_the_allowed_vectors(factory: str) -> None:
+    vectors = _unit(2000, seed=1)
+    ids = np.arange(2000, dtype=np.int64) * 3 + 11
+    index = VectorIndex(16, factory)
+    index.add(ids, vectors)
+    if index.nprobe is not None:
+        index.set_nprobe(1)  # unfiltered, one list of 8-16: a rare filter would find almost nothing
+    query = vectors[0]
+    # The allowed vectors are those least like the query: an unfiltered top-k never reaches them.
+    far = np.argsort(vectors @ query)[:12]
+    scores, found = index.search(query, 5, ids=ids[far])
+    expected = ids[far][np.argsort(-(vectors[far] @ query))[:5]]
+    assert set(found[0].tolist()) <= set(ids[far].tolist()) and (found[0] >= 0).all()
+    if factory.startswith("PCA"):
+        assert len(set(found[0].tolist()) & set(expected.tolist())) >= 3  # PCA approximates the scores
+    elif factory.endswith("SQ8"):
+        assert set(found[0].tolist()) == set(expected.tolist())  # 8-bit codes may swap near ties
+    else:
+        assert found[0].tolist() == expected.tolist()
+        assert np.allclose(scores[0], vectors[(found[0] - 11) // 3] @ query, atol=0.05)
+    assert index.search(query, 5)[1][0].tolist() != found[0].tolist()
+
+
+def test_search_among_ids_copes_with_few_empty_and_unknown_ids() -> None:
+    index = VectorIndex(16, "IVF8,Flat")
+    vectors = _unit(400)
+    index.add(np.arange(400), vectors)
+    scores, found = index.search(vectors[:2], 4, ids=np.array([7, 9, 100_000]))
+    assert [sorted(row[row >= 0].tolist()) for row in found] == [[7, 9], [7, 9]]
+    assert np.isinf(scores[found < 0]).all()
+    assert index.search(vectors[0], 3, ids=np.empty(0, dtype=np.int64))[1].tolist() == [[-1, -1, -1]]
+
+
+def test_filtered_nprobe_widens_for_rare_filters() -> None:
+    from search.index import _filtered_nprobe
+
+    assert _filtered_nprobe(nprobe=4, nlist=1024, matching=1_000_000, k=10) == 4  # common: as configured
+    assert _filtered_nprobe(nprobe=4, nlist=1024, matching=10_000, k=10) == 5
+    assert _filtered_nprobe(nprobe=4, nlist=1024, matching=30, k=10) == 1024  # rare: every list

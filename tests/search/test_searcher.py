@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from search.encoder import Encoder
 from search.index import VectorIndex
@@ -70,3 +71,53 @@ def test_batch_queries_equal_single_ones(settings: Settings, tiny_encoder: Encod
         single = searcher.search(query, k=2)
         assert [h.id for h in hits] == [h.id for h in single]
         assert np.allclose([h.score for h in hits], [h.score for h in single], atol=1e-5)
+
+
+def _corpus(url: str, encoder: Encoder, factory: str) -> Searcher:
+    """60 documents like the query (kind "near") and 12 unlike it (kind "far", with a year)."""
+    store = Store(url)
+    docs = [(f"near{i}", f"the cat sat on the mat {i}", {"kind": "near"}) for i in range(60)]
+    docs += [(f"far{i}", f"cancer patients study results {i}", {"kind": "far", "year": 2000 + i}) for i in range(12)]
+    result = store.write_documents(
+        [(DocumentIn(ext, text, metadata=meta), [ChunkIn(0, text, 0, len(text))]) for ext, text, meta in docs]
+    )
+    index = VectorIndex(encoder.dim, factory)
+    index.add(np.asarray(result.new_chunk_ids), encoder.encode([text for _, text, _ in docs]))
+    if index.nprobe is not None:
+        index.set_nprobe(1)
+    return Searcher(encoder, index, store)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat"])
+def test_a_filter_applies_inside_the_search(database_url: str, tiny_encoder: Encoder, factory: str) -> None:
+    searcher = _corpus(database_url, tiny_encoder, factory)
+    query = "the cat sat on the mat"
+    unfiltered = searcher.search(query, k=5)
+    assert {h.metadata["kind"] for h in unfiltered} == {"near"}  # the far ones are not in an unfiltered top 5
+    hits = searcher.search(query, k=5, filter={"kind": "far"})
+    assert len(hits) == 5 and {h.metadata["kind"] for h in hits} == {"far"}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # The best 5 of the 12 far documents, as an exact (numpy) search over just them ranks them.
+    far = [f"cancer patients study results {i}" for i in range(12)]
+    exact = tiny_encoder.encode(far) @ tiny_encoder.encode([query])[0]
+    assert [h.id for h in hits] == [f"far{i}" for i in np.argsort(-exact)[:5]]
+    assert np.allclose([h.score for h in hits], np.sort(exact)[::-1][:5], atol=1e-5)
+    ranged = searcher.search(query, k=10, filter={"kind": {"$in": ["far", "other"]}, "year": {"$gte": 2009}})
+    assert sorted(h.id for h in ranged) == ["far10", "far11", "far9"]
+    assert searcher.search(query, k=5, filter={"kind": "x'; DROP TABLE documents; --"}) == []
+    assert searcher.store.counts() == {"documents": 72, "chunks": 72}
+    searcher.store.close()
+
+
+def test_filters_keep_best_chunk_per_document_and_batches(settings: Settings, tiny_encoder: Encoder) -> None:
+    searcher, ids = _setup(settings, tiny_encoder, DOCS)
+    searcher.store.update_metadata({"bio": {"kind": "science"}, "pets": {"kind": "animal"}})
+    hits = searcher.search("cancer patients study results", k=3, filter={"kind": {"$in": ["animal", "science"]}})
+    assert [h.id for h in hits][:1] == ["bio"] and {h.id for h in hits} == {"bio", "pets"}
+    assert hits[0].chunk_id == ids["bio"][1]
+    lists = searcher.search_many(["moon", "dog"], k=5, filter={"kind": "animal"})
+    assert [[h.id for h in hits] for hits in lists] == [["pets"], ["pets"]]
+    vector = tiny_encoder.encode(["moon"])[0]
+    assert [h.id for h in searcher.search_vector(vector, 5, filter={"kind": "none"})] == []
+    with pytest.raises(ValueError, match="filter field 'kind': \\$gt needs a number"):
+        searcher.search("moon", k=3, filter={"kind": {"$gt": "a"}})

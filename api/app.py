@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
+from api import documents
+from api.deps import SearcherDep, require_api_key
 from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
     BatchSearchResponse,
-    DocumentOut,
     Embedding,
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -33,7 +33,7 @@ from api.schemas import (
 )
 from search.components import make_encoder, open_searcher, open_store
 from search.filters import MetadataFilter, parse_filter
-from search.searcher import Searcher, SearchHit
+from search.searcher import SearchHit
 from search.settings import Settings
 
 MAX_EMBED_INPUTS = 2048
@@ -53,41 +53,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.close()
 
 
-def _searcher(request: Request) -> Searcher:
-    searcher: Searcher = request.app.state.searcher
-    return searcher
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SearcherDep = Annotated[Searcher, Depends(_searcher)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
-
-
-def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """With SEMSEARCH_API_KEY set, demand `Authorization: Bearer <key>` (compared in constant time)."""
-    if settings.api_key is None:
-        return
-    expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
-    if authorization is None or not secrets.compare_digest(authorization.encode(), expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong API key: send the header 'Authorization: Bearer <SEMSEARCH_API_KEY>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
 public = APIRouter()
 # Every error any protected route can give, declared so that clients (and the schema fuzz test) know
 # them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
 # (a plain-text detail naming the problem, or the list of pydantic's validation errors).
-protected = APIRouter(
-    dependencies=[Depends(require_api_key)],
-    responses={code: {"model": ErrorBody} for code in (400, 401, 413, 422)},
-)
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422)}
+protected = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -160,20 +131,6 @@ def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResp
     )
 
 
-@protected.get(
-    "/documents/{doc_id:path}",
-    response_model=DocumentOut,
-    summary="One document",
-    responses={404: {"model": ErrorBody}},
-)
-def get_document(doc_id: str, searcher: SearcherDep) -> DocumentOut:
-    """A document by its id, with its status (pending until its vectors are in the index)."""
-    doc = searcher.store.get_document(doc_id)
-    if doc is None:
-        raise HTTPException(404, f"no document with id {doc_id!r}")
-    return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, metadata=doc.meta, status=doc.status)  # type: ignore[arg-type]
-
-
 @public.get("/", include_in_schema=False)
 def page() -> FileResponse:
     """The search page: plain HTML and JavaScript, no build step."""
@@ -223,4 +180,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(app.state.metrics.middleware)
     app.include_router(public)
     app.include_router(protected)
+    app.include_router(documents.router, dependencies=[Depends(require_api_key)], responses=ERRORS)
     return app

@@ -121,13 +121,3 @@ class ErrorBody(BaseModel):
     """Every error: a message a person can act on."""
 
     detail: str | list[dict[str, Any]]
-
-
-class DocumentOut(BaseModel):
-    """A stored document and whether its vectors are searchable yet."""
-
-    id: str
-    title: str
-    text: str
-    metadata: dict[str, Any]
-    status: Literal["pending", "indexed"]

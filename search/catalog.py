@@ -127,9 +127,12 @@ class IndexWatcher:
             return VectorIndex(self.encoder.dim, self.fallback_factory)
         return self.catalog.open_generation(generation, self.encoder, mmap=True)
 
-    def poll(self) -> VectorIndex | None:
-        """A freshly loaded index when a new one was published since the last look, else None."""
-        if time.monotonic() - self._checked < self.interval or not self._lock.acquire(blocking=False):
+    def poll(self, force: bool = False) -> VectorIndex | None:
+        """A freshly loaded index when a new one was published since the last look, else None; without
+        `force`, at most one look per interval (and none while another thread is looking)."""
+        if force:
+            self._lock.acquire()
+        elif time.monotonic() - self._checked < self.interval or not self._lock.acquire(blocking=False):
             return None
         try:
             self._checked = time.monotonic()

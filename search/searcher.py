@@ -44,10 +44,10 @@ class Searcher:
         self.store = store
         self.watcher = watcher
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
         """Swap in a newly published index, if the watcher saw one (a reference swap: requests already
-        searching keep the index they started with)."""
-        fresh = self.watcher.poll() if self.watcher else None
+        searching keep the index they started with); `force` looks now rather than at the next interval."""
+        fresh = self.watcher.poll(force) if self.watcher else None
         if fresh is not None:
             self.index = fresh
 

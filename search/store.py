@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,10 +11,10 @@ from typing import Any
 
 import numpy as np
 from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import Chunk, Document, IndexGeneration, RemovedChunk
 
@@ -74,24 +73,6 @@ class WriteResult:
     written: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the API read while the indexer writes; foreign keys make chunk deletes cascade.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`, with SQLite set up for one writer beside many readers."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 class Store:
     """The metadata store. The SQL rows are the source of truth; the vector index follows them."""
 
@@ -125,6 +106,21 @@ class Store:
         """One document by the user's id, or None."""
         with self.session() as s:
             return s.scalars(select(Document).where(Document.external_id == external_id)).first()
+
+    def statuses(self, external_ids: Sequence[str]) -> dict[str, str]:
+        """The indexing status of each of `external_ids` that exists."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Document.external_id, Document.status).where(Document.external_id.in_(external_ids))
+            )
+            return {ext: status for ext, status in rows}
+
+    def list_documents(self, offset: int, limit: int) -> tuple[int, list[Document]]:
+        """(number of documents, the page of `limit` from `offset` in the order first written)."""
+        with self.session() as s:
+            total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+            page = list(s.scalars(select(Document).order_by(Document.id).offset(offset).limit(limit)))
+        return total, page
 
     def content_hashes(self, external_ids: Sequence[str]) -> dict[str, str]:
         """The stored content hash of each of `external_ids` that exists."""
@@ -272,14 +268,3 @@ def id_parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
     """`ids` in slices small enough for one IN list (SQLite caps bound parameters)."""
     for start in range(0, len(ids), size):
         yield [int(i) for i in ids[start : start + size]]
-
-
-def alembic_config(url: str) -> Config:
-    """Alembic configuration pointing at the packaged migrations folder."""
-    spec = importlib.util.find_spec("migrations")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the semsearch migrations package is not installed")
-    config = Config()
-    config.set_main_option("script_location", next(iter(spec.submodule_search_locations)))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config

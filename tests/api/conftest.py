@@ -73,3 +73,18 @@ def live_url(settings: Settings) -> Iterator[str]:
 def small_body_url(settings: Settings) -> Iterator[str]:
     """A server (with nothing indexed) that accepts request bodies of at most 4 KiB."""
     yield from serve(settings.model_copy(update={"max_body_bytes": 4096}))
+
+
+@pytest.fixture
+def worker_url(settings: Settings) -> Iterator[str]:
+    """A server with the indexing worker beside it, as `semsearch serve` runs by default."""
+    from indexer.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"reload_seconds": 0.1, "publish_seconds": 0.1})
+    index_docs(live)
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        yield from serve(live)
+    finally:
+        background.stop()

@@ -34,11 +34,12 @@ OPENAPI = create_app(Settings(data_dir=Path("unused"))).openapi()
 schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
-def test_the_server_serves_the_fuzzed_schema(base_url: str) -> None:
-    assert httpx.get(f"{base_url}/openapi.json", timeout=30).json() == OPENAPI
+def test_the_server_serves_the_fuzzed_schema(worker_url: str) -> None:
+    assert httpx.get(f"{worker_url}/openapi.json", timeout=30).json() == OPENAPI
 
 
 @schema.parametrize()
 @settings(max_examples=12, deadline=5000, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_survives_fuzzing(case: Any, base_url: str) -> None:
-    case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=30)
+def test_every_operation_survives_fuzzing(case: Any, worker_url: str) -> None:
+    # With the indexing worker running, as `semsearch serve` runs by default: writes get indexed.
+    case.call_and_validate(base_url=worker_url, checks=CHECKS, timeout=90)

@@ -6,7 +6,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from search.store import ChunkIn, DocumentIn, Store, alembic_config
+from search.db import alembic_config
+from search.store import ChunkIn, DocumentIn, Store
 
 
 def _doc(ext: str, text: str, **meta: object) -> DocumentIn:

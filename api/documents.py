@@ -1,0 +1,225 @@
+"""The documents resource: writes go to the store at once and the indexing worker embeds them;
+`?wait=true` answers only once they are searchable."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
+
+from api.deps import SearcherDep, StoreDep
+from api.schemas import MAX_DOCUMENT_CHARS, ErrorBody
+from search.models import INDEXED
+from search.searcher import Searcher
+from search.store import DocumentIn, Store
+from search.vectors import enqueue
+
+MAX_WRITE_BATCH = 1000
+MAX_ID_CHARS = 512
+Status = Literal["pending", "embedded", "indexed"]
+
+
+class _AnyPath(PathConvertor):
+    """A path parameter that matches every character, line breaks too, so that any id reaches the route
+    and a bad one gets a 422 that says why rather than a 404."""
+
+    regex = "(?s:.*)"
+
+
+register_url_convertor("anypath", _AnyPath())
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+
+def check_id(doc_id: str) -> str:
+    """A document id as the store keeps it: 1 to 512 characters, no control characters."""
+    if not 1 <= len(doc_id) <= MAX_ID_CHARS:
+        raise ValueError(f"document id is {len(doc_id)} characters long; it must have 1 to {MAX_ID_CHARS}")
+    bad = next((c for c in doc_id if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"document id {doc_id[:40]!r} holds the control character {bad!r}")
+    return doc_id
+
+
+class DocumentBody(BaseModel):
+    """A document's content: the text is chunked and embedded; the title is prepended to every chunk's
+    embedding input; metadata is stored as it is and can be filtered on."""
+
+    title: str = Field(default="", max_length=4096)
+    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The text to index.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text is blank: there is nothing to embed")
+        return value
+
+
+class DocumentWrite(DocumentBody):
+    """A document with its id, for `POST /documents`."""
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Your id of the document.")
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return check_id(value)
+
+
+class DocumentOut(BaseModel):
+    """A stored document and how far its indexing got: pending (queued), embedded (vectors computed,
+    not yet published), indexed (searchable)."""
+
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    status: Status
+
+
+class WriteResult(BaseModel):
+    """What a write did: ids added, updated (new text, queued again) and unchanged (same title and
+    text; only the metadata was replaced, nothing re-embedded)."""
+
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    indexed: bool = Field(description="True when `wait=true` saw every written document searchable.")
+
+
+class DocumentPage(BaseModel):
+    """A page of documents in the order they were first written."""
+
+    documents: list[DocumentOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class Deleted(BaseModel):
+    """A deleted document: from this response on, it is in no search result."""
+
+    id: str
+    chunks: int
+
+
+WaitQuery = Annotated[bool, Query(description="Answer only once the documents are searchable.")]
+TimeoutQuery = Annotated[float, Query(gt=0, le=60, description="Seconds `wait` may take (then a 202).")]
+
+
+def _out(doc: Any) -> DocumentOut:
+    return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, metadata=doc.meta, status=doc.status)
+
+
+async def _write(
+    store: Store, searcher: Searcher, docs: list[DocumentIn], wait: bool, timeout: float, response: Response
+) -> WriteResult:
+    result, same = await run_in_threadpool(enqueue, store, docs)
+    written = result.added + result.updated
+    indexed = not written or (wait and await _wait_indexed(store, searcher, written, timeout))
+    if wait and not indexed:
+        # Stored, and queued for the worker, but not searchable yet: accepted, not failed.
+        response.status_code = 202
+    return WriteResult(added=result.added, updated=result.updated, unchanged=same, indexed=indexed)
+
+
+async def _wait_indexed(store: Store, searcher: Searcher, ids: list[str], timeout: float) -> bool:
+    """Poll the documents' status until the worker published them, then load that index here.
+    False when `timeout` passed first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = await run_in_threadpool(store.statuses, ids)
+        if all(statuses.get(i, INDEXED) == INDEXED for i in ids):  # a document deleted meanwhile counts as done
+            await run_in_threadpool(searcher.refresh, True)
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": WriteResult,
+        "description": "Stored and queued, but `wait=true` timed out before the documents were searchable "
+        "(`indexed` is false). Is an indexing worker running?",
+    }
+}
+
+
+@router.put(
+    "/{doc_id:anypath}", response_model=WriteResult, summary="Create or replace a document", responses=_ACCEPTED
+)
+async def put_document(
+    doc_id: str,
+    body: DocumentBody,
+    store: StoreDep,
+    searcher: SearcherDep,
+    response: Response,
+    wait: WaitQuery = False,
+    timeout: TimeoutQuery = 30.0,
+) -> WriteResult:
+    """Store the document under `doc_id`; the worker embeds it. Its previous chunks leave the results now."""
+    try:
+        check_id(doc_id)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    doc = DocumentIn(doc_id, body.text, body.title, body.metadata)
+    return await _write(store, searcher, [doc], wait, timeout, response)
+
+
+@router.post("", response_model=WriteResult, summary="Create or replace several documents", responses=_ACCEPTED)
+async def post_documents(
+    body: Annotated[list[DocumentWrite], Field(min_length=1, max_length=MAX_WRITE_BATCH)],
+    store: StoreDep,
+    searcher: SearcherDep,
+    response: Response,
+    wait: WaitQuery = False,
+    timeout: TimeoutQuery = 30.0,
+) -> WriteResult:
+    """Store a list of documents (at most 1000); the worker embeds them."""
+    seen: set[str] = set()
+    duplicates = [d.id for d in body if d.id in seen or seen.add(d.id)]  # type: ignore[func-returns-value]
+    if duplicates:
+        raise HTTPException(422, f"document ids must be unique within a request; repeated: {duplicates[:10]}")
+    docs = [DocumentIn(d.id, d.text, d.title, d.metadata) for d in body]
+    return await _write(store, searcher, docs, wait, timeout, response)
+
+
+@router.get("", response_model=DocumentPage, summary="List documents")
+def list_documents(
+    store: StoreDep,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DocumentPage:
+    """Documents in the order they were first written, `limit` at a time."""
+    total, docs = store.list_documents(offset, limit)
+    return DocumentPage(documents=[_out(d) for d in docs], total=total, offset=offset, limit=limit)
+
+
+@router.get(
+    "/{doc_id:anypath}", response_model=DocumentOut, summary="One document", responses={404: {"model": ErrorBody}}
+)
+def get_document(doc_id: str, store: StoreDep) -> DocumentOut:
+    """A document by its id, with its indexing status."""
+    doc = store.get_document(doc_id)
+    if doc is None:
+        raise HTTPException(404, f"no document with id {doc_id!r}")
+    return _out(doc)
+
+
+@router.delete(
+    "/{doc_id:anypath}", response_model=Deleted, summary="Delete a document", responses={404: {"model": ErrorBody}}
+)
+def delete_document(doc_id: str, store: StoreDep) -> Deleted:
+    """Delete a document; the worker then takes its vectors out of the index file."""
+    found, chunk_ids = store.delete_documents([doc_id])
+    if not found:
+        raise HTTPException(404, f"no document with id {doc_id!r}")
+    return Deleted(id=doc_id, chunks=len(chunk_ids))

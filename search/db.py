@@ -1,0 +1,38 @@
+"""Connecting to the database: engines set up per dialect, and Alembic pointed at the packaged migrations."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while the indexer writes; foreign keys make chunk deletes cascade.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, with SQLite set up for one writer beside many readers."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration pointing at the packaged migrations folder."""
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the semsearch migrations package is not installed")
+    config = Config()
+    config.set_main_option("script_location", next(iter(spec.submodule_search_locations)))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config

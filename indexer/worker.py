@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from indexer.chunking import Chunker
 from indexer.embedding import embed_missing, embed_pending
 from indexer.publisher import Publisher
-from search.catalog import IndexCatalog
-from search.components import make_encoder, open_store
+from search.catalog import IndexCatalog, IndexMismatchError
+from search.components import encoder_factory, make_encoder, open_store
 from search.encoder import Encoder
+from search.models import IndexGeneration
 from search.settings import Settings
 from search.store import Store
 
@@ -33,6 +35,7 @@ class Worker:
         factory: str = "Flat",
         publish_seconds: float = 1.0,
         batch_docs: int = 256,
+        encoder_for: Callable[[IndexGeneration], Encoder] | None = None,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -41,6 +44,22 @@ class Worker:
         self.publish_seconds = publish_seconds
         self.batch_docs = batch_docs
         self.embedded = 0
+        self.encoder_for = encoder_for
+
+    def _follow(self) -> bool:
+        """After a rebuild with another model or pooling, embed with the serving generation's encoder
+        (when `encoder_for` can make one); True when it switched."""
+        generation = self.store.active_generation()
+        if self.encoder_for is None or generation is None:
+            log.error("the serving index was rebuilt with another model; restart the worker with its settings")
+            return False
+        log.info("following generation %d: model %s, %s pooling", generation.id, generation.model, generation.pooling)
+        self.encoder = self.encoder_for(generation)
+        self.chunker = Chunker(self.encoder, self.chunker.size, self.chunker.overlap, self.chunker.enabled)
+        self.publisher = Publisher(self.publisher.catalog, self.encoder, self.publisher.factory)
+        # What this worker embedded with the old model after the switch needs the new model's vectors.
+        embed_missing(self.publisher.rows, self.encoder)
+        return True
 
     def start_up(self) -> None:
         """Finish what a crashed process left: chunks without vectors, a file behind the stored vectors."""
@@ -71,6 +90,8 @@ class Worker:
                 if time.monotonic() - published_at >= self.publish_seconds:
                     self.publisher.sync()
                     published_at = time.monotonic()
+            except IndexMismatchError:
+                busy = self._follow()
             except Exception:
                 # A database hiccup must not end a long-lived worker; the batch stays pending.
                 log.exception("worker step failed; retrying")
@@ -81,7 +102,7 @@ class Worker:
 
 
 def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Worker:
-    """A worker wired as the settings describe."""
+    """A worker wired as the settings describe; it follows the serving generation's model."""
     encoder = encoder or make_encoder(settings)
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
@@ -92,6 +113,7 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         chunker,
         settings.index_factory,
         settings.publish_seconds,
+        encoder_for=encoder_factory(settings),
     )
 
 

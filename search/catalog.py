@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -102,33 +104,54 @@ class IndexCatalog:
         return self.store.save_generation(generation)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """An encoder and the index its vectors belong to: swapped together, so that no request embeds
+    with one generation's model and searches another's vectors."""
+
+    encoder: Encoder
+    index: VectorIndex
+
+
 class IndexWatcher:
-    """The serving index for readers, reloaded when the indexer publishes a new file or generation.
+    """What readers serve, reloaded when the indexer publishes a new file or generation.
 
     `poll()` costs one clock read until `interval` seconds have passed, then one SQL query and one
-    stat(); a reload happens beside the old index, which keeps answering until the swap."""
+    stat(); a reload happens beside the old index, which keeps answering until the swap. A generation
+    built with another model or pooling (`semsearch rebuild --model/--pooling`) brings its own
+    encoder, made by `encoder_for`; without it, such a generation is refused."""
 
-    def __init__(self, catalog: IndexCatalog, encoder: Encoder, fallback_factory: str, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        catalog: IndexCatalog,
+        encoder: Encoder,
+        fallback_factory: str,
+        interval: float = 1.0,
+        encoder_for: Callable[[IndexGeneration], Encoder] | None = None,
+    ) -> None:
         self.catalog = catalog
         self.encoder = encoder
         self.fallback_factory = fallback_factory
         self.interval = interval
+        self.encoder_for = encoder_for
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
 
-    def load(self) -> VectorIndex:
-        """The index as it is now (an empty one when nothing was published yet)."""
+    def load(self) -> Serving:
+        """The encoder and index as they are now (an empty index when nothing was published yet)."""
         # One look at the active generation: the stamp and the file loaded belong to the same one.
         generation = self.catalog.store.active_generation()
         self._stamp = self._stamp_of(generation)
         self._checked = time.monotonic()
         if generation is None:
-            return VectorIndex(self.encoder.dim, self.fallback_factory)
-        return self.catalog.open_generation(generation, self.encoder, mmap=True)
+            return Serving(self.encoder, VectorIndex(self.encoder.dim, self.fallback_factory))
+        if self.encoder_for is not None and not compatible(generation, self.encoder):
+            self.encoder = self.encoder_for(generation)
+        return Serving(self.encoder, self.catalog.open_generation(generation, self.encoder, mmap=True))
 
-    def poll(self, force: bool = False) -> VectorIndex | None:
-        """A freshly loaded index when a new one was published since the last look, else None; without
+    def poll(self, force: bool = False) -> Serving | None:
+        """What to serve when a new index was published since the last look, else None; without
         `force`, at most one look per interval (and none while another thread is looking)."""
         if force:
             self._lock.acquire()
@@ -146,10 +169,13 @@ class IndexWatcher:
         return None if generation is None else self.catalog.stamp(generation)
 
 
+def compatible(generation: IndexGeneration, encoder: Encoder) -> bool:
+    """True when `encoder` makes the vectors `generation` holds (same model, pooling and dimension)."""
+    return (generation.model, generation.pooling, generation.dim) == (encoder.model_name, encoder.pooling, encoder.dim)
+
+
 def _check_compatible(generation: IndexGeneration, encoder: Encoder) -> None:
-    built = (generation.model, generation.pooling, generation.dim)
-    wanted = (encoder.model_name, encoder.pooling, encoder.dim)
-    if built != wanted:
+    if not compatible(generation, encoder):
         raise IndexMismatchError(
             f"the serving index (generation {generation.id}) was built with model {generation.model!r}, "
             f"{generation.pooling} pooling, dimension {generation.dim}; the settings ask for "

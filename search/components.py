@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from search.catalog import IndexCatalog, IndexWatcher
 from search.encoder import Encoder
+from search.models import IndexGeneration
 from search.searcher import Searcher
 from search.settings import Settings
 from search.store import Store
@@ -21,6 +24,19 @@ def make_encoder(settings: Settings) -> Encoder:
     )
 
 
+def encoder_factory(settings: Settings, like: Encoder | None = None) -> Callable[[IndexGeneration], Encoder]:
+    """Makes the encoder of a generation built with another model or pooling than the settings name
+    (device, dtype and batch size as the settings say; the batch hook copied from `like`)."""
+
+    def encoder_for(generation: IndexGeneration) -> Encoder:
+        changed = {"model": generation.model, "pooling": generation.pooling, "max_length": generation.max_length}
+        fresh = make_encoder(settings.model_copy(update=changed))
+        fresh.on_batch = like.on_batch if like is not None else None  # e.g. the API's batch-size metric
+        return fresh
+
+    return encoder_for
+
+
 def open_store(settings: Settings) -> Store:
     """The store at the settings' database URL, migrated to the newest schema."""
     return Store(settings.resolved_database_url)
@@ -31,10 +47,16 @@ def open_searcher(
 ) -> Searcher:
     """A searcher over the serving index generation (an empty index when nothing was indexed yet).
 
-    With `watch`, it picks up every index the indexer publishes later, within `reload_seconds`."""
+    With `watch`, it picks up every index the indexer publishes later, within `reload_seconds`, and
+    a generation rebuilt with another model or pooling comes with an encoder for it."""
     encoder = encoder or make_encoder(settings)
     store = store or open_store(settings)
     watcher = IndexWatcher(
-        IndexCatalog(store, settings.index_dir), encoder, settings.index_factory, settings.reload_seconds
+        IndexCatalog(store, settings.index_dir),
+        encoder,
+        settings.index_factory,
+        settings.reload_seconds,
+        encoder_factory(settings, like=encoder) if watch else None,
     )
-    return Searcher(encoder, watcher.load(), store, watcher if watch else None)
+    serving = watcher.load()
+    return Searcher(serving.encoder, serving.index, store, watcher if watch else None)

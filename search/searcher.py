@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from search.catalog import IndexWatcher
+from search.catalog import IndexWatcher, Serving
 from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.index import VectorIndex
@@ -39,17 +39,28 @@ class Searcher:
     """Answers queries from an encoder, a vector index and the store that owns the chunk rows."""
 
     def __init__(self, encoder: Encoder, index: VectorIndex, store: Store, watcher: IndexWatcher | None = None) -> None:
-        self.encoder = encoder
-        self.index = index
+        self.serving = Serving(encoder, index)
         self.store = store
         self.watcher = watcher
 
-    def refresh(self, force: bool = False) -> None:
-        """Swap in a newly published index, if the watcher saw one (a reference swap: requests already
-        searching keep the index they started with); `force` looks now rather than at the next interval."""
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder of the index being served."""
+        return self.serving.encoder
+
+    @property
+    def index(self) -> VectorIndex:
+        """The index being served."""
+        return self.serving.index
+
+    def refresh(self, force: bool = False) -> Serving:
+        """Swap in a newly published index (with its encoder), if the watcher saw one, and return what
+        serves now. A reference swap: requests already searching keep the pair they started with;
+        `force` looks now rather than at the next interval."""
         fresh = self.watcher.poll(force) if self.watcher else None
         if fresh is not None:
-            self.index = fresh
+            self.serving = fresh
+        return self.serving
 
     def search(self, query: str, k: int = 10, filter: FilterSpec = None) -> list[SearchHit]:
         """The `k` best documents for `query` among those whose metadata passes `filter`."""
@@ -61,23 +72,27 @@ class Searcher:
         A bad `filter` raises ValueError before any query is embedded; the matching chunks are
         looked up once for all the queries."""
         parsed = parse_filter(filter)
-        vectors = self.encoder.encode(list(queries))
+        serving = self.refresh()
+        vectors = serving.encoder.encode(list(queries))
         allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
-        return [self._search(v, k, allowed) for v in vectors]
+        return [self._search(serving.index, v, k, allowed) for v in vectors]
 
-    def search_vector(self, vector: np.ndarray, k: int, filter: FilterSpec = None) -> list[SearchHit]:
-        """The `k` best documents for an embedded query; a document scores as its best chunk."""
+    def search_vector(
+        self, vector: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
+    ) -> list[SearchHit]:
+        """The `k` best documents for an embedded query; a document scores as its best chunk.
+
+        `serving` is the pair whose encoder embedded `vector` (default: what serves now)."""
         parsed = parse_filter(filter)
-        return self._search(vector, k, None if parsed is None else self.store.matching_chunk_ids(parsed))
+        index = (serving or self.refresh()).index
+        return self._search(index, vector, k, None if parsed is None else self.store.matching_chunk_ids(parsed))
 
-    def _search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
+    def _search(self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
 
         `allowed` (chunk ids whose document passed the filter) restricts the index search itself."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        self.refresh()
-        index = self.index
         # Candidates: the whole index, or at most the allowed chunks.
         total = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
         if total == 0:

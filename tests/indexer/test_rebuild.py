@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,32 @@ def test_an_interrupted_rebuild_leaves_the_serving_index_and_can_run_again(
     held = open_searcher(settings, tiny_encoder, store).index.ids()
     assert np.array_equal(np.sort(held), np.asarray(sorted(store.all_chunk_ids())))
     store.close()
+
+
+def test_readers_and_the_worker_follow_a_model_change(settings: Settings, tiny_encoder: Encoder) -> None:
+    from indexer.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"reload_seconds": 0.05, "publish_seconds": 0.05})
+    store = _indexed(live, tiny_encoder, 30)
+    searcher = open_searcher(live, store=store, watch=True)
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        assert searcher.refresh().encoder.pooling == "mean"
+        summary = rebuild(live.model_copy(update={"pooling": "cls"}), store)
+        # No restart: the next look brings the new generation with an encoder of its pooling.
+        serving = searcher.refresh(force=True)
+        assert (serving.encoder.pooling, serving.index.ntotal) == ("cls", 30)
+        assert store.active_generation().id == summary.generation  # type: ignore[union-attr]
+        assert searcher.search(_docs(8)[7].text, k=1)[0].id == "d7"
+        # The worker embeds new documents with the new pooling too.
+        enqueue(store, [DocumentIn("late", "water tree fire.", "")])
+        deadline = time.monotonic() + 30
+        while store.get_document("late").status != "indexed":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the worker did not follow the new model"
+            time.sleep(0.05)
+        assert searcher.refresh(force=True).index.ntotal == 31
+        assert searcher.search("water tree fire.", k=1)[0].id == "late"
+    finally:
+        background.stop()
+        store.close()

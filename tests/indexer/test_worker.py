@@ -54,7 +54,7 @@ def test_queued_documents_become_searchable_and_deletes_vanish(settings: Setting
         assert len(result.added) == 40 and same == []
         searcher = open_searcher(live, tiny_encoder, store, watch=True)
         # Published within the bounded interval: no restart of the reader, no manual step.
-        _wait_for(lambda: searcher.refresh() or searcher.index.ntotal == 40, "40 vectors in the served index")
+        _wait_for(lambda: searcher.refresh().index.ntotal == 40, "40 vectors in the served index")
         doc = store.get_document("d7")
         assert doc is not None and doc.status == "indexed"
         assert searcher.search(_docs(8)[7].text, k=1)[0].id == "d7"
@@ -64,7 +64,7 @@ def test_queued_documents_become_searchable_and_deletes_vanish(settings: Setting
         store.delete_documents(["d3"])
         assert all(hit.id != "d3" for hit in searcher.search(_docs(4)[3].text, k=40))
         # The worker takes the tombstones out of the index file, and embeds the new text of d7.
-        _wait_for(lambda: searcher.refresh() or searcher.index.ntotal == 39, "39 vectors after the delete")
+        _wait_for(lambda: searcher.refresh().index.ntotal == 39, "39 vectors after the delete")
         _wait_for(lambda: store.get_document("d7").status == "indexed", "d7 re-indexed")  # type: ignore[union-attr]
         searcher.refresh()
         assert searcher.search("water water water tree tree.", k=1)[0].id == "d7"

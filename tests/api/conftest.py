@@ -88,3 +88,19 @@ def worker_url(settings: Settings) -> Iterator[str]:
         yield from serve(live)
     finally:
         background.stop()
+
+
+LOAD_WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
+
+
+@pytest.fixture
+def loaded(settings: Settings) -> Iterator[tuple[str, Settings]]:
+    """A server over 203 documents that reloads every 0.05 s, and its settings."""
+    live = settings.model_copy(update={"reload_seconds": 0.05})
+    index_docs(live)
+    encoder, store = make_encoder(live), open_store(live)
+    docs = [DocumentIn(f"d{i}", " ".join(LOAD_WORDS[(i * k + i) % 10] for k in range(7)), "") for i in range(200)]
+    Indexer(encoder, store, IndexCatalog(store, live.index_dir), Chunker(encoder)).run(docs)
+    store.close()
+    for url in serve(live):
+        yield url, live

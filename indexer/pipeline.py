@@ -81,6 +81,8 @@ class Indexer:
         self.chunker = chunker
         self.batch_docs = batch_docs
         self.publisher = Publisher(catalog, encoder, factory)
+        # Loaded now: settings that do not match the serving generation are refused before any work.
+        _ = self.publisher.index
         self.rows = self.publisher.rows
         self.checkpoint_seconds = checkpoint_seconds
         self._saved_at = time.monotonic()

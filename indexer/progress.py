@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -41,7 +42,9 @@ class Progress:
         self.total = total
         self.interval = interval
         self.live = stream.isatty()
-        self._last = 0.0
+        # -inf, not 0: monotonic() counts from boot, so on a machine up for less than `interval`
+        # a 0 would hold back the first line.
+        self._last = -math.inf
 
     def line(self, summary: IndexSummary) -> str:
         """One progress line: documents, chunks, rate and, when the total is known, the ETA."""

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     reload_seconds: float = Field(
         default=1.0, gt=0, description="How often a server looks for a newly published index."
     )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long the API holds a query to embed it together with others arriving meanwhile.",
+    )
+    batch_max_rows: int = Field(
+        default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
+    )
     api_key: SecretStr | None = None
 
     @field_validator("chunk_overlap")

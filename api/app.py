@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from api.batcher import MicroBatcher
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
@@ -30,6 +33,7 @@ from api.schemas import (
     Usage,
 )
 from search.components import make_encoder, open_searcher, open_store
+from search.encoder import Encoder
 from search.searcher import Searcher, SearchHit
 from search.settings import Settings
 
@@ -44,8 +48,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
     app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    # Every query vector comes from this batcher, so concurrent requests share forward passes.
+    batcher = MicroBatcher(encoder, max_wait=settings.batch_wait_ms / 1000, max_rows=settings.batch_max_rows)
     try:
-        yield
+        async with batcher:
+            app.state.batcher = batcher
+            yield
     finally:
         store.close()
 
@@ -60,8 +68,14 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _batcher(request: Request) -> MicroBatcher:
+    batcher: MicroBatcher = request.app.state.batcher
+    return batcher
+
+
 SearcherDep = Annotated[Searcher, Depends(_searcher)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
 
 
 def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -85,55 +99,71 @@ def _results(hits: list[SearchHit]) -> list[SearchResult]:
     return [SearchResult(**hit.__dict__) for hit in hits]
 
 
+def _search_all(searcher: Searcher, vectors: np.ndarray, k: int) -> list[list[SearchHit]]:
+    return [searcher.search_vector(vector, k) for vector in vectors]
+
+
 @public.get("/health", response_model=Health, summary="Liveness")
 def health() -> Health:
     """Answers while the process serves."""
     return Health()
 
 
+# The search routes are coroutines that never block the event loop: query vectors come from the
+# shared batcher (the model runs in its thread), the index search and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
-def search_post(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
+async def search_post(body: SearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> SearchResponse:
     """The `top_k` documents closest to the query, each with its best chunk."""
     started = time.perf_counter()
-    hits = searcher.search(body.query, k=body.top_k)
+    vectors = await batcher.embed([body.query])
+    hits = await run_in_threadpool(searcher.search_vector, vectors[0], body.top_k)
     return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
-def search_get(
+async def search_get(
     searcher: SearcherDep,
+    batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> SearchResponse:
     """`GET /search?q=...&k=10`, the same as the POST form."""
-    return search_post(SearchRequest(query=q, top_k=k), searcher)
+    return await search_post(SearchRequest(query=q, top_k=k), searcher, batcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
-def search_batch(body: BatchSearchRequest, searcher: SearcherDep) -> BatchSearchResponse:
+async def search_batch(body: BatchSearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
-    lists = searcher.search_many(body.queries, k=body.top_k)
+    vectors = await batcher.embed(body.queries)
+    lists = await run_in_threadpool(_search_all, searcher, vectors, body.top_k)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
-def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResponse:
+async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep) -> Response:
     """The service's own vectors (same model, pooling and normalisation as the index)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_EMBED_INPUTS:
         raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
-    encoder = searcher.encoder
-    vectors = encoder.encode(texts)
+    vectors = await batcher.embed(texts)
+    return await run_in_threadpool(_embeddings_json, searcher.encoder, texts, vectors)
+
+
+def _embeddings_json(encoder: Encoder, texts: list[str], vectors: np.ndarray) -> Response:
+    """The finished response. Counting tokens and validating and writing up to 2048 x 384 floats takes
+    some 300 ms, which a coroutine route would spend on the event loop (FastAPI validates its return
+    value there): here it is done in the thread pool, and a Response is returned as it is."""
     tokens = encoder.count_tokens(texts)
-    return EmbeddingsResponse(
+    body = EmbeddingsResponse(
         data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
         model=encoder.model_name,
         usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
     )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @protected.get(

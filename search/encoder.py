@@ -108,9 +108,14 @@ class Encoder:
         device: str = "auto",
         dtype: str = "auto",
         batch_tokens: int | None = None,
+        threads: int | None = None,
     ) -> None:
         if pooling not in ("mean", "cls", "pooler"):
             raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
+        if threads is not None:
+            # Process-wide: a server that shares its cores with the HTTP side may want fewer than torch's
+            # default of one per core (bench/http_load.py).
+            torch.set_num_threads(threads)
         self.model_name = model
         self.pooling: Pooling = pooling
         self.device = resolve_device(device)

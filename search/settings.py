@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads of one forward pass; default torch's own (one per core)."
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")

@@ -42,6 +42,7 @@ run: demo-corpus
 bench: install
 	$(PY) -m bench.encoder
 	$(PY) -m bench.ann
+	$(PY) -m bench.http_load
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

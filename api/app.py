@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api import documents
-from api.deps import SearcherDep, require_api_key
+from api.batcher import MicroBatcher
+from api.deps import BatcherDep, SearcherDep, require_api_key
 from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
@@ -31,9 +34,11 @@ from api.schemas import (
     Stats,
     Usage,
 )
+from search.catalog import Serving
 from search.components import make_encoder, open_searcher, open_store
+from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
-from search.searcher import SearchHit
+from search.searcher import Searcher, SearchHit
 from search.settings import Settings
 
 MAX_EMBED_INPUTS = 2048
@@ -46,9 +51,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder = make_encoder(settings)
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
-    app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    # Every query vector comes from this batcher, so concurrent requests share forward passes; it
+    # asks the searcher for the serving encoder once per batch (a rebuild may bring another model).
+    batcher = MicroBatcher(
+        encoder,
+        max_wait=settings.batch_wait_ms / 1000,
+        max_rows=settings.batch_max_rows,
+        current=lambda: searcher.refresh().encoder,
+    )
     try:
-        yield
+        async with batcher:
+            app.state.batcher = batcher
+            yield
     finally:
         store.close()
 
@@ -79,17 +94,31 @@ def health() -> Health:
     return Health()
 
 
+async def _embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:
+    """Query vectors from the shared batcher, with the encoder-and-index pair they belong to."""
+    vectors, encoder = await batcher.embed_with_encoder(texts)
+    serving = searcher.serving
+    if serving.encoder is not encoder:  # a generation with another model was swapped in meanwhile
+        vectors = await run_in_threadpool(serving.encoder.encode, texts)
+    return vectors, serving
+
+
+# The search routes are coroutines that never block the event loop: query vectors come from the
+# shared batcher (the model runs in its thread), the index search and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
-def search_post(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
+async def search_post(body: SearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> SearchResponse:
     """The `top_k` documents closest to the query, each with its best chunk."""
     started = time.perf_counter()
-    hits = searcher.search(body.query, k=body.top_k, filter=_filter(body.filter))
+    metadata_filter = _filter(body.filter)  # checked before the query costs any model time
+    vectors, serving = await _embed(batcher, searcher, [body.query])
+    hits = await run_in_threadpool(searcher.search_vector, vectors[0], body.top_k, metadata_filter, serving)
     return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
-def search_get(
+async def search_get(
     searcher: SearcherDep,
+    batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
@@ -101,34 +130,43 @@ def search_get(
         raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
-    return search_post(SearchRequest(query=q, top_k=k, filter=raw), searcher)
+    return await search_post(SearchRequest(query=q, top_k=k, filter=raw), searcher, batcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
-def search_batch(body: BatchSearchRequest, searcher: SearcherDep) -> BatchSearchResponse:
+async def search_batch(body: BatchSearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
-    lists = searcher.search_many(body.queries, k=body.top_k, filter=_filter(body.filter))
+    metadata_filter = _filter(body.filter)
+    vectors, serving = await _embed(batcher, searcher, body.queries)
+    lists = await run_in_threadpool(searcher.search_vectors, vectors, body.top_k, metadata_filter, serving)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
-def embeddings(body: EmbeddingsRequest, searcher: SearcherDep) -> EmbeddingsResponse:
+async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep) -> Response:
     """The service's own vectors (same model, pooling and normalisation as the index)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_EMBED_INPUTS:
         raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
-    encoder = searcher.encoder
-    vectors = encoder.encode(texts)
+    vectors, serving = await _embed(batcher, searcher, texts)
+    return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors)
+
+
+def _embeddings_json(encoder: Encoder, texts: list[str], vectors: np.ndarray) -> Response:
+    """The finished response. Counting tokens and validating and writing up to 2048 x 384 floats takes
+    some 300 ms, which a coroutine route would spend on the event loop (FastAPI validates its return
+    value there): here it is done in the thread pool, and a Response is returned as it is."""
     tokens = encoder.count_tokens(texts)
-    return EmbeddingsResponse(
+    body = EmbeddingsResponse(
         data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
         model=encoder.model_name,
         usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
     )
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @public.get("/", include_in_schema=False)

@@ -21,6 +21,7 @@ def make_encoder(settings: Settings) -> Encoder:
         device=settings.device,
         dtype=settings.dtype,
         batch_tokens=settings.batch_tokens,
+        threads=settings.torch_threads,
     )
 
 

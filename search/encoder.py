@@ -108,9 +108,14 @@ class Encoder:
         device: str = "auto",
         dtype: str = "auto",
         batch_tokens: int | None = None,
+        threads: int | None = None,
     ) -> None:
         if pooling not in ("mean", "cls", "pooler"):
             raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
+        if threads is not None:
+            # Process-wide: a server that shares its cores with the HTTP side may want fewer than torch's
+            # default of one per core (bench/http_load.py).
+            torch.set_num_threads(threads)
         self.model_name = model
         self.pooling: Pooling = pooling
         self.device = resolve_device(device)
@@ -156,6 +161,11 @@ class Encoder:
         The next window is tokenised in a background thread while the model runs on the current one
         (the Rust tokenizer releases the GIL), so the model is not kept waiting."""
         starts = range(0, len(texts), window)
+        if len(starts) == 1:
+            # Nothing to overlap with: starting a thread would cost more (2-3 ms on a busy 2-core machine,
+            # bench/http_load.py) than a query's whole forward pass.
+            yield self._embed_ids(self._tokenize(list(texts)))
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize") as pool:
             pending = [pool.submit(self._tokenize, list(texts[s : s + window])) for s in starts[:1]]
             for start in starts:

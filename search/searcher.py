@@ -69,23 +69,28 @@ class Searcher:
     def search_many(self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None) -> list[list[SearchHit]]:
         """The `k` best documents for each query; all queries go through the model in one batch.
 
-        A bad `filter` raises ValueError before any query is embedded; the matching chunks are
-        looked up once for all the queries."""
+        A bad `filter` raises ValueError before any query is embedded."""
         parsed = parse_filter(filter)
         serving = self.refresh()
-        vectors = serving.encoder.encode(list(queries))
+        return self.search_vectors(serving.encoder.encode(list(queries)), k, parsed, serving)
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
+    ) -> list[list[SearchHit]]:
+        """The `k` best documents for each embedded query; a document scores as its best chunk.
+
+        `serving` is the pair whose encoder embedded `vectors` (default: what serves now); the chunks
+        that pass `filter` are looked up once for all the queries."""
+        parsed = parse_filter(filter)
+        index = (serving or self.refresh()).index
         allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
-        return [self._search(serving.index, v, k, allowed) for v in vectors]
+        return [self._search(index, v, k, allowed) for v in np.atleast_2d(vectors)]
 
     def search_vector(
         self, vector: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
     ) -> list[SearchHit]:
-        """The `k` best documents for an embedded query; a document scores as its best chunk.
-
-        `serving` is the pair whose encoder embedded `vector` (default: what serves now)."""
-        parsed = parse_filter(filter)
-        index = (serving or self.refresh()).index
-        return self._search(index, vector, k, None if parsed is None else self.store.matching_chunk_ids(parsed))
+        """The `k` best documents for one embedded query (see `search_vectors`)."""
+        return self.search_vectors(np.atleast_2d(vector), k, filter, serving)[0]
 
     def _search(self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.

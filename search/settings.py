@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads of one forward pass; default torch's own (one per core)."
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
@@ -42,6 +45,14 @@ class Settings(BaseSettings):
     )
     reload_seconds: float = Field(
         default=1.0, gt=0, description="How often a server looks for a newly published index."
+    )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long the API holds a query to embed it together with others arriving meanwhile.",
+    )
+    batch_max_rows: int = Field(
+        default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
     )
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from api.app import create_app
@@ -34,10 +35,15 @@ def index_docs(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> Iterator[str]:
+    yield from serve_app(create_app(settings))
+
+
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Run `app` in uvicorn on a free loopback port in a thread; yields its base URL until the test ends."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -104,3 +110,12 @@ def loaded(settings: Settings) -> Iterator[tuple[str, Settings]]:
     store.close()
     for url in serve(live):
         yield url, live
+
+
+@pytest.fixture
+def served_app(settings: Settings) -> Iterator[tuple[FastAPI, str]]:
+    """An indexed server together with its app object, so a test can reach its encoder and batcher."""
+    index_docs(settings)
+    app = create_app(settings)
+    for url in serve_app(app):
+        yield app, url

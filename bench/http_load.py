@@ -1,0 +1,231 @@
+"""HTTP load on the real API server, against the in-process sequential rate, on SciFact.
+
+1. Builds (or reuses, under .bench/, which git ignores) an index of SciFact's corpus with the
+   default settings, through the project's own indexer.
+2. Measures the in-process sequential rate: `Searcher.search` (embed one query, search the index,
+   join the rows) over the SciFact queries, one after another, for `--seconds`.
+3. Starts `semsearch serve` as a subprocess on a loopback port and, for each `--clients` count,
+   runs that many asyncio + httpx clients, each sending POST /search with the same queries and
+   waiting for the answer before sending the next, for `--seconds` (after a short warm-up).
+
+Prints one table: clients, requests/s, p50 and p99 latency, errors, texts per encoder forward pass
+(from the server's /metrics) and each rate as a ratio to the in-process sequential one. The target:
+under 8 clients the API reaches at least the in-process sequential rate, with no errors.
+
+    .venv/bin/python -m bench.http_load [--seconds 20] [--clients 8,32] [--docs N]
+
+The server inherits the SEMSEARCH_* environment, so its settings can be tuned per run, e.g.
+`SEMSEARCH_BATCH_WAIT_MS=5 python -m bench.http_load`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+
+from bench.common import SCIFACT, print_table, scifact_queries
+from indexer.pipeline import open_indexer
+from indexer.sources import read_sources
+from search.components import open_searcher
+from search.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".bench" / "http_load"
+TOP_K = 10
+
+
+@dataclass
+class Run:
+    """What one measured run saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    rows_per_pass: float = float("nan")
+
+    @property
+    def rate(self) -> float:
+        """Successful requests per second."""
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        """The q-th percentile latency of the successful requests, in milliseconds."""
+        return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
+
+
+def build_index(docs: int | None) -> Path:
+    """The data directory of an index of the first `docs` SciFact documents (all when None), built once."""
+    folder = CACHE / f"scifact-{docs or 'all'}"
+    marker = folder / "complete.json"
+    if marker.is_file():
+        print(f"reusing the index in {folder}: {marker.read_text().strip()}")
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a run that was interrupted: start over
+    indexer = open_indexer(Settings(data_dir=folder))
+    print(f"indexing {docs or 'all'} SciFact documents into {folder} (minutes for all of them) ...", flush=True)
+    summary = indexer.run(islice(read_sources([SCIFACT / "corpus.jsonl"]), docs))
+    indexer.store.close()
+    facts = {"documents": summary.documents, "chunks": summary.chunks, "seconds": round(summary.seconds, 1)}
+    marker.write_text(json.dumps(facts) + "\n")
+    print(f"indexed: {facts}")
+    return folder
+
+
+def in_process(folder: Path, queries: list[str], seconds: float) -> Run:
+    """Sequential `Searcher.search` calls over `queries` for `seconds`, after a short warm-up."""
+    searcher = open_searcher(Settings(data_dir=folder))
+    for query in queries[:20]:
+        searcher.search(query, k=TOP_K)
+    run = Run()
+    started = time.perf_counter()
+    i = 0
+    while (now := time.perf_counter()) - started < seconds:
+        searcher.search(queries[i % len(queries)], k=TOP_K)
+        run.latencies.append(time.perf_counter() - now)
+        i += 1
+    run.seconds = time.perf_counter() - started
+    searcher.store.close()
+    return run
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(folder: Path) -> Iterator[str]:
+    """`semsearch serve` over `folder` in its own process (this checkout's sources); yields its URL."""
+    port = free_port()
+    log = (folder / "server.log").open("wb")
+    # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
+    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run) -> None:
+    """One client: a request, its answer, the next request, until `end` (each client starts elsewhere
+    in the query list, so concurrent requests carry different queries)."""
+    i = start
+    while time.perf_counter() < end:
+        sent = time.perf_counter()
+        try:
+            response = await client.post("/search", json={"query": queries[i % len(queries)], "top_k": TOP_K})
+            ok = response.status_code == 200 and len(response.json()["results"]) == TOP_K
+        except httpx.HTTPError:
+            ok = False
+        if ok:
+            run.latencies.append(time.perf_counter() - sent)
+        else:
+            run.errors += 1
+        i += 1
+
+
+async def load(url: str, clients: int, queries: list[str], seconds: float) -> Run:
+    """`clients` concurrent clients for `seconds` (one connection each, loopback only)."""
+    run = Run()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        started = time.perf_counter()
+        end = started + seconds
+        step = len(queries) // clients or 1
+        await asyncio.gather(*(_client(client, queries, c * step, end, run) for c in range(clients)))
+        run.seconds = time.perf_counter() - started
+    return run
+
+
+def batch_rows(url: str) -> tuple[float, float]:
+    """(texts embedded, forward passes) so far, from the server's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = [re.search(rf"^semsearch_encoder_batch_rows_{s} (\S+)$", text, re.MULTILINE) for s in ("sum", "count")]
+    rows, passes = (float(m.group(1)) if m else 0.0 for m in values)
+    return rows, passes
+
+
+def http_rows(url: str, client_counts: list[int], queries: list[str], args: argparse.Namespace) -> list[Run]:
+    """One measured run per client count, each after a warm-up at the same concurrency."""
+    runs = []
+    for clients in client_counts:
+        asyncio.run(load(url, clients, queries, args.warmup))
+        rows_before, passes_before = batch_rows(url)
+        run = asyncio.run(load(url, clients, queries, args.seconds))
+        rows_after, passes_after = batch_rows(url)
+        run.rows_per_pass = (rows_after - rows_before) / max(passes_after - passes_before, 1)
+        runs.append(run)
+        print(f"  {clients} clients: {run.rate:.1f} requests/s, {run.errors} errors", flush=True)
+    return runs
+
+
+def main() -> None:
+    """Index (or reuse), measure in process, serve, load, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each HTTP run")
+    parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
+    parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
+    args = parser.parse_args()
+    client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    queries = scifact_queries()
+    folder = build_index(args.docs)
+    settings = Settings(data_dir=folder)
+    threads = settings.torch_threads or torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads a forward pass; batch wait {settings.batch_wait_ms} ms")
+    print(f"in-process sequential, {args.seconds:.0f} s ...", flush=True)
+    base = in_process(folder, queries, args.seconds)
+    print(f"  {base.rate:.1f} requests/s", flush=True)
+    with server(folder) as url:
+        runs = http_rows(url, client_counts, queries, args)
+    table = [["in-process sequential", 1, base.rate, base.percentile_ms(50), base.percentile_ms(99), 0, "-", 1.0]]
+    for clients, run in zip(client_counts, runs, strict=True):
+        p50, p99, per_pass = run.percentile_ms(50), run.percentile_ms(99), f"{run.rows_per_pass:.1f}"
+        table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, run.rate / base.rate])
+    print_table(
+        f"POST /search, top_k={TOP_K}, {len(queries)} SciFact queries, {args.seconds:.0f} s per run "
+        "(ratio = requests/s over the in-process sequential rate)",
+        ["path", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "texts/pass", "ratio"],
+        table,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Micro-batching of query embeddings: the batcher alone with a fake encoder, then the real server over HTTP.
+
+No assertion depends on timing: where a test needs requests to pile up, it holds the encoder at a
+gate and waits (with a generous deadline against hangs) until the batcher reports them waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from api.batcher import BatcherStoppedError, MicroBatcher
+
+# The texts of the fixture's documents (conftest.DOCS), each ranking its own document first.
+DOC_QUERIES = [
+    ("the cat sat on the mat", "pets"),
+    ("the sun and the moon and a star in the sky", "space"),
+    ("cancer patients study results", "bio"),
+]
+
+
+class FakeEncoder:
+    """Each text is a number n, embedded as [n, -n]. Records the batches it gets; can hold or fail them."""
+
+    def __init__(self, hold: bool = False, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self.fail_on = fail_on
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches.append(list(texts))
+        self.entered.set()
+        self.release.wait(30)
+        if self.fail_on in texts:
+            raise ValueError(f"cannot embed {self.fail_on}")
+        return np.array([[float(t), -float(t)] for t in texts], dtype=np.float32).reshape(-1, 2)
+
+
+def rows(*numbers: int) -> np.ndarray:
+    return np.array([[n, -n] for n in numbers], dtype=np.float32).reshape(-1, 2)
+
+
+def test_concurrent_callers_share_one_encode_and_each_gets_its_own_rows() -> None:
+    fake = FakeEncoder()
+    inputs = [[str(10 * i + j) for j in range(1 + i % 3)] for i in range(20)]
+
+    async def main() -> list[np.ndarray]:
+        async with MicroBatcher(fake, max_wait=0.05) as batcher:
+            return await asyncio.gather(*(batcher.embed(texts) for texts in inputs))
+
+    results = asyncio.run(main())
+    assert len(fake.batches) == 1 and len(fake.batches[0]) == sum(len(t) for t in inputs)
+    for texts, got in zip(inputs, results, strict=True):
+        assert np.array_equal(got, rows(*map(int, texts)))
+
+
+def test_the_row_cap_splits_batches_and_a_large_request_goes_alone() -> None:
+    fake = FakeEncoder()
+    inputs = [["1"], ["2"], ["3"], [str(n) for n in range(10, 16)], ["4"], ["5"]]
+
+    async def main() -> list[np.ndarray]:
+        async with MicroBatcher(fake, max_wait=0.01, max_rows=4) as batcher:
+            return await asyncio.gather(*(batcher.embed(texts) for texts in inputs))
+
+    results = asyncio.run(main())
+    # The 6-text request would overflow the first batch: it opens the next one, alone (it is over the cap).
+    assert [len(b) for b in fake.batches] == [3, 6, 2]
+    for texts, got in zip(inputs, results, strict=True):
+        assert np.array_equal(got, rows(*map(int, texts)))
+
+
+def test_an_encoder_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on() -> None:
+    fake = FakeEncoder(fail_on="13")
+
+    async def main() -> tuple[list[object], np.ndarray]:
+        async with MicroBatcher(fake, max_wait=0.01) as batcher:
+            failed = await asyncio.gather(
+                batcher.embed(["1"]), batcher.embed(["13", "2"]), batcher.embed(["3"]), return_exceptions=True
+            )
+            return failed, await batcher.embed(["7", "8"])
+
+    failed, after = asyncio.run(main())
+    assert len(fake.batches) == 2
+    assert all(isinstance(e, ValueError) and "cannot embed 13" in str(e) for e in failed)
+    assert np.array_equal(after, rows(7, 8))
+
+
+def test_cancelled_callers_do_not_disturb_the_others() -> None:
+    fake = FakeEncoder(hold=True)
+
+    async def main() -> dict[str, object]:
+        async with MicroBatcher(fake, max_wait=0.01) as batcher:
+            a = asyncio.create_task(batcher.embed(["1"]))
+            d = asyncio.create_task(batcher.embed(["4"]))
+            assert await asyncio.to_thread(fake.entered.wait, 30), "the first batch never reached the encoder"
+            b = asyncio.create_task(batcher.embed(["2"]))
+            c = asyncio.create_task(batcher.embed(["3"]))
+            await asyncio.sleep(0)  # b and c are queued behind the batch being encoded
+            d.cancel()  # its batch is in the encoder
+            b.cancel()  # still waiting for a batch: its text must never be encoded
+            fake.release.set()
+            done = await asyncio.gather(a, b, c, d, return_exceptions=True)
+            return dict(zip("abcd", done, strict=True))
+
+    got = asyncio.run(main())
+    assert fake.batches == [["1", "4"], ["3"]]
+    assert np.array_equal(got["a"], rows(1)) and np.array_equal(got["c"], rows(3))
+    assert isinstance(got["b"], asyncio.CancelledError) and isinstance(got["d"], asyncio.CancelledError)
+
+
+def test_stopping_fails_waiting_callers_and_refuses_new_ones() -> None:
+    fake = FakeEncoder(hold=True)
+
+    async def main() -> tuple[list[object], MicroBatcher]:
+        batcher = MicroBatcher(fake, max_wait=0.0)
+        await batcher.start()
+        encoding = asyncio.create_task(batcher.embed(["1"]))
+        assert await asyncio.to_thread(fake.entered.wait, 30)
+        queued = asyncio.create_task(batcher.embed(["2"]))
+        await asyncio.sleep(0)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0)
+        fake.release.set()  # stop() waits for the forward pass in flight to end
+        await stopping
+        return await asyncio.gather(encoding, queued, return_exceptions=True), batcher
+
+    failed, batcher = asyncio.run(main())
+    assert all(isinstance(e, BatcherStoppedError) for e in failed)
+    with pytest.raises(BatcherStoppedError):
+        asyncio.run(batcher.embed(["3"]))
+
+
+class GatedEncode:
+    """Stands in for the server's `encoder.encode`: records batch sizes and holds the first call at a gate."""
+
+    def __init__(self, encode: Callable[[Sequence[str]], np.ndarray]) -> None:
+        self.encode = encode
+        self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        self.entered.set()
+        self.release.wait(60)
+        return self.encode(texts)
+
+
+def gate_encoder(app: FastAPI) -> GatedEncode:
+    encoder = app.state.batcher.encoder
+    gate = GatedEncode(encoder.encode)
+    encoder.encode = gate  # the batcher looks the method up on every batch
+    return gate
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60  # a guard against hanging, not a performance bound
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.01)
+
+
+def metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
+
+
+def test_concurrent_http_searches_share_forward_passes(served_app: tuple[FastAPI, str]) -> None:
+    app, url = served_app
+    gate = gate_encoder(app)
+    queries = [DOC_QUERIES[i % len(DOC_QUERIES)] for i in range(16)]
+
+    def search(query: tuple[str, str]) -> httpx.Response:
+        return httpx.post(f"{url}/search", json={"query": query[0], "top_k": 2}, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(search, q) for q in queries]
+        # The first batch holds the model; every other request must be waiting in the batcher.
+        wait_for(
+            lambda: gate.entered.is_set() and gate.calls[0] + app.state.batcher.pending == 16,
+            "all 16 requests in the batcher",
+        )
+        gate.release.set()
+        responses = [f.result() for f in futures]
+    # Those that waited went through the model together, in one more forward pass.
+    assert sum(gate.calls) == 16 and len(gate.calls) <= 2
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    assert metric(text, "semsearch_encoder_batch_rows_count") == len(gate.calls)
+    assert metric(text, "semsearch_encoder_batch_rows_sum") == 16
+    # Each request got the results of its own query: the same as asked alone, afterwards.
+    alone = {q: search((q, doc)).json()["results"] for q, doc in DOC_QUERIES}
+    for (query, doc), response in zip(queries, responses, strict=True):
+        assert response.status_code == 200
+        results = response.json()["results"]
+        assert results[0]["id"] == doc
+        assert [r["id"] for r in results] == [r["id"] for r in alone[query]]
+        assert np.allclose([r["score"] for r in results], [r["score"] for r in alone[query]], atol=1e-5)
+
+
+def test_the_event_loop_answers_while_the_model_runs(served_app: tuple[FastAPI, str]) -> None:
+    app, url = served_app
+    gate = gate_encoder(app)
+    with httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(max_workers=2) as pool:
+        searching = pool.submit(client.post, "/search", json={"query": DOC_QUERIES[0][0], "top_k": 1})
+        embedding = pool.submit(client.post, "/v1/embeddings", json={"input": ["the cat", "a dog"]})
+        wait_for(gate.entered.is_set, "the encoder to start")
+        # The model is busy (held at the gate) for as long as the test wants: if it ran on the event
+        # loop, these could not be answered before the gate opens, and they would time out.
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/stats").json()["documents"] == 3
+        gate.release.set()
+        assert searching.result().json()["results"][0]["id"] == DOC_QUERIES[0][1]
+        assert len(embedding.result().json()["data"]) == 2

@@ -19,7 +19,8 @@ from indexer.evaluate import evaluate
 from indexer.locks import FileLock, LockHeldError, single_writer_lock
 from indexer.pipeline import open_indexer
 from indexer.progress import Progress, count_records
-from indexer.rebuild import rebuild
+from indexer.ray_engine import RayMissingError, require_ray
+from indexer.rebuild import ENGINES, rebuild
 from indexer.sources import Rejected, read_sources
 from indexer.worker import BackgroundWorker, open_worker
 from search.catalog import IndexMismatchError
@@ -71,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")
     _common(p_worker)
     p_rebuild = sub.add_parser("rebuild", help="build a new index generation and switch readers to it")
+    p_rebuild.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where chunks are embedded (ray: pip install semsearch[ray])",
+    )
+    p_rebuild.add_argument("--address", help="Ray cluster address (default: a Ray instance on this machine)")
+    p_rebuild.add_argument(
+        "--ray-actors", type=int, help="CPU embedding actors on a cluster without GPUs (default: one per CPU)"
+    )
     _common(p_rebuild)
     p_delete = sub.add_parser("delete", help="delete documents by id")
     p_delete.add_argument("ids", nargs="+")
@@ -179,8 +190,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
+    if args.engine == "ray":
+        require_ray()  # a missing extra is reported before the lock or the database is touched
     _lock = _writer_lock(settings, "semsearch rebuild")
-    summary = rebuild(settings)
+    summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
     data = summary.as_dict()
     print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
     return 0
@@ -285,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args, settings)
     except ValidationError as exc:
         print(f"semsearch: invalid settings: {exc}", file=sys.stderr)
-    except (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError) as exc:
+    except (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError, RayMissingError) as exc:
         print(f"semsearch {args.command}: {exc}", file=sys.stderr)
     return 2
 

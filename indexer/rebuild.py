@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from search.store import Store
 from search.vectors import VectorRows
 
 log = logging.getLogger(__name__)
+
+Engine = Literal["local", "ray"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 @dataclass
@@ -38,12 +42,29 @@ class RebuildSummary:
         return asdict(self)
 
 
-def rebuild(settings: Settings, store: Store | None = None, encoder: Encoder | None = None) -> RebuildSummary:
+def rebuild(
+    settings: Settings,
+    store: Store | None = None,
+    encoder: Encoder | None = None,
+    engine: Engine = "local",
+    address: str | None = None,
+    actors: int | None = None,
+    block: int = 4096,
+) -> RebuildSummary:
     """Build the index the settings describe (factory, model, pooling) from the stored vectors,
     embedding only chunks that have none in that embedding space, then switch readers to it.
 
+    The embedding runs here (`engine="local"`) or on Ray Data (`"ray"`: the cluster at `address`, else a
+    local instance; `actors` CPU actors where it has no GPUs), `block` chunks committed at a time.
     Interrupted at any point, it leaves the serving generation untouched; run again, it keeps every
     vector already committed and starts the build afresh."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        # Imported here: Ray is an optional extra. Missing, it fails before anything is touched.
+        from indexer.ray_engine import require_ray
+
+        require_ray()
     started = time.perf_counter()
     store = store or open_store(settings)
     encoder = encoder or make_encoder(settings)
@@ -52,7 +73,7 @@ def rebuild(settings: Settings, store: Store | None = None, encoder: Encoder | N
     factory = _factory(settings, store)
     publisher = Publisher(catalog, encoder, factory)
     rows = publisher.rows
-    embedded = embed_missing(rows, encoder)
+    embedded = _embed(rows, settings, encoder, engine, address, actors, block)
     generation = catalog.create(encoder, factory, "building")
     index = _build(rows, factory)
     index.save(catalog.path_of(generation))
@@ -70,6 +91,25 @@ def rebuild(settings: Settings, store: Store | None = None, encoder: Encoder | N
     time.sleep(min(max(2 * settings.reload_seconds, 1.0), 10.0))
     catalog.drop_inactive(("retired",))
     return summary
+
+
+def _embed(
+    rows: VectorRows,
+    settings: Settings,
+    encoder: Encoder,
+    engine: Engine,
+    address: str | None,
+    actors: int | None,
+    block: int,
+) -> int:
+    """The bulk embedding stage: every chunk lacking a vector in the space (all of them after a model
+    or pooling change). The catch-up at the switch stays local whatever the engine: it is small."""
+    if engine == "ray":
+        # Imported here: only this engine needs Ray, which is an optional extra.
+        from indexer.ray_engine import ray_embed_missing
+
+        return ray_embed_missing(rows, settings, address, block, actors)
+    return embed_missing(rows, encoder, block)
 
 
 def _factory(settings: Settings, store: Store) -> str:

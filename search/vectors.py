@@ -141,7 +141,7 @@ class VectorRows:
                 stmt = select(ChunkVector.chunk_id, ChunkVector.vector).where(
                     ChunkVector.space == self.space, ChunkVector.chunk_id.in_(part)
                 )
-                rows.extend(s.execute(stmt).tuples())
+                rows.extend((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
         return self._arrays(rows)
 
     def iter_all(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:

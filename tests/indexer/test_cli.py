@@ -129,7 +129,8 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
     assert _run(["check"], env).returncode == 0
 
 
-def test_serve_answers_over_http(tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_over_http_and_indexes_writes(tmp_path: Path, env: dict[str, str], workers: int) -> None:
     import socket
     import time
 
@@ -142,19 +143,30 @@ def test_serve_answers_over_http(tmp_path: Path, env: dict[str, str]) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cli = Path(sys.executable).with_name("semsearch")
-    server = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    # The data directory as a flag: uvicorn's worker processes must get it too.
+    flags = ["--port", str(port), "--workers", str(workers), "--data-dir", env["SEMSEARCH_DATA_DIR"]]
+    served = {k: v for k, v in env.items() if k != "SEMSEARCH_DATA_DIR"} | {"SEMSEARCH_RELOAD_SECONDS": "0.1"}
+    server = subprocess.Popen([str(cli), "serve", *flags], env=served, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                if httpx.get(f"{base}/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "semsearch serve did not come up"
             time.sleep(0.2)
-        hits = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "the cat"}, timeout=30).json()["results"]
+        hits = httpx.get(f"{base}/search", params={"q": "the cat"}, timeout=30).json()["results"]
         assert [h["id"] for h in hits] == ["cats"]
+        # The indexing worker that serve runs beside the API embeds what is written over HTTP.
+        put = httpx.put(f"{base}/documents/dogs", params={"wait": "true"}, json={"text": "a dog ran"}, timeout=60)
+        assert put.status_code == 200 and put.json()["indexed"] is True
+        time.sleep(0.5)  # every HTTP worker process reloads within SEMSEARCH_RELOAD_SECONDS
+        for _ in range(6):
+            hits = httpx.get(f"{base}/search", params={"q": "a dog ran", "k": 1}, timeout=30).json()["results"]
+            assert [h["id"] for h in hits] == ["dogs"]
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import unicodedata
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
@@ -184,8 +185,7 @@ async def post_documents(
     timeout: TimeoutQuery = 30.0,
 ) -> WriteResult:
     """Store a list of documents (at most 1000); the worker embeds them."""
-    seen: set[str] = set()
-    duplicates = [d.id for d in body if d.id in seen or seen.add(d.id)]  # type: ignore[func-returns-value]
+    duplicates = [doc_id for doc_id, n in Counter(d.id for d in body).items() if n > 1]
     if duplicates:
         raise HTTPException(422, f"document ids must be unique within a request; repeated: {duplicates[:10]}")
     docs = [DocumentIn(d.id, d.text, d.title, d.metadata) for d in body]

@@ -1,8 +1,9 @@
 """Encoder throughput against sentence-transformers, measured side by side in one run.
 
 Prints, on the same SciFact documents (title + " " + text, max_length 256):
-- sentence-transformers `encode` in float32 (the reference) and the default `Encoder`, as docs/s,
-  their ratio, and the smallest cosine between our vectors and the reference's;
+- sentence-transformers `encode` in float32 (the reference) and the default `Encoder` (and, on a CPU,
+  each backend, torch and OpenVINO), as docs/s, their ratio, and the smallest cosine between our
+  vectors and the reference's;
 - `semsearch index` end to end (reading, chunking, tokenising, embedding, SQL and index writes)
   against the bare encoder on the same chunk inputs;
 - resident memory while streaming many short texts (it should stay flat);
@@ -27,6 +28,7 @@ from indexer.chunking import Chunker, embedding_input
 from indexer.pipeline import Indexer
 from search.catalog import IndexCatalog
 from search.encoder import Encoder, resolve_model
+from search.settings import Backend
 from search.store import DocumentIn, Store
 
 
@@ -48,12 +50,17 @@ def encoder_rows(texts: list[str], device: str) -> tuple[list[list[object]], np.
     rows: list[list[object]] = [
         [f"sentence-transformers ({'fp16' if half else 'fp32'})", len(texts) / t_ref, 1.0, "1.000000"]
     ]
-    for label, dtype in (("semsearch Encoder (defaults)", "auto"), ("semsearch Encoder (float32)", "float32")):
-        encoder = Encoder(dtype=dtype, device=device)
+    configs: list[tuple[str, str, Backend]] = [("defaults", "auto", "auto"), ("float32", "float32", "auto")]
+    if device == "cpu":
+        # Both CPU runtimes in the default dtype: auto picks OpenVINO where it is installed.
+        configs += [("torch backend", "auto", "torch"), ("openvino backend", "auto", "openvino")]
+    for label, dtype, backend in configs:
+        encoder = Encoder(dtype=dtype, device=device, backend=backend)
         encoder.encode(texts[:32])
         vectors, seconds = timed(lambda enc=encoder: enc.encode(texts))
         cosine = float((vectors * ref_f32).sum(axis=1).min())
-        rows.append([f"{label} [{encoder.dtype}]", len(texts) / seconds, t_ref / seconds, f"{cosine:.6f}"])
+        name = f"semsearch Encoder ({label}) [{encoder.backend}, {encoder.dtype}]"
+        rows.append([name, len(texts) / seconds, t_ref / seconds, f"{cosine:.6f}"])
     return rows, ref_f32
 
 

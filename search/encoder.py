@@ -7,16 +7,20 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from search.settings import DEFAULT_MODEL, Pooling
+from search.settings import DEFAULT_MODEL, Backend, Pooling
+
+if TYPE_CHECKING:
+    from search.encoder_openvino import OpenVinoRunner
 
 log = logging.getLogger(__name__)
 # Loading a local model needs no progress bar on every CLI call and API start.
@@ -109,7 +113,11 @@ class Encoder:
         dtype: str = "auto",
         batch_tokens: int | None = None,
         threads: int | None = None,
+        backend: Backend = "auto",
+        cache_dir: Path | None = None,
     ) -> None:
+        """`backend`: auto is OpenVINO on a CPU where it imports and the model converts, else torch.
+        `cache_dir`: where converted OpenVINO models are kept; default a private folder in the temp dir."""
         if pooling not in ("mean", "cls", "pooler"):
             raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
         if threads is not None:
@@ -120,30 +128,63 @@ class Encoder:
         self.pooling: Pooling = pooling
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        path = resolve_model(model)
+        self._path = path = resolve_model(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # A fast tokenizer keeps its truncation settings as state on the shared Rust object, so a
         # chunking call (no truncation) racing an encoding call (truncation at max_length) in another
         # thread could cut a document short. Chunking gets an instance of its own.
         self._span_tokenizer = AutoTokenizer.from_pretrained(path)
-        # The weights themselves are cast (not autocast): on a CPU with AMX/AVX512-BF16 that measured
-        # 2.6x float32 against 2.2x for autocast, at a cosine of 0.99992 to the float32 vectors
-        # (bench/encoder.py). Pooling and normalisation run in float32 whatever the dtype.
-        self.model = AutoModel.from_pretrained(path).eval().to(self.device, self.dtype)
-        self.max_length = max_length or _default_max_length(path, self.tokenizer, self.model.config)
-        self.dim = int(self.model.config.hidden_size)
+        config = AutoConfig.from_pretrained(path)
+        self._openvino = self._openvino_runner(backend, threads, cache_dir)
+        self.backend = "openvino" if self._openvino is not None else "torch"
+        if self._openvino is None:
+            _ = self.model  # load the weights now, not on the first request
+        self.max_length = max_length or _default_max_length(path, self.tokenizer, config)
+        self.dim = int(config.hidden_size)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.model.config, self.dtype)
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, config, self.dtype)
         # Told the number of texts in every forward pass (the API feeds its metrics with it).
         self.on_batch: Callable[[int], object] | None = None
         log.info(
-            "encoder %s (%s pooling) on %s in %s, %d tokens a batch",
+            "encoder %s (%s pooling) on %s with %s in %s, %d tokens a batch",
             model,
             pooling,
             self.device,
+            self.backend,
             self.dtype,
             self.batch_tokens,
         )
+
+    @cached_property
+    def model(self) -> Any:
+        """The PyTorch model (with the OpenVINO backend loaded only if asked for, e.g. by a test)."""
+        # The weights themselves are cast (not autocast): on a CPU with AMX/AVX512-BF16 that measured
+        # 2.6x float32 against 2.2x for autocast, at a cosine of 0.99992 to the float32 vectors
+        # (bench/encoder.py). Pooling and normalisation run in float32 whatever the dtype.
+        return AutoModel.from_pretrained(self._path).eval().to(self.device, self.dtype)
+
+    def _openvino_runner(self, backend: Backend, threads: int | None, cache_dir: Path | None) -> OpenVinoRunner | None:
+        """The OpenVINO runner where the backend setting asks for it and it works; None means torch."""
+        if backend == "torch" or (backend == "auto" and self.device.type != "cpu"):
+            return None
+        if self.device.type != "cpu":
+            raise ValueError(f"the openvino backend runs on a CPU, not {self.device}")
+        try:
+            from search import encoder_openvino  # imported here: torch alone must keep working without it
+        except ImportError:
+            if backend == "openvino":
+                raise
+            log.info("openvino is not installed; encoding with torch")
+            return None
+        try:
+            folder = cache_dir or encoder_openvino.default_cache_dir()
+            return encoder_openvino.OpenVinoRunner(self._path, self.pooling == "pooler", self.dtype, threads, folder)
+        except Exception:
+            # auto promises a working encoder: a model OpenVINO cannot take still runs with torch.
+            if backend == "openvino":
+                raise
+            log.warning("OpenVINO could not take %s; encoding with torch", self.model_name, exc_info=True)
+            return None
 
     @property
     def special_tokens(self) -> int:
@@ -242,6 +283,9 @@ class Encoder:
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
         if self.on_batch is not None:
             self.on_batch(len(input_ids))
+        if self._openvino is not None:
+            output = self._openvino(input_ids.numpy(), mask.numpy())
+            return F.normalize(pool(output, mask, self.pooling).float(), p=2, dim=1).numpy()
         non_blocking = self.device.type == "cuda"
         input_ids = input_ids.to(self.device, non_blocking=non_blocking)
         mask = mask.to(self.device, non_blocking=non_blocking)

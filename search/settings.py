@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Pooling = Literal["mean", "cls", "pooler"]
+Backend = Literal["auto", "torch", "openvino"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     max_length: int | None = Field(default=None, ge=8, description="Token limit; default the model's own.")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    backend: Backend = Field(
+        default="auto",
+        description="Encoder runtime: auto is OpenVINO on a CPU where it is installed and takes the model, else torch.",
+    )
     index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."

@@ -160,3 +160,99 @@ def test_parity_with_sentence_transformers(real_encoder: Encoder, scifact: Path)
     assert exact.max_length == 256
     assert (exact.encode(texts) * reference).sum(axis=1).min() >= 0.99999
     assert (real_encoder.encode(texts) * reference).sum(axis=1).min() >= 0.999
+
+
+# The OpenVINO backend (auto picks it on a CPU where the package is installed).
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "pooler"])
+@pytest.mark.parametrize("dtype", ["float32", "auto"])
+def test_openvino_matches_torch_float32(tiny_model_dir: Path, tmp_path: Path, pooling: str, dtype: str) -> None:
+    pytest.importorskip("openvino")
+    exact = Encoder(model=str(tiny_model_dir), pooling=pooling, dtype="float32", device="cpu", backend="torch")
+    ov = Encoder(
+        model=str(tiny_model_dir), pooling=pooling, dtype=dtype, device="cpu", backend="openvino", cache_dir=tmp_path
+    )  # type: ignore[arg-type]
+    assert ov.backend == "openvino" and exact.backend == "torch"
+    vectors = ov.encode(TEXTS)
+    assert vectors.shape == (len(TEXTS), exact.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert _cosines(vectors, exact.encode(TEXTS)).min() >= 0.999
+
+
+def test_openvino_keeps_order_and_padding(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    exact = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="torch")
+    # A small budget makes many batches of different widths, each padded to its longest text.
+    small = Encoder(
+        model=str(tiny_model_dir),
+        dtype="float32",
+        device="cpu",
+        batch_tokens=40,
+        backend="openvino",
+        cache_dir=tmp_path,
+    )
+    texts = [" ".join(["cat"] * (i % 13 + 1)) + f" {i}" for i in range(60)]
+    batched = small.encode(texts)
+    assert np.allclose(batched, exact.encode(texts), atol=1e-5)
+    one_by_one = np.stack([small.encode([t])[0] for t in texts[:12]])
+    assert np.allclose(batched[:12], one_by_one, atol=1e-5)
+    streamed = list(small.iter_encode(texts, window=7))
+    assert np.allclose(np.concatenate(streamed), batched, atol=1e-5)
+    assert small.encode([]).shape == (0, small.dim)
+
+
+def test_openvino_cache_is_reused_and_written_whole(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    import threading
+
+    from search import encoder_openvino
+
+    first = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="openvino", cache_dir=tmp_path)
+    entries = list(tmp_path.iterdir())
+    assert len(entries) == 1 and (entries[0] / "model.xml").is_file() and (entries[0] / "model.bin").is_file()
+    again = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="openvino", cache_dir=tmp_path)
+    assert np.array_equal(first.encode(TEXTS), again.encode(TEXTS))
+    # Several writers of one entry at once (as two processes converting together): all succeed, one whole entry.
+    model = encoder_openvino.convert(str(tiny_model_dir), pooler=False)
+    target = tmp_path / "shared"
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            encoder_openvino.save_atomically(model, target)
+        except BaseException as exc:  # pragma: no cover - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([entries[0].name, "shared"])
+    assert sorted(p.name for p in target.iterdir()) == ["model.bin", "model.xml"]
+
+
+def test_backend_choice(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    kwargs = {"model": str(tiny_model_dir), "dtype": "float32", "cache_dir": tmp_path}
+    assert Encoder(device="cpu", backend="torch", **kwargs).backend == "torch"
+    with pytest.raises(ValueError, match="runs on a CPU"):
+        Encoder(device="cuda", backend="openvino", **kwargs)
+    pytest.importorskip("openvino")
+    from search import encoder_openvino
+
+    assert Encoder(device="cpu", backend="auto", **kwargs).backend == "openvino"
+
+    def unconvertible(*_args: object) -> None:
+        raise RuntimeError("simulated conversion failure")
+
+    monkeypatch.setattr(encoder_openvino, "OpenVinoRunner", unconvertible)
+    fallback = Encoder(device="cpu", backend="auto", **kwargs)
+    assert fallback.backend == "torch" and fallback.encode(TEXTS).shape == (len(TEXTS), fallback.dim)
+    with pytest.raises(RuntimeError, match="simulated"):
+        Encoder(device="cpu", backend="openvino", **kwargs)

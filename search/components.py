@@ -22,6 +22,7 @@ def make_encoder(settings: Settings) -> Encoder:
         dtype=settings.dtype,
         batch_tokens=settings.batch_tokens,
         threads=settings.torch_threads,
+        backend=settings.backend,
     )
 
 

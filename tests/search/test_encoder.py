@@ -256,3 +256,10 @@ def test_backend_choice(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> No
     assert fallback.backend == "torch" and fallback.encode(TEXTS).shape == (len(TEXTS), fallback.dim)
     with pytest.raises(RuntimeError, match="simulated"):
         Encoder(device="cpu", backend="openvino", **kwargs)
+
+
+def test_the_backend_setting_reaches_the_encoder(settings) -> None:  # type: ignore[no-untyped-def]
+    from search.components import make_encoder
+
+    assert make_encoder(settings.model_copy(update={"backend": "torch"})).backend == "torch"
+    assert make_encoder(settings.model_copy(update={"backend": "openvino"})).backend == "openvino"

@@ -64,9 +64,12 @@ class IndexCatalog:
         return VectorIndex(encoder.dim, factory), self.create(encoder, factory, "active")
 
     def create(self, encoder: Encoder, factory: str, state: str) -> IndexGeneration:
-        """A new generation row for this encoder (its file is written when it is first published)."""
-        generation = self.store.save_generation(
-            IndexGeneration(
+        """A new generation row for this encoder (its file is written when it is first published).
+
+        One transaction: the row gets its file name (from its id) before it commits, so a crash can
+        never leave a generation without one."""
+        with self.store.session() as s:
+            generation = IndexGeneration(
                 path="",
                 factory=factory,
                 model=encoder.model_name,
@@ -76,9 +79,10 @@ class IndexCatalog:
                 state=state,
                 vectors=0,
             )
-        )
-        generation.path = f"gen-{generation.id:06d}.faiss"
-        return self.store.save_generation(generation)
+            s.add(generation)
+            s.flush()  # assigns the id
+            generation.path = f"gen-{generation.id:06d}.faiss"
+        return generation
 
     def activate(self, s: Session, generation: IndexGeneration) -> None:
         """Make `generation` the serving one in transaction `s`; the one it replaces is retired."""

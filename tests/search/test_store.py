@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from search.db import alembic_config
 from search.store import ChunkIn, DocumentIn, Store
@@ -83,4 +85,17 @@ def test_chunk_inputs_and_tombstones(database_url: str) -> None:
         buried = set(s.scalars(select(RemovedChunk.chunk_id)))
     assert buried == set(replaced.removed_chunk_ids) | set(deleted)
     assert len(buried) == 4 and not buried & set(store.all_chunk_ids())
+    store.close()
+
+
+def test_a_new_generation_commits_with_its_file_name(database_url: str, tmp_path: Path, tiny_encoder) -> None:
+    # A crash between two commits once left an active generation whose path was "" (the directory).
+    from search.catalog import IndexCatalog
+
+    store = Store(database_url)
+    commits: list[object] = []
+    event.listen(store.engine, "commit", commits.append)
+    generation = IndexCatalog(store, tmp_path).create(tiny_encoder, "Flat", "active")
+    assert len(commits) == 1 and generation.path == f"gen-{generation.id:06d}.faiss"
+    assert store.active_generation().path == generation.path  # type: ignore[union-attr]
     store.close()

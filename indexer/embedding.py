@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -10,8 +10,6 @@ from indexer.chunking import Chunker, embedding_input
 from search.encoder import Encoder
 from search.store import ChunkIn, DocumentIn
 from search.vectors import Embedded, PendingDoc, VectorRows
-
-Embed = Callable[[list[str]], np.ndarray]
 
 
 def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
@@ -55,7 +53,7 @@ def embed_missing(rows: VectorRows, encoder: Encoder, block: int = 4096) -> int:
     missing = rows.chunks_without_vectors()
     for start in range(0, len(missing), block):
         ids = missing[start : start + block]
-        inputs = rows.store.chunk_inputs(ids)
-        vectors = encoder.encode([embedding_input(*inputs[i]) for i in ids if i in inputs])
-        rows.write([i for i in ids if i in inputs], vectors)
+        inputs = rows.store.chunk_inputs(ids)  # a chunk deleted meanwhile is simply absent
+        live = [i for i in ids if i in inputs]
+        rows.write(live, encoder.encode([embedding_input(*inputs[i]) for i in live]))
     return len(missing)

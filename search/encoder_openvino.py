@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 _EXPORT_FORMAT = 1
 _PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
+# Cache entries no process has loaded for this long are removed (a new library version or model
+# leaves its predecessor's entry behind); a crashed writer's scratch folder after a day.
+STALE_SECONDS = 14 * 24 * 3600
+_SCRATCH_STALE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -107,15 +112,38 @@ def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model
     target = cache_dir / cache_key(path, pooler)
     if (target / "model.xml").is_file():
         try:
-            return ov.Core().read_model(target / "model.xml")
-        except RuntimeError:
+            model = ov.Core().read_model(target / "model.xml")
+            os.utime(target)  # the entry's time is its last use: pruning keeps what is in use
+            return model
+        except (RuntimeError, OSError):
             log.warning("damaged OpenVINO cache entry %s; converting again", target, exc_info=True)
     model = convert(path, pooler)
     try:
         save_atomically(model, target)
     except OSError:
         log.warning("could not cache the OpenVINO model in %s", target, exc_info=True)
+    # Pruned only after a conversion: a process that found its entry has nothing new to clear away.
+    prune(cache_dir, keep=target)
     return model
+
+
+def prune(cache_dir: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the cache entries unused for `STALE_SECONDS` (and scratch folders a crash left behind),
+    never `keep`; returns what was removed. Another process's entry in use is recent, so it stays."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in cache_dir.iterdir():
+        try:
+            age = now - entry.stat().st_mtime
+        except OSError:
+            continue  # removed meanwhile by another process
+        limit = _SCRATCH_STALE_SECONDS if entry.name.startswith(".partial-") else STALE_SECONDS
+        if entry != keep and entry.is_dir() and age > limit:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d unused OpenVINO cache entries from %s", len(removed), cache_dir)
+    return removed
 
 
 def save_atomically(model: ov.Model, target: Path) -> None:

@@ -239,6 +239,32 @@ def test_openvino_cache_is_reused_and_written_whole(tiny_model_dir: Path, tmp_pa
     assert sorted(p.name for p in target.iterdir()) == ["model.bin", "model.xml"]
 
 
+def test_openvino_cache_drops_entries_nobody_uses(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    import os
+    import time
+
+    from search import encoder_openvino
+
+    old = time.time() - encoder_openvino.STALE_SECONDS - 60
+    stale, recent, scratch, fresh_scratch = (tmp_path / n for n in ("m-old", "m-recent", ".partial-x", ".partial-y"))
+    for folder in (stale, recent, scratch, fresh_scratch):
+        folder.mkdir()
+        (folder / "model.xml").write_text("<net/>")
+    os.utime(stale, (old, old))
+    os.utime(scratch, (time.time() - 2 * 24 * 3600,) * 2)
+    Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="openvino", cache_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "m-old" not in names and ".partial-x" not in names
+    assert {"m-recent", ".partial-y"} <= set(names) and len(names) == 3
+    # Loading an entry marks it used: a later prune, however late, keeps what was just loaded.
+    (entry,) = [p for p in tmp_path.iterdir() if p.name.startswith(tiny_model_dir.name)]
+    os.utime(entry, (old, old))
+    Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="openvino", cache_dir=tmp_path)
+    assert entry.stat().st_mtime > old + 3600
+    assert entry not in encoder_openvino.prune(tmp_path, keep=tmp_path / "other")
+
+
 def test_backend_choice(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     kwargs = {"model": str(tiny_model_dir), "dtype": "float32", "cache_dir": tmp_path}
     assert Encoder(device="cpu", backend="torch", **kwargs).backend == "torch"

@@ -46,7 +46,8 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     progress = Progress(sys.stderr, count_records(args.paths) if sys.stderr.isatty() else None)
     try:
-        summary = indexer.run(read_sources(args.paths), on_reject=_report, on_progress=progress)
+        records = read_sources(args.paths)
+        summary = indexer.run(records, on_reject=_report, on_progress=progress, delete_missing=args.delete_missing)
     finally:
         progress.close()
     data = summary.as_dict()
@@ -55,9 +56,11 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(
             f"indexed {data['documents']} documents ({data['added']} added, {data['updated']} updated, "
-            f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected "
-            f"in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
+            f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected, "
+            f"{data['deleted']} deleted in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
         )
+    if args.delete_missing and summary.rejected:
+        print("not deleting documents missing from the input: some records were rejected", file=sys.stderr)
     return 1 if summary.rejected else 0
 
 

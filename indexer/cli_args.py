@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
     p_index.add_argument("paths", nargs="+", type=Path)
+    p_index.add_argument(
+        "--delete-missing",
+        action="store_true",
+        help="the paths are the whole corpus: delete stored documents they do not contain (none if any is rejected)",
+    )
     _common(p_index)
     p_add = sub.add_parser("add", help="queue documents for the worker (no embedding here)")
     p_add.add_argument("paths", nargs="+", type=Path)

@@ -102,9 +102,12 @@ class Indexer:
         records: Iterable[Record],
         on_reject: Callable[[Rejected], None] | None = None,
         on_progress: Callable[[IndexSummary], None] | None = None,
+        delete_missing: bool = False,
     ) -> IndexSummary:
         """Index every record; rejected ones are counted and passed to `on_reject`; `on_progress` gets
-        the running summary (its `seconds` so far) after every batch.
+        the running summary (its `seconds` so far) after every batch. With `delete_missing`, stored
+        documents the records do not contain are deleted at the end (the records are the whole corpus),
+        unless a record was rejected: its document may be among them and must not be lost.
 
         While the model embeds one batch, a background thread reads, chunks and commits the rows of
         the next, so the model is not kept waiting for SQL and tokenisation."""
@@ -112,10 +115,11 @@ class Indexer:
         started = time.perf_counter()
         self.reconcile()
         batches = _batched(records, self.batch_docs)
+        seen: set[str] | None = set() if delete_missing else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-            pending = pool.submit(self._prepare, batches, summary, on_reject)
+            pending = pool.submit(self._prepare, batches, summary, on_reject, seen)
             while (prepared := pending.result()) is not None:
-                pending = pool.submit(self._prepare, batches, summary, on_reject)
+                pending = pool.submit(self._prepare, batches, summary, on_reject, seen)
                 self._embed(prepared, summary)
                 if on_progress:
                     summary.seconds = time.perf_counter() - started
@@ -123,19 +127,38 @@ class Indexer:
                 # A checkpoint now and then bounds how stale readers are during a long run.
                 if time.monotonic() - self._saved_at > self.checkpoint_seconds:
                     self.publish(final=False)
+        if seen is not None:
+            summary.deleted = self._delete_unseen(seen, summary.rejected)
         self.publish()
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def _delete_unseen(self, seen: set[str], rejected: int) -> int:
+        """Delete the stored documents whose ids are not in `seen`; none when records were rejected."""
+        if rejected:
+            log.warning("%d records were rejected: no document is deleted as missing from the input", rejected)
+            return 0
+        gone = [external_id for external_id in self.store.external_ids() if external_id not in seen]
+        for start in range(0, len(gone), 1000):
+            self.store.delete_documents(gone[start : start + 1000])
+        return len(gone)
+
     def _prepare(
-        self, batches: Iterator[list[Record]], summary: IndexSummary, on_reject: Callable[[Rejected], None] | None
+        self,
+        batches: Iterator[list[Record]],
+        summary: IndexSummary,
+        on_reject: Callable[[Rejected], None] | None,
+        seen: set[str] | None,
     ) -> _Prepared | None:
-        """Read the next batch, commit its rows and return what must be embedded; None at the end."""
+        """Read the next batch, commit its rows and return what must be embedded; None at the end.
+        Accepted ids go into `seen` (when given)."""
         for batch in batches:
             docs: list[DocumentIn] = []
             for record in batch:
                 if isinstance(record, DocumentIn):
                     docs.append(record)
+                    if seen is not None:
+                        seen.add(record.external_id)
                     continue
                 summary.rejected += 1
                 summary.rejections.append(str(record))

@@ -220,6 +220,11 @@ class Store:
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
+    def external_ids(self) -> list[str]:
+        """Every document's id (the user's), in storage order."""
+        with self.session() as s:
+            return list(s.scalars(select(Document.external_id).order_by(Document.id)))
+
     def all_chunk_ids(self) -> list[int]:
         """Every chunk id, ascending."""
         with self.session() as s:

@@ -57,6 +57,24 @@ def test_index_reports_bad_lines_and_indexes_the_rest(tmp_path: Path, env: dict[
     assert again.returncode == 0 and "1 unchanged" in again.stdout and "0 rejected" in again.stdout
 
 
+def test_index_delete_missing_follows_a_folder(tmp_path: Path, env: dict[str, str]) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "cats.txt").write_text("the cat sat on the mat")
+    (folder / "space.md").write_text("the sun and the moon and a star")
+    assert _run(["index", str(folder)], env).returncode == 0
+    (folder / "space.md").unlink()
+    (folder / "broken.jsonl").write_text("{broken\n")
+    refused = _run(["index", str(folder), "--delete-missing", "--json"], env)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["deleted"] == 0
+    assert "not deleting documents missing from the input" in refused.stderr
+    (folder / "broken.jsonl").unlink()
+    mirrored = _run(["index", str(folder), "--delete-missing"], env)
+    assert mirrored.returncode == 0 and "1 deleted" in mirrored.stdout, mirrored.stdout
+    hits = json.loads(_run(["search", "the sun and the moon", "--json"], env).stdout)
+    assert [h["id"] for h in hits] == ["cats.txt"]
+
+
 def test_bad_settings_and_arguments_exit_with_a_message(tmp_path: Path, env: dict[str, str]) -> None:
     bad = _run(["search", "x", "--pooling", "cls", "-k", "0"], env)
     assert bad.returncode == 2 and "-k must be between 1 and 1000" in bad.stderr

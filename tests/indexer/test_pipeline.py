@@ -66,6 +66,24 @@ def test_rejections_are_counted_and_reported(settings: Settings, tiny_encoder: E
     assert summary.as_dict()["documents"] == 2
 
 
+def test_delete_missing_mirrors_the_input_unless_a_record_was_rejected(
+    settings: Settings, tiny_encoder: Encoder
+) -> None:
+    from pathlib import Path
+
+    indexer = _indexer(settings, tiny_encoder)
+    indexer.run(_docs(10))
+    bad = Rejected(Path("in.jsonl"), 3, "malformed JSON")
+    kept = indexer.run([*_docs(4), bad], delete_missing=True)
+    assert kept.deleted == 0 and indexer.store.counts()["documents"] == 10, "a rejected record's document may be lost"
+
+    mirrored = indexer.run([*_docs(4), DocumentIn("new", "a new text about stars", "N")], delete_missing=True)
+    assert (mirrored.deleted, mirrored.added, mirrored.unchanged) == (6, 1, 4)
+    assert sorted(indexer.store.external_ids()) == ["doc0", "doc1", "doc2", "doc3", "new"]
+    _consistent(indexer)
+    assert indexer.run(_docs(4)).deleted == 0 and indexer.store.counts()["documents"] == 5  # off unless asked
+
+
 def test_recovers_from_a_crash_between_commit_and_index_save(settings: Settings, tiny_encoder: Encoder) -> None:
     indexer = _indexer(settings, tiny_encoder)
     indexer.run(_docs(20))

@@ -39,9 +39,9 @@ run: demo-corpus
 	@echo "serving on http://$(HOST):$(PORT)  (try: curl '$(HOST):$(PORT)/search?q=parse+command+line+options&k=3')"
 	SEMSEARCH_DATA_DIR=$(DEMO_DATA)/data $(VENV)/bin/semsearch serve --host $(HOST) --port $(PORT)
 
+# Encoder, then ANN (each in its own process), then one summary table of ratios against the references.
 bench: install
-	$(PY) -m bench.encoder
-	$(PY) -m bench.ann
+	$(PY) -m bench
 
 # Apart from `bench`, which must stay under 15 minutes: indexing SciFact for it alone takes 3-5.
 bench-http: install

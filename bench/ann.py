@@ -18,6 +18,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def build(factory: str, corpus: np.ndarray) -> tuple[VectorIndex, float, float]:
     return index, seconds, size / len(corpus)
 
 
-def measure(index: VectorIndex, label: str, queries: np.ndarray, truth: np.ndarray) -> dict[str, float | str]:
+def measure(index: VectorIndex, label: str, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     """Recall@10 against exact search, single-query latency (200 queries one by one) and batch QPS."""
     (_, found), batch = timed(lambda: index.search(queries, 10))
     recall = float(np.mean([len(set(found[i]) & set(truth[i])) / 10 for i in range(len(queries))]))
@@ -74,7 +75,7 @@ def measure(index: VectorIndex, label: str, queries: np.ndarray, truth: np.ndarr
     return {"index": label, "recall@10": recall, "latency_ms": latency * 1000, "qps": len(queries) / batch}
 
 
-def run_all(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, float | str]]:
+def run_all(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
     """Flat, `auto` (at its own nprobe and two others, one build) and HNSW32 with SQ8."""
     results = []
     for factory, nprobes in (("Flat", [None]), ("auto", [None, 16, 256]), ("HNSW32,SQ8", [None])):

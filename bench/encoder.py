@@ -9,7 +9,7 @@ Prints, on the same SciFact documents (title + " " + text, max_length 256):
 - resident memory while streaming many short texts (it should stay flat);
 - on a CUDA machine, the same comparison against sentence-transformers in float16.
 
-    .venv/bin/python -m bench.encoder [--docs 1000] [--stream 50000]
+    .venv/bin/python -m bench.encoder [--docs 1000] [--stream 200000] [--parts encoder,gpu,pipeline,memory]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def encoder_rows(texts: list[str], device: str) -> tuple[list[list[object]], np.
     for label, dtype, backend in configs:
         encoder = Encoder(dtype=dtype, device=device, backend=backend)
         encoder.encode(texts[:32])
-        vectors, seconds = timed(lambda enc=encoder: enc.encode(texts))
+        vectors, seconds = timed(partial(encoder.encode, texts))
         cosine = float((vectors * ref_f32).sum(axis=1).min())
         name = f"semsearch Encoder ({label}) [{encoder.backend}, {encoder.dtype}]"
         rows.append([name, len(texts) / seconds, t_ref / seconds, f"{cosine:.6f}"])
@@ -81,7 +82,7 @@ def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
         with tempfile.TemporaryDirectory() as tmp:
             store = Store(f"sqlite:///{tmp}/bench.db")
             indexer = Indexer(encoder, store, IndexCatalog(store, Path(tmp) / "index"), chunker)
-            summary, seconds = timed(lambda ix=indexer: ix.run(records))
+            summary, seconds = timed(partial(indexer.run, records))
             pipe.append(seconds)
             store.close()
     return [
@@ -91,54 +92,54 @@ def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
 
 
 def stream_rows(n: int) -> list[list[object]]:
-    """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come)."""
+    """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come).
+
+    Read after each window of 4,096 texts. The first windows grow memory while the runtime sets up
+    kernels and pools for the batch shapes it meets; anything kept per batch would then go on growing
+    in proportion to the texts, so the growth over the second half is what tells a stream from a leak."""
     encoder = Encoder()
-    words = [
-        "the",
-        "cell",
-        "protein",
-        "gene",
-        "cancer",
-        "risk",
-        "study",
-        "dose",
-        "vaccine",
-        "virus",
-        "blood",
-        "patients",
-    ]
+    words = ["the", "cell", "protein", "gene", "cancer", "risk", "study", "dose", "vaccine", "virus", "blood"]
     texts = [" ".join(words[(i + j) % len(words)] for j in range(8)) + f" {i}" for i in range(n)]
-    # One reading after each window; the vectors are dropped as soon as they arrive.
     samples = [rss_mb() for _ in encoder.iter_encode(texts, window=4096)]
-    first, last = samples[min(1, len(samples) - 1)], samples[-1]
-    return [["streaming short texts", n, first, last, last - first]]
+    tenth, half, last = (samples[min(len(samples) - 1, int(f * len(samples)))] for f in (0.1, 0.5, 1.0))
+    return [["streaming short texts", n, tenth, half, last, last - half]]
+
+
+PARTS = ("encoder", "gpu", "pipeline", "memory")
 
 
 def main() -> None:
-    """Run every measurement and print the tables."""
+    """Run the measurements asked for (all by default) and print their tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1000, help="SciFact documents to encode")
-    parser.add_argument("--stream", type=int, default=50_000, help="short texts for the memory check")
+    parser.add_argument("--stream", type=int, default=200_000, help="short texts for the memory check")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        parser.error(f"unknown parts {sorted(parts - set(PARTS))}; choose from {', '.join(PARTS)}")
     docs = scifact_docs(args.docs)
     texts = [f"{d['title']} {d['text']}" for d in docs]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(texts)} SciFact documents")
-    rows, _ = encoder_rows(texts, "cpu")
-    print_table(
-        "Encoder, CPU (ratio = docs/s over sentence-transformers fp32)", ["path", "docs/s", "ratio", "min cos"], rows
-    )
-    if torch.cuda.is_available():
-        gpu_rows, _ = encoder_rows(scifact_docs_texts(), "cuda")
-        print_table(
-            "Encoder, CUDA (ratio over sentence-transformers fp16)", ["path", "docs/s", "ratio", "min cos"], gpu_rows
-        )
-    pipe = pipeline_rows(docs)
-    print_table("Pipeline (ratio = over the bare encoder)", ["path", "docs/s", "ratio", "chunks"], pipe)
-    mem = stream_rows(args.stream)
-    print_table("Memory (MiB resident)", ["run", "texts", "early", "late", "growth"], mem)
+    out: dict[str, list[list[object]]] = {}
+    if "encoder" in parts:
+        out["encoder"], _ = encoder_rows(texts, "cpu")
+        title = "Encoder, CPU (ratio = docs/s over sentence-transformers fp32)"
+        print_table(title, ["path", "docs/s", "ratio", "min cos"], out["encoder"])
+    if "gpu" in parts and torch.cuda.is_available():
+        out["gpu"], _ = encoder_rows(scifact_docs_texts(), "cuda")
+        title = "Encoder, CUDA (ratio over sentence-transformers fp16)"
+        print_table(title, ["path", "docs/s", "ratio", "min cos"], out["gpu"])
+    if "pipeline" in parts:
+        out["pipeline"] = pipeline_rows(docs)
+        print_table("Pipeline (ratio = over the bare encoder)", ["path", "docs/s", "ratio", "chunks"], out["pipeline"])
+    if "memory" in parts:
+        out["memory"] = stream_rows(args.stream)
+        header = ["run", "texts", "at 10%", "at 50%", "at the end", "second-half growth"]
+        print_table("Memory (MiB resident while streaming)", header, out["memory"])
     if args.json:
-        print(json.dumps({"encoder": rows, "pipeline": pipe, "memory": mem}, default=str))
+        print(json.dumps(out, default=str))
 
 
 def scifact_docs_texts() -> list[str]:

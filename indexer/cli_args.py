@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check", help="verify that every chunk has one vector and no vector lacks a chunk")
     p_check.add_argument("--repair", action="store_true", help="fix what the check finds")
     _common(p_check)
+    _add_query_commands(sub)
+    return parser
+
+
+def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The subcommands that read the index: search, eval, serve."""
     p_search = sub.add_parser("search", help="search the index")
     p_search.add_argument("query")
     p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
@@ -90,7 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
     )
     _common(p_serve)
-    return parser
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

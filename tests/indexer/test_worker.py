@@ -86,6 +86,31 @@ def test_unchanged_documents_are_not_queued_again(settings: Settings, tiny_encod
 
 
 @pytest.mark.postgres
+def test_a_slow_publish_spaces_out_the_next_ones(settings: Settings, tiny_encoder: Encoder, monkeypatch) -> None:
+    from indexer import worker as worker_module
+
+    worker = _worker(settings, tiny_encoder, Store(settings.resolved_database_url), publish_seconds=0.05)
+    stop = threading.Event()
+    calls: list[tuple[float, float]] = []
+    costs = [0.5, 0.0, 0.0]  # one publish as slow as a large index's, then quick ones again
+
+    def sync(final: bool = True) -> int:
+        start = time.monotonic()
+        time.sleep(costs[len(calls)] if len(calls) < len(costs) else 0.0)
+        calls.append((start, time.monotonic()))
+        if len(calls) == len(costs):
+            stop.set()
+        return 0
+
+    monkeypatch.setattr(worker, "start_up", lambda: None)
+    monkeypatch.setattr(worker, "step", lambda: 1)  # always busy: publishing is due at every interval
+    monkeypatch.setattr(worker.publisher, "sync", sync)
+    worker.run(stop)
+    (s1, e1), (s2, e2), (s3, _) = calls[:3]
+    assert s2 - e1 >= worker_module.PUBLISH_COST_FACTOR * (e1 - s1) >= 2.0, "the next publish came too soon"
+    assert s3 - e2 < 1.5, "a quick publish should bring the configured interval back"
+
+
 def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_encoder: Encoder, postgres_url: str):
     pg = settings.model_copy(update={"database_url": postgres_url})
     stores = [Store(postgres_url) for _ in range(3)]

@@ -5,8 +5,8 @@ reproducible synthetic one shaped like real sentence embeddings: cluster centres
 SciFact vectors, points scattered around them with the covariance of the real vectors, then
 L2-normalised (uniform noise would make every index look bad and every recall meaningless).
 
-For each index type: build seconds, bytes per vector, recall@10 against exact search,
-single-query latency and batch QPS, each also as a ratio to Flat.
+For each index type: build seconds, save seconds (what each publish pays), bytes per vector,
+recall@10 against exact search, single-query latency and batch QPS, each also as a ratio to Flat.
 
     .venv/bin/python -m bench.ann [--n 1000000] [--queries 1000]
 """
@@ -52,15 +52,16 @@ def synthetic_corpus(seed_vectors: np.ndarray, n: int, clusters: int = 4096, see
     return out
 
 
-def build(factory: str, corpus: np.ndarray) -> tuple[VectorIndex, float, float]:
-    """An index of `corpus` (ids 1..n): the index, its build seconds and its bytes per vector on disk."""
+def build(factory: str, corpus: np.ndarray) -> tuple[VectorIndex, float, float, float]:
+    """An index of `corpus` (ids 1..n): the index, its build seconds, its bytes per vector on disk and
+    the seconds one save takes (what every publish of a worker pays at this size)."""
     index = VectorIndex(corpus.shape[1], factory)
     _, seconds = timed(lambda: index.add(np.arange(len(corpus), dtype=np.int64) + 1, corpus))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "index.faiss"
-        index.save(path)
+        _, save_seconds = timed(lambda: index.save(path))
         size = path.stat().st_size
-    return index, seconds, size / len(corpus)
+    return index, seconds, size / len(corpus), save_seconds
 
 
 def measure(index: VectorIndex, label: str, queries: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def run_all(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[
     """Flat, `auto` (at its own nprobe and two others, one build) and HNSW32 with SQ8."""
     results = []
     for factory, nprobes in (("Flat", [None]), ("auto", [None, 16, 256]), ("HNSW32,SQ8", [None])):
-        index, seconds, per_vector = build(factory, corpus)
+        index, seconds, per_vector, save_seconds = build(factory, corpus)
         for nprobe in nprobes:
             if nprobe is not None:
                 if index.nprobe is None:  # `auto` chose Flat at this size: nothing to vary
@@ -89,7 +90,7 @@ def run_all(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[
             if factory == "auto" and nprobe is None:
                 label = f"auto -> {label}" + (f" nprobe={index.nprobe}" if index.nprobe else "")
             row = measure(index, label, queries, truth)
-            results.append({**row, "build_s": seconds, "bytes_per_vector": per_vector})
+            results.append({**row, "build_s": seconds, "bytes_per_vector": per_vector, "save_s": save_seconds})
         del index
     return results
 
@@ -117,6 +118,7 @@ def main() -> None:
         [
             r["index"],
             r["build_s"],
+            r["save_s"],
             r["bytes_per_vector"],
             r["recall@10"],
             r["latency_ms"],
@@ -126,7 +128,7 @@ def main() -> None:
         ]
         for r in results
     ]
-    header = ["index", "build s", "bytes/vec", "recall@10", "1-query ms", "x Flat", "batch QPS", "x Flat"]
+    header = ["index", "build s", "save s", "bytes/vec", "recall@10", "1-query ms", "x Flat", "batch QPS", "x Flat"]
     print_table(f"ANN on {args.n} x {corpus.shape[1]} (ratios against exact Flat search)", header, rows)
     if args.json:
         print(json.dumps(results))

@@ -91,23 +91,25 @@ def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
     ]
 
 
-def stream_rows(n: int) -> list[list[object]]:
-    """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come).
+def stream_rows(n: int, window: int = 4096) -> list[list[object]]:
+    """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come),
+    `n` rounded down to whole windows of 4,096 texts.
 
-    Read after each window of 4,096 texts. The first windows grow memory while the runtime sets up
+    Read after each window. The first windows grow memory while the runtime sets up
     kernels and pools for the batch shapes it meets; anything kept per batch would then go on growing
     in proportion to the texts, so the growth over the second half is what tells a stream from a leak."""
     encoder = Encoder()
     words = ["the", "cell", "protein", "gene", "cancer", "risk", "study", "dose", "vaccine", "virus"]
     words += ["blood", "patients"]
-    # Every text distinct and 16 tokens long: the batch shapes are the same from the first window to the
-    # last, so the runtime's set-up for a new shape cannot pass for growth late in the stream (a number
-    # written in digits gets a token longer as it grows, and did).
+    # Every text distinct and 16 tokens long, and whole windows only: the batch shapes are the same from
+    # the first window to the last, so the runtime's set-up for a new shape cannot pass for growth late
+    # in the stream (a number written in digits grows a token, and a short last window is a new shape).
+    n = max(window, n // window * window)
     texts = [
         " ".join(words[(i + j) % 12] for j in range(8)) + " " + " ".join(words[(i // 12**k) % 12] for k in range(6))
         for i in range(n)
     ]
-    samples = [rss_mb() for _ in encoder.iter_encode(texts, window=4096)]
+    samples = [rss_mb() for _ in encoder.iter_encode(texts, window=window)]
     tenth, half, last = (samples[min(len(samples) - 1, int(f * len(samples)))] for f in (0.1, 0.5, 1.0))
     return [["streaming short texts", n, tenth, half, last, last - half]]
 

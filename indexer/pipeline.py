@@ -139,9 +139,7 @@ class Indexer:
             log.warning("%d records were rejected: no document is deleted as missing from the input", rejected)
             return 0
         gone = [external_id for external_id in self.store.external_ids() if external_id not in seen]
-        for start in range(0, len(gone), 1000):
-            self.store.delete_documents(gone[start : start + 1000])
-        return len(gone)
+        return len(self.store.delete_documents(gone)[0])
 
     def _prepare(
         self,

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from alembic import command
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import Chunk, Document, IndexGeneration, RemovedChunk
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,15 +175,21 @@ class Store:
                 s.execute(update(Document).where(Document.external_id == ext).values(meta=meta))
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Delete documents (their chunks cascade); returns the ids that existed and their chunk ids."""
+        """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
+        that existed and their chunk ids."""
         with self.session() as s:
-            found = dict(
-                s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(external_ids))).all()
-            )
-            chunk_ids = list(s.scalars(select(Chunk.id).where(Chunk.document_id.in_(found.values()))))
+            found: dict[str, int] = {}
+            for part in parts(external_ids):
+                stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+                found.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+            doc_ids = list(found.values())
+            chunk_ids: list[int] = []
+            for id_part in id_parts(doc_ids):
+                chunk_ids += s.scalars(select(Chunk.id).where(Chunk.document_id.in_(id_part)))
             _bury(s, chunk_ids)
-            s.execute(delete(Chunk).where(Chunk.document_id.in_(found.values())))
-            s.execute(delete(Document).where(Document.id.in_(found.values())))
+            for id_part in id_parts(doc_ids):
+                s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
+                s.execute(delete(Document).where(Document.id.in_(id_part)))
         return list(found), chunk_ids
 
     def chunk_inputs(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
@@ -269,7 +277,13 @@ def _bury(s: Session, chunk_ids: Sequence[int]) -> None:
         s.execute(insert(RemovedChunk), [{"chunk_id": int(c)} for c in chunk_ids])
 
 
+def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:
+    """`items` in slices small enough for one IN list (SQLite and PostgreSQL cap bound parameters)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 def id_parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
-    """`ids` in slices small enough for one IN list (SQLite caps bound parameters)."""
-    for start in range(0, len(ids), size):
-        yield [int(i) for i in ids[start : start + size]]
+    """`ids` as plain ints (numpy's are not bound parameters) in slices for one IN list each."""
+    for part in parts(ids, size):
+        yield [int(i) for i in part]

@@ -56,6 +56,17 @@ def test_write_replace_delete(database_url: str) -> None:
     store.close()
 
 
+def test_deleting_more_ids_than_one_statement_may_bind(database_url: str) -> None:
+    # PostgreSQL takes at most 65,535 bound parameters a statement: the ids go in slices, one transaction.
+    store = Store(database_url)
+    store.write_documents([(_doc(f"d{i}", f"text {i}"), _chunks(f"text {i}", 1)) for i in range(3)])
+    asked = [f"absent{i}" for i in range(70_000)] + ["d0", "d2"]
+    deleted, chunk_ids = store.delete_documents(asked)
+    assert sorted(deleted) == ["d0", "d2"] and len(chunk_ids) == 2
+    assert store.external_ids() == ["d1"]
+    store.close()
+
+
 def test_content_hash_and_metadata(database_url: str) -> None:
     store = Store(database_url)
     doc = _doc("ü-1", "naïve café ☕", lang="fr", year=2020, tags=["x", "y"])

@@ -59,8 +59,6 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected, "
             f"{data['deleted']} deleted in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
         )
-    if args.delete_missing and summary.rejected:
-        print("not deleting documents missing from the input: some records were rejected", file=sys.stderr)
     return 1 if summary.rejected else 0
 
 

@@ -136,7 +136,7 @@ class Indexer:
     def _delete_unseen(self, seen: set[str], rejected: int) -> int:
         """Delete the stored documents whose ids are not in `seen`; none when records were rejected."""
         if rejected:
-            log.warning("%d records were rejected: no document is deleted as missing from the input", rejected)
+            log.warning("not deleting documents missing from the input: %d records were rejected", rejected)
             return 0
         gone = [external_id for external_id in self.store.external_ids() if external_id not in seen]
         return len(self.store.delete_documents(gone)[0])

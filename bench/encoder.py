@@ -93,7 +93,7 @@ def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
 
 def stream_rows(n: int, window: int = 4096) -> list[list[object]]:
     """Resident memory while `iter_encode` streams `n` short texts (vectors are dropped as they come),
-    `n` rounded down to whole windows of 4,096 texts.
+    `n` rounded down to whole windows of `window` texts.
 
     Read after each window. The first windows grow memory while the runtime sets up
     kernels and pools for the batch shapes it meets; anything kept per batch would then go on growing

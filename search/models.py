@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -25,9 +25,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-# A document's life: written (pending) -> its chunks' vectors are in SQL (embedded) -> those vectors are
-# in the published index file that readers load (indexed).
-PENDING, EMBEDDED, INDEXED = "pending", "embedded", "indexed"
+# A document's life: written (pending) -> its chunks' vectors are committed to SQL, where every reader
+# applies them from the change log within its reload interval (indexed).
+PENDING, INDEXED = "pending", "indexed"
 
 
 def utcnow() -> datetime:
@@ -92,7 +92,10 @@ class Chunk(Base):
 
 
 class IndexGeneration(Base):
-    """One index build: which file holds the vectors, and the model and pooling that made them."""
+    """One index build: the model and pooling that made its vectors, and its base segment: the file
+    `path` holds every vector of the space up to change `base_seq`; readers apply later changes from
+    the change log. `factory` is what was asked for (`auto` is re-decided as the corpus grows),
+    `index_type` what the base file holds."""
 
     __tablename__ = "index_generations"
     __table_args__ = (Index("ix_index_generations_state", "state"),)
@@ -100,6 +103,8 @@ class IndexGeneration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(String(1024))
     factory: Mapped[str] = mapped_column(String(256))
+    index_type: Mapped[str] = mapped_column(String(256), default="")
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     model: Mapped[str] = mapped_column(String(1024))
     pooling: Mapped[str] = mapped_column(String(16))
     dim: Mapped[int] = mapped_column(Integer)
@@ -116,23 +121,39 @@ class IndexGeneration(Base):
 
 
 class ChunkVector(Base):
-    """A chunk's vector in one embedding space, kept in SQL so that the index file is a rebuildable cache:
-    a crash never loses an embedding that was committed, and a change of index type re-embeds nothing.
-    `published` is true once the active generation's file holds it."""
+    """A chunk's vector in one embedding space, kept in SQL so that the index files are rebuildable
+    caches: a crash never loses an embedding that was committed, and a change of index type re-embeds
+    nothing. Its arrival is recorded in the change log (`Change`, op "vec")."""
 
     __tablename__ = "chunk_vectors"
-    __table_args__ = (Index("ix_chunk_vectors_space_published", "space", "published"),)
 
     chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
     space: Mapped[str] = mapped_column(String(16), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
-    published: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class RemovedChunk(Base):
-    """A chunk deleted or replaced whose vector may still sit in the index file; the publisher removes it
-    there and then drops this row. (Chunk keys are never reused, so a tombstone cannot hit a newer chunk.)"""
+# BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
-    __tablename__ = "removed_chunks"
 
-    chunk_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+class Change(Base):
+    """The change log: every chunk inserted ("add"), deleted ("del") and every vector committed
+    ("vec", in `space`), numbered in commit order. Each derived index (the FAISS segments, the keyword
+    index) records the `seq` it has applied and catches up from there. See search/changes.py."""
+
+    __tablename__ = "changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    op: Mapped[str] = mapped_column(String(3))
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    space: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DerivedState(Base):
+    """How far a durable derived index has applied the change log (its name -> the last seq applied)."""
+
+    __tablename__ = "derived_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)

@@ -81,7 +81,7 @@ def test_unchanged_documents_are_not_queued_again(settings: Settings, tiny_encod
     result, same = enqueue(store, [*_docs(4), DocumentIn("d4", "a new text.", "T4")])
     assert result.updated == ["d4"] and len(same) == 4
     assert worker.drain() == 1
-    assert sorted(worker.publisher.index.ids().tolist()) == sorted(store.all_chunk_ids())
+    assert sorted(open_searcher(settings, tiny_encoder, store).index.ids().tolist()) == sorted(store.all_chunk_ids())
     store.close()
 
 
@@ -133,7 +133,7 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
     # Every document claimed exactly once in all (SKIP LOCKED), and more than one worker did work.
     assert sum(sum(c) for c in claimed) == 120
     assert sum(1 for c in claimed if c) >= 2
-    assert sorted(workers[0].publisher.index.ids().tolist()) == sorted(stores[0].all_chunk_ids())
+    assert sorted(open_searcher(settings, tiny_encoder, stores[0]).index.ids().tolist()) == sorted(stores[0].all_chunk_ids())
     for store in stores:
         store.close()
 

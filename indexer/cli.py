@@ -126,11 +126,10 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Verify rows against vectors; `--repair` fixes what it finds. Exit status 1 while inconsistent."""
+    """Verify rows against vectors; `--repair` runs the full pass (embeds what lacks a vector, writes
+    the base file afresh from SQL). Exit status 1 while inconsistent."""
     indexer = open_indexer(settings)
-    state = maintenance.check(indexer)
-    if args.repair and not state.ok:
-        state = maintenance.repair(indexer)
+    state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
     if args.json:
         print(json.dumps(state.as_dict()))
     else:

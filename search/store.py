@@ -14,7 +14,7 @@ from alembic import command
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search import changes
+from search import changes, metadata_index
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
@@ -84,6 +84,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = make_engine(url)
+        self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if upgrade:
             self.upgrade()
@@ -155,9 +156,9 @@ class Store:
             fresh = [d for d, _ in docs if d.external_id not in existing]
             new_ids = iter(_insert_documents(s, fresh))
             doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
-            chunk_ids = insert_chunks_of(
-                s, [(doc_id, chunks) for doc_id, (_, chunks) in zip(doc_ids, docs, strict=True)]
-            )
+            pairs = list(zip(doc_ids, docs, strict=True))
+            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
+            metadata_index.write_values(s, [(doc_id, d.metadata) for doc_id, (d, _) in pairs], bool(replaced))
             for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
                 (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
                 result.new_chunk_ids.extend(ids)
@@ -170,8 +171,14 @@ class Store:
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
         with self.session() as s:
+            ids: list[tuple[int, dict[str, Any]]] = []
             for ext, meta in updates.items():
-                s.execute(update(Document).where(Document.external_id == ext).values(meta=meta))
+                doc_id = s.scalar(
+                    update(Document).where(Document.external_id == ext).values(meta=meta).returning(Document.id)
+                )
+                if doc_id is not None:
+                    ids.append((int(doc_id), meta))
+            metadata_index.write_values(s, ids, replace=True)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
@@ -219,11 +226,19 @@ class Store:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
-        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter."""
-        condition = metadata_filter.condition(self.engine.dialect.name)
-        stmt = select(Chunk.id).join(Document).where(condition).order_by(Chunk.id)
+        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
+        looked up through the metadata index."""
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
+
+    def matching_estimate(self, metadata_filter: MetadataFilter) -> tuple[int, int]:
+        """(at most how many documents pass the filter, how many documents there are): two index
+        counts, to choose between filtering inside the search and checking its results."""
+        with self.session() as s:
+            bound = metadata_index.estimate(s, metadata_filter, self.postgres)
+            total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+        return bound, total
 
     def external_ids(self) -> list[str]:
         """Every document's id (the user's), in storage order."""

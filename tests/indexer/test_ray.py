@@ -15,7 +15,6 @@ import ray
 from indexer.chunking import Chunker
 from indexer.cli import main
 from indexer.pipeline import Indexer
-from indexer.publisher import encoder_space
 from indexer.rebuild import rebuild
 from search.catalog import IndexCatalog
 from search.components import open_searcher
@@ -62,7 +61,7 @@ def _indexed(settings: Settings, encoder: Encoder, n: int) -> Store:
 
 
 def _vectors(store: Store, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
-    ids, vectors = VectorRows(store, encoder_space(encoder), encoder.dim).fetch(store.all_chunk_ids())
+    ids, vectors = VectorRows(store, encoder.space.key, encoder.dim).fetch(store.all_chunk_ids())
     order = np.argsort(ids)
     return ids[order], vectors[order]
 

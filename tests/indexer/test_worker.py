@@ -133,7 +133,9 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
     # Every document claimed exactly once in all (SKIP LOCKED), and more than one worker did work.
     assert sum(sum(c) for c in claimed) == 120
     assert sum(1 for c in claimed if c) >= 2
-    assert sorted(open_searcher(settings, tiny_encoder, stores[0]).index.ids().tolist()) == sorted(stores[0].all_chunk_ids())
+    assert sorted(open_searcher(settings, tiny_encoder, stores[0]).index.ids().tolist()) == sorted(
+        stores[0].all_chunk_ids()
+    )
     for store in stores:
         store.close()
 

@@ -32,7 +32,10 @@ class Settings(BaseSettings):
         default="auto",
         description="Encoder runtime: auto is OpenVINO on a CPU where it is installed and takes the model, else torch.",
     )
-    index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
+    index_factory: str = Field(
+        default="auto",
+        description="A FAISS index-factory string, or auto: exact while small, IVF growing with the corpus beyond.",
+    )
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )

@@ -13,11 +13,12 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Numeric, Select, and_, delete, false, func, insert, literal, or_, select
+from sqlalchemy import ColumnElement, Numeric, Select, Table, and_, delete, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from search.bulk import insert_rows
 from search.filters import MAX_FIELD_CHARS, Condition, MetadataFilter
 from search.models import Chunk, MetadataValue
 
@@ -58,9 +59,9 @@ def write_values(s: Session, docs: Sequence[tuple[int, Mapping[str, Any]]], repl
         ids = [doc_id for doc_id, _ in docs]
         for start in range(0, len(ids), 10_000):
             s.execute(delete(MetadataValue).where(MetadataValue.document_id.in_(ids[start : start + 10_000])))
-    rows = [row for doc_id, meta in docs for row in value_rows(doc_id, meta)]
-    if rows:
-        s.execute(insert(MetadataValue), rows)
+    insert_rows(
+        s, cast(Table, MetadataValue.__table__), [row for doc_id, meta in docs for row in value_rows(doc_id, meta)]
+    )
 
 
 def documents_matching(c: Condition, postgres: bool) -> Select[Any]:

@@ -15,6 +15,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import changes, metadata_index
+from search.bulk import insert_rows
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
@@ -294,9 +295,12 @@ def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
     if not docs:
         return []
     now = utcnow()
-    rows = [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs]
-    table = _table(Document)
-    return list(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
+    insert_rows(s, _table(Document), [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs])
+    keys: dict[str, int] = {}
+    for part in parts([d.external_id for d in docs]):
+        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+        keys.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+    return [keys[d.external_id] for d in docs]
 
 
 def _chunk_ids_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
@@ -317,9 +321,18 @@ def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) 
     ]
     if not rows:
         return [[] for _ in docs]
-    table = _table(Chunk)
-    ids = iter(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
-    return [[next(ids) for _ in chunks] for _, chunks in docs]
+    insert_rows(s, _table(Chunk), rows)
+    # The documents had no chunks before (new, or their old ones deleted in this transaction).
+    keys: dict[int, list[int]] = {}
+    for part in id_parts([doc_id for doc_id, _ in docs]):
+        stmt = (
+            select(Chunk.document_id, Chunk.id)
+            .where(Chunk.document_id.in_(part))
+            .order_by(Chunk.document_id, Chunk.ordinal)
+        )
+        for doc_id, chunk_id in s.execute(stmt):
+            keys.setdefault(doc_id, []).append(chunk_id)
+    return [keys.get(doc_id, []) if chunks else [] for doc_id, chunks in docs]
 
 
 def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:

@@ -19,9 +19,10 @@ from indexer.locks import FileLock, LockHeldError, single_writer_lock
 from indexer.pipeline import open_indexer
 from indexer.progress import Progress, count_records
 from indexer.ray_engine import RayMissingError, require_ray
-from indexer.rebuild import rebuild
+from indexer.rebuild import REBUILD_FIELDS, rebuild
 from indexer.sources import Rejected, read_sources
 from indexer.worker import BackgroundWorker, open_worker
+from search import jobs
 from search.catalog import IndexMismatchError
 from search.components import open_searcher, open_store
 from search.settings import Settings, settings_env
@@ -104,10 +105,30 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
     if args.engine == "ray":
         require_ray()  # a missing extra is reported before the lock or the database is touched
-    _lock = _writer_lock(settings, "semsearch rebuild")
+    try:
+        _lock = _writer_lock(settings, "semsearch rebuild")
+    except LockHeldError:
+        if args.engine == "ray":
+            raise
+        return _hand_over_rebuild(args, settings)
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
     data = summary.as_dict()
     print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
+    return 0
+
+
+def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """SQLite, and another process (`semsearch serve`'s worker) holds the indexing slot: queue the
+    rebuild for it and follow the job until it is done (readers keep answering throughout)."""
+    params = {name: getattr(settings, name) for name in REBUILD_FIELDS if name in settings.model_fields_set}
+    store = open_store(settings)
+    job_id = jobs.submit(store, "rebuild", params)
+    print(f"another process is indexing: rebuild handed to it as job {job_id}; following it", file=sys.stderr)
+    done = jobs.follow(store, job_id, timeout=7 * 24 * 3600)
+    if done.state != jobs.DONE:
+        print(f"rebuild job {job_id} {done.state}: {done.result.get('error', '')}", file=sys.stderr)
+        return 1
+    print(json.dumps(done.result) if args.json else " ".join(f"{k}={v}" for k, v in done.result.items()))
     return 0
 
 

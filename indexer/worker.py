@@ -11,6 +11,7 @@ from collections.abc import Callable
 from indexer.chunking import Chunker
 from indexer.embedding import embed_missing, embed_pending
 from indexer.publisher import Publisher
+from indexer.rebuild import run_queued
 from search.catalog import IndexCatalog, IndexMismatchError
 from search.components import encoder_factory, make_encoder, open_store
 from search.encoder import Encoder
@@ -41,6 +42,7 @@ class Worker:
         publish_seconds: float = 1.0,
         batch_docs: int = 256,
         encoder_for: Callable[[IndexGeneration], Encoder] | None = None,
+        jobs: Callable[[], bool] | None = None,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -49,6 +51,8 @@ class Worker:
         self.publish_seconds = publish_seconds
         self.batch_docs = batch_docs
         self.encoder_for = encoder_for
+        # Runs one job another process queued for the holder of the indexing slot (a rebuild); True if one ran.
+        self.jobs = jobs
 
     def _follow(self) -> bool:
         """After a rebuild with another model or pooling, embed with the serving generation's encoder
@@ -90,6 +94,8 @@ class Worker:
         published_at, interval = time.monotonic(), self.publish_seconds
         while not stop.is_set():
             try:
+                if self.jobs is not None and self.jobs():
+                    continue
                 busy = self.step() > 0
                 if time.monotonic() - published_at >= interval:
                     started = time.monotonic()
@@ -120,6 +126,7 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         settings.index_factory,
         settings.publish_seconds,
         encoder_for=encoder_factory(settings),
+        jobs=lambda: run_queued(settings, store),
     )
 
 

@@ -199,3 +199,20 @@ class DerivedState(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """Work handed to the running indexing process: on SQLite one process indexes at a time, so
+    `semsearch rebuild` beside `semsearch serve` queues the rebuild here for its worker and follows
+    it (search/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -138,12 +139,11 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
         store.close()
 
 
-def _cli(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    exe = str(Path(sys.executable).with_name("semsearch"))
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=300, **kw)
-
-
-def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, cli: Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]
+) -> None:
+    # The long-lived worker is a real process (another process holding the lock is the point); the
+    # other commands run in this process.
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": d.external_id, "text": d.text}) + "\n" for d in _docs(30)))
     env = {
@@ -152,19 +152,19 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Pat
         "SEMSEARCH_MODEL": str(tiny_model_dir),
         "SEMSEARCH_DTYPE": "float32",
     }
-    added = _cli("add", str(corpus), "--json", env=env)
+    added = cli(["add", str(corpus), "--json"], env)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout) == {"added": 30, "updated": 0, "unchanged": 0, "rejected": 0}
     exe = str(Path(sys.executable).with_name("semsearch"))
     long_lived = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker")
-        second = _cli("worker", "--until-empty", env=env)
+        _wait_for(lambda: json.loads(cli(["check", "--json"], env).stdout)["vectors"] == 30, "the worker")
+        second = cli(["worker", "--until-empty"], env)
         assert second.returncode == 2
         assert "SQLite allows one indexing process" in second.stderr and str(long_lived.pid) in second.stderr
     finally:
         long_lived.terminate()
         assert long_lived.wait(timeout=60) == 0, long_lived.stderr.read() if long_lived.stderr else ""
     # Once it stopped, the next worker may start.
-    again = _cli("worker", "--until-empty", "--json", env=env)
+    again = cli(["worker", "--until-empty", "--json"], env)
     assert again.returncode == 0 and json.loads(again.stdout) == {"embedded": 0}

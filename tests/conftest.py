@@ -1,10 +1,7 @@
-"""Shared fixtures: a tiny random BERT, settings in a temp dir, a real PostgreSQL 15 server, the real model,
-and the `semsearch` command run in this process."""
+"""Shared fixtures: a tiny random BERT, settings in a temp dir, a real PostgreSQL 15 server, the real model."""
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 import pwd
 import shutil
@@ -12,8 +9,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,40 +148,3 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return str(request.getfixturevalue("postgres_url"))
-
-
-def run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """`semsearch ARGS` under the environment `env`, run in this process through `main(argv)`: its exit
-    status, stdout and stderr (log records included), as the process would give them, without the
-    seconds a process spends importing torch and transformers before it does anything."""
-    from indexer.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    # main()'s logging.basicConfig does nothing under pytest (its capture handler is already on the root
-    # logger), so the warnings a command logs are written to its stderr here, in basicConfig's format.
-    handler = logging.StreamHandler(err)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    root = logging.getLogger()
-    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
-        for key in set(os.environ) - set(env):
-            patch.delenv(key)
-        for key, value in env.items():
-            if os.environ.get(key) != value:
-                patch.setenv(key, value)
-        root.addHandler(handler)
-        try:
-            code = main(args)
-        except SystemExit as exc:  # argparse's usage errors: status 2, the message already on stderr
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-            if isinstance(exc.code, str):
-                print(exc.code, file=err)
-        finally:
-            root.removeHandler(handler)
-    return subprocess.CompletedProcess(["semsearch", *args], code, out.getvalue(), err.getvalue())
-
-
-@pytest.fixture
-def cli() -> Callable[[list[str], Mapping[str, str]], subprocess.CompletedProcess[str]]:
-    """Runs `semsearch` in-process (see `run_cli`); tests where a real process is the point start one."""
-    return run_cli

@@ -1,5 +1,5 @@
-"""The `semsearch` command line: real files, real exit codes, stdout and stderr. Its commands run in this
-process through `main(argv)` (the `cli` fixture); `serve` runs as a real process, since that is the point."""
+"""The `semsearch` command line: real files, real exit codes, stdout and stderr. Commands run in this process
+through `main(argv)` (cli_runner); `serve` runs as a real process, since the process is the point there."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.evaluate import score_run
 
-Cli = Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_cli(args, env)
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
     }
 
 
-def test_index_reports_bad_lines_and_indexes_the_rest(tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+def test_index_reports_bad_lines_and_indexes_the_rest(tmp_path: Path, env: dict[str, str]) -> None:
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text(
         "\n".join(
@@ -39,52 +41,52 @@ def test_index_reports_bad_lines_and_indexes_the_rest(tmp_path: Path, env: dict[
             ]
         )
     )
-    first = cli(["index", str(corpus), "--json"], env)
+    first = _run(["index", str(corpus), "--json"], env)
     assert first.returncode == 1, first.stderr
     assert f"{corpus}:2: malformed JSON" in first.stderr
     summary = json.loads(first.stdout)
     assert (summary["added"], summary["rejected"], summary["chunks"]) == (2, 1, 2)
 
-    found = cli(["search", "the cat sat on the mat", "-k", "2", "--json"], env)
+    found = _run(["search", "the cat sat on the mat", "-k", "2", "--json"], env)
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
     assert hits[0]["id"] == "cats" and len(hits) == 2
     assert set(hits[0]) >= {"id", "chunk_id", "score", "title", "text", "metadata", "start", "end"}
 
     corpus.write_text(json.dumps({"id": "cats", "title": "Cats", "text": "the cat sat on the mat"}) + "\n")
-    again = cli(["index", str(corpus)], env)
+    again = _run(["index", str(corpus)], env)
     assert again.returncode == 0 and "1 unchanged" in again.stdout and "0 rejected" in again.stdout
 
 
-def test_index_delete_missing_follows_a_folder(tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+def test_index_delete_missing_follows_a_folder(tmp_path: Path, env: dict[str, str]) -> None:
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "cats.txt").write_text("the cat sat on the mat")
     (folder / "space.md").write_text("the sun and the moon and a star")
-    assert cli(["index", str(folder)], env).returncode == 0
+    assert _run(["index", str(folder)], env).returncode == 0
     (folder / "space.md").unlink()
     (folder / "broken.jsonl").write_text("{broken\n")
-    refused = cli(["index", str(folder), "--delete-missing", "--json"], env)
+    refused = _run(["index", str(folder), "--delete-missing", "--json"], env)
     assert refused.returncode == 1 and json.loads(refused.stdout)["deleted"] == 0
     assert "not deleting documents missing from the input" in refused.stderr
     (folder / "broken.jsonl").unlink()
-    mirrored = cli(["index", str(folder), "--delete-missing"], env)
+    mirrored = _run(["index", str(folder), "--delete-missing"], env)
     assert mirrored.returncode == 0 and "1 deleted" in mirrored.stdout, mirrored.stdout
-    hits = json.loads(cli(["search", "the sun and the moon", "--json"], env).stdout)
+    hits = json.loads(_run(["search", "the sun and the moon", "--json"], env).stdout)
     assert [h["id"] for h in hits] == ["cats.txt"]
 
 
-def test_bad_settings_and_arguments_exit_with_a_message(tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
-    bad = cli(["search", "x", "--pooling", "cls", "-k", "0"], env)
+def test_bad_settings_and_arguments_exit_with_a_message(tmp_path: Path, env: dict[str, str]) -> None:
+    bad = _run(["search", "x", "--pooling", "cls", "-k", "0"], env)
     assert bad.returncode == 2 and "-k must be between 1 and 1000" in bad.stderr
     bad_env = {**env, "SEMSEARCH_CHUNK_SIZE": "not-a-number"}
-    result = cli(["search", "x"], bad_env)
+    result = _run(["search", "x"], bad_env)
     assert result.returncode == 2 and "chunk_size" in result.stderr
-    empty = cli(["search", "anything"], env)
+    empty = _run(["search", "anything"], env)
     assert empty.returncode == 0 and "no results" in empty.stdout
 
 
-def test_eval_on_a_tiny_beir_directory(tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+def test_eval_on_a_tiny_beir_directory(tmp_path: Path, env: dict[str, str]) -> None:
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
     texts = ["the cat sat on the mat", "a dog ran in the park", "gene protein cell", "virus vaccine dose"]
@@ -98,7 +100,7 @@ def test_eval_on_a_tiny_beir_directory(tmp_path: Path, env: dict[str, str], cli:
     (beir / "qrels" / "test.tsv").write_text(
         "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(4))
     )
-    result = cli(["eval", str(beir), "--json", "--no-chunking"], env)
+    result = _run(["eval", str(beir), "--json", "--no-chunking"], env)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["ndcg@10"] == 1.0 and metrics["recall@100"] == 1.0
@@ -115,18 +117,18 @@ def test_scoring_matches_a_hand_computation() -> None:
     assert metrics["recall@100"] == pytest.approx(0.5)
 
 
-def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str], cli: Cli) -> None:
+def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> None:
     corpus = tmp_path / "docs.jsonl"
     texts = {"a": "the cat sat on the mat", "b": "a dog ran in the park", "c": "gene protein cell"}
     corpus.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
-    assert cli(["index", str(corpus)], env).returncode == 0
+    assert _run(["index", str(corpus)], env).returncode == 0
 
-    deleted = cli(["delete", "b", "zzz", "--json"], env)
+    deleted = _run(["delete", "b", "zzz", "--json"], env)
     assert deleted.returncode == 1 and json.loads(deleted.stdout) == {"deleted": 1, "chunks": 1, "not_found": ["zzz"]}
-    hits = json.loads(cli(["search", "a dog ran in the park", "--json"], env).stdout)
+    hits = json.loads(_run(["search", "a dog ran in the park", "--json"], env).stdout)
     assert {h["id"] for h in hits} == {"a", "c"}
 
-    healthy = cli(["check", "--json"], env)
+    healthy = _run(["check", "--json"], env)
     assert healthy.returncode == 0
     assert json.loads(healthy.stdout) == {
         "documents": 2,
@@ -139,17 +141,15 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str], cli: 
     # Lose the index file (as a crash before the first save would): check sees it, --repair mends it.
     for path in (tmp_path / "data" / "index").glob("*.faiss"):
         path.unlink()
-    broken = cli(["check", "--json"], env)
+    broken = _run(["check", "--json"], env)
     assert broken.returncode == 1 and json.loads(broken.stdout)["missing_vectors"] == 2
-    repaired = cli(["check", "--repair", "--json"], env)
+    repaired = _run(["check", "--repair", "--json"], env)
     assert repaired.returncode == 0 and json.loads(repaired.stdout)["ok"] is True
-    assert cli(["check"], env).returncode == 0
+    assert _run(["check"], env).returncode == 0
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_serve_answers_over_http_and_indexes_writes(
-    tmp_path: Path, env: dict[str, str], cli: Cli, workers: int
-) -> None:
+def test_serve_answers_over_http_and_indexes_writes(tmp_path: Path, env: dict[str, str], workers: int) -> None:
     import socket
     import time
 
@@ -157,15 +157,15 @@ def test_serve_answers_over_http_and_indexes_writes(
 
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text(json.dumps({"id": "cats", "text": "the cat sat on the mat"}) + "\n")
-    assert cli(["index", str(corpus)], env).returncode == 0
+    assert _run(["index", str(corpus)], env).returncode == 0
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    exe = Path(sys.executable).with_name("semsearch")
+    cli = Path(sys.executable).with_name("semsearch")
     # The data directory as a flag: uvicorn's worker processes must get it too.
     flags = ["--port", str(port), "--workers", str(workers), "--data-dir", env["SEMSEARCH_DATA_DIR"]]
     served = {k: v for k, v in env.items() if k != "SEMSEARCH_DATA_DIR"} | {"SEMSEARCH_RELOAD_SECONDS": "0.1"}
-    server = subprocess.Popen([str(exe), "serve", *flags], env=served, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([str(cli), "serve", *flags], env=served, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.chunking import Chunker
 from indexer.worker import BackgroundWorker, Worker
@@ -139,11 +139,11 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
         store.close()
 
 
-def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(
-    tmp_path: Path, tiny_model_dir: Path, cli: Callable[[list[str], dict[str, str]], subprocess.CompletedProcess[str]]
-) -> None:
-    # The long-lived worker is a real process (another process holding the lock is the point); the
-    # other commands run in this process.
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_cli(list(args), env)  # in this process: only the long-lived worker below needs to be another
+
+
+def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": d.external_id, "text": d.text}) + "\n" for d in _docs(30)))
     env = {
@@ -152,19 +152,20 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(
         "SEMSEARCH_MODEL": str(tiny_model_dir),
         "SEMSEARCH_DTYPE": "float32",
     }
-    added = cli(["add", str(corpus), "--json"], env)
+    added = _cli("add", str(corpus), "--json", env=env)
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout) == {"added": 30, "updated": 0, "unchanged": 0, "rejected": 0}
     exe = str(Path(sys.executable).with_name("semsearch"))
     long_lived = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: json.loads(cli(["check", "--json"], env).stdout)["vectors"] == 30, "the worker")
-        second = cli(["worker", "--until-empty"], env)
+        # A process start (torch, transformers) takes most of a minute on a busy 2-core machine.
+        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker", 180)
+        second = _cli("worker", "--until-empty", env=env)
         assert second.returncode == 2
         assert "SQLite allows one indexing process" in second.stderr and str(long_lived.pid) in second.stderr
     finally:
         long_lived.terminate()
         assert long_lived.wait(timeout=60) == 0, long_lived.stderr.read() if long_lived.stderr else ""
     # Once it stopped, the next worker may start.
-    again = cli(["worker", "--until-empty", "--json"], env)
+    again = _cli("worker", "--until-empty", "--json", env=env)
     assert again.returncode == 0 and json.loads(again.stdout) == {"embedded": 0}

@@ -1,4 +1,5 @@
-"""The `semsearch` command line, run as a user runs it: a real process, real files, real exit codes."""
+"""The `semsearch` command line: real files, real exit codes, stdout and stderr. Commands run in this process
+through `main(argv)` (cli_runner); `serve` runs as a real process, since the process is the point there."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.evaluate import score_run
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).with_name("semsearch")
-    return subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=300)
+    return run_cli(args, env)
 
 
 @pytest.fixture

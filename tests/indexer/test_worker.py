@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.chunking import Chunker
 from indexer.worker import BackgroundWorker, Worker
@@ -140,9 +141,8 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
         store.close()
 
 
-def _cli(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    exe = str(Path(sys.executable).with_name("semsearch"))
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=300, **kw)
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_cli(list(args), env)  # in this process: only the long-lived worker below needs to be another
 
 
 def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -160,7 +160,8 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Pat
     exe = str(Path(sys.executable).with_name("semsearch"))
     long_lived = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker")
+        # A process start (torch, transformers) takes most of a minute on a busy 2-core machine.
+        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker", 180)
         second = _cli("worker", "--until-empty", env=env)
         assert second.returncode == 2
         assert "SQLite allows one indexing process" in second.stderr and str(long_lived.pid) in second.stderr

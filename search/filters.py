@@ -4,7 +4,9 @@
     {"kind": {"$in": ["animal", "sky"]}}     one of several values
     {"year": {"$gte": 2000, "$lt": 2010}}    numeric range; operators on one field combine with AND
 
-Several fields combine with AND. Field names and values always travel as bound parameters.
+Several fields combine with AND. Field names and values always travel as bound parameters. The size
+of a filter is bounded (fields, and values over all its `$in` lists), and each `$in` is one SQL IN
+list, so the cost per document grows with the number of fields, not with the number of values.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 OPERATORS = ("$in", *RANGE_OPS)
 MAX_FIELDS = 32
 MAX_IN_VALUES = 1024
+# Over all the fields' $in lists together: SQLite binds at most 32,766 parameters a statement.
+MAX_FILTER_VALUES = 4096
 MAX_FIELD_CHARS = 128
 # SQLite reads a field as a JSON path ('$."name"'), so a quote or backslash would change the path's
 # meaning; control characters (NUL above all) cannot be stored in PostgreSQL text at all.
@@ -50,9 +54,13 @@ class MetadataFilter:
 
     def condition(self, dialect: str) -> ColumnElement[bool]:
         """The SQL condition on `Document.meta` for a database dialect ("sqlite" or "postgresql")."""
-        build = _pg_condition if dialect == "postgresql" else _sqlite_condition
-        first, *rest = (build(c) for c in self.conditions)
-        return and_(first, *rest)
+        if dialect == "postgresql":
+            first, *rest = (_pg_condition(c) for c in self.conditions)
+            return and_(first, *rest)
+        first, *rest = (_sqlite_condition(c) for c in self.conditions)
+        # A row whose metadata SQLite cannot parse (a NaN stored before writes were validated) would
+        # fail the whole query in json_extract: it matches nothing instead. CASE is evaluated lazily.
+        return case((func.json_valid(Document.meta) == 1, and_(first, *rest)), else_=false())
 
 
 def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilter | None:
@@ -72,6 +80,9 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
             conditions.extend(_operators(field, spec))
         else:
             conditions.append(Condition(field, "$eq", _scalar(field, "equality", spec)))
+    values = sum(len(c.value) if isinstance(c.value, tuple) else 1 for c in conditions)
+    if values > MAX_FILTER_VALUES:
+        raise ValueError(f"filter holds {values} values over all its fields; at most {MAX_FILTER_VALUES} are allowed")
     return MetadataFilter(tuple(conditions))
 
 
@@ -150,12 +161,13 @@ def _pg_condition(c: Condition) -> ColumnElement[bool]:
     meta = type_coerce(Document.meta, JSONB)
     if c.op == "$eq":
         return meta.contains({c.field: c.value})
+    element = meta[c.field]
     if c.op == "$in":
         assert isinstance(c.value, tuple)
         if not c.value:
             return false()
-        return or_(*(meta.contains({c.field: v}) for v in c.value))
-    element = meta[c.field]
+        # jsonb equality is type-exact, as containment is: "1" is not 1, and true is not 1.
+        return element.in_([type_coerce(v, JSONB) for v in c.value])
     # NUMERIC on both sides: JSON numbers may exceed a double's range, and ints compare exactly.
     number = case((func.jsonb_typeof(element) == "number", cast(element.astext, Numeric)), else_=None)
     return _compare(number, c.op, literal(Decimal(str(_as_number(c.value))), Numeric()))
@@ -173,10 +185,24 @@ def _sqlite_condition(c: Condition) -> ColumnElement[bool]:
         return _sqlite_equals(kind, value, _as_scalar(c.value))
     if c.op == "$in":
         assert isinstance(c.value, tuple)
-        if not c.value:
-            return false()
-        return or_(*(_sqlite_equals(kind, value, v) for v in c.value))
+        return _sqlite_in(kind, value, c.value)
     return and_(kind.in_(["integer", "real"]), _compare(value, c.op, literal(_as_number(c.value))))
+
+
+def _sqlite_in(kind: ColumnElement[Any], value: ColumnElement[Any], wanted: tuple[Scalar, ...]) -> ColumnElement[bool]:
+    """One IN list per JSON type (at most three terms): an OR per value made SQLite's expression tree
+    too deep past about 1,000 values, and cost a comparison per value on every row."""
+    texts = [v for v in wanted if isinstance(v, str)]
+    numbers = [v for v in wanted if isinstance(v, int | float) and not isinstance(v, bool)]
+    flags = sorted({"true" if v else "false" for v in wanted if isinstance(v, bool)})
+    terms = []
+    if texts:
+        terms.append(and_(kind == "text", value.in_(texts)))
+    if numbers:
+        terms.append(and_(kind.in_(["integer", "real"]), value.in_(numbers)))
+    if flags:
+        terms.append(kind.in_(flags))
+    return or_(*terms) if terms else false()
 
 
 def _sqlite_equals(kind: ColumnElement[Any], value: ColumnElement[Any], wanted: Scalar) -> ColumnElement[bool]:

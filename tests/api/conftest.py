@@ -91,7 +91,7 @@ def worker_url(settings: Settings) -> Iterator[str]:
     background = BackgroundWorker(open_worker(live))
     background.start()
     try:
-        yield from serve(live)
+        yield from serve_app(create_app(live, background.worker.state))
     finally:
         background.stop()
 

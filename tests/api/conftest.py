@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
@@ -119,3 +119,24 @@ def served_app(settings: Settings) -> Iterator[tuple[FastAPI, str]]:
     app = create_app(settings)
     for url in serve_app(app):
         yield app, url
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[[FastAPI], str]]:
+    """Starts any app in a real server (as `serve_app`); each is stopped when the test ends."""
+    running: list[Iterator[str]] = []
+
+    def start(app: FastAPI) -> str:
+        server = serve_app(app)
+        running.append(server)
+        return next(server)
+
+    yield start
+    for server in running:
+        next(server, None)
+
+
+@pytest.fixture
+def indexer() -> Callable[[Settings], None]:
+    """Indexes the three fixture documents (DOCS) into the data directory of the given settings."""
+    return index_docs

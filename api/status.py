@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response
 
 from api.deps import SearcherDep, SettingsDep, WorkerStateDep
 from api.metrics import Metrics
@@ -87,7 +87,14 @@ def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
     )
 
 
-@protected.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+# The page is text, its errors JSON like every other route's: both declared (a text/plain response
+# class would have declared the 401 as text too).
+_METRICS_PAGE = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
+@protected.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=_METRICS_PAGE)
 def metrics(request: Request, searcher: SearcherDep, worker_state: WorkerStateDep) -> Response:
     """Request counts and latencies per endpoint, encoder batch sizes, index size, indexing queue and
     worker failures (Prometheus text)."""

@@ -96,6 +96,21 @@ def worker_url(settings: Settings) -> Iterator[str]:
         background.stop()
 
 
+@pytest.fixture
+def keyed_worker_url(settings: Settings) -> Iterator[str]:
+    """As `worker_url`, behind the API key "s3cret": `semsearch serve` as the attack met it."""
+    from indexer.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"reload_seconds": 0.1, "publish_seconds": 0.1, "api_key": SecretStr("s3cret")})
+    index_docs(live)
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        yield from serve_app(create_app(live, background.worker.state))
+    finally:
+        background.stop()
+
+
 LOAD_WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 
 

@@ -201,7 +201,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             os.environ.update(settings_env(settings))
             uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
         else:
-            uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+            state = background.worker.state if background is not None else None
+            uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")
     finally:
         if background is not None:
             background.stop()

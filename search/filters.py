@@ -4,7 +4,9 @@
     {"kind": {"$in": ["animal", "sky"]}}     one of several values
     {"year": {"$gte": 2000, "$lt": 2010}}    numeric range; operators on one field combine with AND
 
-Several fields combine with AND. Field names and values always travel as bound parameters.
+Several fields combine with AND. Field names and values always travel as bound parameters. The size
+of a filter is bounded (fields, and values over all its `$in` lists), and each `$in` is one SQL IN
+list, so the cost per document grows with the number of fields, not with the number of values.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 OPERATORS = ("$in", *RANGE_OPS)
 MAX_FIELDS = 32
 MAX_IN_VALUES = 1024
+# Over all the fields' $in lists together: SQLite binds at most 32,766 parameters a statement.
+MAX_FILTER_VALUES = 4096
 MAX_FIELD_CHARS = 128
 # SQLite reads a field as a JSON path ('$."name"'), so a quote or backslash would change the path's
 # meaning; control characters (NUL above all) cannot be stored in PostgreSQL text at all.
@@ -92,6 +96,9 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
             conditions.extend(_operators(field, spec))
         else:
             conditions.append(Condition(field, "$eq", _scalar(field, "equality", spec)))
+    values = sum(len(c.value) if isinstance(c.value, tuple) else 1 for c in conditions)
+    if values > MAX_FILTER_VALUES:
+        raise ValueError(f"filter holds {values} values over all its fields; at most {MAX_FILTER_VALUES} are allowed")
     return MetadataFilter(tuple(conditions))
 
 

@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(
         default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
     )
+    batch_max_pending: int = Field(
+        default=4096,
+        ge=1,
+        description="Most texts the API lets wait for the encoder; past it, requests get 503 with Retry-After.",
+    )
+    worker_failure_budget: int = Field(
+        default=5, ge=1, description="Consecutive failures after which the indexing worker counts as failing."
+    )
+    worker_max_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait of the indexing worker between retries (it doubles per failure)."
+    )
+    degraded_pending_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="/health says degraded once a written document has waited this long to become searchable.",
+    )
     api_key: SecretStr | None = None
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
@@ -91,7 +91,22 @@ def worker_url(settings: Settings) -> Iterator[str]:
     background = BackgroundWorker(open_worker(live))
     background.start()
     try:
-        yield from serve(live)
+        yield from serve_app(create_app(live, background.worker.state))
+    finally:
+        background.stop()
+
+
+@pytest.fixture
+def keyed_worker_url(settings: Settings) -> Iterator[str]:
+    """As `worker_url`, behind the API key "s3cret": `semsearch serve` as the attack met it."""
+    from indexer.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"reload_seconds": 0.1, "publish_seconds": 0.1, "api_key": SecretStr("s3cret")})
+    index_docs(live)
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        yield from serve_app(create_app(live, background.worker.state))
     finally:
         background.stop()
 
@@ -119,3 +134,24 @@ def served_app(settings: Settings) -> Iterator[tuple[FastAPI, str]]:
     app = create_app(settings)
     for url in serve_app(app):
         yield app, url
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[[FastAPI], str]]:
+    """Starts any app in a real server (as `serve_app`); each is stopped when the test ends."""
+    running: list[Iterator[str]] = []
+
+    def start(app: FastAPI) -> str:
+        server = serve_app(app)
+        running.append(server)
+        return next(server)
+
+    yield start
+    for server in running:
+        next(server, None)
+
+
+@pytest.fixture
+def indexer() -> Callable[[Settings], None]:
+    """Indexes the three fixture documents (DOCS) into the data directory of the given settings."""
+    return index_docs

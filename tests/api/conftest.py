@@ -152,7 +152,7 @@ def serve_process(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir) -> I
     # A file, not a pipe: the access log of a whole session would fill a pipe and stall the server.
     log = Path(env["SEMSEARCH_DATA_DIR"]) / "serve.log"
     with log.open("w") as log_file:
-        server = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env, stderr=log_file)
+        server = subprocess.Popen([str(cli), "serve", "--port", str(port)], env=env, stdout=log_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

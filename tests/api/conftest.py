@@ -187,6 +187,7 @@ class _Overloaded:
     def __init__(self, app: FastAPI, failures: int, status: int = 503, retry_after: str | None = "0") -> None:
         self.app, self.failures, self.status, self.retry_after = app, failures, status, retry_after
         self.refused = 0
+        self.plain: str | None = None  # set: the refusal is this plain text, as a proxy in front would send
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.refused >= self.failures:
@@ -195,6 +196,8 @@ class _Overloaded:
         self.refused += 1
         body = json.dumps({"detail": "overloaded: try again shortly"}).encode()
         headers = [(b"content-type", b"application/json")]
+        if self.plain is not None:
+            body, headers = self.plain.encode(), [(b"content-type", b"text/plain")]
         if self.retry_after is not None:
             headers.append((b"retry-after", self.retry_after.encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})

@@ -38,7 +38,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from api.client import AsyncSemsearchClient, SemsearchClient
-from api.client_types import Hit, NewDocument, NotFoundError
+from api.client_types import Hit, NewDocument, NotFoundError, SemsearchError
 
 # Metadata keys this module adds: the LlamaIndex document a node came from (so `delete(ref_doc_id)`
 # finds its nodes with a filter), and the chunk's search facts (kept out of LLM prompts and embeddings).
@@ -159,10 +159,15 @@ class SemsearchVectorStore(BasePydanticVectorStore):
         self._client.delete_documents([ref_doc_id])
         # The filter runs in SQL inside the search, so each round finds up to 1000 of its nodes, however
         # many documents the server holds; deleted ones leave the results at once.
+        seen: set[str] = set()
         while True:
-            hits = self._client.search(ref_doc_id, top_k=1000, filter={REF_DOC_KEY: ref_doc_id}).results
+            # The query text only orders the matches; any text will do.
+            hits = self._client.search(ref_doc_id[:200], top_k=1000, filter={REF_DOC_KEY: ref_doc_id}).results
             if not hits:
                 return
+            if seen.issuperset(h.id for h in hits):
+                raise SemsearchError(f"nodes of {ref_doc_id!r} are still found after their deletion")
+            seen.update(h.id for h in hits)
             self._client.delete_documents([h.id for h in hits])
 
     def delete_nodes(

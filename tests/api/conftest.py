@@ -188,9 +188,10 @@ class _Overloaded:
         self.app, self.failures, self.status, self.retry_after = app, failures, status, retry_after
         self.refused = 0
         self.plain: str | None = None  # set: the refusal is this plain text, as a proxy in front would send
+        self.path: str | None = None  # set: only requests to this path are refused (not a browser's favicon)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.refused >= self.failures:
+        if scope["type"] != "http" or self.refused >= self.failures or self.path not in (None, scope["path"]):
             await self.app(scope, receive, send)
             return
         self.refused += 1

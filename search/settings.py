@@ -11,6 +11,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Pooling = Literal["mean", "cls", "pooler"]
 Backend = Literal["auto", "torch", "openvino"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
+KeywordLanguage = Literal[
+    "none",
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+]
+Fusion = Literal["rrf", "convex"]
 
 
 class Settings(BaseSettings):
@@ -60,6 +83,23 @@ class Settings(BaseSettings):
         default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
     )
     api_key: SecretStr | None = None
+    # Hybrid retrieval (search/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
+    keyword_language: KeywordLanguage = Field(
+        default="english", description="Keyword analyzer language: stemming and stopwords (none: neither)."
+    )
+    fusion: Fusion = Field(
+        default="rrf", description="rrf: reciprocal rank fusion; convex: weighted sum of min-max normalised scores."
+    )
+    fusion_weight: float = Field(
+        default=0.5, ge=0, le=1, description="convex fusion: the dense score's weight (the keyword score gets 1 - it)."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="rrf fusion: a document ranked r scores 1 / (rrf_k + r).")
+    candidates: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Documents each retriever ranks before fusion (at least top_k), whatever the page size.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
@@ -85,6 +125,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where index generations are written."""
         return self.data_dir / "index"
+
+    @property
+    def keyword_dir(self) -> Path:
+        """Where the keyword index lives (a folder per analyzer language)."""
+        return self.data_dir / "keyword"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -20,9 +20,9 @@ from search.store import Store
 
 log = logging.getLogger(__name__)
 
-# A publish rewrites the whole index file (0.25 s for 1M vectors in IVF4096,SQ8, 3.8 s in Flat:
-# bench/ann.py) and every server reloads it: after one that took t seconds the next waits at least
-# this many times t, so publishing takes at most a fifth of the worker's time however large the index.
+# A sync that merges rewrites the base file (O(corpus)) and every server reloads it: after one that
+# took t seconds the next waits at least this many times t, so merging takes at most a fifth of the
+# worker's time however large the index. A sync with nothing to merge costs one SQL count.
 PUBLISH_COST_FACTOR = 4.0
 
 
@@ -66,9 +66,9 @@ class Worker:
         return True
 
     def start_up(self) -> None:
-        """Finish what a crashed process left: chunks without vectors, a file behind the stored vectors."""
-        embed_missing(self.publisher.rows, self.encoder)
-        self.publisher.repair()
+        """Check the serving generation (its space, a readable base file) in O(changes); pending
+        documents a crashed process left are simply still pending."""
+        self.publisher.sync()
 
     def step(self) -> int:
         """Embed one batch of pending documents; returns how many (0: the queue is empty)."""

@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import CursorResult, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,7 @@ def append(s: Session, op: Op, chunk_ids: Sequence[int], space: str | None = Non
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOG_LOCK})
     rows = [{"op": op.value, "chunk_id": int(c), "space": space} for c in chunk_ids]
-    s.execute(Change.__table__.insert(), rows)
+    s.execute(insert(Change), rows)
 
 
 def read(
@@ -72,17 +72,20 @@ def read(
 
 
 def head(s: Session) -> int:
-    """The newest committed seq (0 when the log is empty); every entry up to it is visible."""
-    return int(s.scalar(select(func.max(Change.seq))) or 0)
+    """The newest committed seq (0 when nothing was ever logged); every entry up to it is visible. After
+    a compaction that emptied the log, the highest seq it deleted."""
+    return max(int(s.scalar(select(func.max(Change.seq))) or 0), floor(s))
 
 
-def count(s: Session, after: int, upto: int | None = None, space: str | None = None) -> int:
-    """How many entries (of "del", and "vec" in `space` when given) lie in (after, upto]."""
-    stmt = select(func.count()).select_from(Change).where(Change.seq > after)
+def count(
+    s: Session, after: int, upto: int | None = None, space: str | None = None, ops: Collection[Op] = (Op.VEC, Op.DEL)
+) -> int:
+    """How many entries of `ops` lie in (after, upto]; of "vec" entries only those of `space` when given."""
+    stmt = select(func.count()).select_from(Change).where(Change.seq > after, Change.op.in_([o.value for o in ops]))
     if upto is not None:
         stmt = stmt.where(Change.seq <= upto)
     if space is not None:
-        stmt = stmt.where((Change.op == Op.DEL.value) | ((Change.op == Op.VEC.value) & (Change.space == space)))
+        stmt = stmt.where((Change.op != Op.VEC.value) | (Change.space == space))
     return int(s.scalar(stmt) or 0)
 
 
@@ -112,6 +115,7 @@ def compact(s: Session, upto: int) -> int:
     """Delete the entries up to `upto`, which every derived index has applied; returns how many."""
     if upto <= floor(s):
         return 0
-    gone = s.execute(delete(Change).where(Change.seq <= upto)).rowcount
+    result = s.execute(delete(Change).where(Change.seq <= upto))
+    gone = result.rowcount if isinstance(result, CursorResult) else 0
     set_applied(s, FLOOR, upto)
     return int(gone or 0)

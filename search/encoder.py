@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from search.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
+from search.models import EmbeddingSpace
 from search.settings import DEFAULT_MODEL, Backend, Pooling
 
 if TYPE_CHECKING:
@@ -136,6 +137,11 @@ class Encoder:
                 raise
             log.warning("OpenVINO could not take %s; encoding with torch", self.model_name, exc_info=True)
             return None
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of this encoder's vectors."""
+        return EmbeddingSpace(self.model_name, self.pooling, self.dim, self.max_length)
 
     @property
     def special_tokens(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +36,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def space_key(model: str, pooling: str, dim: int, max_length: int) -> str:
-    """A short key of the embedding space: vectors made with the same model, pooling and token limit
-    are interchangeable, whatever index type holds them."""
-    return hashlib.sha1(f"{model}|{pooling}|{dim}|{max_length}".encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What makes two vectors comparable: the same model, pooling, dimension and token limit. The
+    encoder makes it, each generation stores it, and every check compares two of them with `==`."""
+
+    model: str
+    pooling: str
+    dim: int
+    max_length: int
+
+    @property
+    def key(self) -> str:
+        """A short key of the space, under which SQL keeps its vectors (whatever index type holds them)."""
+        return hashlib.sha1(f"{self.model}|{self.pooling}|{self.dim}|{self.max_length}".encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The space in words, for messages."""
+        return f"model {self.model!r}, {self.pooling} pooling, dimension {self.dim}, max_length {self.max_length}"
 
 
 class Base(DeclarativeBase):
@@ -115,9 +130,9 @@ class IndexGeneration(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     @property
-    def space(self) -> str:
+    def space(self) -> EmbeddingSpace:
         """The embedding space of this generation's vectors."""
-        return space_key(self.model, self.pooling, self.dim, self.max_length)
+        return EmbeddingSpace(self.model, self.pooling, self.dim, self.max_length)
 
 
 class ChunkVector(Base):

@@ -11,7 +11,7 @@ import numpy as np
 from search.catalog import IndexWatcher, Serving
 from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
-from search.index import VectorIndex
+from search.segments import SegmentView
 from search.store import ChunkHit, Store
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
@@ -38,7 +38,7 @@ class SearchHit:
 class Searcher:
     """Answers queries from an encoder, a vector index and the store that owns the chunk rows."""
 
-    def __init__(self, encoder: Encoder, index: VectorIndex, store: Store, watcher: IndexWatcher | None = None) -> None:
+    def __init__(self, encoder: Encoder, index: SegmentView, store: Store, watcher: IndexWatcher | None = None) -> None:
         self.serving = Serving(encoder, index)
         self.store = store
         self.watcher = watcher
@@ -49,7 +49,7 @@ class Searcher:
         return self.serving.encoder
 
     @property
-    def index(self) -> VectorIndex:
+    def index(self) -> SegmentView:
         """The index being served."""
         return self.serving.index
 
@@ -99,7 +99,7 @@ class Searcher:
         for callers that look the filter up once for several retrievers (search/hybrid.py)."""
         return self._search((serving or self.refresh()).index, vector, k, allowed)
 
-    def _search(self, index: VectorIndex, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
+    def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
 
         `allowed` (chunk ids whose document passed the filter) restricts the index search itself."""

@@ -7,17 +7,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from alembic import command
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from search import changes
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
-from search import changes
-from search.models import PENDING, Chunk, Document, IndexGeneration, utcnow
+from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
 
 T = TypeVar("T")
 
@@ -147,7 +147,7 @@ class Store:
             for id_part in id_parts(replaced):
                 s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
             if replaced:
-                table = Document.__table__
+                table = _table(Document)
                 s.execute(
                     table.update().where(table.c.id == bindparam("doc_id")),
                     [{"doc_id": existing[d.external_id], **_columns(d)} for d, _ in docs if d.external_id in existing],
@@ -155,7 +155,9 @@ class Store:
             fresh = [d for d, _ in docs if d.external_id not in existing]
             new_ids = iter(_insert_documents(s, fresh))
             doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
-            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in zip(doc_ids, docs, strict=True)])
+            chunk_ids = insert_chunks_of(
+                s, [(doc_id, chunks) for doc_id, (_, chunks) in zip(doc_ids, docs, strict=True)]
+            )
             for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
                 (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
                 result.new_chunk_ids.extend(ids)
@@ -255,6 +257,11 @@ class Store:
             return s.merge(generation)
 
 
+def _table(model: type[Base]) -> Table:
+    """The Core table of a model, for executemany statements keyed by column name."""
+    return cast(Table, model.__table__)
+
+
 def _columns(doc: DocumentIn) -> dict[str, Any]:
     """A document's row values (a write always queues it for embedding again)."""
     return {
@@ -273,7 +280,7 @@ def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
         return []
     now = utcnow()
     rows = [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs]
-    table = Document.__table__
+    table = _table(Document)
     return list(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
 
 
@@ -295,7 +302,7 @@ def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) 
     ]
     if not rows:
         return [[] for _ in docs]
-    table = Chunk.__table__
+    table = _table(Chunk)
     ids = iter(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
     return [[next(ids) for _ in chunks] for _, chunks in docs]
 

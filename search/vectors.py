@@ -107,7 +107,7 @@ class VectorRows:
                 added.extend(ids)
             rows.extend(self._rows(ids, item.vectors))
         live: set[int] = set()
-        for part in id_parts([int(r["chunk_id"]) for r in rows]):  # type: ignore[call-overload]
+        for part in parts([r["chunk_id"] for r in rows]):
             live.update(s.scalars(select(Chunk.id).where(Chunk.id.in_(part))))
         changes.append(s, changes.Op.ADD, added)
         self._insert([r for r in rows if r["chunk_id"] in live], s)
@@ -134,7 +134,9 @@ class VectorRows:
         new = [int(cid) for part in parts(rows) for cid in s.scalars(stmt, list(part))]
         changes.append(s, changes.Op.VEC, sorted(new), self.space)
 
-    def vectors_since(self, s: Session, after: int, limit: int = 50_000) -> tuple[list[changes.Entry], dict[int, bytes]]:
+    def vectors_since(
+        self, s: Session, after: int, limit: int = 50_000
+    ) -> tuple[list[changes.Entry], dict[int, bytes]]:
         """The log entries after `after` that matter to this space ("vec" of the space, "del"), and the
         vectors of their "vec" entries whose chunks still exist (a deleted chunk's vector is gone)."""
         entries = changes.read(s, after, limit, ops=(changes.Op.VEC, changes.Op.DEL), space=self.space)

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import asdict
 
 from pydantic import ValidationError
 
@@ -23,7 +24,7 @@ from indexer.rebuild import rebuild
 from indexer.sources import Rejected, read_sources
 from indexer.worker import BackgroundWorker, open_worker
 from search.catalog import IndexMismatchError
-from search.components import open_searcher, open_store
+from search.components import open_hybrid, open_keyword, open_store
 from search.settings import Settings, settings_env
 from search.vectors import enqueue
 
@@ -106,7 +107,10 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         require_ray()  # a missing extra is reported before the lock or the database is touched
     _lock = _writer_lock(settings, "semsearch rebuild")
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
-    data = summary.as_dict()
+    data: dict[str, object] = {
+        **summary.as_dict(),
+        "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
+    }
     print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
     return 0
 
@@ -131,32 +135,38 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     state = maintenance.check(indexer)
     if args.repair and not state.ok:
         state = maintenance.repair(indexer)
+    keyword = open_keyword(settings)
+    words = keyword.repair(indexer.store) if args.repair else keyword.check(indexer.store)
     if args.json:
-        print(json.dumps(state.as_dict()))
+        print(json.dumps({**state.as_dict(), "keyword": words.as_dict()}))
     else:
         print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
-    return 0 if state.ok else 1
+        print("keyword: " + " ".join(f"{k}={v}" for k, v in words.as_dict().items()))
+    return 0 if state.ok and words.ok else 1
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query."""
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
-    hits = open_searcher(settings).search(args.query, k=args.k)
+    hits = open_hybrid(settings).search(args.query, k=args.k, mode=args.mode)
     if args.json:
-        print(json.dumps([hit.__dict__ for hit in hits]))
+        print(json.dumps([asdict(hit) for hit in hits]))
         return 0
     if not hits:
         print("no results (is anything indexed? run `semsearch index PATH` first)")
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())[:200]
-        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}\n       {snippet}")
+        said = ", ".join(
+            f"{name} #{s.rank} {s.score:.4f}" for name, s in (("dense", hit.dense), ("keyword", hit.keyword)) if s
+        )
+        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}  [{said}]\n       {snippet}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate on a BEIR directory; `--data-dir` keeps the index it builds."""
-    result = evaluate(settings, args.directory, data_dir=args.data_dir)
+    result = evaluate(settings, args.directory, data_dir=args.data_dir, mode=args.mode)
     if args.json:
         print(json.dumps(result))
     else:

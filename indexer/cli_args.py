@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.rebuild import ENGINES
+from search.hybrid import MODES
 from search.settings import Settings
 
 # CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
@@ -84,9 +85,11 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search = sub.add_parser("search", help="search the index")
     p_search.add_argument("query")
     p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    _mode(p_search)
     _common(p_search)
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
     p_eval.add_argument("directory", type=Path)
+    _mode(p_eval)
     _common(p_eval)
     p_serve = sub.add_parser("serve", help="serve the HTTP query API")
     p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -96,6 +99,15 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
     )
     _common(p_serve)
+
+
+def _mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="hybrid",
+        help="hybrid: dense and keyword results fused (default); dense: vectors only; keyword: BM25 only",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import documents
 from api.batcher import MicroBatcher
-from api.deps import BatcherDep, SearcherDep, require_api_key
+from api.deps import BatcherDep, HybridDep, SearcherDep, require_api_key
 from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
@@ -35,10 +36,11 @@ from api.schemas import (
     Usage,
 )
 from search.catalog import Serving
-from search.components import make_encoder, open_searcher, open_store
+from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
-from search.searcher import Searcher, SearchHit
+from search.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
+from search.searcher import Searcher
 from search.settings import Settings
 
 MAX_EMBED_INPUTS = 2048
@@ -52,6 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
     # asks the searcher for the serving encoder once per batch (a rebuild may bring another model).
     batcher = MicroBatcher(
@@ -84,8 +87,8 @@ def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _results(hits: list[SearchHit]) -> list[SearchResult]:
-    return [SearchResult(**hit.__dict__) for hit in hits]
+def _results(hits: list[HybridHit]) -> list[SearchResult]:
+    return [SearchResult(**asdict(hit)) for hit in hits]
 
 
 @public.get("/health", response_model=Health, summary="Liveness")
@@ -103,25 +106,38 @@ async def _embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) ->
     return vectors, serving
 
 
+async def _search(
+    hybrid: HybridSearcher,
+    batcher: MicroBatcher,
+    queries: list[str],
+    k: int,
+    metadata_filter: MetadataFilter | None,
+    mode: Mode,
+) -> list[list[HybridHit]]:
+    """Ranked hits per query in `mode`; keyword mode spends no model time."""
+    vectors, serving = (None, None) if mode == "keyword" else await _embed(batcher, hybrid.dense, queries)
+    return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving)
+
+
 # The search routes are coroutines that never block the event loop: query vectors come from the
-# shared batcher (the model runs in its thread), the index search and the SQL join in the thread pool.
+# shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
-async def search_post(body: SearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> SearchResponse:
-    """The `top_k` documents closest to the query, each with its best chunk."""
+async def search_post(body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> SearchResponse:
+    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
-    vectors, serving = await _embed(batcher, searcher, [body.query])
-    hits = await run_in_threadpool(searcher.search_vector, vectors[0], body.top_k, metadata_filter, serving)
-    return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
+    lists = await _search(hybrid, batcher, [body.query], body.top_k, metadata_filter, body.mode)
+    return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
 async def search_get(
-    searcher: SearcherDep,
+    hybrid: HybridDep,
     batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
+    mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
@@ -130,19 +146,18 @@ async def search_get(
         raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
-    return await search_post(SearchRequest(query=q, top_k=k, filter=raw), searcher, batcher)
+    return await search_post(SearchRequest(query=q, top_k=k, filter=raw, mode=mode), hybrid, batcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
-async def search_batch(body: BatchSearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> BatchSearchResponse:
+async def search_batch(body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
-    vectors, serving = await _embed(batcher, searcher, body.queries)
-    lists = await run_in_threadpool(searcher.search_vectors, vectors, body.top_k, metadata_filter, serving)
+    lists = await _search(hybrid, batcher, body.queries, body.top_k, metadata_filter, body.mode)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from api.batcher import MicroBatcher
+from search.hybrid import HybridSearcher
 from search.searcher import Searcher
 from search.settings import Settings
 from search.store import Store
@@ -19,6 +20,11 @@ from search.store import Store
 async def _searcher(request: Request) -> Searcher:
     searcher: Searcher = request.app.state.searcher
     return searcher
+
+
+async def _hybrid(request: Request) -> HybridSearcher:
+    hybrid: HybridSearcher = request.app.state.hybrid
+    return hybrid
 
 
 async def _settings(request: Request) -> Settings:
@@ -37,6 +43,7 @@ async def _batcher(request: Request) -> MicroBatcher:
 
 
 SearcherDep = Annotated[Searcher, Depends(_searcher)]
+HybridDep = Annotated[HybridSearcher, Depends(_hybrid)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]

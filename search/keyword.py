@@ -247,8 +247,9 @@ class KeywordIndex:
         """Pick up what was committed since the last look (at most once per interval unless
         `force`); returns True when an index is open. A failed reload (a writer's clean-up racing
         it) keeps the segments already served."""
-        if not force and time.monotonic() - self._checked < self.reload_seconds:
-            return self._reader is not None
+        # Until an index exists every call looks for it (a stat); then once per interval.
+        if self._reader is not None and not force and time.monotonic() - self._checked < self.reload_seconds:
+            return True
         with self._reload_lock:
             self._checked = time.monotonic()
             try:

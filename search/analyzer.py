@@ -99,9 +99,29 @@ class Analyzer:
         for token in self.tantivy.pre_tokenize(plain).tokens:
             if token.text in wanted:
                 found.setdefault(plain[token.char_offset_from : token.char_offset_to], None)
-        # CJK runs are one token for tantivy: their terms are looked for as substrings.
-        for match in _CJK.finditer(plain):
-            for term in wanted:
-                if is_cjk(term) and term in match[0]:
-                    found.setdefault(term, None)
+        # CJK runs are one token for tantivy: their terms are looked for inside, and overlapping
+        # bigrams join into the word they cover (图书 + 书馆 -> 图书馆).
+        cjk = [term for term in wanted if is_cjk(term)]
+        for match in _CJK.finditer(plain) if cjk else ():
+            for span in _covered_spans(match[0], cjk):
+                found.setdefault(span, None)
         return list(found)
+
+
+def _covered_spans(run: str, terms: list[str]) -> list[str]:
+    """The maximal stretches of `run` covered by occurrences of `terms`."""
+    covered = [False] * len(run)
+    for term in terms:
+        at = run.find(term)
+        while at >= 0:
+            covered[at : at + len(term)] = [True] * len(term)
+            at = run.find(term, at + 1)
+    spans: list[str] = []
+    start: int | None = None
+    for i, flag in enumerate([*covered, False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            spans.append(run[start:i])
+            start = None
+    return spans

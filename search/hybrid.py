@@ -25,6 +25,7 @@ Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[str, ...] = get_args(Mode)
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
 _OVERFETCH = 4
+_UNRANKED = 1 << 62  # the rank of a document a retriever did not return
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class HybridSearcher:
         by_keyword = {h.id: (rank, h) for rank, h in enumerate(keyword, start=1)}
 
         def best_rank(doc: str) -> int:
-            return min(by_dense.get(doc, (len(dense) + 1,))[0], by_keyword.get(doc, (len(keyword) + 1,))[0])
+            return min(by_dense.get(doc, (_UNRANKED,))[0], by_keyword.get(doc, (_UNRANKED,))[0])
 
         # Ties (frequent under RRF) go to the document one retriever ranked higher, then by id.
         order = sorted(scores, key=lambda doc: (-scores[doc], best_rank(doc), doc))[:k]

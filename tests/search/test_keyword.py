@@ -58,6 +58,7 @@ def test_matched_terms_are_the_words_as_written() -> None:
     text = "The runner was Running to the Café, see ZQX-4471 in 我爱北京大学."
     assert analyzer.matched_terms(terms, text) == ["Running", "Café", "ZQX", "4471", "北京"]
     assert analyzer.matched_terms([], text) == []
+    assert analyzer.matched_terms(analyzer.query_terms("北京大学 学"), "我爱北京大学, 大学生") == ["北京大学", "大学"]
 
 
 def test_catch_up_follows_writes_replacements_and_deletes(database_url: str, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,13 +27,21 @@ from pathlib import Path
 import numpy as np
 import tantivy
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from search import changes
 from search.analyzer import Analyzer
-from search.keyword_check import OPS, STATE_ID, KeywordCheck, entries_after, held_ids
-from search.models import Chunk, Document
-from search.store import Store, id_parts
+from search.keyword_state import (
+    OPS,
+    STATE_ID,
+    KeywordCheck,
+    chunk_rows,
+    chunk_rows_of,
+    chunk_text,
+    entries_after,
+    held_ids,
+)
+from search.models import Chunk
+from search.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +57,6 @@ def _schema(tokenizer: str) -> tantivy.Schema:
     # Term frequencies without positions: BM25 needs no more, and the index stays smaller.
     builder.add_text_field("text", tokenizer_name=tokenizer, index_option="freq")
     return builder.build()
-
-
-def chunk_text(title: str, text: str) -> str:
-    """What the index holds for a chunk: its document's title, then the chunk, as embedded."""
-    return f"{title}\n{text}" if title else text
 
 
 class KeywordIndex:
@@ -90,17 +94,30 @@ class KeywordIndex:
                 if reached == applied:
                     break
                 applied = reached
-        self.reload(force=True)
+        self._reload_if_reading()
         return done
 
     def rebuild(self, store: Store) -> int:
         """Index every chunk afresh (what `semsearch rebuild` runs); returns the chunks indexed.
-        Readers see the old index until the new one commits, at once."""
+        Readers see the old index until the new one commits, at once. Folders of other analyzer
+        languages or formats (left by a settings change) are removed."""
         with self._writing() as index:
             self._build(index, store)
             count = self._count(index)
-        self.reload(force=True)
+        for old in self.root.iterdir():
+            if old.name in (self.path.name, f"{self.path.name}.lock"):
+                continue
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
+        self._reload_if_reading()
         return count
+
+    def _reload_if_reading(self) -> None:
+        """After a commit: this process's reader (if it has one) sees it at once."""
+        if self._reader is not None:
+            self.reload(force=True)
 
     def _build(self, index: tantivy.Index, store: Store) -> int:
         """Replace everything with the chunks as of now; returns the seq it stands at. The head is
@@ -285,24 +302,3 @@ class KeywordIndex:
         hits = searcher.search(query, limit, count=False).hits
         ids = searcher.fast_field_values("chunk_id", [address for _, address in hits])
         return [(int(i), float(score)) for (score, _), i in zip(hits, ids, strict=True) if i is not None]
-
-
-def chunk_rows(s: Session, after: int, limit: int) -> list[tuple[int, str, str]]:
-    """(chunk id, title, chunk text) of up to `limit` chunks with ids above `after`, ascending."""
-    stmt = (
-        select(Chunk.id, Document.title, Chunk.text)
-        .join(Document)
-        .where(Chunk.id > after)
-        .order_by(Chunk.id)
-        .limit(limit)
-    )
-    return [(int(c), t, x) for c, t, x in s.execute(stmt)]
-
-
-def chunk_rows_of(s: Session, chunk_ids: Sequence[int]) -> list[tuple[int, str, str]]:
-    """(chunk id, title, chunk text) of those of `chunk_ids` that still exist."""
-    out: list[tuple[int, str, str]] = []
-    for part in id_parts(chunk_ids):
-        stmt = select(Chunk.id, Document.title, Chunk.text).join(Document).where(Chunk.id.in_(part))
-        out += [(int(c), t, x) for c, t, x in s.execute(stmt)]
-    return out

@@ -115,6 +115,16 @@ def test_rebuilt_from_sql_when_its_files_or_log_are_gone(database_url: str, tmp_
     fresh.catch_up(store)
     assert _ids(store, fresh, "epsilon") == ["c"] and _ids(store, fresh, "alpha") == []
     assert fresh.check(store).ok
+
+    # Another language is another folder, built from SQL; `rebuild` removes the other folders.
+    german = KeywordIndex(tmp_path / "keyword", "german")
+    german.catch_up(store)
+    assert german.path != fresh.path and _ids(store, german, "epsilon") == ["c"]
+    assert fresh.rebuild(store) == 2
+    assert not german.path.exists() and sorted(p.name for p in (tmp_path / "keyword").iterdir()) == [
+        "english-v1",
+        "english-v1.lock",
+    ]
     store.close()
 
 

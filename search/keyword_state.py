@@ -1,15 +1,19 @@
-"""What `semsearch check` sees of the keyword index, and the reads it needs on both sides."""
+"""What the keyword index reads: its check report, the ids it holds, the log entries and the chunk
+rows it applies (SQL functions take the session)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import tantivy
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from search import changes
+from search.models import Chunk, Document
+from search.store import id_parts
 
 # The state document's chunk id: chunk keys start at 1 on SQLite (AUTOINCREMENT) and PostgreSQL.
 STATE_ID = 0
@@ -63,3 +67,29 @@ def entries_after(s: Session, seq: int) -> Iterator[changes.Entry]:
     while page := changes.read(s, after=seq, ops=OPS):
         yield from page
         seq = page[-1].seq
+
+
+def chunk_text(title: str, text: str) -> str:
+    """What the index holds for a chunk: its document's title, then the chunk, as embedded."""
+    return f"{title}\n{text}" if title else text
+
+
+def chunk_rows(s: Session, after: int, limit: int) -> list[tuple[int, str, str]]:
+    """(chunk id, title, chunk text) of up to `limit` chunks with ids above `after`, ascending."""
+    stmt = (
+        select(Chunk.id, Document.title, Chunk.text)
+        .join(Document)
+        .where(Chunk.id > after)
+        .order_by(Chunk.id)
+        .limit(limit)
+    )
+    return [(int(c), t, x) for c, t, x in s.execute(stmt)]
+
+
+def chunk_rows_of(s: Session, chunk_ids: Sequence[int]) -> list[tuple[int, str, str]]:
+    """(chunk id, title, chunk text) of those of `chunk_ids` that still exist."""
+    out: list[tuple[int, str, str]] = []
+    for part in id_parts(chunk_ids):
+        stmt = select(Chunk.id, Document.title, Chunk.text).join(Document).where(Chunk.id.in_(part))
+        out += [(int(c), t, x) for c, t, x in s.execute(stmt)]
+    return out

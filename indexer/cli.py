@@ -117,7 +117,9 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete documents by id; exit status 1 when some id was not found."""
-    found, chunks = maintenance.delete(open_indexer(settings), args.ids)
+    indexer = open_indexer(settings)
+    found, chunks = maintenance.delete(indexer, args.ids)
+    open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
     existed = set(found)
     missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:

@@ -247,13 +247,14 @@ class KeywordIndex:
             indexed=len(held),
             applied=applied,
             head=head,
+            behind=len(pending),
             missing=len(np.setdiff1d(np.setdiff1d(stored, held), unsettled)),
             orphans=len(np.setdiff1d(np.setdiff1d(held, stored), unsettled)),
         )
 
     def repair(self, store: Store) -> KeywordCheck:
         """Rebuild when the check finds the index wrong (not merely behind), then catch up."""
-        if not self.check(store).consistent:
+        if not self.check(store).ok:
             self.rebuild(store)
         self.catch_up(store)
         return self.check(store)

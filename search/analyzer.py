@@ -31,8 +31,9 @@ _MAX_TOKEN_CHARS = 40
 
 
 def normalize(text: str) -> str:
-    """NFKC: full-width letters and digits become ASCII, ligatures split, compatibility forms unify."""
-    return unicodedata.normalize("NFKC", text)
+    """NFKC: full-width letters and digits become ASCII, ligatures split, compatibility forms unify.
+    An unpaired surrogate (JSON allows "\\ud800") becomes "?": tantivy takes UTF-8 only."""
+    return unicodedata.normalize("NFKC", text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _bigrams(run: str) -> list[str]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -74,3 +76,17 @@ def test_a_bad_mode_is_a_422_naming_the_allowed_values(hybrid_url: str) -> None:
     for response in responses:
         assert response.status_code == 422
         assert "'hybrid', 'dense' or 'keyword'" in response.text, response.text
+
+
+def test_a_document_written_through_the_api_becomes_keyword_searchable(worker_url: str) -> None:
+    # The worker beside the server chunks and embeds it; its next publish applies the change log to
+    # the keyword index, and the server reloads the committed segments.
+    put = httpx.put(f"{worker_url}/documents/spare", json={"text": "the spare part QQV-9931 is in stock"}, timeout=60)
+    assert put.status_code in (200, 201, 202), put.text
+    deadline, hits = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not (hits and hits[0]["id"] == "spare"):
+        time.sleep(0.2)
+        hits = _search(worker_url, "QQV-9931", "keyword")
+    assert hits and hits[0]["id"] == "spare" and hits[0]["matched_terms"] == ["QQV", "9931"]
+    assert httpx.delete(f"{worker_url}/documents/spare", timeout=60).status_code == 200
+    assert _search(worker_url, "QQV-9931", "keyword") == []  # gone the moment the delete returns

@@ -35,6 +35,8 @@ def test_analyzer_stems_drops_stopwords_folds_and_normalises() -> None:
         english.query_terms("ＺＱＸ－４４７１ ﬁle") == english.query_terms("ZQX-4471 file") == ["zqx", "4471", "file"]
     )
     assert english.query_terms("the of and") == []
+    assert english.query_terms("\ud800cells") == ["cell"]  # an unpaired surrogate is no error
+    assert english.matched_terms(["cell"], "\udfffcells") == ["cells"]
     assert Analyzer("german").query_terms("Häuser") == ["haus"]
     assert Analyzer("none").query_terms("The running") == ["the", "running"]
     with pytest.raises(ValueError, match="keyword language must be none or one of"):

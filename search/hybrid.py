@@ -58,7 +58,7 @@ class HybridHit:
 class FusionConfig:
     """How the two rankings are combined."""
 
-    method: Fusion = "rrf"
+    method: Fusion = "convex"
     weight: float = 0.5  # convex: the dense score's weight
     rrf_k: int = 60
     candidates: int = 100

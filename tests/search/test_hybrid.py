@@ -10,7 +10,7 @@ import pytest
 from indexer.pipeline import open_indexer
 from search.components import open_hybrid
 from search.fusion import convex, min_max, rrf
-from search.hybrid import HybridSearcher
+from search.hybrid import FusionConfig, HybridSearcher
 from search.settings import Settings
 from search.store import DocumentIn
 
@@ -68,10 +68,18 @@ def test_a_chinese_word_finds_its_document(hybrid: HybridSearcher) -> None:
 
 
 def test_each_hit_says_what_each_retriever_said(hybrid: HybridSearcher) -> None:
+    # The default: dense and keyword scores min-max normalised over each retriever's candidates, then
+    # weighted 0.5 each. "code" is the keyword side's best (normalised 1.0).
     both = hybrid.search("cat door part number", k=10)
     top = next(h for h in both if h.id == "code")
-    assert top.dense is not None and top.keyword is not None and top.dense.rank >= 1
-    assert top.score == pytest.approx(1 / (60 + top.dense.rank) + 1 / (60 + top.keyword.rank))
+    assert top.dense is not None and top.keyword is not None and top.keyword.rank == 1
+    dense_all = hybrid.search("cat door part number", k=100, mode="dense")
+    low, high = dense_all[-1].score, dense_all[0].score
+    assert top.score == pytest.approx(0.5 * (top.dense.score - low) / (high - low) + 0.5)
+    hybrid.fusion = FusionConfig(method="rrf", rrf_k=60)
+    rrf_top = next(h for h in hybrid.search("cat door part number", k=10) if h.id == "code")
+    assert rrf_top.dense is not None and rrf_top.keyword is not None
+    assert rrf_top.score == pytest.approx(1 / (60 + rrf_top.dense.rank) + 1 / (60 + rrf_top.keyword.rank))
     dense = hybrid.search("cat door part number", k=10, mode="dense")
     assert all(h.keyword is None and h.dense is not None for h in dense)
     assert [h.score for h in dense] == [h.dense.score for h in dense if h.dense]
@@ -105,8 +113,8 @@ def test_a_deleted_document_leaves_keyword_results_at_once(hybrid: HybridSearche
         assert "code" not in [h.id for h in hybrid.search("ZQX-4471", k=10, mode=mode)]
 
 
-def test_convex_fusion_from_the_settings(settings: Settings) -> None:
-    live = settings.model_copy(update={"fusion": "convex", "fusion_weight": 0.0})
+def test_fusion_from_the_settings(settings: Settings) -> None:
+    live = settings.model_copy(update={"fusion_weight": 0.0})
     indexer = open_indexer(live)
     indexer.run(_corpus())
     indexer.store.close()

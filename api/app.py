@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import docs, documents, errors, status
 from api.batcher import MicroBatcher
-from api.deps import BatcherDep, SearcherDep, require_api_key
+from api.deps import BatcherDep, HybridDep, require_api_key
 from api.embeddings import embed
 from api.embeddings import router as embeddings_router
 from api.limits import BodySizeLimit
@@ -31,9 +32,10 @@ from api.schemas import (
     SearchResponse,
     SearchResult,
 )
-from search.components import make_encoder, open_searcher, open_store
+from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.filters import MetadataFilter, parse_filter
-from search.searcher import Searcher, SearchHit
+from search.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
+from search.searcher import Searcher
 from search.settings import Settings
 from search.validation import json_safe
 from search.worker_state import WorkerState
@@ -49,6 +51,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
     # takes the serving encoder once per batch (a rebuild may bring another model), which the
     # reloader below swaps in: no request ever waits for a reload.
@@ -99,31 +102,44 @@ def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _results(hits: list[SearchHit]) -> list[SearchResult]:
+def _results(hits: list[HybridHit]) -> list[SearchResult]:
     # Metadata stored before writes were validated may hold what JSON cannot (NaN, lone surrogates,
     # nesting past pydantic's limit): shown in a form it can, so one document never fails a search.
-    return [SearchResult(**{**hit.__dict__, "metadata": json_safe(hit.metadata)}) for hit in hits]
+    return [SearchResult(**{**asdict(hit), "metadata": json_safe(hit.metadata)}) for hit in hits]
+
+
+async def _search(
+    hybrid: HybridSearcher,
+    batcher: MicroBatcher,
+    queries: list[str],
+    k: int,
+    metadata_filter: MetadataFilter | None,
+    mode: Mode,
+) -> list[list[HybridHit]]:
+    """Ranked hits per query in `mode`; keyword mode spends no model time."""
+    vectors, serving = (None, None) if mode == "keyword" else await embed(batcher, hybrid.dense, queries)
+    return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving)
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
-# shared batcher (the model runs in its thread), the index search and the SQL join in the thread pool.
+# shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
-async def search_post(body: SearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> SearchResponse:
-    """The `top_k` documents closest to the query, each with its best chunk."""
+async def search_post(body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> SearchResponse:
+    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
-    vectors, serving = await embed(batcher, searcher, [body.query])
-    hits = await run_in_threadpool(searcher.search_vector, vectors[0], body.top_k, metadata_filter, serving)
-    return SearchResponse(results=_results(hits), took_ms=(time.perf_counter() - started) * 1000)
+    lists = await _search(hybrid, batcher, [body.query], body.top_k, metadata_filter, body.mode)
+    return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
 async def search_get(
-    searcher: SearcherDep,
+    hybrid: HybridDep,
     batcher: BatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
+    mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
@@ -133,22 +149,21 @@ async def search_get(
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
     try:
-        body = SearchRequest(query=q, top_k=k, filter=raw)
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
-    return await search_post(body, searcher, batcher)
+    return await search_post(body, hybrid, batcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
-async def search_batch(body: BatchSearchRequest, searcher: SearcherDep, batcher: BatcherDep) -> BatchSearchResponse:
+async def search_batch(body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
-    vectors, serving = await embed(batcher, searcher, body.queries)
-    lists = await run_in_threadpool(searcher.search_vectors, vectors, body.top_k, metadata_filter, serving)
+    lists = await _search(hybrid, batcher, body.queries, body.top_k, metadata_filter, body.mode)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 

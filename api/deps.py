@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from api.batcher import MicroBatcher
+from search.hybrid import HybridSearcher
 from search.searcher import Searcher
 from search.settings import Settings
 from search.store import Store
@@ -20,6 +21,11 @@ from search.worker_state import WorkerState
 async def _searcher(request: Request) -> Searcher:
     searcher: Searcher = request.app.state.searcher
     return searcher
+
+
+async def _hybrid(request: Request) -> HybridSearcher:
+    hybrid: HybridSearcher = request.app.state.hybrid
+    return hybrid
 
 
 async def _settings(request: Request) -> Settings:
@@ -43,6 +49,7 @@ async def _worker_state(request: Request) -> WorkerState | None:
 
 
 SearcherDep = Annotated[Searcher, Depends(_searcher)]
+HybridDep = Annotated[HybridSearcher, Depends(_hybrid)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from search.hybrid import Mode
 from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
@@ -24,12 +25,19 @@ _FILTER_DOC = (
 _FILTER_EXAMPLES: list[Any] = [{"kind": "animal"}, {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}}]
 
 
+_MODE_DOC = (
+    "hybrid (default): the dense and keyword (BM25) rankings fused per document; dense: vectors only; "
+    "keyword: BM25 only (the query is not embedded)."
+)
+
+
 class SearchRequest(BaseModel):
     """A query and how many documents to return."""
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
 
     # Checked here, before the text can reach a forward pass shared with other requests.
     @field_validator("query")
@@ -44,6 +52,14 @@ class BatchSearchRequest(BaseModel):
     queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+
+
+class RetrieverSignal(BaseModel):
+    """What one retriever said of a document."""
+
+    rank: int = Field(description="The document's rank in that retriever's list, from 1.")
+    score: float = Field(description="Its score there: cosine similarity (dense) or BM25 (keyword).")
 
     @field_validator("queries")
     @classmethod
@@ -58,12 +74,23 @@ class SearchResult(BaseModel):
 
     id: str = Field(description="The document's id as it was indexed.")
     chunk_id: int = Field(description="The chunk's key (its vector's id).")
-    score: float = Field(description="Cosine similarity of the query and the chunk.")
+    score: float = Field(
+        description="Ranking score: fused (RRF or convex) in hybrid mode, cosine in dense mode, BM25 in keyword mode."
+    )
     title: str
     text: str = Field(description="The chunk text.")
     metadata: dict[str, Any]
     start: int = Field(description="Offset of the chunk's first character in the document text.")
     end: int = Field(description="Offset one past the chunk's last character.")
+    dense: RetrieverSignal | None = Field(
+        default=None, description="The dense retriever's rank and cosine score; null if it did not return the document."
+    )
+    keyword: RetrieverSignal | None = Field(
+        default=None, description="The keyword retriever's rank and BM25 score; null if it did not return the document."
+    )
+    matched_terms: list[str] = Field(
+        default_factory=list, description="Words of the title and chunk (as written) that match the query's terms."
+    )
 
 
 class SearchResponse(BaseModel):

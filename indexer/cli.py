@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from indexer.cli_args import build_parser, settings_from
@@ -123,6 +124,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.locks import LockHeldError
     from indexer.ray_engine import require_ray
     from indexer.rebuild import rebuild
+    from search.components import open_keyword, open_store
 
     if args.engine == "ray":
         require_ray()  # a missing extra is reported before the lock or the database is touched
@@ -133,7 +135,10 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             raise
         return _hand_over_rebuild(args, settings)
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
-    data = summary.as_dict()
+    data: dict[str, object] = {
+        **summary.as_dict(),
+        "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
+    }
     if args.json:
         _print_json(data)
     else:
@@ -167,8 +172,11 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete documents by id; exit status 1 when some id was not found."""
     from indexer import maintenance
     from indexer.pipeline import open_indexer
+    from search.components import open_keyword
 
-    found, chunks = maintenance.delete(open_indexer(settings), args.ids)
+    indexer = open_indexer(settings)
+    found, chunks = maintenance.delete(indexer, args.ids)
+    open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
     existed = set(found)
     missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:
@@ -181,17 +189,23 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Verify rows against vectors; `--repair` fixes what it finds. Exit status 1 while inconsistent."""
+    """Verify rows against vectors and the keyword index against the chunks; `--repair` runs the full
+    pass (embeds what lacks a vector, writes the base file afresh from SQL, mends the keyword index).
+    Exit status 1 while inconsistent."""
     from indexer import maintenance
     from indexer.pipeline import open_indexer
+    from search.components import open_keyword
 
     indexer = open_indexer(settings)
     state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
+    keyword = open_keyword(settings)
+    words = keyword.repair(indexer.store) if args.repair else keyword.check(indexer.store)
     if args.json:
-        _print_json(state.as_dict())
+        _print_json({**state.as_dict(), "keyword": words.as_dict()})
     else:
         print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
-    return 0 if state.ok else 1
+        print("keyword: " + " ".join(f"{k}={v}" for k, v in words.as_dict().items()))
+    return 0 if state.ok and words.ok else 1
 
 
 def _filter_arg(text: str | None) -> dict[str, Any] | None:
@@ -209,21 +223,24 @@ def _filter_arg(text: str | None) -> dict[str, Any] | None:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query (among those whose metadata passes --filter)."""
-    from search.components import open_searcher
+    from search.components import open_hybrid
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
     metadata_filter = _filter_arg(args.filter)
-    hits = open_searcher(settings).search(args.query, k=args.k, filter=metadata_filter)
+    hits = open_hybrid(settings).search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
     if args.json:
-        _print_json([hit.__dict__ for hit in hits])
+        _print_json([asdict(hit) for hit in hits])
         return 0
     if not hits:
         hint = "none passes the filter" if metadata_filter else "is anything indexed? run `semsearch index PATH` first"
         print(f"no results ({hint})")
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())[:200]
-        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}\n       {snippet}")
+        said = ", ".join(
+            f"{name} #{s.rank} {s.score:.4f}" for name, s in (("dense", hit.dense), ("keyword", hit.keyword)) if s
+        )
+        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}  [{said}]\n       {snippet}")
     return 0
 
 
@@ -231,7 +248,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate on a BEIR directory; `--data-dir` keeps the index it builds."""
     from indexer.evaluate import evaluate
 
-    result = evaluate(settings, args.directory, data_dir=args.data_dir)
+    result = evaluate(settings, args.directory, data_dir=args.data_dir, mode=args.mode)
     if args.json:
         _print_json(result)
     else:

@@ -97,9 +97,11 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search.add_argument(
         "--filter", metavar="JSON", help='only documents whose metadata passes, e.g. \'{"year": {"$gte": 2000}}\''
     )
+    _mode(p_search)
     _common(p_search)
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
     p_eval.add_argument("directory", type=Path)
+    _mode(p_eval)
     _common(p_eval)
     p_serve = sub.add_parser("serve", help="serve the HTTP query API")
     p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -109,6 +111,23 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
     )
     _common(p_serve)
+
+
+def _mode_name(name: str) -> str:
+    from search.hybrid import MODES  # imported when the flag is given: --help stays light
+
+    if name not in MODES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(MODES)})")
+    return name
+
+
+def _mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        type=_mode_name,
+        default="hybrid",
+        help="hybrid: dense and keyword results fused (default); dense: vectors only; keyword: BM25 only",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

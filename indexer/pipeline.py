@@ -16,7 +16,7 @@ from indexer.embedding import embed_missing, embed_pending, split_rows
 from indexer.publisher import Publisher
 from indexer.sources import Record, Rejected
 from search.catalog import IndexCatalog, IndexWatcher
-from search.components import make_encoder, open_store
+from search.components import make_encoder, open_keyword, open_store
 from search.encoder import Encoder
 from search.segments import SegmentView
 from search.settings import Settings
@@ -234,9 +234,11 @@ def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Stor
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
     catalog = IndexCatalog(store, settings.index_dir)
-    return Indexer(
+    indexer = Indexer(
         encoder, store, catalog, chunker, settings.index_factory, checkpoint_seconds=settings.checkpoint_seconds
     )
+    indexer.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
+    return indexer
 
 
 def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:

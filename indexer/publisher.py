@@ -19,6 +19,7 @@ from search import changes
 from search.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
 from search.encoder import Encoder
 from search.index import VectorIndex, auto_factory
+from search.keyword import KeywordIndex
 from search.models import DerivedState, IndexGeneration
 from search.segments import SegmentView, build_base, catch_up
 from search.vectors import VectorRows
@@ -56,6 +57,8 @@ class Publisher:
         self.generation: IndexGeneration | None = None
         self._base_checked: int | None = None
         self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
+        # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
+        self.keyword: KeywordIndex | None = None
 
     def merge_threshold(self, base_vectors: int) -> int:
         """Changes since the base file that make a merge worth its rewrite."""
@@ -88,10 +91,21 @@ class Publisher:
         """Merge the log into a new base file when enough changed since the last one (always with
         `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
         vector (`check --repair`). None when nothing was merged."""
+        self._keyword_catch_up()  # hybrid hook
         merged = self._sync(force, rebuild)
         if merged is not None:  # committed: the files it replaced can go
             self.catalog.remove_files(merged.generation, before=merged.seq)
         return merged
+
+    def _keyword_catch_up(self) -> None:
+        """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
+        never fatal to the vectors' work; `semsearch check` reports it)."""
+        if self.keyword is None:
+            return
+        try:
+            self.keyword.catch_up(self.store)
+        except Exception:
+            log.exception("keyword index catch-up failed; retried at the next sync")
 
     def _sync(self, force: bool, rebuild: bool) -> Merge | None:
         with self.locked() as s:

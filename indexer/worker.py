@@ -13,7 +13,7 @@ from indexer.embedding import embed_missing, embed_pending
 from indexer.publisher import Publisher
 from indexer.rebuild import run_queued
 from search.catalog import IndexCatalog, IndexMismatchError
-from search.components import encoder_factory, make_encoder, open_store
+from search.components import encoder_factory, make_encoder, open_keyword, open_store
 from search.encoder import Encoder
 from search.models import IndexGeneration
 from search.settings import Settings
@@ -68,7 +68,9 @@ class Worker:
         log.info("following generation %d: model %s, %s pooling", generation.id, generation.model, generation.pooling)
         self.encoder = self.encoder_for(generation)
         self.chunker = Chunker(self.encoder, self.chunker.size, self.chunker.overlap, self.chunker.enabled)
+        keyword = self.publisher.keyword  # hybrid hook: the keyword index follows no model
         self.publisher = Publisher(self.publisher.catalog, self.encoder, self.publisher.factory)
+        self.publisher.keyword = keyword
         # What this worker embedded with the old model after the switch needs the new model's vectors.
         embed_missing(self.publisher.rows, self.encoder)
         return True
@@ -147,7 +149,7 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
     encoder = encoder or make_encoder(settings)
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
-    return Worker(
+    worker = Worker(
         encoder,
         store,
         IndexCatalog(store, settings.index_dir),
@@ -158,6 +160,8 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         jobs=lambda: run_queued(settings, store),
         state=WorkerState(settings.worker_failure_budget, max_delay=settings.worker_max_backoff_seconds),
     )
+    worker.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
+    return worker
 
 
 class BackgroundWorker:

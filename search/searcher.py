@@ -110,6 +110,13 @@ class Searcher:
         """The `k` best documents for one embedded query (see `search_vectors`)."""
         return self.search_vectors(np.atleast_2d(vector), k, filter, serving)[0]
 
+    def rank(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None, serving: Serving | None = None
+    ) -> list[SearchHit]:
+        """The `k` best documents for one embedded query among the `allowed` chunk ids (None: all),
+        for callers that look the filter up once for several retrievers (search/hybrid.py)."""
+        return self._search((serving or self.refresh()).index, vector, k, allowed)
+
     def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
 

@@ -11,6 +11,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Pooling = Literal["mean", "cls", "pooler"]
 Backend = Literal["auto", "torch", "openvino"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
+KeywordLanguage = Literal[
+    "none",
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+]
+Fusion = Literal["rrf", "convex"]
 
 
 class Settings(BaseSettings):
@@ -79,6 +102,24 @@ class Settings(BaseSettings):
         description="/health says degraded once a written document has waited this long to become searchable.",
     )
     api_key: SecretStr | None = None
+    # Hybrid retrieval (search/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
+    keyword_language: KeywordLanguage = Field(
+        default="english", description="Keyword analyzer language: stemming and stopwords (none: neither)."
+    )
+    # convex at equal weights, not rrf: of these two standard defaults it fused SciFact better (README).
+    fusion: Fusion = Field(
+        default="convex", description="convex: weighted sum of min-max normalised scores; rrf: reciprocal rank fusion."
+    )
+    fusion_weight: float = Field(
+        default=0.5, ge=0, le=1, description="convex fusion: the dense score's weight (the keyword score gets 1 - it)."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="rrf fusion: a document ranked r scores 1 / (rrf_k + r).")
+    candidates: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Documents each retriever ranks before fusion (at least top_k), whatever the page size.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
@@ -104,6 +145,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where index generations are written."""
         return self.data_dir / "index"
+
+    @property
+    def keyword_dir(self) -> Path:
+        """Where the keyword index lives (a folder per analyzer language)."""
+        return self.data_dir / "keyword"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

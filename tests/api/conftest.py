@@ -113,6 +113,27 @@ def keyed_worker_url(settings: Settings) -> Iterator[str]:
         background.stop()
 
 
+FILLER = ["cat", "dog", "bird", "fish", "tree", "sun", "moon", "star", "water", "fire", "earth", "wind"]
+HYBRID_DOCS = [
+    # 30 "loud" documents say "gene" many times; 12 "quiet" ones once, among other words.
+    *(DocumentIn(f"loud{i}", "gene " * 12 + FILLER[i % 12], f"Loud {i}", {"kind": "loud"}) for i in range(30)),
+    *(DocumentIn(f"quiet{i}", f"gene {' '.join(FILLER)} {i}", f"Quiet {i}", {"kind": "quiet"}) for i in range(12)),
+    DocumentIn("part", "the part number ZQX-4471 fits the cat door", "Parts", {"kind": "part"}),
+    DocumentIn("zh", "我爱北京大学的图书馆", "中文文档", {"kind": "zh"}),
+]
+
+
+@pytest.fixture
+def hybrid_url(settings: Settings) -> Iterator[str]:
+    """A server over HYBRID_DOCS, indexed as `semsearch index` does (its publish fills the keyword index)."""
+    from indexer.pipeline import open_indexer
+
+    indexer = open_indexer(settings)
+    indexer.run(HYBRID_DOCS)
+    indexer.store.close()
+    yield from serve(settings)
+
+
 LOAD_WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 
 

@@ -13,7 +13,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # The page draws its hits at once, then again once the model has picked each hit's best sentence.
@@ -60,9 +60,27 @@ def test_a_query_typed_in_the_page_shows_highlighted_results(base_url: str, brow
     hits = browser.find_elements(By.CSS_SELECTOR, ".hit")
     assert len(hits) == 3
     assert hits[0].find_element(By.TAG_NAME, "h3").text == "Bio"
-    assert hits[0].find_element(By.TAG_NAME, "mark").text == "cancer patients study results"
+    # The words matching the query are marked, not the whole chunk.
+    assert [m.text for m in hits[0].find_elements(By.TAG_NAME, "mark")] == ["cancer", "patients", "study", "results"]
     assert "score" in hits[0].find_element(By.CLASS_NAME, "meta").text
     assert "?q=cancer" in browser.current_url
+
+
+def test_the_mode_selector_and_the_matched_words(hybrid_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(hybrid_url + "/")
+    Select(browser.find_element(By.ID, "mode")).select_by_value("keyword")
+    browser.find_element(By.ID, "q").send_keys("zqx-4471 door")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    top = browser.find_elements(By.CSS_SELECTOR, ".hit")[0]
+    assert top.find_element(By.TAG_NAME, "h3").text == "Parts"
+    assert [m.text for m in top.find_elements(By.TAG_NAME, "mark")] == ["ZQX", "4471", "door"]
+    assert "keyword #1" in top.find_element(By.CLASS_NAME, "meta").text
+    assert "mode=keyword" in browser.current_url
+    browser.get(hybrid_url + "/?q=" + "图书馆" + "&mode=hybrid")  # a shared link keeps its mode
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    assert Select(browser.find_element(By.ID, "mode")).first_selected_option.text == "hybrid"
+    assert browser.find_elements(By.CSS_SELECTOR, ".hit mark")[0].text == "图书馆"
 
 
 def test_documents_endpoint(base_url: str) -> None:

@@ -54,19 +54,19 @@ class BatchSearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
 
-
-class RetrieverSignal(BaseModel):
-    """What one retriever said of a document."""
-
-    rank: int = Field(description="The document's rank in that retriever's list, from 1.")
-    score: float = Field(description="Its score there: cosine similarity (dense) or BM25 (keyword).")
-
     @field_validator("queries")
     @classmethod
     def _valid_unicode(cls, value: list[str]) -> list[str]:
         for i, query in enumerate(value):
             check_text(query, f"queries[{i}]", stored=False)
         return value
+
+
+class RetrieverSignal(BaseModel):
+    """What one retriever said of a document."""
+
+    rank: int = Field(description="The document's rank in that retriever's list, from 1.")
+    score: float = Field(description="Its score there: cosine similarity (dense) or BM25 (keyword).")
 
 
 class SearchResult(BaseModel):

@@ -7,6 +7,7 @@ a worker in another process is covered, and the error budget of a worker running
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -89,7 +90,7 @@ def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
 
 # The page is text, its errors JSON like every other route's: both declared (a text/plain response
 # class would have declared the 401 as text too).
-_METRICS_PAGE = {
+_METRICS_PAGE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -23,7 +24,7 @@ from api.deps import BatcherDep, HybridDep, require_api_key
 from api.embeddings import embed
 from api.embeddings import router as embeddings_router
 from api.limits import BodySizeLimit
-from api.metrics import Metrics
+from api.metrics import Metrics, MetricsMiddleware
 from api.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
@@ -44,9 +45,29 @@ log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
 
 
+def serving_settings(settings: Settings) -> Settings:
+    """The settings the API runs its encoder with: on a CPU, unless SEMSEARCH_TORCH_THREADS says
+    otherwise, one core fewer than the process may use (at least one). The forward pass is split
+    across its threads, and when the event loop, the index searches and the SQL joins take a core
+    from one of them the others wait for it: on the 2-core AVX2 machine, 8 HTTP clients were served
+    15-25 % faster with one encoder thread than with two (interleaved runs, bench/http_load.py),
+    the shared batches making up for the thread. Indexing, which has the machine to itself, keeps
+    every core."""
+    if settings.torch_threads is not None or settings.device not in ("auto", "cpu") or _has_cuda():
+        return settings
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return settings.model_copy(update={"torch_threads": max(1, cores - 1)})
+
+
+def _has_cuda() -> bool:
+    import torch  # already loaded with the encoder
+
+    return bool(torch.cuda.is_available())
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
+    settings = serving_settings(app.state.settings)
     encoder = make_encoder(settings)
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
@@ -189,7 +210,7 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.state.worker_state = worker_state
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     errors.install(app)
     docs.install(app)
     app.include_router(public)

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 import torch
 
+from api.app import serving_settings
 from bench.common import SCIFACT, print_table, scifact_queries, serve_process
 from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
@@ -82,9 +83,22 @@ def build_index(docs: int | None) -> Path:
     return folder
 
 
+def cpu_flags() -> str:
+    """The CPU's vector and matrix extensions (AVX2, AVX-512 and its BF16, AMX) that decide the encoder's
+    dtype and speed, from /proc/cpuinfo (empty where there is none)."""
+    try:
+        words = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return "unknown"
+    return " ".join(sorted({w for w in words if w.startswith(("avx", "amx"))})) or "no AVX"
+
+
 def in_process(folder: Path, queries: list[str], seconds: float) -> Run:
     """Sequential `Searcher.search` calls over `queries` for `seconds`, after a short warm-up."""
     searcher = open_searcher(Settings(data_dir=folder))
+    encoder = searcher.encoder
+    dtype = str(encoder.dtype).removeprefix("torch.")
+    print(f"  encoder: {encoder.backend} in {dtype} on {encoder.device}", flush=True)
     for query in queries[:20]:
         searcher.search(query, k=TOP_K)
     run = Run()
@@ -165,7 +179,11 @@ def main() -> None:
     folder = build_index(args.docs)
     settings = Settings(data_dir=folder)
     threads = settings.torch_threads or torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads a forward pass; batch wait {settings.batch_wait_ms} ms")
+    print(f"CPU flags: {cpu_flags()}")
+    print(
+        f"torch {torch.__version__}, {threads} threads a forward pass in process (the server: "
+        f"{serving_settings(settings).torch_threads or threads}); batch wait {settings.batch_wait_ms} ms"
+    )
     print(f"in-process sequential, {args.seconds:.0f} s ...", flush=True)
     base = in_process(folder, queries, args.seconds)
     print(f"  {base.rate:.1f} requests/s", flush=True)

@@ -27,6 +27,11 @@ from search.components import open_searcher, open_store
 from search.settings import Settings, settings_env
 from search.vectors import enqueue
 
+# uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
+# default) and starts another. A worker answers only once it has imported this module (torch, transformers):
+# 7 s of CPU on a 2-core machine, more while it is busy, so with the default no worker ever came up there.
+WORKER_HEALTHCHECK_SECONDS = 120
+
 
 def _writer_lock(settings: Settings, what: str) -> FileLock | None:
     """On SQLite one process embeds at a time; PostgreSQL needs no such lock (rows are claimed)."""
@@ -179,7 +184,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.workers > 1:
             # Worker processes build their app from the environment: hand them these settings there.
             os.environ.update(settings_env(settings))
-            uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            )
         else:
             uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     finally:

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install system-packages run test lint typecheck demo-corpus bench bench-http clean
+.PHONY: install system-packages run test lint typecheck demo-corpus bench bench-http bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ bench: install
 # Apart from `bench`, which must stay under 15 minutes: indexing SciFact for it alone takes 3-5.
 bench-http: install
 	$(PY) -m bench.http_load
+
+# Writes, filters, start-up and memory at 1M synthetic chunks and at 100k (N=... to change).
+N ?= 1000000
+bench-scale: install
+	$(PY) -m bench.scale --n $(N)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

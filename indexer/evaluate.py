@@ -12,6 +12,8 @@ import pytrec_eval
 
 from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
+from search.components import open_keyword
+from search.hybrid import FusionConfig, HybridSearcher, check_mode
 from search.searcher import Searcher
 from search.settings import Settings
 
@@ -47,8 +49,10 @@ def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
     }
 
 
-def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None) -> dict[str, Any]:
-    """Index `beir_dir`'s corpus (in a temporary data directory unless one is given) and score its test split."""
+def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None, mode: str = "hybrid") -> dict[str, Any]:
+    """Index `beir_dir`'s corpus (in a temporary data directory unless one is given) and score its
+    test split, searching in `mode` (hybrid, dense or keyword)."""
+    check_mode(mode)
     queries = load_queries(beir_dir / "queries.jsonl")
     qrels = load_qrels(beir_dir / "qrels" / "test.tsv")
     missing = sorted(set(qrels) - set(queries))
@@ -62,15 +66,22 @@ def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None) -
         started = time.perf_counter()
         indexer = open_indexer(run_settings)
         summary = indexer.run(read_sources([beir_dir / "corpus.jsonl"]))
-        searcher = Searcher(indexer.encoder, indexer.index, indexer.store)
+        keyword = open_keyword(run_settings)
+        keyword.catch_up(indexer.store)  # a no-op when the indexer's publish did it already
+        dense = Searcher(indexer.encoder, indexer.index, indexer.store)
+        searcher = HybridSearcher(dense, keyword, FusionConfig.from_settings(run_settings))
         qids = sorted(qrels)
         run = {}
         for qid in qids:
-            run[qid] = {hit.id: hit.score for hit in searcher.search(queries[qid], k=100)}
+            hits = searcher.search(queries[qid], k=100, mode=mode)
+            # Scored by rank: pytrec_eval orders by score and breaks ties by document id, which would
+            # reorder the ties that rank fusion often makes; our order is the one to judge.
+            run[qid] = {hit.id: float(len(hits) - rank) for rank, hit in enumerate(hits)}
         indexer.store.close()
     metrics = score_run(qrels, run)
     return {
         **{k: round(v, 4) for k, v in metrics.items()},
+        "mode": mode,
         "queries": len(qids),
         "documents": summary.documents,
         "chunks": summary.chunks,

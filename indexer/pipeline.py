@@ -15,10 +15,10 @@ from indexer.chunking import Chunker, embedding_input
 from indexer.embedding import embed_missing, embed_pending, split_rows
 from indexer.publisher import Publisher
 from indexer.sources import Record, Rejected
-from search.catalog import IndexCatalog
-from search.components import make_encoder, open_store
+from search.catalog import IndexCatalog, IndexWatcher
+from search.components import make_encoder, open_keyword, open_store
 from search.encoder import Encoder
-from search.index import VectorIndex
+from search.segments import SegmentView
 from search.settings import Settings
 from search.store import ChunkIn, DocumentIn, Store
 from search.vectors import Embedded
@@ -61,9 +61,9 @@ class _Prepared:
 
 
 class Indexer:
-    """Keeps the store and the index in step. Rows are committed first, then their vectors (in SQL),
-    then the index file is published from those: a crash at any point leaves work that the next run
-    finishes without redoing anything committed, and never a vector whose row is unknown."""
+    """Keeps the store and the index in step. Rows are committed first, then their vectors (in SQL,
+    recorded in the change log that readers apply), and base segment files are merged from those: a
+    crash at any point leaves work that the next run finishes without redoing anything committed."""
 
     def __init__(
         self,
@@ -81,20 +81,22 @@ class Indexer:
         self.chunker = chunker
         self.batch_docs = batch_docs
         self.publisher = Publisher(catalog, encoder, factory)
-        # Loaded now: settings that do not match the serving generation are refused before any work.
-        _ = self.publisher.index
+        # Now: settings that do not match the serving generation are refused before any work.
+        with self.publisher.locked() as s:
+            self.publisher.active(s)
         self.rows = self.publisher.rows
         self.checkpoint_seconds = checkpoint_seconds
         self._saved_at = time.monotonic()
 
     @property
-    def index(self) -> VectorIndex:
-        """The index as last published by (or loaded into) this process."""
-        return self.publisher.index
+    def index(self) -> SegmentView:
+        """What a reader opening the index now would serve (the base file plus the change log)."""
+        return IndexWatcher(self.catalog, self.encoder, self.publisher.factory).load().index
 
-    def publish(self, final: bool = True) -> None:
-        """Publish every stored vector not yet in the index file; readers opening it see them."""
-        self.publisher.sync(final)
+    def publish(self) -> None:
+        """Merge the change log into a new base file when enough changed (readers see every committed
+        vector without it; a merge keeps their start-up catch-up short)."""
+        self.publisher.sync()
         self._saved_at = time.monotonic()
 
     def run(
@@ -113,7 +115,7 @@ class Indexer:
         the next, so the model is not kept waiting for SQL and tokenisation."""
         summary = IndexSummary()
         started = time.perf_counter()
-        self.reconcile()
+        self.resume()
         batches = _batched(records, self.batch_docs)
         seen: set[str] | None = set() if delete_missing else None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
@@ -124,9 +126,9 @@ class Indexer:
                 if on_progress:
                     summary.seconds = time.perf_counter() - started
                     on_progress(summary)
-                # A checkpoint now and then bounds how stale readers are during a long run.
+                # Now and then: a long run's log is folded into a base file as it goes, not all at the end.
                 if time.monotonic() - self._saved_at > self.checkpoint_seconds:
-                    self.publish(final=False)
+                    self.publish()
         if seen is not None:
             summary.deleted = self._delete_unseen(seen, summary.rejected)
         self.publish()
@@ -200,19 +202,30 @@ class Indexer:
             self.rows.commit_embedded(s, items)
         summary.chunks += len(vectors)
 
-    def mismatches(self) -> tuple[np.ndarray, np.ndarray]:
-        """(vector ids without a chunk row, chunk ids without a vector) in the published index."""
+    def mismatches(self, view: SegmentView) -> tuple[np.ndarray, np.ndarray]:
+        """(vector ids without a chunk row, chunk ids without a vector) in what readers serve."""
         stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
-        held = self.index.ids()
+        held = view.ids()
         return np.setdiff1d(held, stored), np.setdiff1d(stored, held)
 
-    def reconcile(self) -> tuple[int, int]:
-        """Finish what an interrupted run left: embed pending documents and chunks without vectors,
-        then make the index file hold exactly the stored vectors. Returns (orphans removed, added)."""
+    def base_file_state(self) -> str:
+        """ "ok", "none" (nothing merged yet) or "unreadable" (missing, truncated or corrupt)."""
+        generation = self.store.active_generation()
+        if generation is None or (generation.base_seq == 0 and not self.catalog.path_of(generation).exists()):
+            return "none"
+        return "ok" if self.catalog.load_base(generation, mmap=True) is not None else "unreadable"
+
+    def resume(self) -> None:
+        """Finish what an interrupted run left, in O(what it left): embed the pending documents."""
         while embed_pending(self.rows, self.encoder, self.chunker, self.batch_docs)[0]:
             pass
+
+    def reconcile(self) -> None:
+        """The full re-check (`check --repair`): embed pending documents and every chunk without a
+        vector, then rebuild the base file from the stored vectors."""
+        self.resume()
         embed_missing(self.rows, self.encoder)
-        return self.publisher.repair()
+        self.publisher.sync(force=True, rebuild=True)
 
 
 def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Indexer:
@@ -221,9 +234,11 @@ def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Stor
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
     catalog = IndexCatalog(store, settings.index_dir)
-    return Indexer(
+    indexer = Indexer(
         encoder, store, catalog, chunker, settings.index_factory, checkpoint_seconds=settings.checkpoint_seconds
     )
+    indexer.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
+    return indexer
 
 
 def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:

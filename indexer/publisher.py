@@ -1,57 +1,68 @@
-"""The one writer of index files: it applies the vectors stored in SQL, and the tombstones of removed
-chunks, to the active generation's index and saves it atomically, under a lock every publishing
-process shares (a PostgreSQL advisory lock, or a file lock beside the index on SQLite)."""
+"""The one writer of base segment files: past a threshold of changes, it folds the change log into a
+new base file of the active generation (re-deciding `auto` and re-training when the corpus outgrew
+it), under a lock every publishing process shares (a PostgreSQL advisory lock, or a file lock beside
+the index on SQLite). Readers need no publish to see a write: they apply the log themselves."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from indexer.locks import FileLock
-from search.catalog import IndexCatalog
+from search import changes
+from search.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
 from search.encoder import Encoder
-from search.index import VectorIndex
-from search.models import IndexGeneration, space_key
+from search.index import VectorIndex, auto_factory
+from search.keyword import KeywordIndex
+from search.models import DerivedState, IndexGeneration
+from search.segments import SegmentView, build_base, catch_up
 from search.vectors import VectorRows
 
 log = logging.getLogger(__name__)
 
 # Any fixed 64-bit number: the key of the advisory lock that serialises publishing on PostgreSQL.
 _PG_PUBLISH_LOCK = 0x5E35_EA2C
+# A merge rewrites the base file (O(corpus)), so it waits for this many changes: at least
+# MERGE_MIN, a twentieth of the base, at most MERGE_MAX (which bounds a reader's start-up catch-up).
+MERGE_MIN, MERGE_MAX = 20_000, 100_000
 
 
-def encoder_space(encoder: Encoder) -> str:
-    """The embedding space an encoder's vectors belong to."""
-    return space_key(encoder.model_name, encoder.pooling, encoder.dim, encoder.max_length)
+@dataclass(frozen=True)
+class Merge:
+    """What one merge did."""
+
+    generation: int
+    index_type: str
+    vectors: int
+    seq: int
+    retrained: bool
 
 
 class Publisher:
-    """Keeps an in-memory copy of the serving index in step with the vectors in SQL and publishes it."""
+    """Folds the change log into base segment files of the active generation."""
 
-    def __init__(self, catalog: IndexCatalog, encoder: Encoder, factory: str = "Flat") -> None:
+    def __init__(self, catalog: IndexCatalog, encoder: Encoder, factory: str = "auto") -> None:
         self.catalog = catalog
         self.store = catalog.store
         self.encoder = encoder
         self.factory = factory
-        self.rows = VectorRows(self.store, encoder_space(encoder), encoder.dim)
+        self.rows = VectorRows(self.store, encoder.space.key, encoder.dim)
         self._file_lock = FileLock(catalog.index_dir / ".publish.lock")
-        self._index: VectorIndex | None = None
         self.generation: IndexGeneration | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self._base_checked: int | None = None
+        self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
+        # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
+        self.keyword: KeywordIndex | None = None
 
-    @property
-    def index(self) -> VectorIndex:
-        """The index as this process last loaded or published it."""
-        if self._index is None:
-            with self.locked() as s:
-                self._refresh(s)
-        assert self._index is not None
-        return self._index
+    def merge_threshold(self, base_vectors: int) -> int:
+        """Changes since the base file that make a merge worth its rewrite."""
+        return min(self.merge_max, max(self.merge_min, base_vectors // 20))
 
     @contextmanager
     def locked(self) -> Iterator[Session]:
@@ -65,94 +76,105 @@ class Publisher:
         with self._file_lock, self.store.session() as s:
             yield s
 
-    def _refresh(self, s: Session) -> None:
-        """Load the active generation's file when another process published since this one looked."""
+    def active(self, s: Session) -> IndexGeneration:
+        """The active generation, created for this encoder when there is none; refused when it holds
+        another embedding space."""
         generation = self.store.active_generation(s)
         if generation is None:
-            self._index, self.generation = self.catalog.open_or_create(self.encoder, self.factory)
-            self._stamp = self.catalog.stamp(self.generation)
-            return
-        stamp = self.catalog.stamp(generation)
-        if self._index is not None and stamp == self._stamp:
-            return
+            generation = self.catalog.create(self.encoder, self.factory, "active")
+        if generation.space != self.encoder.space:
+            raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
         self.generation = generation
-        self._index = self.catalog.open_generation(generation, self.encoder)
-        self._stamp = stamp
-        if stamp[1:] == (0, 0) and generation.vectors:
-            # The file is gone (deleted by hand, a lost disk): every stored vector goes back in.
-            log.warning("index file of generation %d is missing; rebuilding it from the stored vectors", generation.id)
-            self.rows.unpublish_all()
+        return generation
 
-    def sync(self, final: bool = True) -> int:
-        """Apply unpublished vectors and tombstones, save the file, then mark them published.
+    def sync(self, force: bool = False, rebuild: bool = False) -> Merge | None:
+        """Merge the log into a new base file when enough changed since the last one (always with
+        `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
+        vector (`check --repair`). None when nothing was merged."""
+        self._keyword_catch_up()  # hybrid hook
+        merged = self._sync(force, rebuild)
+        if merged is not None:  # committed: the files it replaced can go
+            self.catalog.remove_files(merged.generation, before=merged.seq)
+        return merged
 
-        Returns the number of vectors added. An index that needs training (IVF, PQ, `auto`) and is
-        still empty waits for the `final` sync, so it is trained on every vector of the run."""
-        with self.locked() as s:
-            self._refresh(s)
-            index = self._index
-            assert index is not None and self.generation is not None
-            dead = self.rows.tombstones(s)
-            ids, vectors = self.rows.unpublished(s)
-            if index.needs_training and index.ntotal == 0 and not final:
-                ids, vectors = ids[:0], vectors[:0]
-            if not len(dead) and not len(ids):
-                return 0
-            # Removing first makes a repeated sync (after a crash between the save and the commit
-            # below) idempotent: no vector is ever held twice.
-            self._remove(index, np.concatenate([dead, ids]))
-            try:
-                index.add(ids, vectors)
-            except ValueError as exc:  # too few vectors to train the configured IVF yet
-                log.warning("not publishing %d vectors yet: %s", len(ids), exc)
-                ids = ids[:0]
-            self.generation = self.catalog.publish(index, self.generation)
-            self._stamp = self.catalog.stamp(self.generation)
-            self.rows.mark_published(s, ids)
-            self.rows.clear_tombstones(s, dead)
-            return len(ids)
-
-    def repair(self) -> tuple[int, int]:
-        """Make the file hold exactly the stored vectors: drop orphans, add what is missing (from SQL,
-        nothing re-embedded), publish. Returns (orphans removed, vectors added)."""
-        with self.locked() as s:
-            self._refresh(s)
-            index = self._index
-            assert index is not None
-
-            def save(orphans: int, added: int) -> None:
-                if orphans or added:
-                    assert self.generation is not None
-                    self.generation = self.catalog.publish(index, self.generation)
-                    self._stamp = self.catalog.stamp(self.generation)
-                    log.info("repaired the index: %d orphan vectors removed, %d added", orphans, added)
-
-            return self.converge(s, index, save)
-
-    def converge(self, s: Session, index: VectorIndex, save: Callable[[int, int], None]) -> tuple[int, int]:
-        """Inside `locked()`: make `index` hold exactly the stored vectors of the space (orphans out,
-        missing ones in, from SQL), let `save(orphans, added)` write the file, then mark what it holds
-        published and clear the tombstones seen. Returns (orphans removed, added).
-
-        The marks come after the save: on SQLite the first write in `s` takes the database's write
-        lock, which the save's own bookkeeping session would then wait for."""
-        held, stored = index.ids(), self.rows.ids()
-        orphans, missing = np.setdiff1d(held, stored), np.setdiff1d(stored, held)
-        dead = self.rows.tombstones(s)
-        self._remove(index, orphans)
-        ids, vectors = self.rows.fetch(missing.tolist())
-        index.add(ids, vectors)
-        save(len(orphans), len(missing))
-        # Only what the index holds now: a vector a worker commits meanwhile stays unpublished.
-        self.rows.mark_published(s, stored)
-        self.rows.clear_tombstones(s, dead)
-        return len(orphans), len(missing)
-
-    @staticmethod
-    def _remove(index: VectorIndex, ids: np.ndarray) -> None:
+    def _keyword_catch_up(self) -> None:
+        """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
+        never fatal to the vectors' work; `semsearch check` reports it)."""
+        if self.keyword is None:
+            return
         try:
-            index.remove(ids)
-        except NotImplementedError:
-            # HNSW cannot remove: stale vectors stay until a rebuild; the searcher skips them, since
-            # their rows are gone.
-            log.warning("index %s keeps %d stale vectors until the next rebuild", index.resolved_factory, len(ids))
+            self.keyword.catch_up(self.store)
+        except Exception:
+            log.exception("keyword index catch-up failed; retried at the next sync")
+
+    def _sync(self, force: bool, rebuild: bool) -> Merge | None:
+        with self.locked() as s:
+            generation = self.active(s)
+            if not force and self._base_checked != generation.id:
+                # Checked once per generation and process: a lost or corrupt file is rebuilt now.
+                force = self.catalog.load_base(generation, mmap=True) is None
+                self._base_checked = generation.id
+            pending = changes.count(s, generation.base_seq, space=self.rows.space)
+            if not pending and not force:
+                return None
+            if not force and pending < self.merge_threshold(generation.vectors):
+                return None
+            return self._merge(s, generation, rebuild)
+
+    def _merge(self, s: Session, generation: IndexGeneration, rebuild: bool) -> Merge:
+        upto = changes.head(s)
+        base = None if rebuild else self.catalog.load_base(generation)
+        wanted = _wanted_type(generation, upto, s, self.rows.space)
+        retrained = base is None or (wanted is not None and wanted != base.resolved_factory)
+        if not retrained:
+            assert base is not None
+            view = catch_up(SegmentView(base, generation.base_seq), self.rows, s, upto)
+            retrained = not _fold(base, view)
+        if retrained:
+            base = build_base(self.rows, wanted or generation.factory, s, upto)
+        assert base is not None
+        name = base_file_name(generation.id, upto)
+        base.save(self.catalog.index_dir / name)
+        generation.path, generation.base_seq = name, upto
+        generation.vectors, generation.index_type = base.ntotal, base.resolved_factory
+        s.merge(generation)
+        self._compact(s)
+        log.info(
+            "merged generation %d up to change %d: %d vectors in %s",
+            generation.id,
+            upto,
+            base.ntotal,
+            base.resolved_factory,
+        )
+        return Merge(generation.id, base.resolved_factory, base.ntotal, upto, retrained)
+
+    def _compact(self, s: Session) -> None:
+        """Drop log entries that every consumer has applied: the base files of live generations and
+        every durable derived index (derived_state)."""
+        bases = select(IndexGeneration.base_seq).where(IndexGeneration.state.in_(["active", "building"]))
+        seqs = [*s.scalars(bases), *s.scalars(select(DerivedState.seq).where(DerivedState.name != changes.FLOOR))]
+        if seqs:
+            changes.compact(s, min(seqs))
+
+
+def _wanted_type(generation: IndexGeneration, upto: int, s: Session, space: str) -> str | None:
+    """The index type `auto` asks for at the corpus size after the merge (None: keep the factory's)."""
+    if generation.factory != "auto":
+        return None
+    added = changes.count(s, generation.base_seq, upto, space, ops=(changes.Op.VEC,))
+    removed = changes.count(s, generation.base_seq, upto, ops=(changes.Op.DEL,))
+    return auto_factory(max(generation.vectors + added - removed, 0))
+
+
+def _fold(base: VectorIndex, view: SegmentView) -> bool:
+    """Apply a view's deltas and removals to `base` in place; False when the type cannot remove."""
+    try:
+        base.remove(view.removed)
+        for delta in view.deltas:
+            live = ~np.isin(delta.ids, view.removed)
+            base.remove(delta.ids[live])  # a repeat after a crash must not hold a vector twice
+            base.add(delta.ids[live], delta.vectors[live])
+    except (NotImplementedError, ValueError) as exc:
+        log.info("rebuilding the base instead of folding into it: %s", exc)
+        return False
+    return True

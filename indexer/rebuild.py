@@ -7,15 +7,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
-import numpy as np
-
 from indexer.embedding import embed_missing
 from indexer.publisher import Publisher
-from search.catalog import IndexCatalog
+from search import changes, jobs
+from search.catalog import IndexCatalog, base_file_name
 from search.components import make_encoder, open_store
 from search.encoder import Encoder
-from search.index import VectorIndex
 from search.models import IndexGeneration
+from search.segments import build_base
 from search.settings import Settings
 from search.store import Store
 from search.vectors import VectorRows
@@ -75,9 +74,13 @@ def rebuild(
     rows = publisher.rows
     embedded = _embed(rows, settings, encoder, engine, address, actors, block)
     generation = catalog.create(encoder, factory, "building")
-    index = _build(rows, factory)
+    with store.session() as s:
+        upto = changes.head(s)
+        index = build_base(rows, factory, s, upto)
+    generation.path, generation.base_seq = base_file_name(generation.id, upto), upto
+    generation.vectors, generation.index_type = index.ntotal, index.resolved_factory
     index.save(catalog.path_of(generation))
-    embedded += _switch(publisher, index, generation)
+    embedded += _switch(publisher, generation)
     summary = RebuildSummary(
         generation=generation.id,
         factory=index.resolved_factory,
@@ -91,6 +94,27 @@ def rebuild(
     time.sleep(min(max(2 * settings.reload_seconds, 1.0), 10.0))
     catalog.drop_inactive(("retired",))
     return summary
+
+
+def run_queued(settings: Settings, store: Store) -> bool:
+    """Run the oldest rebuild another process queued (`semsearch rebuild` beside a running worker on
+    SQLite), here, in the process that holds the indexing slot; True when one ran."""
+    taken = jobs.claim(store, ("rebuild",))
+    if taken is None:
+        return False
+    job_id, _kind, params = taken
+    log.info("running queued rebuild %d: %s", job_id, params)
+    try:
+        summary = rebuild(settings.model_copy(update=params), store)
+    except Exception as exc:  # the submitter reports it; the worker goes on
+        log.exception("queued rebuild %d failed", job_id)
+        jobs.finish(store, job_id, False, {"error": f"{type(exc).__name__}: {exc}"})
+    else:
+        jobs.finish(store, job_id, True, summary.as_dict())
+    return True
+
+
+REBUILD_FIELDS = ("index_factory", "model", "pooling")
 
 
 def _embed(
@@ -120,25 +144,11 @@ def _factory(settings: Settings, store: Store) -> str:
     return active.factory
 
 
-def _build(rows: VectorRows, factory: str) -> VectorIndex:
-    """A new index over every stored vector of the space (trained on a sample where it needs training)."""
-    parts = list(rows.iter_all())
-    index = VectorIndex(rows.dim, factory)
-    if parts:
-        index.add(np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts]))
-    log.info("built %s over %d vectors", index.resolved_factory, index.ntotal)
-    return index
-
-
-def _switch(publisher: Publisher, index: VectorIndex, generation: IndexGeneration) -> int:
-    """Catch up with what changed during the build, then make the new generation the serving one, all
-    under the publish lock. Returns the chunks embedded during the catch-up."""
-    catalog = publisher.catalog
+def _switch(publisher: Publisher, generation: IndexGeneration) -> int:
+    """Make the new generation the serving one, under the publish lock; readers load its base and
+    apply the change log after it, so what changed during the build reaches them. Returns the chunks
+    embedded at the switch (documents embedded meanwhile with another model need this space's vectors)."""
     with publisher.locked() as s:
-        # Documents embedded meanwhile with another model (a model change) get this space's vectors too.
         embedded = embed_missing(publisher.rows, publisher.encoder)
-        publisher.converge(s, index, lambda _orphans, _added: index.save(catalog.path_of(generation)))
-        generation.vectors = index.ntotal
-        generation.factory = index.resolved_factory
-        catalog.activate(s, generation)
+        publisher.catalog.activate(s, generation)
     return embedded

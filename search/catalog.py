@@ -1,7 +1,9 @@
-"""Index generations: which FAISS file serves, built with which model and pooling."""
+"""Index generations: which base segment file serves, for which embedding space; and the readers'
+watcher, which applies the change log on top of it."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,57 +13,61 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from search import changes
 from search.encoder import Encoder
 from search.index import VectorIndex
-from search.models import IndexGeneration
+from search.models import EmbeddingSpace, IndexGeneration
+from search.segments import SegmentView, build_base, catch_up
 from search.store import Store
+from search.vectors import VectorRows
+
+log = logging.getLogger(__name__)
 
 
 class IndexMismatchError(RuntimeError):
-    """The serving index was built with another model, pooling or dimension than the settings ask for."""
+    """The serving index was built in another embedding space than the encoder's."""
 
 
 class IndexCatalog:
-    """Opens, creates and publishes index generations; the store records them, files hold the vectors."""
+    """Opens, creates and records index generations; the store records them, files hold base segments."""
 
     def __init__(self, store: Store, index_dir: Path) -> None:
         self.store = store
         self.index_dir = index_dir
 
     def path_of(self, generation: IndexGeneration) -> Path:
-        """The file of a generation (paths are stored relative to the index directory)."""
+        """The base segment file of a generation (paths are stored relative to the index directory)."""
         return self.index_dir / generation.path
 
-    def stamp(self, generation: IndexGeneration) -> tuple[int, int, int]:
-        """(generation id, file mtime, file size): changes whenever a new file is published."""
-        try:
-            stat = self.path_of(generation).stat()
-        except FileNotFoundError:
-            return (generation.id, 0, 0)
-        return (generation.id, stat.st_mtime_ns, stat.st_size)
-
-    def open_active(self, encoder: Encoder, mmap: bool = False) -> tuple[VectorIndex, IndexGeneration] | None:
-        """The serving index, checked against the encoder; None when nothing was indexed yet."""
-        generation = self.store.active_generation()
-        if generation is None:
-            return None
-        return self.open_generation(generation, encoder, mmap), generation
-
-    def open_generation(self, generation: IndexGeneration, encoder: Encoder, mmap: bool = False) -> VectorIndex:
-        """The index of `generation`, checked against the encoder."""
-        _check_compatible(generation, encoder)
+    def load_base(self, generation: IndexGeneration, mmap: bool = False) -> VectorIndex | None:
+        """The generation's base segment; an empty one when none was written yet; None (with a
+        warning) when its file is missing, truncated or corrupt: the vectors in SQL rebuild it."""
         path = self.path_of(generation)
-        if not path.exists():
-            # A generation that never got its first save (the indexer stopped before it): start it empty.
-            return VectorIndex(generation.dim, generation.factory)
-        return VectorIndex.load(path, factory=generation.factory, mmap=mmap)
+        if generation.base_seq == 0 and not path.exists():
+            return VectorIndex(generation.dim, generation.index_type or generation.factory)
+        try:
+            index = VectorIndex.load(path, factory=generation.index_type, mmap=mmap)
+        except (OSError, RuntimeError) as exc:
+            log.warning(
+                "index file %s of generation %d is unreadable (%s); rebuilding it from the vectors in SQL",
+                path,
+                generation.id,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            return None
+        if index.dim != generation.dim:
+            log.warning(
+                "index file %s holds dimension %d, not %d; rebuilding it from SQL", path, index.dim, generation.dim
+            )
+            return None
+        return index
 
-    def open_or_create(self, encoder: Encoder, factory: str) -> tuple[VectorIndex, IndexGeneration]:
-        """The serving index, or a new empty generation for this encoder when there is none."""
-        opened = self.open_active(encoder)
-        if opened is not None:
-            return opened
-        return VectorIndex(encoder.dim, factory), self.create(encoder, factory, "active")
+    def base_segment(self, generation: IndexGeneration, rows: VectorRows, s: Session, mmap: bool) -> VectorIndex:
+        """The base segment, rebuilt in memory from SQL when its file cannot be read."""
+        base = self.load_base(generation, mmap)
+        if base is None:
+            base = build_base(rows, generation.index_type or generation.factory, s, generation.base_seq)
+        return base
 
     def create(self, encoder: Encoder, factory: str, state: str) -> IndexGeneration:
         """A new generation row for this encoder (its file is written when it is first published).
@@ -72,6 +78,8 @@ class IndexCatalog:
             generation = IndexGeneration(
                 path="",
                 factory=factory,
+                index_type="",
+                base_seq=0,
                 model=encoder.model_name,
                 pooling=encoder.pooling,
                 dim=encoder.dim,
@@ -81,7 +89,7 @@ class IndexCatalog:
             )
             s.add(generation)
             s.flush()  # assigns the id
-            generation.path = f"gen-{generation.id:06d}.faiss"
+            generation.path = base_file_name(generation.id, 0)
         return generation
 
     def activate(self, s: Session, generation: IndexGeneration) -> None:
@@ -96,34 +104,42 @@ class IndexCatalog:
         with self.store.session() as s:
             gone = list(s.scalars(select(IndexGeneration).where(IndexGeneration.state.in_(states))))
             for generation in gone:
-                self.path_of(generation).unlink(missing_ok=True)
+                self.remove_files(generation.id)
                 s.delete(generation)
         return [g.id for g in gone]
 
-    def publish(self, index: VectorIndex, generation: IndexGeneration) -> IndexGeneration:
-        """Save the index file atomically, then record its size and resolved type."""
-        index.save(self.path_of(generation))
-        generation.vectors = index.ntotal
-        generation.factory = index.resolved_factory
-        return self.store.save_generation(generation)
+    def remove_files(self, generation_id: int, before: int | None = None) -> None:
+        """Delete a generation's base files (only those older than change `before` when given: a newer
+        one may be another process's). A reader that maps one keeps it alive (POSIX); one that read the
+        row just before opening it fails the open and tries again at its next poll."""
+        for path in self.index_dir.glob(f"gen-{generation_id:06d}*.faiss"):
+            seq = path.stem.rpartition("-")[2] if path.stem.count("-") == 2 else "0"
+            if before is None or (seq.isdigit() and int(seq) < before):
+                path.unlink(missing_ok=True)
+
+
+def base_file_name(generation_id: int, seq: int) -> str:
+    """The file of a generation's base segment holding the change log up to `seq`."""
+    return f"gen-{generation_id:06d}-{seq:012d}.faiss"
 
 
 @dataclass(frozen=True)
 class Serving:
-    """An encoder and the index its vectors belong to: swapped together, so that no request embeds
+    """An encoder and the segments its vectors belong to: swapped together, so that no request embeds
     with one generation's model and searches another's vectors."""
 
     encoder: Encoder
-    index: VectorIndex
+    index: SegmentView
 
 
 class IndexWatcher:
-    """What readers serve, reloaded when the indexer publishes a new file or generation.
+    """What readers serve: the active generation's base segment plus the change log applied on top.
 
-    `poll()` costs one clock read until `interval` seconds have passed, then one SQL query and one
-    stat(); a reload happens beside the old index, which keeps answering until the swap. A generation
-    built with another model or pooling (`semsearch rebuild --model/--pooling`) brings its own
-    encoder, made by `encoder_for`; without it, such a generation is refused."""
+    `poll()` costs one clock read until `interval` seconds have passed, then a look at the generation
+    row and one read of the log after the applied seq: a write costs what it changed. A new base file
+    (a merge, a rebuild) is loaded beside the old view, which keeps answering until the swap. A
+    generation built in another embedding space brings its own encoder, made by `encoder_for`;
+    without it, such a generation is refused."""
 
     def __init__(
         self,
@@ -139,50 +155,67 @@ class IndexWatcher:
         self.interval = interval
         self.encoder_for = encoder_for
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, str] | None = None
+        self._serving: Serving | None = None
         self._checked = 0.0
 
     def load(self) -> Serving:
-        """The encoder and index as they are now (an empty index when nothing was published yet)."""
-        # One look at the active generation: the stamp and the file loaded belong to the same one.
-        generation = self.catalog.store.active_generation()
-        self._stamp = self._stamp_of(generation)
+        """The encoder and segments as they are now (an empty base when nothing was merged yet)."""
+        store = self.catalog.store
+        with store.session() as s:
+            generation = store.active_generation(s)
+            if generation is not None and generation.space != self.encoder.space:
+                if self.encoder_for is None:
+                    raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
+                self.encoder = self.encoder_for(generation)
+            rows = VectorRows(store, self.encoder.space.key, self.encoder.dim)
+            if generation is None:
+                view = SegmentView(VectorIndex(self.encoder.dim, "Flat"), 0, space=rows.space)
+            else:
+                base = self.catalog.base_segment(generation, rows, s, mmap=True)
+                view = SegmentView(base, generation.base_seq, base_ids=base.ids(), space=rows.space)
+            view = catch_up(view, rows, s)
+        self._stamp = None if generation is None else (generation.id, generation.path)
         self._checked = time.monotonic()
-        if generation is None:
-            return Serving(self.encoder, VectorIndex(self.encoder.dim, self.fallback_factory))
-        if self.encoder_for is not None and not compatible(generation, self.encoder):
-            self.encoder = self.encoder_for(generation)
-        return Serving(self.encoder, self.catalog.open_generation(generation, self.encoder, mmap=True))
+        self._serving = Serving(self.encoder, view)
+        return self._serving
 
     def poll(self, force: bool = False) -> Serving | None:
-        """What to serve when a new index was published since the last look, else None; without
-        `force`, at most one look per interval (and none while another thread is looking)."""
+        """What to serve when anything changed since the last look, else None; without `force`, at
+        most one look per interval (and none while another thread is looking)."""
         if force:
             self._lock.acquire()
         elif time.monotonic() - self._checked < self.interval or not self._lock.acquire(blocking=False):
             return None
         try:
             self._checked = time.monotonic()
-            if self._stamp_of(self.catalog.store.active_generation()) == self._stamp:
-                return None
-            return self.load()
+            if self._serving is None:
+                return self.load()
+            return self._look(self._serving)
         finally:
             self._lock.release()
 
-    def _stamp_of(self, generation: IndexGeneration | None) -> tuple[int, int, int] | None:
-        return None if generation is None else self.catalog.stamp(generation)
+    def _look(self, serving: Serving) -> Serving | None:
+        store = self.catalog.store
+        with store.session() as s:
+            generation = store.active_generation(s)
+            stamp = None if generation is None else (generation.id, generation.path)
+            if stamp != self._stamp:
+                return self.load()
+            rows = VectorRows(store, serving.encoder.space.key, serving.encoder.dim)
+            view = catch_up(serving.index, rows, s)
+            if changes.floor(s) > serving.index.seq:  # entries it needed were compacted away
+                return self.load()
+        if view is serving.index:
+            return None
+        self._serving = Serving(serving.encoder, view)
+        return self._serving
 
 
-def compatible(generation: IndexGeneration, encoder: Encoder) -> bool:
-    """True when `encoder` makes the vectors `generation` holds (same model, pooling and dimension)."""
-    return (generation.model, generation.pooling, generation.dim) == (encoder.model_name, encoder.pooling, encoder.dim)
-
-
-def _check_compatible(generation: IndexGeneration, encoder: Encoder) -> None:
-    if not compatible(generation, encoder):
-        raise IndexMismatchError(
-            f"the serving index (generation {generation.id}) was built with model {generation.model!r}, "
-            f"{generation.pooling} pooling, dimension {generation.dim}; the settings ask for "
-            f"{encoder.model_name!r}, {encoder.pooling} pooling, dimension {encoder.dim}. "
-            "Run `semsearch rebuild` to re-embed, or change the settings back."
-        )
+def mismatch_message(generation: IndexGeneration, space: EmbeddingSpace) -> str:
+    """Why a generation cannot be served or extended with an encoder of `space`, and what to do."""
+    return (
+        f"the serving index (generation {generation.id}) holds vectors of {generation.space.describe()}; "
+        f"the settings give {space.describe()}. Run `semsearch rebuild` to re-embed in the new space, "
+        "or change the settings back."
+    )

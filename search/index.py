@@ -117,11 +117,14 @@ class VectorIndex:
             raise ValueError(f"index type {self.resolved_factory!r} has no nprobe (not an IVF index)")
         ivf.nprobe = nprobe
 
-    def search(self, vectors: np.ndarray, k: int, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, vectors: np.ndarray, k: int, ids: np.ndarray | None = None, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` (scores, ids) per query row; missing neighbours have id -1 and score -inf.
 
-        With `ids`, only vectors stored under those ids compete: the restriction happens inside the
-        nearest-neighbour search, so `k` matches come back whenever `k` of those ids are held."""
+        With `ids`, only vectors stored under those ids compete; with `exclude`, vectors stored under
+        those ids do not (chunks deleted since this file was written). Either restriction happens
+        inside the nearest-neighbour search, so `k` matches come back whenever `k` are held."""
         queries = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise ValueError(f"query vectors have dimension {queries.shape[1]}, the index holds {self.dim}")
@@ -130,31 +133,38 @@ class VectorIndex:
         empty = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         if self._index is None or self.ntotal == 0 or (ids is not None and len(ids) == 0):
             return empty
-        if ids is None:
-            scores, found = self._index.search(queries, k)
+        if ids is not None:
+            allowed = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
+            scores, found = self._search_among(queries, k, allowed, len(ids))
+        elif exclude is not None and len(exclude):
+            batch = faiss.IDSelectorBatch(np.ascontiguousarray(exclude, dtype=np.int64))
+            selector = faiss.IDSelectorNot(batch)  # `batch` must outlive the search: it does, as a local
+            scores, found = self._search_among(queries, k, selector, max(self.ntotal - len(exclude), 1))
         else:
-            scores, found = self._search_among(queries, k, ids)
+            scores, found = self._index.search(queries, k)
         scores[found < 0] = -np.inf
         return scores, found
 
-    def _search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Search restricted to `ids` with a FAISS ID selector (per call: parameters are not shared)."""
+    def _search_among(
+        self, queries: np.ndarray, k: int, selector: faiss.IDSelector, matching: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Search restricted by a FAISS ID selector that about `matching` vectors pass (per call:
+        parameters are not shared)."""
         assert self._index is not None
-        selector = faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))
         ivf = self._ivf()
         if ivf is None:
             if isinstance(faiss.downcast_index(getattr(self._index, "index", self._index)), faiss.IndexHNSW):
-                return self._hnsw_search(queries, k, selector, len(ids))
+                return self._hnsw_search(queries, k, selector, matching)
             # Flat tests the selector on every vector, so it stays exact.
             params = faiss.SearchParameters()
             params.sel = selector
             return self._index.search(queries, k, params=params)
         nlist = int(ivf.nlist)
-        nprobe = _filtered_nprobe(int(ivf.nprobe), nlist, len(ids), k)
+        nprobe = _filtered_nprobe(int(ivf.nprobe), nlist, matching, k)
         scores, found = self._ivf_search(queries, k, selector, nprobe)
         # Matches clustered away from the query can all sit in unvisited lists: when a row came back
         # short, visit every list, which is exact over the matching vectors.
-        if nprobe < nlist and ((found >= 0).sum(axis=1) < min(k, len(ids))).any():
+        if nprobe < nlist and ((found >= 0).sum(axis=1) < min(k, matching)).any():
             scores, found = self._ivf_search(queries, k, selector, nlist)
         return scores, found
 

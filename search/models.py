@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
+    BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -25,9 +28,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-# A document's life: written (pending) -> its chunks' vectors are in SQL (embedded) -> those vectors are
-# in the published index file that readers load (indexed).
-PENDING, EMBEDDED, INDEXED = "pending", "embedded", "indexed"
+# A document's life: written (pending) -> its chunks' vectors are committed to SQL, where every reader
+# applies them from the change log within its reload interval (indexed).
+PENDING, INDEXED = "pending", "indexed"
 
 
 def utcnow() -> datetime:
@@ -35,10 +38,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def space_key(model: str, pooling: str, dim: int, max_length: int) -> str:
-    """A short key of the embedding space: vectors made with the same model, pooling and token limit
-    are interchangeable, whatever index type holds them."""
-    return hashlib.sha1(f"{model}|{pooling}|{dim}|{max_length}".encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What makes two vectors comparable: the same model, pooling, dimension and token limit. The
+    encoder makes it, each generation stores it, and every check compares two of them with `==`."""
+
+    model: str
+    pooling: str
+    dim: int
+    max_length: int
+
+    @property
+    def key(self) -> str:
+        """A short key of the space, under which SQL keeps its vectors (whatever index type holds them)."""
+        return hashlib.sha1(f"{self.model}|{self.pooling}|{self.dim}|{self.max_length}".encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The space in words, for messages."""
+        return f"model {self.model!r}, {self.pooling} pooling, dimension {self.dim}, max_length {self.max_length}"
+
+
+# BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -91,8 +112,36 @@ class Chunk(Base):
     document: Mapped[Document] = relationship(back_populates="chunks")
 
 
+# Numbers in the metadata index: exact NUMERIC on PostgreSQL; on SQLite the column is created NUMERIC
+# (integers stay exact) while SQLAlchemy binds values as they are (its Numeric would warn about Decimal).
+NumberType = Float().with_variant(Numeric(), "postgresql")
+
+
+class MetadataValue(Base):
+    """A document's top-level scalar metadata value, one row per key, kept in the same transaction as
+    the document: metadata filters look their matches up here by index (search/metadata_index.py).
+    Strings are kept as a digest (`text_hash`), numbers and booleans (1/0) in `number`."""
+
+    __tablename__ = "metadata_values"
+    __table_args__ = (
+        Index("ix_metadata_values_text", "key", "kind", "text_hash"),
+        Index("ix_metadata_values_number", "key", "kind", "number"),
+        Index("ix_metadata_values_document", "document_id"),
+    )
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(1))
+    text_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    number: Mapped[float | None] = mapped_column(NumberType, nullable=True)
+
+
 class IndexGeneration(Base):
-    """One index build: which file holds the vectors, and the model and pooling that made them."""
+    """One index build: the model and pooling that made its vectors, and its base segment: the file
+    `path` holds every vector of the space up to change `base_seq`; readers apply later changes from
+    the change log. `factory` is what was asked for (`auto` is re-decided as the corpus grows),
+    `index_type` what the base file holds."""
 
     __tablename__ = "index_generations"
     __table_args__ = (Index("ix_index_generations_state", "state"),)
@@ -100,6 +149,8 @@ class IndexGeneration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(String(1024))
     factory: Mapped[str] = mapped_column(String(256))
+    index_type: Mapped[str] = mapped_column(String(256), default="")
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     model: Mapped[str] = mapped_column(String(1024))
     pooling: Mapped[str] = mapped_column(String(16))
     dim: Mapped[int] = mapped_column(Integer)
@@ -110,29 +161,58 @@ class IndexGeneration(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     @property
-    def space(self) -> str:
+    def space(self) -> EmbeddingSpace:
         """The embedding space of this generation's vectors."""
-        return space_key(self.model, self.pooling, self.dim, self.max_length)
+        return EmbeddingSpace(self.model, self.pooling, self.dim, self.max_length)
 
 
 class ChunkVector(Base):
-    """A chunk's vector in one embedding space, kept in SQL so that the index file is a rebuildable cache:
-    a crash never loses an embedding that was committed, and a change of index type re-embeds nothing.
-    `published` is true once the active generation's file holds it."""
+    """A chunk's vector in one embedding space, kept in SQL so that the index files are rebuildable
+    caches: a crash never loses an embedding that was committed, and a change of index type re-embeds
+    nothing. Its arrival is recorded in the change log (`Change`, op "vec")."""
 
     __tablename__ = "chunk_vectors"
-    __table_args__ = (Index("ix_chunk_vectors_space_published", "space", "published"),)
 
     chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
     space: Mapped[str] = mapped_column(String(16), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
-    published: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class RemovedChunk(Base):
-    """A chunk deleted or replaced whose vector may still sit in the index file; the publisher removes it
-    there and then drops this row. (Chunk keys are never reused, so a tombstone cannot hit a newer chunk.)"""
+class Change(Base):
+    """The change log: every chunk inserted ("add"), deleted ("del") and every vector committed
+    ("vec", in `space`), numbered in commit order. Each derived index (the FAISS segments, the keyword
+    index) records the `seq` it has applied and catches up from there. See search/changes.py."""
 
-    __tablename__ = "removed_chunks"
+    __tablename__ = "changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
-    chunk_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    op: Mapped[str] = mapped_column(String(3))
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    space: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DerivedState(Base):
+    """How far a durable derived index has applied the change log (its name -> the last seq applied)."""
+
+    __tablename__ = "derived_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """Work handed to the running indexing process: on SQLite one process indexes at a time, so
+    `semsearch rebuild` beside `semsearch serve` queues the rebuild here for its worker and follows
+    it (search/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -11,6 +11,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Pooling = Literal["mean", "cls", "pooler"]
 Backend = Literal["auto", "torch", "openvino"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
+KeywordLanguage = Literal[
+    "none",
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
+    "turkish",
+]
+Fusion = Literal["rrf", "convex"]
 
 
 class Settings(BaseSettings):
@@ -32,7 +55,10 @@ class Settings(BaseSettings):
         default="auto",
         description="Encoder runtime: auto is OpenVINO on a CPU where it is installed and takes the model, else torch.",
     )
-    index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
+    index_factory: str = Field(
+        default="auto",
+        description="A FAISS index-factory string, or auto: exact while small, IVF growing with the corpus beyond.",
+    )
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )
@@ -59,7 +85,41 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(
         default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
     )
+    batch_max_pending: int = Field(
+        default=4096,
+        ge=1,
+        description="Most texts the API lets wait for the encoder; past it, requests get 503 with Retry-After.",
+    )
+    worker_failure_budget: int = Field(
+        default=5, ge=1, description="Consecutive failures after which the indexing worker counts as failing."
+    )
+    worker_max_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait of the indexing worker between retries (it doubles per failure)."
+    )
+    degraded_pending_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="/health says degraded once a written document has waited this long to become searchable.",
+    )
     api_key: SecretStr | None = None
+    # Hybrid retrieval (search/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
+    keyword_language: KeywordLanguage = Field(
+        default="english", description="Keyword analyzer language: stemming and stopwords (none: neither)."
+    )
+    # convex at equal weights, not rrf: of these two standard defaults it fused SciFact better (README).
+    fusion: Fusion = Field(
+        default="convex", description="convex: weighted sum of min-max normalised scores; rrf: reciprocal rank fusion."
+    )
+    fusion_weight: float = Field(
+        default=0.5, ge=0, le=1, description="convex fusion: the dense score's weight (the keyword score gets 1 - it)."
+    )
+    rrf_k: int = Field(default=60, ge=1, description="rrf fusion: a document ranked r scores 1 / (rrf_k + r).")
+    candidates: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Documents each retriever ranks before fusion (at least top_k), whatever the page size.",
+    )
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
@@ -85,6 +145,11 @@ class Settings(BaseSettings):
     def index_dir(self) -> Path:
         """Where index generations are written."""
         return self.data_dir / "index"
+
+    @property
+    def keyword_dir(self) -> Path:
+        """Where the keyword index lives (a folder per analyzer language)."""
+        return self.data_dir / "keyword"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -7,16 +7,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 from alembic import command
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from search import changes, metadata_index
+from search.bulk import insert_rows
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
-from search.models import Chunk, Document, IndexGeneration, RemovedChunk
+from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
 
 T = TypeVar("T")
 
@@ -83,6 +85,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = make_engine(url)
+        self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if upgrade:
             self.upgrade()
@@ -133,46 +136,50 @@ class Store:
             return {ext: h for ext, h in rows}
 
     def write_documents(self, docs: Sequence[tuple[DocumentIn, Sequence[ChunkIn]]]) -> WriteResult:
-        """Insert or replace documents with their chunks, in one transaction. Replaced chunks are deleted."""
+        """Insert or replace documents with their chunks, in one transaction: a few statements for the
+        whole batch, not a few per document. Replaced chunks are deleted; the change log records both."""
         result = WriteResult()
         with self.session() as s:
-            wanted = [d.external_id for d, _ in docs]
-            existing = dict(
-                s.execute(select(Document.external_id, Document.id).where(Document.external_id.in_(wanted))).all()
-            )
-            for doc, chunks in docs:
-                doc_id = self._upsert_row(s, doc, existing.get(doc.external_id), result)
-                chunk_ids = insert_chunks(s, doc_id, chunks)
-                result.new_chunk_ids.extend(chunk_ids)
-                result.written.append((doc_id, chunk_ids))
+            existing: dict[str, int] = {}
+            for part in parts([d.external_id for d, _ in docs]):
+                stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+                existing.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+            replaced = [existing[d.external_id] for d, _ in docs if d.external_id in existing]
+            removed = _chunk_ids_of(s, replaced)
+            for id_part in id_parts(replaced):
+                s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
+            if replaced:
+                table = _table(Document)
+                s.execute(
+                    table.update().where(table.c.id == bindparam("doc_id")),
+                    [{"doc_id": existing[d.external_id], **_columns(d)} for d, _ in docs if d.external_id in existing],
+                )
+            fresh = [d for d, _ in docs if d.external_id not in existing]
+            new_ids = iter(_insert_documents(s, fresh))
+            doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
+            pairs = list(zip(doc_ids, docs, strict=True))
+            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
+            metadata_index.write_values(s, [(doc_id, d.metadata) for doc_id, (d, _) in pairs], bool(replaced))
+            for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
+                (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
+                result.new_chunk_ids.extend(ids)
+                result.written.append((doc_id, ids))
+            result.removed_chunk_ids = removed
+            changes.append(s, changes.Op.DEL, removed)
+            changes.append(s, changes.Op.ADD, result.new_chunk_ids)
         return result
-
-    @staticmethod
-    def _upsert_row(s: Session, doc: DocumentIn, doc_id: int | None, result: WriteResult) -> int:
-        values = {
-            "title": doc.title,
-            "text": doc.text,
-            "meta": doc.metadata,
-            "content_hash": doc.content_hash,
-            "status": "pending",
-        }
-        if doc_id is None:
-            result.added.append(doc.external_id)
-            stmt = insert(Document).values(external_id=doc.external_id, **values).returning(Document.id)
-            return int(s.execute(stmt).scalar_one())
-        result.updated.append(doc.external_id)
-        removed = list(s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)))
-        result.removed_chunk_ids.extend(removed)
-        _bury(s, removed)
-        s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
-        s.execute(update(Document).where(Document.id == doc_id).values(**values))
-        return doc_id
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
         with self.session() as s:
+            ids: list[tuple[int, dict[str, Any]]] = []
             for ext, meta in updates.items():
-                s.execute(update(Document).where(Document.external_id == ext).values(meta=meta))
+                doc_id = s.scalar(
+                    update(Document).where(Document.external_id == ext).values(meta=meta).returning(Document.id)
+                )
+                if doc_id is not None:
+                    ids.append((int(doc_id), meta))
+            metadata_index.write_values(s, ids, replace=True)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
@@ -183,13 +190,11 @@ class Store:
                 stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
                 found.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
             doc_ids = list(found.values())
-            chunk_ids: list[int] = []
-            for id_part in id_parts(doc_ids):
-                chunk_ids += s.scalars(select(Chunk.id).where(Chunk.document_id.in_(id_part)))
-            _bury(s, chunk_ids)
+            chunk_ids = _chunk_ids_of(s, doc_ids)
             for id_part in id_parts(doc_ids):
                 s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
                 s.execute(delete(Document).where(Document.id.in_(id_part)))
+            changes.append(s, changes.Op.DEL, chunk_ids)
         return list(found), chunk_ids
 
     def chunk_inputs(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
@@ -222,11 +227,19 @@ class Store:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
-        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter."""
-        condition = metadata_filter.condition(self.engine.dialect.name)
-        stmt = select(Chunk.id).join(Document).where(condition).order_by(Chunk.id)
+        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
+        looked up through the metadata index."""
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
+
+    def matching_estimate(self, metadata_filter: MetadataFilter) -> tuple[int, int]:
+        """(at most how many documents pass the filter, how many documents there are): two index
+        counts, to choose between filtering inside the search and checking its results."""
+        with self.session() as s:
+            bound = metadata_index.estimate(s, metadata_filter, self.postgres)
+            total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+        return bound, total
 
     def external_ids(self) -> list[str]:
         """Every document's id (the user's), in storage order."""
@@ -260,21 +273,66 @@ class Store:
             return s.merge(generation)
 
 
-def insert_chunks(s: Session, doc_id: int, chunks: Sequence[ChunkIn]) -> list[int]:
-    """Insert a document's chunk rows; returns their keys in the order given."""
-    if not chunks:
+def _table(model: type[Base]) -> Table:
+    """The Core table of a model, for executemany statements keyed by column name."""
+    return cast(Table, model.__table__)
+
+
+def _columns(doc: DocumentIn) -> dict[str, Any]:
+    """A document's row values (a write always queues it for embedding again)."""
+    return {
+        "title": doc.title,
+        "text": doc.text,
+        "metadata": doc.metadata,
+        "content_hash": doc.content_hash,
+        "status": PENDING,
+        "updated_at": utcnow(),
+    }
+
+
+def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
+    """Insert new document rows in one executemany; returns their keys in the order given."""
+    if not docs:
         return []
+    now = utcnow()
+    insert_rows(s, _table(Document), [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs])
+    keys: dict[str, int] = {}
+    for part in parts([d.external_id for d in docs]):
+        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+        keys.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+    return [keys[d.external_id] for d in docs]
+
+
+def _chunk_ids_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
+    """The chunk keys of these documents."""
+    out: list[int] = []
+    for part in id_parts(doc_ids):
+        out += s.scalars(select(Chunk.id).where(Chunk.document_id.in_(part)))
+    return out
+
+
+def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) -> list[list[int]]:
+    """Insert the chunk rows of several documents in one executemany; returns each document's new
+    chunk keys, in the order given. The caller records them in the change log."""
     rows = [
-        {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start": c.start, "end": c.end} for c in chunks
+        {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start_char": c.start, "end_char": c.end}
+        for doc_id, chunks in docs
+        for c in chunks
     ]
-    return list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
-
-
-def _bury(s: Session, chunk_ids: Sequence[int]) -> None:
-    """Record removed chunks in the same transaction that removes them, so that the publisher takes
-    their vectors out of the index file even if this process dies right after the commit."""
-    if chunk_ids:
-        s.execute(insert(RemovedChunk), [{"chunk_id": int(c)} for c in chunk_ids])
+    if not rows:
+        return [[] for _ in docs]
+    insert_rows(s, _table(Chunk), rows)
+    # The documents had no chunks before (new, or their old ones deleted in this transaction).
+    keys: dict[int, list[int]] = {}
+    for part in id_parts([doc_id for doc_id, _ in docs]):
+        stmt = (
+            select(Chunk.document_id, Chunk.id)
+            .where(Chunk.document_id.in_(part))
+            .order_by(Chunk.document_id, Chunk.ordinal)
+        )
+        for doc_id, chunk_id in s.execute(stmt):
+            keys.setdefault(doc_id, []).append(chunk_id)
+    return [keys.get(doc_id, []) if chunks else [] for doc_id, chunks in docs]
 
 
 def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:

@@ -1,8 +1,9 @@
-"""Chunk vectors in SQL, the queue of pending documents, and the tombstones of removed chunks.
+"""Chunk vectors in SQL and the queue of pending documents.
 
-The vectors of one embedding space are stored once, beside their chunk rows; the index file is built
-from them. So a crash never loses a committed embedding, a change of index type re-embeds nothing,
-and several workers (on PostgreSQL) can embed at once while one process at a time publishes."""
+The vectors of one embedding space are stored once, beside their chunk rows, and each arrival is
+recorded in the change log; the index files are built from them. So a crash never loses a committed
+embedding, a change of index type re-embeds nothing, readers catch up from the log, and several
+workers (on PostgreSQL) can embed at once."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from search.models import EMBEDDED, INDEXED, PENDING, Chunk, ChunkVector, Document, RemovedChunk
-from search.store import ChunkIn, DocumentIn, Store, WriteResult, id_parts, insert_chunks
+from search import changes
+from search.models import INDEXED, PENDING, Chunk, ChunkVector, Document
+from search.store import ChunkIn, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,7 @@ class VectorRows:
 
         The status update comes first: on SQLite it takes the write lock, so the chunk rows read after
         it cannot vanish before the vectors referring to them are inserted."""
-        rows: list[dict[str, object]] = []
-        done = 0
+        kept: list[Embedded] = []
         for item in items:
             changed = s.execute(
                 update(Document)
@@ -90,18 +91,27 @@ class VectorRows:
                     Document.content_hash == item.content_hash,
                     Document.status == PENDING,
                 )
-                .values(status=EMBEDDED)
+                .values(status=INDEXED)
                 .returning(Document.id)
             ).first()
-            if changed is None:
-                continue  # replaced or deleted since it was read: its new version is pending again
-            done += 1
-            ids = item.chunk_ids if item.chunk_ids is not None else insert_chunks(s, item.doc_id, item.chunks)
+            if changed is not None:  # else replaced or deleted since it was read: its new version is pending
+                kept.append(item)
+        fresh = [item for item in kept if item.chunk_ids is None]
+        inserted = iter(insert_chunks_of(s, [(item.doc_id, item.chunks) for item in fresh]))
+        rows: list[dict[str, object]] = []
+        added: list[int] = []
+        for item in kept:
+            ids = item.chunk_ids
+            if ids is None:
+                ids = next(inserted)
+                added.extend(ids)
             rows.extend(self._rows(ids, item.vectors))
-        if rows:
-            live = set(s.scalars(select(Chunk.id).where(Chunk.id.in_([r["chunk_id"] for r in rows]))))
-            self._insert([r for r in rows if r["chunk_id"] in live], s)
-        return done
+        live: set[int] = set()
+        for part in parts([r["chunk_id"] for r in rows]):
+            live.update(s.scalars(select(Chunk.id).where(Chunk.id.in_(part))))
+        changes.append(s, changes.Op.ADD, added)
+        self._insert([r for r in rows if r["chunk_id"] in live], s)
+        return len(kept)
 
     def write(self, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store vectors for existing chunks (an existing vector of the space is kept)."""
@@ -112,26 +122,32 @@ class VectorRows:
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} chunk ids for {len(vectors)} vectors")
         data = np.ascontiguousarray(vectors, dtype=np.float32)
-        return [
-            {"chunk_id": int(i), "space": self.space, "vector": data[n].tobytes(), "published": False}
-            for n, i in enumerate(ids)
-        ]
+        return [{"chunk_id": int(i), "space": self.space, "vector": data[n].tobytes()} for n, i in enumerate(ids)]
 
     def _insert(self, rows: list[dict[str, object]], s: Session) -> None:
+        """Insert vectors and log the ones that were new: a second worker (or a rerun) that embedded the
+        same chunk keeps the first vector, and the log records each vector once."""
         if not rows:
             return
-        # A second worker (or a rerun) that embedded the same chunk keeps the first vector.
         dialect = postgresql if self.postgres else sqlite
-        s.execute(dialect.insert(ChunkVector).on_conflict_do_nothing(), rows)
+        stmt = dialect.insert(ChunkVector).on_conflict_do_nothing().returning(ChunkVector.chunk_id)
+        new = [int(cid) for part in parts(rows) for cid in s.scalars(stmt, list(part))]
+        changes.append(s, changes.Op.VEC, sorted(new), self.space)
 
-    def unpublished(self, s: Session) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, vectors) of the space that no published index file holds yet."""
-        rows = s.execute(
-            select(ChunkVector.chunk_id, ChunkVector.vector).where(
-                ChunkVector.space == self.space, ChunkVector.published.is_(False)
+    def vectors_since(
+        self, s: Session, after: int, limit: int = 50_000
+    ) -> tuple[list[changes.Entry], dict[int, bytes]]:
+        """The log entries after `after` that matter to this space ("vec" of the space, "del"), and the
+        vectors of their "vec" entries whose chunks still exist (a deleted chunk's vector is gone)."""
+        entries = changes.read(s, after, limit, ops=(changes.Op.VEC, changes.Op.DEL), space=self.space)
+        wanted = [e.chunk_id for e in entries if e.op is changes.Op.VEC]
+        found: dict[int, bytes] = {}
+        for part in id_parts(wanted):
+            stmt = select(ChunkVector.chunk_id, ChunkVector.vector).where(
+                ChunkVector.space == self.space, ChunkVector.chunk_id.in_(part)
             )
-        ).all()
-        return self._arrays(rows)
+            found.update((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
+        return entries, found
 
     def fetch(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, vectors) of those of `chunk_ids` that have a vector in the space."""
@@ -164,35 +180,6 @@ class VectorRows:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
         return ids, vectors
-
-    def mark_published(self, s: Session, chunk_ids: np.ndarray) -> None:
-        """The index file now holds these vectors: mark them, and their documents as indexed."""
-        for part in id_parts(chunk_ids.tolist()):
-            s.execute(
-                update(ChunkVector)
-                .where(ChunkVector.space == self.space, ChunkVector.chunk_id.in_(part))
-                .values(published=True)
-            )
-            owners = select(Chunk.document_id).where(Chunk.id.in_(part)).scalar_subquery()
-            s.execute(
-                update(Document).where(Document.id.in_(owners), Document.status == EMBEDDED).values(status=INDEXED)
-            )
-
-    def unpublish_all(self) -> None:
-        """Forget what the index file holds (it was lost or is rebuilt from the rows)."""
-        with self.store.session() as s:
-            s.execute(update(ChunkVector).where(ChunkVector.space == self.space).values(published=False))
-
-    @staticmethod
-    def tombstones(s: Session) -> np.ndarray:
-        """Chunk ids removed from the store whose vectors may still be in the index file."""
-        return np.asarray(list(s.scalars(select(RemovedChunk.chunk_id))), dtype=np.int64)
-
-    @staticmethod
-    def clear_tombstones(s: Session, chunk_ids: np.ndarray) -> None:
-        """Forget tombstones whose vectors the published index no longer holds."""
-        for part in id_parts(chunk_ids.tolist()):
-            s.execute(delete(RemovedChunk).where(RemovedChunk.chunk_id.in_(part)))
 
     def ids(self) -> np.ndarray:
         """Chunk ids that have a vector in the space."""

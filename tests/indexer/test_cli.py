@@ -130,19 +130,26 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
 
     healthy = _run(["check", "--json"], env)
     assert healthy.returncode == 0
-    assert json.loads(healthy.stdout) == {
+    report = json.loads(healthy.stdout)
+    keyword = report.pop("keyword")  # hybrid: the keyword index is checked too
+    assert (keyword["ok"], keyword["chunks"], keyword["indexed"], keyword["behind"]) == (True, 2, 2, 0)
+    assert report == {
         "documents": 2,
         "chunks": 2,
         "vectors": 2,
         "orphan_vectors": 0,
         "missing_vectors": 0,
+        "base_file": "none",
         "ok": True,
     }
-    # Lose the index file (as a crash before the first save would): check sees it, --repair mends it.
-    for path in (tmp_path / "data" / "index").glob("*.faiss"):
-        path.unlink()
+    # --repair writes the base file from the vectors in SQL; truncate it (a disk full, a crash of a copy):
+    # check reports it without a traceback, and --repair mends it.
+    assert json.loads(_run(["check", "--repair", "--json"], env).stdout)["base_file"] == "ok"
+    (path,) = (tmp_path / "data" / "index").glob("*.faiss")
+    path.write_bytes(path.read_bytes()[:64])
     broken = _run(["check", "--json"], env)
-    assert broken.returncode == 1 and json.loads(broken.stdout)["missing_vectors"] == 2
+    assert broken.returncode == 1 and json.loads(broken.stdout)["base_file"] == "unreadable"
+    assert "Traceback" not in broken.stderr
     repaired = _run(["check", "--repair", "--json"], env)
     assert repaired.returncode == 0 and json.loads(repaired.stdout)["ok"] is True
     assert _run(["check"], env).returncode == 0

@@ -15,7 +15,7 @@ import numpy as np
 from cli_runner import run_cli
 from sqlalchemy import select
 
-from search.components import open_searcher
+from search.components import open_keyword, open_searcher
 from search.models import Chunk, Document
 from search.settings import Settings
 
@@ -79,6 +79,14 @@ def _state(data: Path, tiny_model_dir: Path) -> tuple[list[tuple], list[tuple], 
     for query in ("the cat and the dog", "gene protein cell", "star sky wind"):
         hits = searcher.search(query, k=10)
         results[query] = [(h.id, round(h.score, 5), h.start, h.end) for h in hits]
+    # The keyword index (hybrid): exactly the chunk rows, and the same documents matched (BM25 scores
+    # may move a little: a replayed entry leaves a deleted copy counted until segments merge).
+    keyword = open_keyword(settings)
+    assert keyword.check(searcher.store).ok
+    for query in ("gene protein", "sky"):
+        found = keyword.search(keyword.analyzer.query_terms(query), 100_000)
+        rows = searcher.store.chunk_hits([c for c, _ in found])
+        results[f"keyword: {query}"] = sorted({(rows[c].document_id, 0.0, 0, 0) for c, _ in found})
     searcher.store.close()
     return [tuple(d) for d in docs], [tuple(c) for c in chunks], results
 

@@ -84,12 +84,22 @@ def test_delete_missing_mirrors_the_input_unless_a_record_was_rejected(
     assert indexer.run(_docs(4)).deleted == 0 and indexer.store.counts()["documents"] == 5  # off unless asked
 
 
-def test_recovers_from_a_crash_between_commit_and_index_save(settings: Settings, tiny_encoder: Encoder) -> None:
+def test_a_lost_or_corrupt_base_file_is_rebuilt_from_sql(settings: Settings, tiny_encoder: Encoder) -> None:
+    from indexer.maintenance import check, repair
+
     indexer = _indexer(settings, tiny_encoder)
     indexer.run(_docs(20))
-    path = indexer.catalog.path_of(indexer.publisher.generation)
+    merged = indexer.publisher.sync(force=True)
+    assert merged is not None and merged.vectors == 20
+    path = indexer.catalog.path_of(indexer.store.active_generation())
     before = indexer.index.search(tiny_encoder.encode(["cat dog"]), 5)
-    # Crash simulation 1: rows committed, index file never written.
+    # A truncated file: check reports it, without a traceback; readers serve from SQL meanwhile.
+    path.write_bytes(path.read_bytes()[:100])
+    assert check(indexer).base_file == "unreadable" and not check(indexer).ok
+    assert np.array_equal(indexer.index.search(tiny_encoder.encode(["cat dog"]), 5)[1], before[1])
+    assert repair(indexer).ok and check(indexer).base_file == "ok"
+    # A lost file: the next run rebuilds it from the vectors in SQL, embedding nothing again.
+    path = indexer.catalog.path_of(indexer.store.active_generation())
     path.unlink()
     recovered = _indexer(settings, tiny_encoder)
     batches: list[int] = []
@@ -98,23 +108,54 @@ def test_recovers_from_a_crash_between_commit_and_index_save(settings: Settings,
         summary = recovered.run([])
     finally:
         tiny_encoder.on_batch = None
-    # The vectors come back from SQL: nothing committed is embedded again.
     assert summary.chunks == 0 and recovered.index.ntotal == 20 and batches == []
+    assert check(recovered).base_file == "ok"
     _consistent(recovered)
     after = recovered.index.search(tiny_encoder.encode(["cat dog"]), 5)
     assert np.array_equal(before[1], after[1])
-    # Crash simulation 2: documents deleted in the store, their vectors still in the saved index.
+    # Documents deleted in the store while the base file still holds their vectors: readers drop them.
     recovered.store.delete_documents(["doc0", "doc1"])
     again = _indexer(settings, tiny_encoder)
-    assert again.reconcile() == (2, 0)
+    assert again.index.ntotal == 18
     _consistent(again)
+
+
+def test_merges_fold_the_log_into_the_base_and_auto_grows(settings: Settings, tiny_encoder: Encoder) -> None:
+    indexer = _indexer(settings, tiny_encoder, factory="auto")
+    indexer.publisher.merge_min = 25  # merge after 25 changes instead of 20,000
+    indexer.run(_docs(20))
+    generation = indexer.store.active_generation()
+    assert generation.base_seq == 0 and indexer.index.ntotal == 20  # below the threshold: the log serves
+    indexer.run(_docs(30, prefix="more"))
+    generation = indexer.store.active_generation()
+    assert generation.base_seq > 0 and generation.vectors == 50 and generation.index_type == "Flat"
+    assert indexer.catalog.path_of(generation).exists()
+    assert len(list(settings.index_dir.glob("gen-*.faiss"))) == 1  # the replaced base file is gone
+    indexer.store.delete_documents([f"more{i}" for i in range(25)])
+    indexer.run([])
+    generation = indexer.store.active_generation()
+    assert generation.vectors == 25 and indexer.index.ntotal == 25
+    _consistent(indexer)
+    # `auto` past the exact limit: the next merge re-trains an IVF base.
+    import indexer.publisher as publisher_module
+
+    publisher_module_limit = publisher_module.auto_factory
+    try:
+        publisher_module.auto_factory = lambda n: "IVF4,Flat"  # type: ignore[assignment]
+        merged = indexer.publisher.sync(force=True)
+    finally:
+        publisher_module.auto_factory = publisher_module_limit  # type: ignore[assignment]
+    assert merged is not None and merged.retrained and merged.index_type == "IVF4,Flat"
+    _consistent(indexer)
 
 
 def test_trained_index_types_wait_for_all_vectors(settings: Settings, tiny_encoder: Encoder) -> None:
     indexer = _indexer(settings, tiny_encoder, factory="IVF4,Flat")
     indexer.batch_docs = 3  # several batches, each too small to train four lists on its own
     indexer.run(_docs(30))
-    assert indexer.index.ntotal == 30 and indexer.publisher.generation.factory == "IVF4,Flat"
+    indexer.publisher.sync(force=True)
+    generation = indexer.store.active_generation()
+    assert indexer.index.ntotal == 30 and generation.factory == "IVF4,Flat" and generation.index_type == "IVF4,Flat"
     _consistent(indexer)
 
 

@@ -80,21 +80,28 @@ def test_content_hash_and_metadata(database_url: str) -> None:
     store.close()
 
 
-def test_chunk_inputs_and_tombstones(database_url: str) -> None:
-    from sqlalchemy import select
-
-    from search.models import RemovedChunk
+def test_chunk_inputs_and_the_change_log(database_url: str) -> None:
+    from search import changes
 
     store = Store(database_url)
     result = store.write_documents([(_doc(str(i), f"text {i}"), _chunks(f"text {i}", 2)) for i in range(5)])
     inputs = store.chunk_inputs(result.new_chunk_ids)
     assert inputs[result.new_chunk_ids[3]][0] == "title 1"
+    with store.session() as s:
+        mark = changes.head(s)
+        assert [e.chunk_id for e in changes.read(s, 0)] == result.new_chunk_ids
     replaced = store.write_documents([(_doc("1", "new text"), _chunks("new text", 1))])
     _found, deleted = store.delete_documents(["4"])
-    # Every chunk removed from the store leaves a tombstone for the publisher, in the same transaction.
+    # Every chunk added or removed is logged in the same transaction, in commit order.
     with store.session() as s:
-        buried = set(s.scalars(select(RemovedChunk.chunk_id)))
-    assert buried == set(replaced.removed_chunk_ids) | set(deleted)
+        later = changes.read(s, mark)
+    assert [(e.op, e.chunk_id) for e in later] == [
+        *((changes.Op.DEL, c) for c in replaced.removed_chunk_ids),
+        *((changes.Op.ADD, c) for c in replaced.new_chunk_ids),
+        *((changes.Op.DEL, c) for c in deleted),
+    ]
+    assert [e.seq for e in later] == sorted(e.seq for e in later) and later[0].seq > mark
+    buried = {e.chunk_id for e in later if e.op is changes.Op.DEL}
     assert len(buried) == 4 and not buried & set(store.all_chunk_ids())
     store.close()
 
@@ -107,6 +114,6 @@ def test_a_new_generation_commits_with_its_file_name(database_url: str, tmp_path
     commits: list[object] = []
     event.listen(store.engine, "commit", commits.append)
     generation = IndexCatalog(store, tmp_path).create(tiny_encoder, "Flat", "active")
-    assert len(commits) == 1 and generation.path == f"gen-{generation.id:06d}.faiss"
+    assert len(commits) == 1 and generation.path == f"gen-{generation.id:06d}-{0:012d}.faiss"
     assert store.active_generation().path == generation.path  # type: ignore[union-attr]
     store.close()

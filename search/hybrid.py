@@ -1,0 +1,201 @@
+"""Hybrid retrieval: the dense searcher and the BM25 keyword index, each ranking documents by their
+best chunk, fused per document (search/fusion.py).
+
+Each retriever ranks `candidates` documents (at least `k`) whatever `k` is, so a page of 10 is the
+top of a page of 50; a metadata filter restricts both retrievers inside their searches, so `k`
+matches come back whenever that many exist. `mode` picks one retriever alone or both."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from search.catalog import Serving
+from search.filters import parse_filter
+from search.fusion import convex, rrf
+from search.keyword import KeywordIndex
+from search.searcher import FilterSpec, Searcher, SearchHit
+from search.settings import Fusion, Settings
+from search.store import Store
+
+Mode = Literal["hybrid", "dense", "keyword"]
+MODES: tuple[str, ...] = get_args(Mode)
+# Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
+_OVERFETCH = 4
+_UNRANKED = 1 << 62  # the rank of a document a retriever did not return
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What one retriever said of a document: its rank (from 1) and its score there."""
+
+    rank: int
+    score: float
+
+
+@dataclass(frozen=True)
+class HybridHit:
+    """One ranked document: its fused score, the chunk shown, each retriever's say (None: it did not
+    return the document, or did not run), and the words of the chunk that match the query's terms."""
+
+    id: str
+    chunk_id: int
+    score: float
+    title: str
+    text: str
+    metadata: dict[str, object]
+    start: int
+    end: int
+    dense: Signal | None
+    keyword: Signal | None
+    matched_terms: list[str]
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How the two rankings are combined."""
+
+    method: Fusion = "convex"
+    weight: float = 0.5  # convex: the dense score's weight
+    rrf_k: int = 60
+    candidates: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FusionConfig:
+        """The fusion the settings describe."""
+        return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
+
+
+def check_mode(mode: str) -> Mode:
+    """`mode` when it is one of MODES; else a ValueError naming the allowed values."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+class HybridSearcher:
+    """Answers queries in any mode from the dense searcher and the keyword index."""
+
+    def __init__(self, dense: Searcher, keyword: KeywordIndex, fusion: FusionConfig | None = None) -> None:
+        self.dense = dense
+        self.keyword = keyword
+        self.fusion = fusion or FusionConfig()
+
+    @property
+    def store(self) -> Store:
+        """The store that owns the chunk rows."""
+        return self.dense.store
+
+    def refresh(self, force: bool = False) -> Serving:
+        """Pick up newly published vectors and keyword segments; returns the dense pair serving now."""
+        self.keyword.reload(force)
+        return self.dense.refresh(force)
+
+    def search(self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid") -> list[HybridHit]:
+        """The `k` best documents for `query` (see `search_many`)."""
+        return self.search_many([query], k, filter, mode)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None, mode: str = "hybrid"
+    ) -> list[list[HybridHit]]:
+        """The `k` best documents for each query among those passing `filter`; the queries are
+        embedded in one batch, and not at all in keyword mode. A bad mode or filter raises
+        ValueError before any model time is spent."""
+        check_mode(mode)
+        parsed = parse_filter(filter)
+        serving = self.refresh()
+        vectors = None if mode == "keyword" else serving.encoder.encode(list(queries))
+        return self.search_prepared(queries, vectors, k, parsed, mode, serving)
+
+    def search_prepared(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        filter: FilterSpec = None,
+        mode: str = "hybrid",
+        serving: Serving | None = None,
+    ) -> list[list[HybridHit]]:
+        """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
+        keyword mode); the chunks passing `filter` are looked up once for all the queries."""
+        check_mode(mode)
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        parsed = parse_filter(filter)
+        allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
+        if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
+            raise ValueError(f"{mode} search needs one query vector per query")
+        depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
+        out = []
+        for i, query in enumerate(queries):
+            terms = self.keyword.analyzer.query_terms(query)
+            dense = [] if vectors is None or mode == "keyword" else self.dense.rank(vectors[i], depth, allowed, serving)
+            keyword = [] if mode == "dense" else self._keyword(terms, depth, allowed)
+            out.append(self._fuse(dense, keyword, k, mode, terms))
+        return out
+
+    def _keyword(self, terms: list[str], depth: int, allowed: np.ndarray | None) -> list[SearchHit]:
+        """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
+        many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped."""
+        fetch = depth * _OVERFETCH
+        while True:
+            found = self.keyword.search(terms, fetch, allowed)
+            rows = self.store.chunk_hits([chunk_id for chunk_id, _ in found])
+            best: dict[str, SearchHit] = {}
+            for chunk_id, score in found:
+                row = rows.get(chunk_id)
+                if row is None or row.document_id in best:
+                    continue
+                best[row.document_id] = SearchHit(
+                    row.document_id, chunk_id, score, row.title, row.text, row.metadata, row.start, row.end
+                )
+            if len(best) >= depth or len(found) < fetch:
+                return list(best.values())[:depth]
+            fetch *= _OVERFETCH
+
+    def _fuse(
+        self, dense: list[SearchHit], keyword: list[SearchHit], k: int, mode: str, terms: list[str]
+    ) -> list[HybridHit]:
+        rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
+        if mode != "hybrid":
+            scores = dict(rankings[0] if mode == "dense" else rankings[1])
+        elif self.fusion.method == "rrf":
+            scores = rrf(rankings, self.fusion.rrf_k)
+        else:
+            scores = convex(rankings, [self.fusion.weight, 1.0 - self.fusion.weight])
+        by_dense = {h.id: (rank, h) for rank, h in enumerate(dense, start=1)}
+        by_keyword = {h.id: (rank, h) for rank, h in enumerate(keyword, start=1)}
+
+        def best_rank(doc: str) -> int:
+            return min(by_dense.get(doc, (_UNRANKED,))[0], by_keyword.get(doc, (_UNRANKED,))[0])
+
+        # Ties (frequent under RRF) go to the document one retriever ranked higher, then by id.
+        order = sorted(scores, key=lambda doc: (-scores[doc], best_rank(doc), doc))[:k]
+        hits = []
+        for doc in order:
+            d, kw = by_dense.get(doc), by_keyword.get(doc)
+            # The chunk shown is the one of the retriever that ranked the document higher.
+            if d is not None and (kw is None or d[0] <= kw[0]):
+                chunk = d[1]
+            else:
+                assert kw is not None
+                chunk = kw[1]
+            hits.append(
+                HybridHit(
+                    id=doc,
+                    chunk_id=chunk.chunk_id,
+                    score=float(scores[doc]),
+                    title=chunk.title,
+                    text=chunk.text,
+                    metadata=chunk.metadata,
+                    start=chunk.start,
+                    end=chunk.end,
+                    dense=None if d is None else Signal(d[0], d[1].score),
+                    keyword=None if kw is None else Signal(kw[0], kw[1].score),
+                    matched_terms=self.keyword.analyzer.matched_terms(terms, f"{chunk.title}\n{chunk.text}"),
+                )
+            )
+        return hits

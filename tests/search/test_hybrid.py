@@ -1,0 +1,125 @@
+"""Hybrid retrieval on SQLite and PostgreSQL: fusion, modes, filters inside both retrievers, deletes,
+with the tiny BERT (its vectors are random, so the keyword side is what makes rare tokens win)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from indexer.pipeline import open_indexer
+from search.components import open_hybrid
+from search.fusion import convex, min_max, rrf
+from search.hybrid import FusionConfig, HybridSearcher
+from search.settings import Settings
+from search.store import DocumentIn
+
+WORDS = ["cat", "dog", "bird", "fish", "tree", "sun", "moon", "star", "water", "fire", "earth", "wind", "gene", "cell"]
+
+
+def _corpus(n: int = 60) -> list[DocumentIn]:
+    rng = random.Random(3)
+    docs = [
+        DocumentIn(f"d{i}", " ".join(rng.choices(WORDS, k=30)), f"doc {i}", {"kind": "even" if i % 2 else "odd"})
+        for i in range(n)
+    ]
+    docs.append(DocumentIn("code", "the part number ZQX-4471 fits the cat door", "Parts", {"kind": "part"}))
+    docs.append(DocumentIn("zh", "我爱北京大学的图书馆和猫", "中文", {"kind": "zh"}))
+    return docs
+
+
+@pytest.fixture
+def hybrid(settings: Settings, database_url: str) -> HybridSearcher:
+    live = settings.model_copy(update={"database_url": database_url})
+    indexer = open_indexer(live)
+    indexer.run(_corpus())  # its publish brings the keyword index up to date (the hybrid hook)
+    indexer.store.close()
+    return open_hybrid(live)
+
+
+def test_rrf_and_convex_fusion() -> None:
+    dense = [("a", 0.9), ("b", 0.8), ("c", 0.1)]
+    keyword = [("c", 12.0), ("a", 3.0)]
+    fused = rrf([dense, keyword], k=60)
+    assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused["c"] == pytest.approx(1 / 63 + 1 / 61) and fused["b"] == pytest.approx(1 / 62)
+    assert min_max(keyword) == {"c": 1.0, "a": 0.0} and min_max([("x", 2.0)]) == {"x": 1.0}
+    mixed = convex([dense, keyword], [0.25, 0.75])
+    assert mixed["c"] == pytest.approx(0.75) and mixed["a"] == pytest.approx(0.25)
+    assert mixed["b"] == pytest.approx(0.25 * 0.7 / 0.8)
+    with pytest.raises(ValueError):
+        rrf([dense], k=0)
+
+
+def test_a_rare_token_wins_in_keyword_and_hybrid_mode(hybrid: HybridSearcher) -> None:
+    for mode in ("keyword", "hybrid"):
+        hits = hybrid.search("ZQX-4471", k=5, mode=mode)
+        assert hits[0].id == "code", mode
+        assert hits[0].matched_terms == ["ZQX", "4471"]
+        assert hits[0].keyword is not None and hits[0].keyword.rank == 1
+
+
+def test_a_chinese_word_finds_its_document(hybrid: HybridSearcher) -> None:
+    for query in ("北京", "图书馆", "猫"):
+        for mode in ("keyword", "hybrid"):
+            hits = hybrid.search(query, k=5, mode=mode)
+            assert hits[0].id == "zh", (query, mode)
+            assert hits[0].matched_terms == [query]  # overlapping bigrams join into the word
+
+
+def test_each_hit_says_what_each_retriever_said(hybrid: HybridSearcher) -> None:
+    # The default: dense and keyword scores min-max normalised over each retriever's candidates, then
+    # weighted 0.5 each. "code" is the keyword side's best (normalised 1.0).
+    both = hybrid.search("cat door part number", k=10)
+    top = next(h for h in both if h.id == "code")
+    assert top.dense is not None and top.keyword is not None and top.keyword.rank == 1
+    dense_all = hybrid.search("cat door part number", k=100, mode="dense")
+    low, high = dense_all[-1].score, dense_all[0].score
+    assert top.score == pytest.approx(0.5 * (top.dense.score - low) / (high - low) + 0.5)
+    hybrid.fusion = FusionConfig(method="rrf", rrf_k=60)
+    rrf_top = next(h for h in hybrid.search("cat door part number", k=10) if h.id == "code")
+    assert rrf_top.dense is not None and rrf_top.keyword is not None
+    assert rrf_top.score == pytest.approx(1 / (60 + rrf_top.dense.rank) + 1 / (60 + rrf_top.keyword.rank))
+    dense = hybrid.search("cat door part number", k=10, mode="dense")
+    assert all(h.keyword is None and h.dense is not None for h in dense)
+    assert [h.score for h in dense] == [h.dense.score for h in dense if h.dense]
+    keyword = hybrid.search("cat door part number", k=10, mode="keyword")
+    assert all(h.dense is None and h.keyword is not None for h in keyword)
+    assert [h.keyword.rank for h in keyword if h.keyword] == list(range(1, len(keyword) + 1))
+    with pytest.raises(ValueError, match="mode must be one of hybrid, dense, keyword"):
+        hybrid.search("cat", mode="nonsense")
+
+
+def test_the_page_size_does_not_reshape_the_ranking(hybrid: HybridSearcher) -> None:
+    ten = [h.id for h in hybrid.search("gene protein cell", k=10)]
+    three = [h.id for h in hybrid.search("gene protein cell", k=3)]
+    assert three == ten[:3] and len(set(ten)) == 10
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_filters_apply_inside_both_retrievers(hybrid: HybridSearcher, mode: str) -> None:
+    # "cat" is everywhere; only one document is of kind "part", one of kind "zh" (which lacks it).
+    hits = hybrid.search("cat", k=5, filter={"kind": {"$in": ["part", "zh"]}}, mode=mode)
+    expected = {"hybrid": {"code", "zh"}, "dense": {"code", "zh"}, "keyword": {"code"}}[mode]
+    assert {h.id for h in hits} == expected
+    odd = hybrid.search("cat", k=20, filter={"kind": "odd"}, mode=mode)
+    assert len(odd) == 20 and all(h.metadata["kind"] == "odd" for h in odd)
+
+
+def test_a_deleted_document_leaves_keyword_results_at_once(hybrid: HybridSearcher) -> None:
+    assert hybrid.search("ZQX-4471", k=3, mode="keyword")[0].id == "code"
+    hybrid.store.delete_documents(["code"])  # no catch-up: the rows decide
+    for mode in ("keyword", "hybrid"):
+        assert "code" not in [h.id for h in hybrid.search("ZQX-4471", k=10, mode=mode)]
+
+
+def test_fusion_from_the_settings(settings: Settings) -> None:
+    live = settings.model_copy(update={"fusion_weight": 0.0})
+    indexer = open_indexer(live)
+    indexer.run(_corpus())
+    indexer.store.close()
+    searcher = open_hybrid(live)
+    hybrid = searcher.search("ZQX-4471 cat", k=5)
+    keyword = searcher.search("ZQX-4471 cat", k=5, mode="keyword")
+    # Weight 0 on dense: the keyword ranking alone decides, scores normalised to [0, 1].
+    assert [h.id for h in hybrid] == [h.id for h in keyword] and hybrid[0].score == pytest.approx(1.0)

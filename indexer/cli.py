@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from indexer.sources import Rejected
     from search.settings import Settings
 
+# uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
+# default) and starts another. A worker answers only once it has imported this module (torch, transformers):
+# 7 s of CPU on a 2-core machine, more while it is busy, so with the default no worker ever came up there.
+WORKER_HEALTHCHECK_SECONDS = 120
+
 
 def _writer_lock(settings: Settings, what: str) -> FileLock | None:
     """On SQLite one process embeds at a time; PostgreSQL needs no such lock (rows are claimed)."""
@@ -275,7 +280,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.workers > 1:
             # Worker processes build their app from the environment: hand them these settings there.
             os.environ.update(settings_env(settings))
-            uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            )
         else:
             state = background.worker.state if background is not None else None
             uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")

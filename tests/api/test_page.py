@@ -27,7 +27,7 @@ def settled(browser: webdriver.Chrome) -> None:
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("headless Chromium is missing: apt-get install chromium chromium-driver (.ci/run does)")
+        pytest.fail("headless Chromium is missing: apt-get install chromium chromium-driver (make test does)")
     profile = tempfile.mkdtemp(prefix="semsearch-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)

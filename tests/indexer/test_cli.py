@@ -175,7 +175,8 @@ def test_serve_answers_over_http_and_indexes_writes(tmp_path: Path, env: dict[st
     server = subprocess.Popen([str(cli), "serve", *flags], env=served, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        # Up to three processes importing torch and transformers: minutes on a busy 2-core machine.
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(f"{base}/health").status_code == 200:

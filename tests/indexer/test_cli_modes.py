@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,11 +25,9 @@ def test_search_check_and_rebuild_in_every_mode(
     corpus = tmp_path / "docs.jsonl"
     texts = {"part": "the part number ZQX-4471 fits", "cat": "the cat sat on the mat", "zh": "我爱北京大学"}
     corpus.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
-    # A process of its own: `index` keeps the SQLite writer lock for as long as its process lives,
-    # and `rebuild` below needs it.
-    cli = str(Path(sys.executable).with_name("semsearch"))
-    indexed = subprocess.run([cli, "index", str(corpus), *flags], capture_output=True)
-    assert indexed.returncode == 0, indexed.stderr
+    # In this process too: the SQLite writer lock goes with the command (FileLock.__del__), so `rebuild` below gets it.
+    assert main(["index", str(corpus), *flags]) == 0
+    capsys.readouterr()
     for mode in ("keyword", "hybrid"):
         assert main(["search", "ZQX-4471", "--mode", mode, *flags]) == 0
         hits = _json(capsys)

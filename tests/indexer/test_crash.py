@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cli_runner import run_cli
 from sqlalchemy import select
 
 from search.components import open_keyword, open_searcher
@@ -102,7 +103,7 @@ def test_killed_indexer_resumes_to_the_uninterrupted_state(tmp_path: Path, tiny_
 
     kills = _kill_repeatedly(_index_cmd(corpus), _env(crashed, tiny_model_dir), duration, 4, seed=11)
     assert kills == 4, "the kills should land while the indexer runs"
-    final = subprocess.run(_index_cmd(corpus), env=_env(crashed, tiny_model_dir), capture_output=True, timeout=600)
+    final = run_cli(["index", str(corpus)], _env(crashed, tiny_model_dir))  # the rerun: in this process
     assert final.returncode == 0, final.stderr
 
     _assert_same_state(crashed, reference, tiny_model_dir, 2000)
@@ -142,16 +143,15 @@ def test_killed_worker_resumes_to_the_uninterrupted_state(tmp_path: Path, tiny_m
     corpus = tmp_path / "corpus.jsonl"
     _corpus(corpus, 800)
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
-    add = [str(Path(sys.executable).with_name("semsearch")), "add", str(corpus)]
     worker = [str(Path(sys.executable).with_name("semsearch")), "worker", "--until-empty"]
     for data in (reference, crashed):
-        queued = subprocess.run(add, env=_env(data, tiny_model_dir), capture_output=True, timeout=600)
+        queued = run_cli(["add", str(corpus)], _env(data, tiny_model_dir))  # not what is killed: in this process
         assert queued.returncode == 0, queued.stderr
     started = time.monotonic()
     done = subprocess.run(worker, env=_env(reference, tiny_model_dir), capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr
     kills = _kill_repeatedly(worker, _env(crashed, tiny_model_dir), time.monotonic() - started, 4, seed=5)
     assert kills == 4, "the kills should land while the worker runs"
-    final = subprocess.run(worker, env=_env(crashed, tiny_model_dir), capture_output=True, timeout=600)
+    final = run_cli(["worker", "--until-empty"], _env(crashed, tiny_model_dir))
     assert final.returncode == 0, final.stderr
     _assert_same_state(crashed, reference, tiny_model_dir, 800)

@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install run test lint typecheck demo-corpus bench bench-http clean
+.PHONY: install system-packages run test lint typecheck demo-corpus bench bench-http bench-scale clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || { PYTHON=$(PYTHON) .ci/system-packages venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev,ray]"
@@ -24,7 +24,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-test: install lint typecheck
+# The Debian packages the tests need (PostgreSQL 15, Chromium and its driver), installed when missing; with them
+# present this only looks at three paths. First, so that a machine where they cannot be installed says so at once.
+system-packages:
+	.ci/system-packages postgres chromium
+
+test: system-packages install lint typecheck
 	$(VENV)/bin/pytest
 
 demo-corpus: install
@@ -46,6 +51,11 @@ bench: install
 # Apart from `bench`, which must stay under 15 minutes: indexing SciFact for it alone takes 3-5.
 bench-http: install
 	$(PY) -m bench.http_load
+
+# Writes, filters, start-up and memory at 1M synthetic chunks and at 100k (N=... to change).
+N ?= 1000000
+bench-scale: install
+	$(PY) -m bench.scale --n $(N)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

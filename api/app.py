@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api import documents
+from api import docs, documents, errors, status
 from api.batcher import MicroBatcher
-from api.deps import BatcherDep, HybridDep, SearcherDep, require_api_key
+from api.deps import BatcherDep, HybridDep, require_api_key
+from api.embeddings import embed
+from api.embeddings import router as embeddings_router
 from api.limits import BodySizeLimit
 from api.metrics import Metrics
 from api.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
     BatchSearchResponse,
-    Embedding,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-    ErrorBody,
-    Health,
     SearchRequest,
     SearchResponse,
     SearchResult,
-    Stats,
-    Usage,
 )
-from search.catalog import Serving
 from search.components import make_encoder, open_keyword, open_searcher, open_store
-from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
 from search.searcher import Searcher
 from search.settings import Settings
+from search.validation import json_safe
+from search.worker_state import WorkerState
 
-MAX_EMBED_INPUTS = 2048
+log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
 
 
@@ -56,27 +53,45 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
-    # asks the searcher for the serving encoder once per batch (a rebuild may bring another model).
+    # takes the serving encoder once per batch (a rebuild may bring another model), which the
+    # reloader below swaps in: no request ever waits for a reload.
     batcher = MicroBatcher(
         encoder,
         max_wait=settings.batch_wait_ms / 1000,
         max_rows=settings.batch_max_rows,
-        current=lambda: searcher.refresh().encoder,
+        current=lambda: searcher.serving.encoder,
+        max_pending=settings.batch_max_pending,
     )
+    reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
     try:
         async with batcher:
             app.state.batcher = batcher
             yield
     finally:
+        reloader.cancel()
+        with suppress(asyncio.CancelledError):
+            await reloader
         store.close()
 
 
+async def _reload_forever(searcher: Searcher, interval: float) -> None:
+    """Look for a newly published index every `interval` seconds, in a thread: a reload reads the
+    file and may build an encoder, which on the event loop would stall every request meanwhile."""
+    last_error = ""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(searcher.refresh)
+            last_error = ""
+        except Exception as exc:
+            # The previous index keeps serving; the traceback once, not once a second.
+            if str(exc) != last_error:
+                log.exception("loading the newly published index failed; still serving the previous one")
+            last_error = str(exc)
+
+
 public = APIRouter()
-# Every error any protected route can give, declared so that clients (and the schema fuzz test) know
-# them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
-# (a plain-text detail naming the problem, or the list of pydantic's validation errors).
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422)}
-protected = APIRouter(dependencies=[Depends(require_api_key)], responses=ERRORS)
+protected = APIRouter(dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -88,22 +103,9 @@ def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
 
 
 def _results(hits: list[HybridHit]) -> list[SearchResult]:
-    return [SearchResult(**asdict(hit)) for hit in hits]
-
-
-@public.get("/health", response_model=Health, summary="Liveness")
-def health() -> Health:
-    """Answers while the process serves."""
-    return Health()
-
-
-async def _embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:
-    """Query vectors from the shared batcher, with the encoder-and-index pair they belong to."""
-    vectors, encoder = await batcher.embed_with_encoder(texts)
-    serving = searcher.serving
-    if serving.encoder is not encoder:  # a generation with another model was swapped in meanwhile
-        vectors = await run_in_threadpool(serving.encoder.encode, texts)
-    return vectors, serving
+    # Metadata stored before writes were validated may hold what JSON cannot (NaN, lone surrogates,
+    # nesting past pydantic's limit): shown in a form it can, so one document never fails a search.
+    return [SearchResult(**{**asdict(hit), "metadata": json_safe(hit.metadata)}) for hit in hits]
 
 
 async def _search(
@@ -115,7 +117,7 @@ async def _search(
     mode: Mode,
 ) -> list[list[HybridHit]]:
     """Ranked hits per query in `mode`; keyword mode spends no model time."""
-    vectors, serving = (None, None) if mode == "keyword" else await _embed(batcher, hybrid.dense, queries)
+    vectors, serving = (None, None) if mode == "keyword" else await embed(batcher, hybrid.dense, queries)
     return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving)
 
 
@@ -146,7 +148,11 @@ async def search_get(
         raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
-    return await search_post(SearchRequest(query=q, top_k=k, filter=raw, mode=mode), hybrid, batcher)
+    try:
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
+    return await search_post(body, hybrid, batcher)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
@@ -161,77 +167,34 @@ async def search_batch(body: BatchSearchRequest, hybrid: HybridDep, batcher: Bat
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
-@protected.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
-async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep) -> Response:
-    """The service's own vectors (same model, pooling and normalisation as the index)."""
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts or len(texts) > MAX_EMBED_INPUTS:
-        raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
-    vectors, serving = await _embed(batcher, searcher, texts)
-    return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors)
-
-
-def _embeddings_json(encoder: Encoder, texts: list[str], vectors: np.ndarray) -> Response:
-    """The finished response. Counting tokens and validating and writing up to 2048 x 384 floats takes
-    some 300 ms, which a coroutine route would spend on the event loop (FastAPI validates its return
-    value there): here it is done in the thread pool, and a Response is returned as it is."""
-    tokens = encoder.count_tokens(texts)
-    body = EmbeddingsResponse(
-        data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
-        model=encoder.model_name,
-        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
-    )
-    return Response(body.model_dump_json(), media_type="application/json")
-
-
 @public.get("/", include_in_schema=False)
 def page() -> FileResponse:
     """The search page: plain HTML and JavaScript, no build step."""
     return FileResponse(_STATIC / "index.html", media_type="text/html")
 
 
-@protected.get("/stats", response_model=Stats, summary="Index and model facts")
-def stats(searcher: SearcherDep) -> Stats:
-    """Documents, chunks and vectors held; index type and generation; model, pooling, dimension."""
-    searcher.refresh()
-    counts = searcher.store.counts()
-    generation = searcher.store.active_generation()
-    encoder = searcher.encoder
-    return Stats(
-        documents=counts["documents"],
-        chunks=counts["chunks"],
-        vectors=searcher.index.ntotal,
-        index_type=searcher.index.resolved_factory,
-        generation=generation.id if generation else None,
-        model=encoder.model_name,
-        pooling=encoder.pooling,
-        dimension=encoder.dim,
-        max_length=encoder.max_length,
-    )
-
-
-@protected.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-def metrics(request: Request, searcher: SearcherDep) -> Response:
-    """Request counts and latencies per endpoint, encoder batch sizes, index size (Prometheus text)."""
-    searcher.refresh()
-    registry: Metrics = request.app.state.metrics
-    return registry.render(searcher.index.ntotal)
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The application for `settings` (from the environment when not given)."""
+def create_app(settings: Settings | None = None, worker_state: WorkerState | None = None) -> FastAPI:
+    """The application for `settings` (from the environment when not given); `worker_state` is the
+    error budget of an indexing worker running beside it in this process, for /health and /stats."""
     app = FastAPI(
         title="semsearch",
         version="0.1.0",
         description="Semantic search over documents embedded with mean-pooled BERT vectors in FAISS.",
         lifespan=_lifespan,
+        docs_url=None,  # served by api.docs from packaged assets: FastAPI's own loads them from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
+    app.state.worker_state = worker_state
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.middleware("http")(app.state.metrics.middleware)
+    errors.install(app)
+    docs.install(app)
     app.include_router(public)
+    app.include_router(status.public)
     app.include_router(protected)
-    app.include_router(documents.router, dependencies=[Depends(require_api_key)], responses=ERRORS)
+    for router in (embeddings_router, status.protected, documents.router):
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
     return app

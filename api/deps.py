@@ -13,6 +13,7 @@ from search.hybrid import HybridSearcher
 from search.searcher import Searcher
 from search.settings import Settings
 from search.store import Store
+from search.worker_state import WorkerState
 
 
 # The dependencies only read app state: as coroutines they run on the event loop, where plain functions
@@ -42,11 +43,18 @@ async def _batcher(request: Request) -> MicroBatcher:
     return batcher
 
 
+async def _worker_state(request: Request) -> WorkerState | None:
+    state: WorkerState | None = request.app.state.worker_state
+    return state
+
+
 SearcherDep = Annotated[Searcher, Depends(_searcher)]
 HybridDep = Annotated[HybridSearcher, Depends(_hybrid)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
+# The error budget of an indexing worker running in this process (None when it runs elsewhere).
+WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 
 
 async def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:

@@ -14,16 +14,21 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from api.deps import SearcherDep, StoreDep
+from api.deps import SearcherDep, SettingsDep, StoreDep, WorkerStateDep
 from api.schemas import MAX_DOCUMENT_CHARS, ErrorBody
+from api.status import read_queue
 from search.models import INDEXED
+from search.retry import WriteConflictError, retry_write
 from search.searcher import Searcher
+from search.settings import Settings
 from search.store import DocumentIn, Store
+from search.validation import check_metadata, check_text, json_safe
 from search.vectors import enqueue
+from search.worker_state import WorkerState
 
 MAX_WRITE_BATCH = 1000
 MAX_ID_CHARS = 512
-Status = Literal["pending", "embedded", "indexed"]
+Status = Literal["pending", "indexed"]
 
 
 class _AnyPath(PathConvertor):
@@ -49,7 +54,8 @@ def check_id(doc_id: str) -> str:
 
 class DocumentBody(BaseModel):
     """A document's content: the text is chunked and embedded; the title is prepended to every chunk's
-    embedding input; metadata is stored as it is and can be filtered on."""
+    embedding input; metadata is stored as it is and can be filtered on: a JSON object of finite
+    numbers, strings and booleans, at most 32 levels deep and 64 KiB as JSON."""
 
     title: str = Field(default="", max_length=4096)
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The text to index.")
@@ -60,7 +66,18 @@ class DocumentBody(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("text is blank: there is nothing to embed")
-        return value
+        return check_text(value, "text")
+
+    @field_validator("title")
+    @classmethod
+    def _valid_title(cls, value: str) -> str:
+        return check_text(value, "title")
+
+    # What every later read depends on is checked here, at the door (search.validation owns the rules).
+    @field_validator("metadata")
+    @classmethod
+    def _valid_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(value)
 
 
 class DocumentWrite(DocumentBody):
@@ -75,8 +92,8 @@ class DocumentWrite(DocumentBody):
 
 
 class DocumentOut(BaseModel):
-    """A stored document and how far its indexing got: pending (queued), embedded (vectors computed,
-    not yet published), indexed (searchable)."""
+    """A stored document and how far its indexing got: pending (queued for the worker) or indexed (its
+    vectors are committed; every server applies them within its reload interval)."""
 
     id: str
     title: str
@@ -93,6 +110,9 @@ class WriteResult(BaseModel):
     updated: list[str]
     unchanged: list[str]
     indexed: bool = Field(description="True when `wait=true` saw every written document searchable.")
+    reason: str | None = Field(
+        default=None, description="Why `wait=true` timed out, when the indexing worker is known to be failing."
+    )
 
 
 class DocumentPage(BaseModel):
@@ -116,19 +136,45 @@ TimeoutQuery = Annotated[float, Query(gt=0, le=60, description="Seconds `wait` m
 
 
 def _out(doc: Any) -> DocumentOut:
-    return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, metadata=doc.meta, status=doc.status)
+    # Metadata stored before writes were validated (NaN, lone surrogates, deep nesting) is shown in
+    # a form JSON can carry, so that one old document never fails a read or a page holding it.
+    meta = json_safe(doc.meta)
+    return DocumentOut(id=doc.external_id, title=doc.title, text=doc.text, metadata=meta, status=doc.status)
+
+
+def _conflict(exc: WriteConflictError) -> HTTPException:
+    return HTTPException(503, str(exc), headers={"Retry-After": "1"})
 
 
 async def _write(
     store: Store, searcher: Searcher, docs: list[DocumentIn], wait: bool, timeout: float, response: Response
 ) -> WriteResult:
-    result, same = await run_in_threadpool(enqueue, store, docs)
+    try:
+        # Racing writers of one id: the loser's transaction rolled back whole and runs again.
+        result, same = await run_in_threadpool(retry_write, enqueue, store, docs)
+    except WriteConflictError as exc:
+        raise _conflict(exc) from exc
     written = result.added + result.updated
     indexed = not written or (wait and await _wait_indexed(store, searcher, written, timeout))
     if wait and not indexed:
         # Stored, and queued for the worker, but not searchable yet: accepted, not failed.
         response.status_code = 202
     return WriteResult(added=result.added, updated=result.updated, unchanged=same, indexed=indexed)
+
+
+def _why_not_indexed(store: Store, state: WorkerState | None, settings: Settings) -> str | None:
+    """Why a `wait=true` timed out, when something is known to be wrong: a failing worker in this
+    process, or a queue whose oldest document has waited past the degraded threshold."""
+    if state is not None and state.failing:
+        snapshot = state.snapshot()
+        return (
+            f"the indexing worker is failing ({snapshot.consecutive_failures} errors in a row, next try in "
+            f"{snapshot.backoff_seconds:.0f} s); last error: {snapshot.last_error}"
+        )
+    age = read_queue(store).oldest_unindexed_seconds
+    if age is not None and age > settings.degraded_pending_seconds:
+        return f"the oldest unindexed document has waited {age:.0f} s: is an indexing worker running?"
+    return None
 
 
 async def _wait_indexed(store: Store, searcher: Searcher, ids: list[str], timeout: float) -> bool:
@@ -154,6 +200,15 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 
 
+async def _with_reason(
+    result: WriteResult, wait: bool, store: Store, state: WorkerState | None, settings: Settings
+) -> WriteResult:
+    if not wait or result.indexed:
+        return result
+    reason = await run_in_threadpool(_why_not_indexed, store, state, settings)
+    return result.model_copy(update={"reason": reason})
+
+
 @router.put(
     "/{doc_id:anypath}", response_model=WriteResult, summary="Create or replace a document", responses=_ACCEPTED
 )
@@ -163,6 +218,8 @@ async def put_document(
     store: StoreDep,
     searcher: SearcherDep,
     response: Response,
+    worker_state: WorkerStateDep,
+    settings: SettingsDep,
     wait: WaitQuery = False,
     timeout: TimeoutQuery = 30.0,
 ) -> WriteResult:
@@ -172,7 +229,8 @@ async def put_document(
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
     doc = DocumentIn(doc_id, body.text, body.title, body.metadata)
-    return await _write(store, searcher, [doc], wait, timeout, response)
+    result = await _write(store, searcher, [doc], wait, timeout, response)
+    return await _with_reason(result, wait, store, worker_state, settings)
 
 
 @router.post("", response_model=WriteResult, summary="Create or replace several documents", responses=_ACCEPTED)
@@ -181,6 +239,8 @@ async def post_documents(
     store: StoreDep,
     searcher: SearcherDep,
     response: Response,
+    worker_state: WorkerStateDep,
+    settings: SettingsDep,
     wait: WaitQuery = False,
     timeout: TimeoutQuery = 30.0,
 ) -> WriteResult:
@@ -189,7 +249,8 @@ async def post_documents(
     if duplicates:
         raise HTTPException(422, f"document ids must be unique within a request; repeated: {duplicates[:10]}")
     docs = [DocumentIn(d.id, d.text, d.title, d.metadata) for d in body]
-    return await _write(store, searcher, docs, wait, timeout, response)
+    result = await _write(store, searcher, docs, wait, timeout, response)
+    return await _with_reason(result, wait, store, worker_state, settings)
 
 
 @router.get("", response_model=DocumentPage, summary="List documents")
@@ -219,7 +280,10 @@ def get_document(doc_id: str, store: StoreDep) -> DocumentOut:
 )
 def delete_document(doc_id: str, store: StoreDep) -> Deleted:
     """Delete a document; the worker then takes its vectors out of the index file."""
-    found, chunk_ids = store.delete_documents([doc_id])
+    try:
+        found, chunk_ids = retry_write(store.delete_documents, [doc_id])
+    except WriteConflictError as exc:
+        raise _conflict(exc) from exc
     if not found:
         raise HTTPException(404, f"no document with id {doc_id!r}")
     return Deleted(id=doc_id, chunks=len(chunk_ids))

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app: requests and latencies per route, encoder batch sizes, index size."""
+"""Prometheus metrics of one app: requests and latencies per route, encoder batch sizes, index size,
+the indexing queue and the in-process worker's failures."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+
+from api.schemas import QueueHealth
+from search.worker_state import WorkerSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -33,6 +37,29 @@ class Metrics:
             registry=self.registry,
         )
         self.vectors = Gauge("semsearch_index_vectors", "Vectors in the serving index", registry=self.registry)
+        self.unindexed = Gauge(
+            "semsearch_unindexed_documents", "Documents written but not searchable yet", registry=self.registry
+        )
+        self.oldest = Gauge(
+            "semsearch_oldest_unindexed_seconds",
+            "How long the oldest unindexed document has waited (0 when none)",
+            registry=self.registry,
+        )
+        self.worker_failures = Gauge(
+            "semsearch_worker_consecutive_failures",
+            "Consecutive failures of the indexing worker in this process",
+            registry=self.registry,
+        )
+        self.worker_failures_total = Gauge(
+            "semsearch_worker_failures",
+            "Failures of the indexing worker in this process so far",
+            registry=self.registry,
+        )
+        self.overloaded = Counter(
+            "semsearch_overload_refusals",
+            "Requests refused with 503 because the encoder queue was full",
+            registry=self.registry,
+        )
 
     async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Count and time every request under its route template (not its raw path: bounded labels)."""
@@ -43,7 +70,12 @@ class Metrics:
         self.latency.labels(route).observe(time.perf_counter() - started)
         return response
 
-    def render(self, vectors: int) -> Response:
-        """The exposition text, with the index size read at scrape time."""
+    def render(self, vectors: int, queue: QueueHealth, worker: WorkerSnapshot | None) -> Response:
+        """The exposition text, with the index size, queue and worker state read at scrape time."""
         self.vectors.set(vectors)
+        self.unindexed.set(queue.unindexed_documents)
+        self.oldest.set(queue.oldest_unindexed_seconds or 0.0)
+        if worker is not None:
+            self.worker_failures.set(worker.consecutive_failures)
+            self.worker_failures_total.set(worker.failures_total)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)

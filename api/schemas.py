@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from search.hybrid import Mode
+from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 256
@@ -38,6 +39,12 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
 
+    # Checked here, before the text can reach a forward pass shared with other requests.
+    @field_validator("query")
+    @classmethod
+    def _valid_unicode(cls, value: str) -> str:
+        return check_text(value, "query", stored=False)
+
 
 class BatchSearchRequest(BaseModel):
     """Several queries, embedded in one batch."""
@@ -53,6 +60,13 @@ class RetrieverSignal(BaseModel):
 
     rank: int = Field(description="The document's rank in that retriever's list, from 1.")
     score: float = Field(description="Its score there: cosine similarity (dense) or BM25 (keyword).")
+
+    @field_validator("queries")
+    @classmethod
+    def _valid_unicode(cls, value: list[str]) -> list[str]:
+        for i, query in enumerate(value):
+            check_text(query, f"queries[{i}]", stored=False)
+        return value
 
 
 class SearchResult(BaseModel):
@@ -93,10 +107,32 @@ class BatchSearchResponse(BaseModel):
     took_ms: float
 
 
-class Health(BaseModel):
-    """Liveness."""
+class WorkerHealth(BaseModel):
+    """The indexing worker running in this process (absent when it runs elsewhere)."""
 
-    status: Literal["ok"] = "ok"
+    consecutive_failures: int
+    failures_total: int
+    last_error: str | None
+    seconds_since_last_error: float | None
+    backoff_seconds: float = Field(description="How long it waits before its next try (doubles per failure).")
+    failing: bool = Field(description="True once its consecutive failures used up the error budget.")
+
+
+class QueueHealth(BaseModel):
+    """Written documents that are not searchable yet, read from SQL (so any worker process is covered)."""
+
+    unindexed_documents: int
+    oldest_unindexed_seconds: float | None
+
+
+class Health(BaseModel):
+    """Liveness, and whether indexing keeps up: `degraded`, with the reasons, when the worker is failing,
+    a written document has waited too long, or the database does not answer."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    problems: list[str] = Field(default_factory=list)
+    queue: QueueHealth | None = None
+    worker: WorkerHealth | None = None
 
 
 class Stats(BaseModel):
@@ -111,22 +147,49 @@ class Stats(BaseModel):
     pooling: str
     dimension: int
     max_length: int
+    queue: QueueHealth
+    worker: WorkerHealth | None
 
 
 class EmbeddingsRequest(BaseModel):
-    """OpenAI-compatible embeddings request."""
+    """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
 
-    input: str | list[str] = Field(description="A text or a list of texts.")
+    input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")
     model: str | None = Field(default=None, description="Accepted for compatibility; the service's model is used.")
-    encoding_format: Literal["float"] = "float"
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="float: lists of numbers; base64: each vector's little-endian float32 bytes in base64 "
+        "(the `openai` client's default).",
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Vector length; the service's model only makes vectors of its own dimension."
+    )
+    user: str | None = Field(default=None, description="Accepted for compatibility; not used.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(item, int | list) for item in value):
+            raise ValueError(
+                "token-id inputs are not supported: this service tokenises with its own model's tokenizer; "
+                "send the texts themselves (a string or a list of strings)"
+            )
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _valid_unicode(cls, value: str | list[str]) -> str | list[str]:
+        for i, text in enumerate([value] if isinstance(value, str) else value):
+            check_text(text, "input" if isinstance(value, str) else f"input[{i}]", stored=False)
+        return value
 
 
 class Embedding(BaseModel):
-    """One vector, at its input position."""
+    """One vector, at its input position: numbers, or their float32 bytes in base64."""
 
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float]
+    embedding: list[float] | str
 
 
 class Usage(BaseModel):

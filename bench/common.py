@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import platform
 import resource
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 T = TypeVar("T")
 
 
@@ -53,3 +61,57 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
         print("  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))))
         if i == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def cpu_line() -> str:
+    """The CPU model, cores and the flags that decide the encoder's speed (AVX2, AVX-512, BF16, AMX)."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name") and ":" in line:
+            model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and ":" in line:
+            flags = set(line.split(":", 1)[1].split())
+    wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+    present = ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
+    return f"host: {model}, {len(list(Path('/sys/devices/system/cpu').glob('cpu[0-9]*')))} cores; flags: {present}"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve_process(folder: Path, wait_for: str = "/health", timeout: float = 600) -> Iterator[tuple[str, int]]:
+    """`semsearch serve` over `folder` in its own process (this checkout's sources), until `wait_for`
+    answers 200; yields its URL and process id."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "server.log").open("wb")
+    # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
+    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers(url + wait_for):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
+            time.sleep(0.05)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -25,12 +25,7 @@ import asyncio
 import json
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -39,7 +34,7 @@ import httpx
 import numpy as np
 import torch
 
-from bench.common import SCIFACT, print_table, scifact_queries
+from bench.common import SCIFACT, print_table, scifact_queries, serve_process
 from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
 from search.components import open_searcher
@@ -102,45 +97,6 @@ def in_process(folder: Path, queries: list[str], seconds: float) -> Run:
     run.seconds = time.perf_counter() - started
     searcher.store.close()
     return run
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server(folder: Path) -> Iterator[str]:
-    """`semsearch serve` over `folder` in its own process (this checkout's sources); yields its URL."""
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
-    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder)]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run) -> None:
@@ -213,7 +169,7 @@ def main() -> None:
     print(f"in-process sequential, {args.seconds:.0f} s ...", flush=True)
     base = in_process(folder, queries, args.seconds)
     print(f"  {base.rate:.1f} requests/s", flush=True)
-    with server(folder) as url:
+    with serve_process(folder) as (url, _pid):
         runs = http_rows(url, client_counts, queries, args)
     table = [["in-process sequential", 1, base.rate, base.percentile_ms(50), base.percentile_ms(99), 0, "-", 1.0]]
     for clients, run in zip(client_counts, runs, strict=True):

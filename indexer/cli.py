@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
+# Only what parsing needs is imported here: `semsearch --help` must answer at once, and each command
+# imports the heavy parts (torch, transformers, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
 import json
 import logging
-import os
-import signal
 import sys
-import threading
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from indexer import maintenance
 from indexer.cli_args import build_parser, settings_from
-from indexer.evaluate import evaluate
-from indexer.locks import FileLock, LockHeldError, single_writer_lock
-from indexer.pipeline import open_indexer
-from indexer.progress import Progress, count_records
-from indexer.ray_engine import RayMissingError, require_ray
-from indexer.rebuild import rebuild
-from indexer.sources import Rejected, read_sources
-from indexer.worker import BackgroundWorker, open_worker
-from search.catalog import IndexMismatchError
-from search.components import open_hybrid, open_keyword, open_store
-from search.settings import Settings, settings_env
-from search.vectors import enqueue
+
+if TYPE_CHECKING:
+    from indexer.locks import FileLock
+    from indexer.sources import Rejected
+    from search.settings import Settings
 
 
 def _writer_lock(settings: Settings, what: str) -> FileLock | None:
     """On SQLite one process embeds at a time; PostgreSQL needs no such lock (rows are claimed)."""
+    from indexer.locks import single_writer_lock
+
     if settings.resolved_database_url.startswith("sqlite"):
         return single_writer_lock(settings.index_dir, what)
     return None
@@ -40,8 +32,19 @@ def _report(rejected: Rejected) -> None:
     print(f"rejected {rejected}", file=sys.stderr)
 
 
+def _print_json(data: Any) -> None:
+    """JSON on stdout as UTF-8 text (not \\u escapes), whatever the locale's encoding."""
+    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+    print(json.dumps(data, ensure_ascii=False))
+
+
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     """Index the given paths; exit status 1 when any record was rejected."""
+    from indexer.pipeline import open_indexer
+    from indexer.progress import Progress, count_records
+    from indexer.sources import read_sources
+
     _lock = _writer_lock(settings, "semsearch index")
     indexer = open_indexer(settings)
 
@@ -53,7 +56,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         progress.close()
     data = summary.as_dict()
     if args.json:
-        print(json.dumps(data))
+        _print_json(data)
     else:
         print(
             f"indexed {data['documents']} documents ({data['added']} added, {data['updated']} updated, "
@@ -65,6 +68,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Queue documents for the worker; exit status 1 when any record was rejected."""
+    from indexer.sources import Rejected, read_sources
+    from search.components import open_store
+    from search.vectors import enqueue
+
     store = open_store(settings)
     docs, rejected = [], 0
     written = {"added": 0, "updated": 0, "unchanged": 0}
@@ -81,18 +88,29 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
             written["unchanged"] += len(same)
             docs = []
     data = {**written, "rejected": rejected}
-    print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
+    if args.json:
+        _print_json(data)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in data.items()))
     return 1 if rejected else 0
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Embed queued documents until interrupted (or, with --until-empty, until none is left)."""
+    import signal
+    import threading
+
+    from indexer.worker import open_worker
+
     _lock = _writer_lock(settings, "semsearch worker")
     worker = open_worker(settings)
     if args.until_empty:
         worker.start_up()
         done = worker.drain()
-        print(json.dumps({"embedded": done}) if args.json else f"embedded {done} documents")
+        if args.json:
+            _print_json({"embedded": done})
+        else:
+            print(f"embedded {done} documents")
         return 0
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,27 +121,66 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
+    from indexer.locks import LockHeldError
+    from indexer.ray_engine import require_ray
+    from indexer.rebuild import rebuild
+    from search.components import open_keyword, open_store
+
     if args.engine == "ray":
         require_ray()  # a missing extra is reported before the lock or the database is touched
-    _lock = _writer_lock(settings, "semsearch rebuild")
+    try:
+        _lock = _writer_lock(settings, "semsearch rebuild")
+    except LockHeldError:
+        if args.engine == "ray":
+            raise
+        return _hand_over_rebuild(args, settings)
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
     data: dict[str, object] = {
         **summary.as_dict(),
         "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
     }
-    print(json.dumps(data) if args.json else " ".join(f"{k}={v}" for k, v in data.items()))
+    if args.json:
+        _print_json(data)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in data.items()))
+    return 0
+
+
+def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """SQLite, and another process (`semsearch serve`'s worker) holds the indexing slot: queue the
+    rebuild for it and follow the job until it is done (readers keep answering throughout)."""
+    from indexer.rebuild import REBUILD_FIELDS
+    from search import jobs
+    from search.components import open_store
+
+    params = {name: getattr(settings, name) for name in REBUILD_FIELDS if name in settings.model_fields_set}
+    store = open_store(settings)
+    job_id = jobs.submit(store, "rebuild", params)
+    print(f"another process is indexing: rebuild handed to it as job {job_id}; following it", file=sys.stderr)
+    done = jobs.follow(store, job_id, timeout=7 * 24 * 3600)
+    if done.state != jobs.DONE:
+        print(f"rebuild job {job_id} {done.state}: {done.result.get('error', '')}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(done.result)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in done.result.items()))
     return 0
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete documents by id; exit status 1 when some id was not found."""
+    from indexer import maintenance
+    from indexer.pipeline import open_indexer
+    from search.components import open_keyword
+
     indexer = open_indexer(settings)
     found, chunks = maintenance.delete(indexer, args.ids)
     open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
     existed = set(found)
     missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:
-        print(json.dumps({"deleted": len(found), "chunks": chunks, "not_found": missing}))
+        _print_json({"deleted": len(found), "chunks": chunks, "not_found": missing})
     else:
         print(f"deleted {len(found)} documents ({chunks} chunks)")
         for doc_id in missing:
@@ -132,31 +189,52 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Verify rows against vectors; `--repair` fixes what it finds. Exit status 1 while inconsistent."""
+    """Verify rows against vectors and the keyword index against the chunks; `--repair` runs the full
+    pass (embeds what lacks a vector, writes the base file afresh from SQL, mends the keyword index).
+    Exit status 1 while inconsistent."""
+    from indexer import maintenance
+    from indexer.pipeline import open_indexer
+    from search.components import open_keyword
+
     indexer = open_indexer(settings)
-    state = maintenance.check(indexer)
-    if args.repair and not state.ok:
-        state = maintenance.repair(indexer)
+    state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
     keyword = open_keyword(settings)
     words = keyword.repair(indexer.store) if args.repair else keyword.check(indexer.store)
     if args.json:
-        print(json.dumps({**state.as_dict(), "keyword": words.as_dict()}))
+        _print_json({**state.as_dict(), "keyword": words.as_dict()})
     else:
         print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
         print("keyword: " + " ".join(f"{k}={v}" for k, v in words.as_dict().items()))
     return 0 if state.ok and words.ok else 1
 
 
+def _filter_arg(text: str | None) -> dict[str, Any] | None:
+    """The --filter flag as a JSON object (its meaning is checked by the searcher, naming the problem)."""
+    if text is None:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--filter is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f'--filter must be a JSON object of field: condition, e.g. {{"kind": "animal"}}, got {text!r}')
+    return raw
+
+
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the best documents for a query."""
+    """Print the best documents for a query (among those whose metadata passes --filter)."""
+    from search.components import open_hybrid
+
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
-    hits = open_hybrid(settings).search(args.query, k=args.k, mode=args.mode)
+    metadata_filter = _filter_arg(args.filter)
+    hits = open_hybrid(settings).search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
     if args.json:
-        print(json.dumps([asdict(hit) for hit in hits]))
+        _print_json([asdict(hit) for hit in hits])
         return 0
     if not hits:
-        print("no results (is anything indexed? run `semsearch index PATH` first)")
+        hint = "none passes the filter" if metadata_filter else "is anything indexed? run `semsearch index PATH` first"
+        print(f"no results ({hint})")
     for rank, hit in enumerate(hits, start=1):
         snippet = " ".join(hit.text.split())[:200]
         said = ", ".join(
@@ -168,9 +246,11 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate on a BEIR directory; `--data-dir` keeps the index it builds."""
+    from indexer.evaluate import evaluate
+
     result = evaluate(settings, args.directory, data_dir=args.data_dir, mode=args.mode)
     if args.json:
-        print(json.dumps(result))
+        _print_json(result)
     else:
         print(" ".join(f"{k}={v}" for k, v in result.items()))
     return 0
@@ -178,9 +258,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the API until interrupted, by default with the indexing worker on a thread beside it."""
-    import uvicorn  # imported here: only `serve` needs the web stack
+    import os
+
+    import uvicorn
 
     from api.app import create_app
+    from indexer.worker import BackgroundWorker, open_worker
+    from search.settings import settings_env
 
     background = None
     if not args.no_worker:
@@ -193,7 +277,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             os.environ.update(settings_env(settings))
             uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
         else:
-            uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+            state = background.worker.state if background is not None else None
+            uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")
     finally:
         if background is not None:
             background.stop()
@@ -217,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `semsearch` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # The errors a user can act on (bad settings, input, index or lock) end in one line, not a traceback.
+    from pydantic import ValidationError
+
+    from indexer.locks import LockHeldError
+    from indexer.ray_engine import RayMissingError
+    from search.catalog import IndexMismatchError
+
     try:
         settings = settings_from(args)
         return _COMMANDS[args.command](args, settings)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+# Imports nothing heavy: `semsearch --help` builds this parser and nothing else.
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from indexer.rebuild import ENGINES
-from search.hybrid import MODES
-from search.settings import Settings
+if TYPE_CHECKING:
+    from search.settings import Settings
 
 # CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
 _OVERRIDES = {
@@ -40,6 +40,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true")
 
 
+def _engine(name: str) -> str:
+    """An --engine value, checked against the engines indexer.rebuild knows (imported only when given)."""
+    from indexer.rebuild import ENGINES
+
+    if name not in ENGINES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(ENGINES)})")
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="semsearch", description="Self-hosted semantic search.")
@@ -61,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rebuild = sub.add_parser("rebuild", help="build a new index generation and switch readers to it")
     p_rebuild.add_argument(
         "--engine",
-        choices=ENGINES,
+        type=_engine,
         default="local",
-        help="where chunks are embedded (ray: pip install semsearch[ray])",
+        help="where chunks are embedded: local or ray (pip install semsearch[ray])",
     )
     p_rebuild.add_argument("--address", help="Ray cluster address (default: a Ray instance on this machine)")
     p_rebuild.add_argument(
@@ -85,6 +94,9 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search = sub.add_parser("search", help="search the index")
     p_search.add_argument("query")
     p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p_search.add_argument(
+        "--filter", metavar="JSON", help='only documents whose metadata passes, e.g. \'{"year": {"$gte": 2000}}\''
+    )
     _mode(p_search)
     _common(p_search)
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
@@ -101,10 +113,18 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _common(p_serve)
 
 
+def _mode_name(name: str) -> str:
+    from search.hybrid import MODES  # imported when the flag is given: --help stays light
+
+    if name not in MODES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(MODES)})")
+    return name
+
+
 def _mode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
-        choices=MODES,
+        type=_mode_name,
         default="hybrid",
         help="hybrid: dense and keyword results fused (default); dense: vectors only; keyword: BM25 only",
     )
@@ -112,6 +132,8 @@ def _mode(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
+    from search.settings import Settings
+
     overrides: dict[str, Any] = {
         field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag, None) is not None
     }

@@ -48,6 +48,12 @@ class FileLock:
             os.close(self._fd)
             self._fd = None
 
+    def __del__(self) -> None:
+        # A command holds its lock in a local (`_lock = ...`) for as long as it runs. When `main()` runs
+        # in a process that goes on (tests, a script), the lock must go with the command, as it goes
+        # with a process that exits; otherwise the descriptor leaks and the next command is refused.
+        self.release()
+
     def __enter__(self) -> FileLock:
         self.acquire()
         return self

@@ -7,10 +7,12 @@ import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from indexer.pipeline import IndexSummary
 from indexer.sources import JSONL_SUFFIXES, TEXT_SUFFIXES
+
+if TYPE_CHECKING:
+    from indexer.pipeline import IndexSummary
 
 
 def count_records(paths: Sequence[Path]) -> int:
@@ -47,13 +49,15 @@ class Progress:
         self._last = -math.inf
 
     def line(self, summary: IndexSummary) -> str:
-        """One progress line: documents, chunks, rate and, when the total is known, the ETA."""
-        done = summary.documents + summary.rejected
-        rate = done / summary.seconds if summary.seconds else 0.0
-        text = f"{done} documents, {summary.chunks} chunks, {rate:.1f} docs/s"
-        if self.total and rate:
-            left = max(self.total - done, 0) / rate
-            text = f"{done}/{self.total} documents, {summary.chunks} chunks, {rate:.1f} docs/s, ETA {left:.0f} s"
+        """One progress line: documents indexed and records rejected (apart), chunks, the rate of
+        documents and, when the total is known, records read of it and the ETA."""
+        read = summary.documents + summary.rejected
+        rate = summary.documents / summary.seconds if summary.seconds else 0.0
+        text = f"{summary.documents} documents, {summary.rejected} rejected, {summary.chunks} chunks, {rate:.1f} docs/s"
+        if self.total and read and summary.seconds:
+            # The total counts records (lines, files), rejected ones too: the ETA is in records.
+            left = max(self.total - read, 0) * summary.seconds / read
+            text = f"{read}/{self.total} records: {text}, ETA {left:.0f} s"
         return text
 
     def __call__(self, summary: IndexSummary) -> None:

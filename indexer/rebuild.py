@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from indexer.embedding import embed_missing
 from indexer.publisher import Publisher
-from search import changes
+from search import changes, jobs
 from search.catalog import IndexCatalog, base_file_name
 from search.components import make_encoder, open_store
 from search.encoder import Encoder
@@ -94,6 +94,27 @@ def rebuild(
     time.sleep(min(max(2 * settings.reload_seconds, 1.0), 10.0))
     catalog.drop_inactive(("retired",))
     return summary
+
+
+def run_queued(settings: Settings, store: Store) -> bool:
+    """Run the oldest rebuild another process queued (`semsearch rebuild` beside a running worker on
+    SQLite), here, in the process that holds the indexing slot; True when one ran."""
+    taken = jobs.claim(store, ("rebuild",))
+    if taken is None:
+        return False
+    job_id, _kind, params = taken
+    log.info("running queued rebuild %d: %s", job_id, params)
+    try:
+        summary = rebuild(settings.model_copy(update=params), store)
+    except Exception as exc:  # the submitter reports it; the worker goes on
+        log.exception("queued rebuild %d failed", job_id)
+        jobs.finish(store, job_id, False, {"error": f"{type(exc).__name__}: {exc}"})
+    else:
+        jobs.finish(store, job_id, True, summary.as_dict())
+    return True
+
+
+REBUILD_FIELDS = ("index_factory", "model", "pooling")
 
 
 def _embed(

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from indexer.chunking import Chunker
 from indexer.embedding import embed_missing, embed_pending
 from indexer.publisher import Publisher
+from indexer.rebuild import run_queued
 from search.catalog import IndexCatalog, IndexMismatchError
 from search.components import encoder_factory, make_encoder, open_keyword, open_store
 from search.encoder import Encoder
 from search.models import IndexGeneration
 from search.settings import Settings
 from search.store import Store
+from search.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class Worker:
         publish_seconds: float = 1.0,
         batch_docs: int = 256,
         encoder_for: Callable[[IndexGeneration], Encoder] | None = None,
+        jobs: Callable[[], bool] | None = None,
+        state: WorkerState | None = None,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -49,6 +53,10 @@ class Worker:
         self.publish_seconds = publish_seconds
         self.batch_docs = batch_docs
         self.encoder_for = encoder_for
+        # Runs one job another process queued for the holder of the indexing slot (a rebuild); True if one ran.
+        self.jobs = jobs
+        # Its error budget and backoff, read by /health, /stats and /metrics when served beside the API.
+        self.state = state or WorkerState()
 
     def _follow(self) -> bool:
         """After a rebuild with another model or pooling, embed with the serving generation's encoder
@@ -87,26 +95,53 @@ class Worker:
 
     def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
         """Work until `stop` is set; publishes `publish_seconds` after a batch is embedded, or later
-        when the last publish took long (see PUBLISH_COST_FACTOR)."""
-        self.start_up()
+        when the last publish took long (see PUBLISH_COST_FACTOR). A failing step (or start-up) is
+        retried after a backoff that doubles per consecutive failure (see WorkerState)."""
+        while not stop.is_set() and not self._attempt(self.start_up, stop):
+            pass
         published_at, interval = time.monotonic(), self.publish_seconds
         while not stop.is_set():
             try:
+                if self.jobs is not None and self.jobs():
+                    continue
                 busy = self.step() > 0
                 if time.monotonic() - published_at >= interval:
                     started = time.monotonic()
                     self.publisher.sync()
                     published_at = time.monotonic()
                     interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (published_at - started))
+                self.state.succeeded()
             except IndexMismatchError:
                 busy = self._follow()
-            except Exception:
+            except Exception as exc:
                 # A database hiccup must not end a long-lived worker; the batch stays pending.
-                log.exception("worker step failed; retrying")
-                busy = False
+                stop.wait(self._failed(exc))
+                continue
             if not busy:
                 stop.wait(min(idle_poll, self.publish_seconds))
-        self.publisher.sync()
+        self._attempt(self.publisher.sync, stop)
+
+    def _attempt(self, action: Callable[[], object], stop: threading.Event) -> bool:
+        """Run `action`; on an error, record it and wait out the backoff. True when it went through."""
+        try:
+            action()
+        except Exception as exc:
+            stop.wait(self._failed(exc))
+            return False
+        self.state.succeeded()
+        return True
+
+    def _failed(self, exc: Exception) -> float:
+        delay = self.state.failed(exc)
+        snapshot = self.state.snapshot()
+        # The whole traceback once per streak (and when the budget runs out), then one line per failure.
+        if snapshot.consecutive_failures in (1, self.state.failure_budget):
+            log.exception("worker step failed (%d in a row); retrying in %.1f s", snapshot.consecutive_failures, delay)
+        else:
+            log.warning(
+                "worker step failed (%d in a row): %s; retrying in %.1f s", snapshot.consecutive_failures, exc, delay
+            )
+        return delay
 
 
 def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Worker:
@@ -122,6 +157,8 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         settings.index_factory,
         settings.publish_seconds,
         encoder_for=encoder_factory(settings),
+        jobs=lambda: run_queued(settings, store),
+        state=WorkerState(settings.worker_failure_budget, max_delay=settings.worker_max_backoff_seconds),
     )
     worker.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
     return worker

@@ -170,10 +170,10 @@ class IndexWatcher:
                 self.encoder = self.encoder_for(generation)
             rows = VectorRows(store, self.encoder.space.key, self.encoder.dim)
             if generation is None:
-                view = SegmentView(VectorIndex(self.encoder.dim, "Flat"), 0)
+                view = SegmentView(VectorIndex(self.encoder.dim, "Flat"), 0, space=rows.space)
             else:
                 base = self.catalog.base_segment(generation, rows, s, mmap=True)
-                view = SegmentView(base, generation.base_seq, base_ids=base.ids())
+                view = SegmentView(base, generation.base_seq, base_ids=base.ids(), space=rows.space)
             view = catch_up(view, rows, s)
         self._stamp = None if generation is None else (generation.id, generation.path)
         self._checked = time.monotonic()

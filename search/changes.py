@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, text
+from sqlalchemy import CursorResult, Table, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from search.bulk import insert_rows
 from search.models import Change, DerivedState
 
 # Any fixed 64-bit number: the key of the advisory lock that orders appends on PostgreSQL.
@@ -54,7 +56,7 @@ def append(s: Session, op: Op, chunk_ids: Sequence[int], space: str | None = Non
     if s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOG_LOCK})
     rows = [{"op": op.value, "chunk_id": int(c), "space": space} for c in chunk_ids]
-    s.execute(insert(Change), rows)
+    insert_rows(s, cast(Table, Change.__table__), rows)
 
 
 def read(

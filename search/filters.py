@@ -1,10 +1,12 @@
-"""Metadata filters: a small MongoDB-like language, validated, then turned into SQL over `Document.meta`.
+"""Metadata filters: a small MongoDB-like language, validated here; search/metadata_index.py runs them.
 
     {"kind": "animal"}                       equality (a string, number or boolean)
     {"kind": {"$in": ["animal", "sky"]}}     one of several values
     {"year": {"$gte": 2000, "$lt": 2010}}    numeric range; operators on one field combine with AND
 
-Several fields combine with AND. Field names and values always travel as bound parameters.
+Several fields combine with AND. Field names and values always travel as bound parameters. The size
+of a filter is bounded (fields, and values over all its `$in` lists), and each `$in` is one SQL IN
+list, so the cost per document grows with the number of fields, not with the number of values.
 """
 
 from __future__ import annotations
@@ -13,19 +15,15 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
-
-from sqlalchemy import ColumnElement, Numeric, and_, case, cast, false, func, literal, or_, type_coerce
-from sqlalchemy.dialects.postgresql import JSONB
-
-from search.models import Document
 
 Scalar = str | int | float | bool
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 OPERATORS = ("$in", *RANGE_OPS)
 MAX_FIELDS = 32
 MAX_IN_VALUES = 1024
+# Over all the fields' $in lists together: SQLite binds at most 32,766 parameters a statement.
+MAX_FILTER_VALUES = 4096
 MAX_FIELD_CHARS = 128
 # SQLite reads a field as a JSON path ('$."name"'), so a quote or backslash would change the path's
 # meaning; control characters (NUL above all) cannot be stored in PostgreSQL text at all.
@@ -41,6 +39,34 @@ class Condition:
     op: str
     value: Scalar | tuple[Scalar, ...]
 
+    def holds(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether a document's metadata passes, with the metadata index's semantics: a top-level
+        value of the same JSON type, numbers compared by value, ranges on numbers only."""
+        value = metadata.get(self.field)
+        if self.op in RANGE_OPS:
+            wanted = self.value
+            if not isinstance(value, int | float) or not _is_number(value) or not isinstance(wanted, int | float):
+                return False
+            if self.op == "$gt":
+                return value > wanted
+            if self.op == "$gte":
+                return value >= wanted
+            return value < wanted if self.op == "$lt" else value <= wanted
+        options = self.value if isinstance(self.value, tuple) else (self.value,)
+        return any(_same(value, option) for option in options)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _same(value: object, wanted: Scalar) -> bool:
+    if isinstance(wanted, bool) or isinstance(value, bool):
+        return value is wanted
+    if isinstance(wanted, str):
+        return isinstance(value, str) and value == wanted
+    return _is_number(value) and value == wanted
+
 
 @dataclass(frozen=True)
 class MetadataFilter:
@@ -48,11 +74,9 @@ class MetadataFilter:
 
     conditions: tuple[Condition, ...]
 
-    def condition(self, dialect: str) -> ColumnElement[bool]:
-        """The SQL condition on `Document.meta` for a database dialect ("sqlite" or "postgresql")."""
-        build = _pg_condition if dialect == "postgresql" else _sqlite_condition
-        first, *rest = (build(c) for c in self.conditions)
-        return and_(first, *rest)
+    def holds(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether a document's metadata passes every condition (checked on search results)."""
+        return isinstance(metadata, Mapping) and all(c.holds(metadata) for c in self.conditions)
 
 
 def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilter | None:
@@ -72,6 +96,9 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
             conditions.extend(_operators(field, spec))
         else:
             conditions.append(Condition(field, "$eq", _scalar(field, "equality", spec)))
+    values = sum(len(c.value) if isinstance(c.value, tuple) else 1 for c in conditions)
+    if values > MAX_FILTER_VALUES:
+        raise ValueError(f"filter holds {values} values over all its fields; at most {MAX_FILTER_VALUES} are allowed")
     return MetadataFilter(tuple(conditions))
 
 
@@ -139,69 +166,3 @@ def _utf8(text: str) -> bool:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-# PostgreSQL: JSONB. Equality is containment (`@>`, type-exact and able to use a GIN index); ranges
-# cast only values whose JSON type is number, inside a CASE, because PostgreSQL may evaluate the
-# operands of AND in any order and a cast of a string would fail the whole query.
-
-
-def _pg_condition(c: Condition) -> ColumnElement[bool]:
-    meta = type_coerce(Document.meta, JSONB)
-    if c.op == "$eq":
-        return meta.contains({c.field: c.value})
-    if c.op == "$in":
-        assert isinstance(c.value, tuple)
-        if not c.value:
-            return false()
-        return or_(*(meta.contains({c.field: v}) for v in c.value))
-    element = meta[c.field]
-    # NUMERIC on both sides: JSON numbers may exceed a double's range, and ints compare exactly.
-    number = case((func.jsonb_typeof(element) == "number", cast(element.astext, Numeric)), else_=None)
-    return _compare(number, c.op, literal(Decimal(str(_as_number(c.value))), Numeric()))
-
-
-# SQLite: JSON1. json_extract gives SQL values (integer, real, text; 1/0 for booleans), and SQLite
-# compares numbers below all text, so json_type pins the type before comparing.
-
-
-def _sqlite_condition(c: Condition) -> ColumnElement[bool]:
-    path = literal('$."' + c.field + '"')
-    kind = func.json_type(Document.meta, path)
-    value = func.json_extract(Document.meta, path)
-    if c.op == "$eq":
-        return _sqlite_equals(kind, value, _as_scalar(c.value))
-    if c.op == "$in":
-        assert isinstance(c.value, tuple)
-        if not c.value:
-            return false()
-        return or_(*(_sqlite_equals(kind, value, v) for v in c.value))
-    return and_(kind.in_(["integer", "real"]), _compare(value, c.op, literal(_as_number(c.value))))
-
-
-def _sqlite_equals(kind: ColumnElement[Any], value: ColumnElement[Any], wanted: Scalar) -> ColumnElement[bool]:
-    if isinstance(wanted, bool):
-        return kind == ("true" if wanted else "false")
-    if isinstance(wanted, str):
-        return and_(kind == "text", value == wanted)
-    return and_(kind.in_(["integer", "real"]), value == wanted)
-
-
-def _compare(left: ColumnElement[Any], op: str, right: ColumnElement[Any]) -> ColumnElement[bool]:
-    if op == "$gt":
-        return left > right
-    if op == "$gte":
-        return left >= right
-    if op == "$lt":
-        return left < right
-    return left <= right
-
-
-def _as_scalar(value: Scalar | tuple[Scalar, ...]) -> Scalar:
-    assert not isinstance(value, tuple)
-    return value
-
-
-def _as_number(value: Scalar | tuple[Scalar, ...]) -> int | float:
-    assert isinstance(value, int | float) and not isinstance(value, bool)
-    return value

@@ -11,10 +11,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -54,6 +56,10 @@ class EmbeddingSpace:
     def describe(self) -> str:
         """The space in words, for messages."""
         return f"model {self.model!r}, {self.pooling} pooling, dimension {self.dim}, max_length {self.max_length}"
+
+
+# BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -106,6 +112,31 @@ class Chunk(Base):
     document: Mapped[Document] = relationship(back_populates="chunks")
 
 
+# Numbers in the metadata index: exact NUMERIC on PostgreSQL; on SQLite the column is created NUMERIC
+# (integers stay exact) while SQLAlchemy binds values as they are (its Numeric would warn about Decimal).
+NumberType = Float().with_variant(Numeric(), "postgresql")
+
+
+class MetadataValue(Base):
+    """A document's top-level scalar metadata value, one row per key, kept in the same transaction as
+    the document: metadata filters look their matches up here by index (search/metadata_index.py).
+    Strings are kept as a digest (`text_hash`), numbers and booleans (1/0) in `number`."""
+
+    __tablename__ = "metadata_values"
+    __table_args__ = (
+        Index("ix_metadata_values_text", "key", "kind", "text_hash"),
+        Index("ix_metadata_values_number", "key", "kind", "number"),
+        Index("ix_metadata_values_document", "document_id"),
+    )
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(1))
+    text_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    number: Mapped[float | None] = mapped_column(NumberType, nullable=True)
+
+
 class IndexGeneration(Base):
     """One index build: the model and pooling that made its vectors, and its base segment: the file
     `path` holds every vector of the space up to change `base_seq`; readers apply later changes from
@@ -147,10 +178,6 @@ class ChunkVector(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-# BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).
-SeqType = BigInteger().with_variant(Integer(), "sqlite")
-
-
 class Change(Base):
     """The change log: every chunk inserted ("add"), deleted ("del") and every vector committed
     ("vec", in `space`), numbered in commit order. Each derived index (the FAISS segments, the keyword
@@ -172,3 +199,20 @@ class DerivedState(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """Work handed to the running indexing process: on SQLite one process indexes at a time, so
+    `semsearch rebuild` beside `semsearch serve` queues the rebuild here for its worker and follows
+    it (search/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +14,16 @@ from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.segments import SegmentView
 from search.store import ChunkHit, Store
+from search.vectors import VectorRows
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
 FilterSpec = Mapping[str, Any] | MetadataFilter | None
 
 # How many chunks to fetch per wanted document at first; grows while documents repeat.
 _OVERFETCH = 4
+# A filter that at least this share of documents may pass is checked on over-fetched results of an
+# unfiltered search; a narrower one restricts the search itself to the matching chunks.
+_BROAD = 0.2
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,25 @@ class Searcher:
     ) -> list[list[SearchHit]]:
         """The `k` best documents for each embedded query; a document scores as its best chunk.
 
-        `serving` is the pair whose encoder embedded `vectors` (default: what serves now); the chunks
-        that pass `filter` are looked up once for all the queries."""
+        `serving` is the pair whose encoder embedded `vectors` (default: what serves now). A filter
+        runs by its estimated selectivity (two index counts): a narrow one inside the nearest-neighbour
+        search (the matching chunk ids, looked up once for all the queries, as an ID selector), a broad
+        one as a check on over-fetched results, which costs about what an unfiltered search does."""
         parsed = parse_filter(filter)
         index = (serving or self.refresh()).index
-        allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
-        return [self._search(index, v, k, allowed) for v in np.atleast_2d(vectors)]
+        rows = np.atleast_2d(vectors)
+        if parsed is None:
+            return [self._search(index, v, k, None) for v in rows]
+        bound, total = self.store.matching_estimate(parsed)
+        results: list[list[SearchHit] | None] = [None] * len(rows)
+        if total and bound >= _BROAD * total:
+            results = [self._search_checked(index, v, k, parsed, bound / total) for v in rows]
+        if any(r is None for r in results):
+            allowed = self.store.matching_chunk_ids(parsed)
+            results = [
+                r if r is not None else self._search(index, v, k, allowed) for r, v in zip(results, rows, strict=True)
+            ]
+        return [r for r in results if r is not None]
 
     def search_vector(
         self, vector: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
@@ -111,14 +129,52 @@ class Searcher:
             return []
         fetch = k * _OVERFETCH
         while True:
-            scores, ids = index.search(vector, min(fetch, total), ids=allowed)
-            best = self._best_per_document(scores[0], ids[0])
+            scores, ids = self._candidates(index, vector, min(fetch, total), allowed)
+            best = self._best_per_document(scores, ids)
             # Stop when enough distinct documents came back, or when every candidate was returned.
             if len(best) >= k or fetch >= total:
                 return best[:k]
             fetch *= _OVERFETCH
 
-    def _best_per_document(self, scores: np.ndarray, ids: np.ndarray) -> list[SearchHit]:
+    def _candidates(
+        self, index: SegmentView, vector: np.ndarray, n: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `n` nearest chunks (scores, ids). A base index with compressed codes (SQ, PQ) ranks
+        them approximately, so they are re-scored exactly with their float vectors from SQL (one
+        primary-key lookup of n rows): the codes bound recall on tight clusters, the re-rank lifts it."""
+        scores, ids = index.search(vector, n, ids=allowed)
+        scores, ids = scores[0], ids[0]
+        if not any(code in index.resolved_factory for code in ("SQ", "PQ")):
+            return scores, ids
+        rows = VectorRows(self.store, index.space, index.dim)
+        found, vectors = rows.fetch(ids[ids >= 0].tolist())
+        if not len(found):
+            return scores, ids
+        exact = vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        order = np.argsort(-exact, kind="stable")
+        return exact[order], found[order]
+
+    def _search_checked(
+        self, index: SegmentView, vector: np.ndarray, k: int, check: MetadataFilter, share: float
+    ) -> list[SearchHit] | None:
+        """The `k` best documents that pass `check`, from unfiltered searches over-fetching by the
+        filter's estimated share; None when a few widenings did not find `k` (the estimate was far
+        off: the caller filters inside the search instead)."""
+        total = index.ntotal
+        if total == 0:
+            return []
+        fetch = math.ceil(k * _OVERFETCH / max(share, _BROAD))
+        for _ in range(3):
+            scores, ids = self._candidates(index, vector, min(fetch, total), None)
+            best = self._best_per_document(scores, ids, check)
+            if len(best) >= k or fetch >= total:
+                return best[:k]
+            fetch *= _OVERFETCH
+        return None
+
+    def _best_per_document(
+        self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
+    ) -> list[SearchHit]:
         valid = ids >= 0
         # Rows decide: a vector whose chunk was deleted or replaced has no row and is skipped.
         rows: dict[int, ChunkHit] = self.store.chunk_hits(ids[valid].tolist())
@@ -126,7 +182,7 @@ class Searcher:
         hits: list[SearchHit] = []
         for score, chunk_id in zip(scores[valid].tolist(), ids[valid].tolist(), strict=True):
             row = rows.get(chunk_id)
-            if row is None or row.document_id in seen:
+            if row is None or row.document_id in seen or (check is not None and not check.holds(row.metadata)):
                 continue
             seen.add(row.document_id)
             hits.append(

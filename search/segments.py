@@ -57,6 +57,7 @@ class SegmentView:
     deltas: tuple[Delta, ...] = ()
     removed: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     base_ids: np.ndarray | None = None
+    space: str = ""  # the embedding space's key, under which SQL holds the float vectors
 
     @property
     def dim(self) -> int:
@@ -114,7 +115,7 @@ class SegmentView:
         removed = np.union1d(self.removed, np.asarray(dead, dtype=np.int64)) if dead else self.removed
         if len(deltas) > _MAX_DELTAS:
             deltas = (_join(deltas, removed),)
-        return SegmentView(self.base, entries[-1].seq, deltas, removed, self.base_ids)
+        return SegmentView(self.base, entries[-1].seq, deltas, removed, self.base_ids, self.space)
 
 
 def _join(deltas: Sequence[Delta], removed: np.ndarray) -> Delta:

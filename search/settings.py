@@ -55,7 +55,10 @@ class Settings(BaseSettings):
         default="auto",
         description="Encoder runtime: auto is OpenVINO on a CPU where it is installed and takes the model, else torch.",
     )
-    index_factory: str = Field(default="Flat", description="A FAISS index-factory string.")
+    index_factory: str = Field(
+        default="auto",
+        description="A FAISS index-factory string, or auto: exact while small, IVF growing with the corpus beyond.",
+    )
     batch_tokens: int | None = Field(
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )
@@ -81,6 +84,22 @@ class Settings(BaseSettings):
     )
     batch_max_rows: int = Field(
         default=256, ge=1, description="Most texts the API sends through the model in one shared batch."
+    )
+    batch_max_pending: int = Field(
+        default=4096,
+        ge=1,
+        description="Most texts the API lets wait for the encoder; past it, requests get 503 with Retry-After.",
+    )
+    worker_failure_budget: int = Field(
+        default=5, ge=1, description="Consecutive failures after which the indexing worker counts as failing."
+    )
+    worker_max_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait of the indexing worker between retries (it doubles per failure)."
+    )
+    degraded_pending_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="/health says degraded once a written document has waited this long to become searchable.",
     )
     api_key: SecretStr | None = None
     # Hybrid retrieval (search/hybrid.py): a BM25 keyword index beside the vectors, fused per document.

@@ -14,7 +14,8 @@ from alembic import command
 from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search import changes
+from search import changes, metadata_index
+from search.bulk import insert_rows
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
@@ -84,6 +85,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = make_engine(url)
+        self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if upgrade:
             self.upgrade()
@@ -155,9 +157,9 @@ class Store:
             fresh = [d for d, _ in docs if d.external_id not in existing]
             new_ids = iter(_insert_documents(s, fresh))
             doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
-            chunk_ids = insert_chunks_of(
-                s, [(doc_id, chunks) for doc_id, (_, chunks) in zip(doc_ids, docs, strict=True)]
-            )
+            pairs = list(zip(doc_ids, docs, strict=True))
+            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
+            metadata_index.write_values(s, [(doc_id, d.metadata) for doc_id, (d, _) in pairs], bool(replaced))
             for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
                 (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
                 result.new_chunk_ids.extend(ids)
@@ -170,8 +172,14 @@ class Store:
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
         with self.session() as s:
+            ids: list[tuple[int, dict[str, Any]]] = []
             for ext, meta in updates.items():
-                s.execute(update(Document).where(Document.external_id == ext).values(meta=meta))
+                doc_id = s.scalar(
+                    update(Document).where(Document.external_id == ext).values(meta=meta).returning(Document.id)
+                )
+                if doc_id is not None:
+                    ids.append((int(doc_id), meta))
+            metadata_index.write_values(s, ids, replace=True)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
@@ -219,11 +227,19 @@ class Store:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
-        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter."""
-        condition = metadata_filter.condition(self.engine.dialect.name)
-        stmt = select(Chunk.id).join(Document).where(condition).order_by(Chunk.id)
+        """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
+        looked up through the metadata index."""
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
+
+    def matching_estimate(self, metadata_filter: MetadataFilter) -> tuple[int, int]:
+        """(at most how many documents pass the filter, how many documents there are): two index
+        counts, to choose between filtering inside the search and checking its results."""
+        with self.session() as s:
+            bound = metadata_index.estimate(s, metadata_filter, self.postgres)
+            total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+        return bound, total
 
     def external_ids(self) -> list[str]:
         """Every document's id (the user's), in storage order."""
@@ -279,9 +295,12 @@ def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
     if not docs:
         return []
     now = utcnow()
-    rows = [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs]
-    table = _table(Document)
-    return list(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
+    insert_rows(s, _table(Document), [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs])
+    keys: dict[str, int] = {}
+    for part in parts([d.external_id for d in docs]):
+        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+        keys.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+    return [keys[d.external_id] for d in docs]
 
 
 def _chunk_ids_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
@@ -302,9 +321,18 @@ def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) 
     ]
     if not rows:
         return [[] for _ in docs]
-    table = _table(Chunk)
-    ids = iter(s.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
-    return [[next(ids) for _ in chunks] for _, chunks in docs]
+    insert_rows(s, _table(Chunk), rows)
+    # The documents had no chunks before (new, or their old ones deleted in this transaction).
+    keys: dict[int, list[int]] = {}
+    for part in id_parts([doc_id for doc_id, _ in docs]):
+        stmt = (
+            select(Chunk.document_id, Chunk.id)
+            .where(Chunk.document_id.in_(part))
+            .order_by(Chunk.document_id, Chunk.ordinal)
+        )
+        for doc_id, chunk_id in s.execute(stmt):
+            keys.setdefault(doc_id, []).append(chunk_id)
+    return [keys.get(doc_id, []) if chunks else [] for doc_id, chunks in docs]
 
 
 def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:

@@ -16,7 +16,12 @@ import pytest
 
 from search.settings import Settings
 
-SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
+# shared/data/scifact beside the repository, or beside a folder above it (a git worktree under wt/).
+_REPO = Path(__file__).resolve().parents[1]
+SCIFACT = next(
+    (p / "shared" / "data" / "scifact" for p in _REPO.parents if (p / "shared" / "data" / "scifact").is_dir()),
+    _REPO.parent / "shared" / "data" / "scifact",
+)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 _WORDS = " ".join(
@@ -57,7 +62,7 @@ def _write_tiny_bert(folder: Path) -> None:
 def scifact() -> Path:
     """BEIR SciFact, read in place from ../shared/data (never copied into the repository)."""
     if not (SCIFACT / "corpus.jsonl").is_file():
-        pytest.fail(f"SciFact is missing at {SCIFACT}: the repository expects ../shared/data/scifact beside it")
+        pytest.fail(f"SciFact is missing at {SCIFACT}: the tests read shared/data/scifact beside the repository")
     return SCIFACT
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from api.batcher import BatcherStoppedError, MicroBatcher
+from api.batcher import BatcherOverloadedError, BatcherStoppedError, MicroBatcher, TextEncodingError
 
 # The texts of the fixture's documents (conftest.DOCS), each ranking its own document first.
 DOC_QUERIES = [
@@ -80,20 +80,74 @@ def test_the_row_cap_splits_batches_and_a_large_request_goes_alone() -> None:
         assert np.array_equal(got, rows(*map(int, texts)))
 
 
-def test_an_encoder_error_reaches_every_caller_of_the_batch_and_the_batcher_goes_on() -> None:
+def test_a_text_the_encoder_refuses_fails_only_its_own_request() -> None:
     fake = FakeEncoder(fail_on="13")
 
     async def main() -> tuple[list[object], np.ndarray]:
-        async with MicroBatcher(fake, max_wait=0.01) as batcher:
-            failed = await asyncio.gather(
+        async with MicroBatcher(fake, max_wait=0.05) as batcher:
+            shared = await asyncio.gather(
                 batcher.embed(["1"]), batcher.embed(["13", "2"]), batcher.embed(["3"]), return_exceptions=True
             )
-            return failed, await batcher.embed(["7", "8"])
+            return shared, await batcher.embed(["7", "8"])
 
-    failed, after = asyncio.run(main())
-    assert len(fake.batches) == 2
-    assert all(isinstance(e, ValueError) and "cannot embed 13" in str(e) for e in failed)
+    (one, bad, three), after = asyncio.run(main())
+    # The shared pass failed, then each request went alone: only the one holding "13" failed.
+    assert fake.batches == [["1", "13", "2", "3"], ["1"], ["13", "2"], ["3"], ["7", "8"]]
+    assert np.array_equal(one, rows(1)) and np.array_equal(three, rows(3))  # type: ignore[arg-type]
+    assert isinstance(bad, TextEncodingError) and "cannot embed 13" in str(bad)
     assert np.array_equal(after, rows(7, 8))
+
+
+def test_an_error_that_is_not_the_texts_reaches_the_caller_as_it_is() -> None:
+    class Broken(FakeEncoder):
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            raise RuntimeError("the model is gone")
+
+    async def main() -> list[object]:
+        async with MicroBatcher(Broken(), max_wait=0.05) as batcher:
+            return await asyncio.gather(batcher.embed(["1"]), batcher.embed(["2"]), return_exceptions=True)
+
+    failed = asyncio.run(main())
+    assert all(type(e) is RuntimeError and "the model is gone" in str(e) for e in failed)
+
+
+def test_the_queue_is_bounded_and_a_refusal_says_when_to_retry() -> None:
+    fake = FakeEncoder(hold=True)
+
+    async def main() -> tuple[BatcherOverloadedError, list[np.ndarray], np.ndarray]:
+        async with MicroBatcher(fake, max_wait=0.0, max_pending=4) as batcher:
+            first = asyncio.create_task(batcher.embed(["1"]))
+            assert await asyncio.to_thread(fake.entered.wait, 30), "the first batch never reached the encoder"
+            queued = [asyncio.create_task(batcher.embed([str(n), str(n + 1)])) for n in (2, 4)]
+            await asyncio.sleep(0)
+            assert batcher.waiting_rows == 4
+            with pytest.raises(BatcherOverloadedError) as refused:
+                await batcher.embed(["9"])
+            fake.release.set()
+            done = await asyncio.gather(first, *queued)
+            # Nothing waits any more: a request larger than the bound goes, alone.
+            return refused.value, done, await batcher.embed([str(n) for n in range(6)])
+
+    refused, done, large = asyncio.run(main())
+    assert refused.retry_after >= 1 and "4 texts are waiting" in str(refused)
+    assert [d.tolist() for d in done] == [rows(1).tolist(), rows(2, 3).tolist(), rows(4, 5).tolist()]
+    assert np.array_equal(large, rows(0, 1, 2, 3, 4, 5))
+
+
+def test_the_current_encoder_is_asked_for_off_the_event_loop() -> None:
+    fake = FakeEncoder()
+    threads: list[str] = []
+
+    def current() -> FakeEncoder:
+        threads.append(threading.current_thread().name)  # a reload may read a file or build a model
+        return fake
+
+    async def main() -> np.ndarray:
+        async with MicroBatcher(fake, max_wait=0.0, current=current) as batcher:
+            return await batcher.embed(["5"])
+
+    assert np.array_equal(asyncio.run(main()), rows(5))
+    assert threads and all(name.startswith("encoder") for name in threads)
 
 
 def test_cancelled_callers_do_not_disturb_the_others() -> None:
@@ -218,7 +272,7 @@ def test_the_event_loop_answers_while_the_model_runs(served_app: tuple[FastAPI, 
         wait_for(gate.entered.is_set, "the encoder to start")
         # The model is busy (held at the gate) for as long as the test wants: if it ran on the event
         # loop, these could not be answered before the gate opens, and they would time out.
-        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/health").json()["status"] == "ok"
         assert client.get("/stats").json()["documents"] == 3
         gate.release.set()
         assert searching.result().json()["results"][0]["id"] == DOC_QUERIES[0][1]

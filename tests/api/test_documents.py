@@ -18,7 +18,13 @@ def test_put_with_wait_is_searchable_on_return(worker_url: str) -> None:
     with httpx.Client(base_url=worker_url, timeout=60) as client:
         put = client.put("/documents/notes/fire.md", params={"wait": "true"}, json={"text": "fire earth wind fire"})
         assert put.status_code == 200, put.text
-        assert put.json() == {"added": ["notes/fire.md"], "updated": [], "unchanged": [], "indexed": True}
+        assert put.json() == {
+            "added": ["notes/fire.md"],
+            "updated": [],
+            "unchanged": [],
+            "indexed": True,
+            "reason": None,
+        }
         assert _ids(client, "fire earth wind fire", 1) == ["notes/fire.md"]
         got = client.get("/documents/notes/fire.md").json()
         assert got["status"] == "indexed" and got["text"] == "fire earth wind fire" and got["metadata"] == {}

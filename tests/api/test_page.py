@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# The page draws its hits at once, then again once the model has picked each hit's best sentence.
+SETTLED = "#results[data-sentences-by=model]"
+
+
+def settled(browser: webdriver.Chrome) -> None:
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, SETTLED))
 
 
 @pytest.fixture
@@ -49,7 +56,7 @@ def test_a_query_typed_in_the_page_shows_highlighted_results(base_url: str, brow
     box = browser.find_element(By.ID, "q")
     box.send_keys("cancer patients study results")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    settled(browser)
     hits = browser.find_elements(By.CSS_SELECTOR, ".hit")
     assert len(hits) == 3
     assert hits[0].find_element(By.TAG_NAME, "h3").text == "Bio"
@@ -100,7 +107,7 @@ def test_a_filter_typed_in_the_page_keeps_only_matching_results(base_url: str, b
     assert browser.find_elements(By.CSS_SELECTOR, ".hit") == []
     filter_box.send_keys("}")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    settled(browser)
     # Without the filter "Bio" ranks first (the test above); with it, only pets and space remain.
     titles = sorted(h.find_element(By.TAG_NAME, "h3").text for h in browser.find_elements(By.CSS_SELECTOR, ".hit"))
     assert titles == ["Pets", "Space"]
@@ -112,3 +119,92 @@ def test_a_filter_typed_in_the_page_keeps_only_matching_results(base_url: str, b
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text)
     assert "filter field 'year': $gt needs a number, got 'x'" in browser.find_element(By.ID, "status").text
+
+
+def _search(browser: webdriver.Chrome, query: str) -> None:
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys(query)
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def test_the_best_sentence_is_marked_with_the_hit_count_and_server_time(
+    worker_url: str, browser: webdriver.Chrome
+) -> None:
+    from api.client import SemsearchClient
+
+    text = "Dogs bark at night. The cat sat on the mat. Birds fly south in the winter."
+    with SemsearchClient(worker_url) as client:
+        assert client.put_document("story", text, title="Story", wait=True).indexed
+    browser.get(worker_url + "/")
+    _search(browser, "the cat sat on the mat")
+    # Hits show at once with the sentence sharing most words marked, then the model's choice replaces it.
+    settled(browser)
+    story = next(h for h in browser.find_elements(By.CSS_SELECTOR, ".hit") if "Story" in h.text)
+    # Only the sentence closest to the query is marked, not the whole chunk.
+    assert story.find_element(By.CSS_SELECTOR, ".snippet mark").text == "The cat sat on the mat."
+    assert "Dogs bark at night." in story.find_element(By.CLASS_NAME, "snippet").text
+    assert re.fullmatch(r"4 hits in \d+\.\d ms", browser.find_element(By.ID, "summary").text)
+    assert not browser.find_element(By.ID, "pager").is_displayed()  # 4 hits: one page
+    # The passage in its document, on demand.
+    story.find_element(By.TAG_NAME, "summary").click()
+    assert story.find_element(By.CSS_SELECTOR, ".context .chunk").text == text
+
+
+def test_results_are_paged(loaded: tuple[str, object], browser: webdriver.Chrome) -> None:
+    url, _ = loaded
+    browser.get(url + "/")
+    _search(browser, "cat dog gene")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "page-info").text)
+    info = browser.find_element(By.ID, "page-info")
+    assert info.text == "1–10 of 100" and browser.find_element(By.ID, "prev").get_property("disabled")
+    assert re.fullmatch(r"the 100 best hits in \d+\.\d ms", browser.find_element(By.ID, "summary").text)
+
+    def ids() -> list[str]:
+        return [
+            h.find_element(By.CLASS_NAME, "meta").text.split(" · ")[0]
+            for h in browser.find_elements(By.CSS_SELECTOR, ".hit")
+        ]
+
+    settled(browser)
+    first = ids()
+    browser.find_element(By.ID, "next").click()
+    WebDriverWait(browser, 30).until(lambda d: info.text == "11–20 of 100")
+    settled(browser)
+    second = ids()
+    assert len(first) == len(second) == 10 and not set(first) & set(second)
+    for _ in range(8):
+        browser.find_element(By.ID, "next").click()
+    WebDriverWait(browser, 30).until(lambda d: info.text == "91–100 of 100")
+    assert browser.find_element(By.ID, "next").get_property("disabled")
+    browser.find_element(By.ID, "prev").click()
+    WebDriverWait(browser, 30).until(lambda d: info.text == "81–90 of 100")
+
+
+def test_matched_terms_are_bold_inside_and_around_the_marked_sentence(base_url: str, browser: webdriver.Chrome) -> None:
+    # The server gives `matched_terms` once keyword search exists; the page's own renderer is driven here.
+    browser.get(base_url + "/")
+    terms = browser.execute_script(
+        """
+        const hit = {id: "d", title: "T", score: 0.5, start: 0, end: 38, text: "A cat sat. The Cat-flap; cats sat.",
+                     matched_terms: ["cat", "sat"]};
+        document.getElementById("results").replaceChildren(render(hit, [11, 34], null));
+        return [...document.querySelectorAll(".snippet b.term")].map(b => [b.textContent, !!b.closest("mark")]);
+        """
+    )
+    # Whole words only ("cats" is not "cat"), whatever the case, inside and outside the marked sentence.
+    assert terms == [["cat", False], ["sat", False], ["Cat", True], ["sat", True]]
+
+
+def test_an_error_without_json_shows_its_text(overloaded, browser: webdriver.Chrome) -> None:
+    front, url = overloaded
+    browser.get(url + "/")
+    front.failures, front.plain, front.path = 1, "upstream is restarting", "/search"
+    _search(browser, "cat")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "status").text == "Error 503 Service Unavailable: upstream is restarting"
+    assert browser.find_elements(By.CSS_SELECTOR, ".hit") == []
+    # The next search goes through, and the message is gone.
+    _search(browser, "the cat sat on the mat")
+    settled(browser)
+    assert browser.find_element(By.ID, "status").text == ""

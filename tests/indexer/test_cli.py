@@ -1,4 +1,5 @@
-"""The `semsearch` command line, run as a user runs it: a real process, real files, real exit codes."""
+"""The `semsearch` command line: real files, real exit codes, stdout and stderr. Commands run in this process
+through `main(argv)` (cli_runner); `serve` runs as a real process, since the process is the point there."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.evaluate import score_run
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).with_name("semsearch")
-    return subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=300)
+    return run_cli(args, env)
 
 
 @pytest.fixture
@@ -138,13 +139,17 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
         "vectors": 2,
         "orphan_vectors": 0,
         "missing_vectors": 0,
+        "base_file": "none",
         "ok": True,
     }
-    # Lose the index file (as a crash before the first save would): check sees it, --repair mends it.
-    for path in (tmp_path / "data" / "index").glob("*.faiss"):
-        path.unlink()
+    # --repair writes the base file from the vectors in SQL; truncate it (a disk full, a crash of a copy):
+    # check reports it without a traceback, and --repair mends it.
+    assert json.loads(_run(["check", "--repair", "--json"], env).stdout)["base_file"] == "ok"
+    (path,) = (tmp_path / "data" / "index").glob("*.faiss")
+    path.write_bytes(path.read_bytes()[:64])
     broken = _run(["check", "--json"], env)
-    assert broken.returncode == 1 and json.loads(broken.stdout)["missing_vectors"] == 2
+    assert broken.returncode == 1 and json.loads(broken.stdout)["base_file"] == "unreadable"
+    assert "Traceback" not in broken.stderr
     repaired = _run(["check", "--repair", "--json"], env)
     assert repaired.returncode == 0 and json.loads(repaired.stdout)["ok"] is True
     assert _run(["check"], env).returncode == 0

@@ -19,7 +19,8 @@ def test_terminal_line_with_eta() -> None:
     out = _Tty()
     progress = Progress(out, total=100)
     progress(IndexSummary(added=20, rejected=5, chunks=40, seconds=5.0))
-    assert out.getvalue() == "\r\033[K25/100 documents, 40 chunks, 5.0 docs/s, ETA 15 s"
+    # 25 of 100 records read in 5 s, 5 of them rejected: 4 documents/s, 75 records left at 5 a second.
+    assert out.getvalue() == "\r\033[K25/100 records: 20 documents, 5 rejected, 40 chunks, 4.0 docs/s, ETA 15 s"
     progress.close()
     assert out.getvalue().endswith("\r\033[K")
 
@@ -29,7 +30,7 @@ def test_plain_lines_are_throttled() -> None:
     progress = Progress(out, interval=3600)
     for n in range(1, 5):
         progress(IndexSummary(added=n * 10, chunks=n * 10, seconds=float(n)))
-    assert out.getvalue() == "progress: 10 documents, 10 chunks, 10.0 docs/s\n"
+    assert out.getvalue() == "progress: 10 documents, 0 rejected, 10 chunks, 10.0 docs/s\n"
 
 
 def test_count_records(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import ray
 from indexer.chunking import Chunker
 from indexer.cli import main
 from indexer.pipeline import Indexer
-from indexer.publisher import encoder_space
 from indexer.rebuild import rebuild
 from search.catalog import IndexCatalog
 from search.components import open_searcher
@@ -62,7 +61,7 @@ def _indexed(settings: Settings, encoder: Encoder, n: int) -> Store:
 
 
 def _vectors(store: Store, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
-    ids, vectors = VectorRows(store, encoder_space(encoder), encoder.dim).fetch(store.all_chunk_ids())
+    ids, vectors = VectorRows(store, encoder.space.key, encoder.dim).fetch(store.all_chunk_ids())
     order = np.argsort(ids)
     return ids[order], vectors[order]
 
@@ -145,7 +144,7 @@ def test_an_interrupted_ray_stage_keeps_its_blocks_and_a_rerun_embeds_the_rest(
     ids, vectors = _vectors(store, cls_encoder)
     assert ids.tolist() == chunks
     assert np.array_equal(vectors[np.isin(ids, kept_ids)], kept), "the first run's vectors are kept"
-    assert sorted(p.name for p in fast.index_dir.glob("*.faiss")) == [f"gen-{summary.generation:06d}.faiss"]
+    assert [p.name.split("-")[1] for p in fast.index_dir.glob("*.faiss")] == [f"{summary.generation:06d}"]
     store.close()
 
 

@@ -27,7 +27,9 @@ def _docs(n: int) -> list[DocumentIn]:
 
 def _indexed(settings: Settings, encoder: Encoder, n: int = 300) -> Store:
     store = Store(settings.resolved_database_url)
-    Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder, 32, 4)).run(_docs(n))
+    indexer = Indexer(encoder, store, IndexCatalog(store, settings.index_dir), Chunker(encoder, 32, 4))
+    indexer.run(_docs(n))
+    indexer.publisher.sync(force=True)  # a base file, as a corpus past the merge threshold would have
     return store
 
 
@@ -43,7 +45,7 @@ def test_a_new_index_type_reuses_the_stored_vectors(settings: Settings, tiny_enc
     searcher = open_searcher(fast, tiny_encoder, store, watch=True)
     query = tiny_encoder.encode(["cat dog gene"])[0]
     before = [h.id for h in searcher.search_vector(query, 10)]
-    old_file = fast.index_dir / "gen-000001.faiss"
+    (old_file,) = fast.index_dir.glob("gen-000001*.faiss")
     calls = _counting(tiny_encoder)
     try:
         summary = rebuild(fast.model_copy(update={"index_factory": "IVF16,Flat"}), store, tiny_encoder)
@@ -56,7 +58,7 @@ def test_a_new_index_type_reuses_the_stored_vectors(settings: Settings, tiny_enc
     assert not old_file.exists(), "the retired generation's file is removed"
     searcher.refresh()
     assert searcher.index.resolved_factory == "IVF16,Flat" and searcher.index.ntotal == 300
-    searcher.index.set_nprobe(16)  # every list: exact, so the ranking must not change
+    searcher.index.base.set_nprobe(16)  # every list: exact, so the ranking must not change
     assert [h.id for h in searcher.search_vector(query, 10)] == before
     # Without --factory, the next rebuild keeps the serving index type.
     assert rebuild(fast, store, tiny_encoder).factory == "IVF16,Flat"
@@ -103,7 +105,7 @@ def test_an_interrupted_rebuild_leaves_the_serving_index_and_can_run_again(
     summary = rebuild(ivf, store, tiny_encoder)
     assert summary.factory == "IVF8,Flat" and summary.vectors == 100
     files = sorted(p.name for p in settings.index_dir.glob("*.faiss"))
-    assert files == [f"gen-{summary.generation:06d}.faiss"], "the unfinished and the retired files are gone"
+    assert len(files) == 1 and files[0].startswith(f"gen-{summary.generation:06d}-"), "the others are gone"
     held = open_searcher(settings, tiny_encoder, store).index.ids()
     assert np.array_equal(np.sort(held), np.asarray(sorted(store.all_chunk_ids())))
     store.close()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from indexer.chunking import Chunker
 from indexer.worker import BackgroundWorker, Worker
@@ -21,6 +22,7 @@ from search.encoder import Encoder
 from search.settings import Settings
 from search.store import DocumentIn, Store
 from search.vectors import enqueue
+from search.worker_state import WorkerState
 
 WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 
@@ -81,7 +83,7 @@ def test_unchanged_documents_are_not_queued_again(settings: Settings, tiny_encod
     result, same = enqueue(store, [*_docs(4), DocumentIn("d4", "a new text.", "T4")])
     assert result.updated == ["d4"] and len(same) == 4
     assert worker.drain() == 1
-    assert sorted(worker.publisher.index.ids().tolist()) == sorted(store.all_chunk_ids())
+    assert sorted(open_searcher(settings, tiny_encoder, store).index.ids().tolist()) == sorted(store.all_chunk_ids())
     store.close()
 
 
@@ -133,14 +135,15 @@ def test_postgres_workers_never_take_the_same_document(settings: Settings, tiny_
     # Every document claimed exactly once in all (SKIP LOCKED), and more than one worker did work.
     assert sum(sum(c) for c in claimed) == 120
     assert sum(1 for c in claimed if c) >= 2
-    assert sorted(workers[0].publisher.index.ids().tolist()) == sorted(stores[0].all_chunk_ids())
+    assert sorted(open_searcher(settings, tiny_encoder, stores[0]).index.ids().tolist()) == sorted(
+        stores[0].all_chunk_ids()
+    )
     for store in stores:
         store.close()
 
 
-def _cli(*args: str, env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    exe = str(Path(sys.executable).with_name("semsearch"))
-    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=300, **kw)
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_cli(list(args), env)  # in this process: only the long-lived worker below needs to be another
 
 
 def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -158,7 +161,8 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Pat
     exe = str(Path(sys.executable).with_name("semsearch"))
     long_lived = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker")
+        # A process start (torch, transformers) takes most of a minute on a busy 2-core machine.
+        _wait_for(lambda: json.loads(_cli("check", "--json", env=env).stdout)["vectors"] == 30, "the worker", 180)
         second = _cli("worker", "--until-empty", env=env)
         assert second.returncode == 2
         assert "SQLite allows one indexing process" in second.stderr and str(long_lived.pid) in second.stderr
@@ -168,3 +172,55 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Pat
     # Once it stopped, the next worker may start.
     again = _cli("worker", "--until-empty", "--json", env=env)
     assert again.returncode == 0 and json.loads(again.stdout) == {"embedded": 0}
+
+
+class _Stop(threading.Event):
+    """A stop event that records how long the worker asked to wait, and returns at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(float(timeout or 0))
+        return self.is_set()
+
+
+def test_failures_back_off_exponentially_and_a_success_resets_the_budget(
+    settings: Settings, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(settings.resolved_database_url)
+    worker = _worker(settings, tiny_encoder, store)
+    worker.state = WorkerState(failure_budget=3, base_delay=0.5, max_delay=3.0)
+    stop = _Stop()
+    outcomes: list[Exception | None] = [RuntimeError("start-up: database locked")]  # start_up fails once
+    outcomes += [ConnectionError(f"down {i}") for i in range(5)] + [None]
+    seen: list[tuple[int, bool]] = []
+    start_up = worker.start_up
+
+    def flaky_start_up() -> None:
+        failure = outcomes.pop(0)
+        if failure:
+            raise failure
+        start_up()
+
+    def flaky_step() -> int:
+        seen.append((worker.state.snapshot().consecutive_failures, worker.state.failing))
+        failure = outcomes.pop(0)
+        if failure:
+            raise failure
+        stop.set()  # one good step, then the worker stops
+        return 0
+
+    outcomes.insert(1, None)  # start-up succeeds on its second try
+    monkeypatch.setattr(worker, "start_up", flaky_start_up)
+    monkeypatch.setattr(worker, "step", flaky_step)
+    worker.run(stop)
+    # Start-up: one failure (0.5 s), then steps fail five times: 0.5, 1, 2, 3 (the cap), 3.
+    assert stop.waits[:6] == [0.5, 0.5, 1.0, 2.0, 3.0, 3.0]
+    # The budget (3) was used up after the third consecutive failure, and the good step reset it.
+    assert seen == [(0, False), (1, False), (2, False), (3, True), (4, True), (5, True)]
+    snapshot = worker.state.snapshot()
+    assert snapshot.consecutive_failures == 0 and not snapshot.failing and snapshot.failures_total == 6
+    assert snapshot.last_error == "ConnectionError: down 4"
+    store.close()

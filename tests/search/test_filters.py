@@ -72,6 +72,29 @@ def test_filters_match_the_same_documents_on_both_databases(
     assert store.counts() == {"documents": len(META), "chunks": len(META)}
 
 
+def test_a_long_in_list_of_mixed_types_runs_on_both_databases(store: Store) -> None:
+    # About 1,000 values was "Expression tree is too large" on SQLite when each value was an OR term.
+    values: list[Any] = [*range(1, 1000), "sky", 1969.5, False, "zzz"]
+    assert _matches(store, {"kind": {"$in": values}}) == ["moon", "odd", "sun"]
+    assert _matches(store, {"year": {"$in": values}}) == ["moon"]
+    assert _matches(store, {"wild": {"$in": values}}) == ["cat"]  # false is not 0, true is not 1
+    wide = {f"f{i}": {"$in": list(range(500))} for i in range(8)}  # the largest filter allowed: 4,000 values
+    assert _matches(store, {**wide, "kind": "animal"}) == []
+
+
+def test_a_row_whose_metadata_sqlite_cannot_parse_matches_no_filter_and_fails_none(tmp_path: Path) -> None:
+    # Before writes were validated, a NaN was stored as the bare token NaN, which SQLite's JSON
+    # functions refuse ("malformed JSON"): every filtered search failed until that document went.
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    docs = [(DocumentIn(ext, "text", metadata=m), [ChunkIn(0, "text", 0, 4)]) for ext, m in META.items()]
+    poisoned = DocumentIn("poisoned", "text", metadata={"kind": "animal", "x": float("nan")})
+    docs.append((poisoned, [ChunkIn(0, "t", 0, 1)]))
+    store.write_documents(docs)
+    assert _matches(store, {"kind": "animal"}) == ["cat", "eagle"]
+    assert _matches(store, {"kind": {"$in": ["animal"]}, "year": {"$gt": 0}}) == ["cat", "eagle"]
+    store.close()
+
+
 def test_matching_chunk_ids_are_the_chunks_of_matching_documents(database_url: str) -> None:
     store = Store(database_url)
     result = store.write_documents(
@@ -109,6 +132,7 @@ def test_matching_chunk_ids_are_the_chunks_of_matching_documents(database_url: s
         ({"a\\b": 1}, "no quotes, backslashes or control characters"),
         ({"x" * 200: 1}, "at most 128 characters"),
         ({f"f{i}": 1 for i in range(40)}, "filter has 40 fields; at most 32"),
+        ({f"f{i}": {"$in": list(range(900))} for i in range(8)}, "filter holds 7200 values over all its fields"),
     ],
 )
 def test_bad_filters_are_refused_naming_the_problem(raw: dict[str, Any], message: str) -> None:

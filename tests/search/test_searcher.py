@@ -121,3 +121,65 @@ def test_filters_keep_best_chunk_per_document_and_batches(settings: Settings, ti
     assert [h.id for h in searcher.search_vector(vector, 5, filter={"kind": "none"})] == []
     with pytest.raises(ValueError, match="filter field 'kind': \\$gt needs a number"):
         searcher.search("moon", k=3, filter={"kind": {"$gt": "a"}})
+
+
+def test_compressed_codes_are_re_ranked_with_the_exact_vectors(settings: Settings, tiny_encoder: Encoder) -> None:
+    from indexer.chunking import Chunker
+    from indexer.pipeline import Indexer
+    from search.catalog import IndexCatalog
+    from search.components import open_searcher
+    from search.vectors import VectorRows
+
+    store = Store(settings.resolved_database_url)
+    words = ["cat", "dog", "gene", "virus", "star", "water", "tree", "fire"]
+    docs = [
+        DocumentIn(f"d{i}", f"{words[i % 8]} {words[(i * 3) % 8]} {words[(i * 5) % 7]} text {i}") for i in range(60)
+    ]
+    indexer = Indexer(tiny_encoder, store, IndexCatalog(store, settings.index_dir), Chunker(tiny_encoder), "SQ4")
+    indexer.run(docs)
+    assert indexer.publisher.sync(force=True).index_type == "SQ4"  # 4-bit codes: coarse scores
+    searcher = open_searcher(settings, tiny_encoder, store)
+    query = tiny_encoder.encode(["gene virus water"])[0]
+    hits = searcher.search_vector(query, 10)
+    ids, vectors = VectorRows(store, tiny_encoder.space.key, tiny_encoder.dim).fetch([h.chunk_id for h in hits])
+    exact = dict(zip(ids.tolist(), (vectors @ query).tolist(), strict=True))
+    # Scores are the float vectors' cosines, not the codes', and the order is theirs.
+    assert [h.score for h in hits] == pytest.approx([exact[h.chunk_id] for h in hits], abs=1e-6)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    raw, _ = searcher.index.search(query, 10)
+    assert not np.allclose(raw[0], [h.score for h in hits], atol=1e-4)  # the codes alone score otherwise
+    store.close()
+
+
+def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
+    settings: Settings, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.searcher as searcher_module
+
+    store = Store(settings.resolved_database_url)
+    words = ["cat", "dog", "gene", "virus", "star", "water", "tree", "fire"]
+    index = VectorIndex(tiny_encoder.dim)
+    for i in range(80):
+        text = f"{words[i % 8]} {words[(i * 3) % 8]} text {i}"
+        meta = {"half": i % 2 == 0, "tenth": i % 10}
+        result = store.write_documents([(DocumentIn(f"d{i}", text, metadata=meta), [ChunkIn(0, text, 0, len(text))])])
+        index.add(np.asarray(result.new_chunk_ids), tiny_encoder.encode([text]))
+    searcher = Searcher(tiny_encoder, index, store)
+    query = tiny_encoder.encode(["gene water"])[0]
+    checked: list[int] = []
+    original = Searcher._search_checked
+
+    def spy(self: Searcher, *args: object) -> object:
+        checked.append(1)
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Searcher, "_search_checked", spy)
+    broad = searcher.search_vector(query, 10, {"half": True})
+    narrow = searcher.search_vector(query, 5, {"tenth": 3})
+    assert len(checked) == 1, "only the broad filter is checked on over-fetched results"
+    monkeypatch.setattr(searcher_module, "_BROAD", 2.0)  # every filter inside the search
+    assert [h.id for h in searcher.search_vector(query, 10, {"half": True})] == [h.id for h in broad]
+    assert [h.id for h in searcher.search_vector(query, 5, {"tenth": 3})] == [h.id for h in narrow]
+    assert len(broad) == 10 and all(int(h.id[1:]) % 2 == 0 for h in broad)
+    assert len(narrow) == 5 and all(int(h.id[1:]) % 10 == 3 for h in narrow)
+    store.close()

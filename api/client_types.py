@@ -1,0 +1,175 @@
+"""What the semsearch HTTP API answers, as the client reads it: the errors it raises and the typed results.
+
+Every model keeps fields it does not know (a newer server's additions, such as hybrid search's
+per-retriever scores or `matched_terms`), reachable as attributes and in `model_dump()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+RETRY_STATUSES = frozenset({429, 503})
+
+
+class SemsearchError(Exception):
+    """The server refused a request (`status_code` set) or could not be reached (`status_code` None).
+
+    `message` is the server's own explanation (its `detail`), `body` the decoded response."""
+
+    def __init__(self, message: str, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(message if status_code is None else f"{status_code}: {message}")
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+
+
+class AuthenticationError(SemsearchError):
+    """401: the API key is missing or wrong."""
+
+
+class NotFoundError(SemsearchError):
+    """404: no document with that id (or no such route: is the base URL right?)."""
+
+
+class InvalidRequestError(SemsearchError):
+    """400, 413 or 422: the request was refused as it is (a bad filter, an empty text, a body too large)."""
+
+
+class ServerBusyError(SemsearchError):
+    """429 or 503 still after every retry."""
+
+
+class ServerError(SemsearchError):
+    """Any other answer of 500 or above."""
+
+
+class _Model(BaseModel):
+    # Fields a newer server adds (e.g. hybrid search's per-retriever scores) are kept, not dropped.
+    model_config = ConfigDict(extra="allow")
+
+
+class Hit(_Model):
+    """One ranked document with its best chunk; `start`/`end` are the chunk's offsets in the document text."""
+
+    id: str
+    chunk_id: int
+    score: float
+    title: str = ""
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    start: int
+    end: int
+
+
+class SearchResults(_Model):
+    """The ranked hits of one query and the server's time for it."""
+
+    results: list[Hit]
+    took_ms: float
+
+
+class BatchResults(_Model):
+    """One hit list per query, in query order."""
+
+    results: list[list[Hit]]
+    took_ms: float
+
+
+class NewDocument(_Model):
+    """A document to write: the server chunks and embeds the text; metadata is stored and filterable."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Document(_Model):
+    """A stored document and how far its indexing got."""
+
+    id: str
+    title: str
+    text: str
+    metadata: dict[str, Any]
+    status: Literal["pending", "embedded", "indexed"] | str
+
+
+class WriteResult(_Model):
+    """Ids added, updated (re-embedded) and unchanged; `indexed` is true once all are searchable."""
+
+    added: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    indexed: bool
+
+
+class DocumentPage(_Model):
+    """A page of documents in the order they were first written."""
+
+    documents: list[Document]
+    total: int
+    offset: int
+    limit: int
+
+
+class Deleted(_Model):
+    """A deleted document and the number of its chunks."""
+
+    id: str
+    chunks: int
+
+
+class Stats(_Model):
+    """What the service holds and how it embeds."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    index_type: str
+    generation: int | None
+    model: str
+    pooling: str
+    dimension: int
+    max_length: int
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's explanation: its JSON `detail` (validation errors as `where: what` lines), or its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:2000] or response.reason_phrase or f"HTTP {response.status_code}"
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                where = ".".join(str(p) for p in item.get("loc", []))
+                parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return detail if isinstance(detail, str) else str(detail)
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """A `SemsearchError` of the right kind for a 4xx or 5xx answer; nothing for 1xx-3xx."""
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    kind: type[SemsearchError] = {401: AuthenticationError, 404: NotFoundError}.get(status, SemsearchError)
+    if status in (400, 413, 422):
+        kind = InvalidRequestError
+    elif status in RETRY_STATUSES:
+        kind = ServerBusyError
+    elif status >= 500:
+        kind = ServerError
+    raise kind(error_message(response), status, body)

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,14 @@ def _writer_lock(settings: Settings, what: str) -> FileLock | None:
 
 def _report(rejected: Rejected) -> None:
     print(f"rejected {rejected}", file=sys.stderr)
+
+
+def _print_fields(args: argparse.Namespace, data: Mapping[str, object]) -> None:
+    """A command's result: one JSON object with --json, else `key=value` pairs on one line."""
+    if args.json:
+        _print_json(data)
+    else:
+        print(" ".join(f"{k}={v}" for k, v in data.items()))
 
 
 def _print_json(data: Any) -> None:
@@ -93,10 +102,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
             written["unchanged"] += len(same)
             docs = []
     data = {**written, "rejected": rejected}
-    if args.json:
-        _print_json(data)
-    else:
-        print(" ".join(f"{k}={v}" for k, v in data.items()))
+    _print_fields(args, data)
     return 1 if rejected else 0
 
 
@@ -144,10 +150,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         **summary.as_dict(),
         "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
     }
-    if args.json:
-        _print_json(data)
-    else:
-        print(" ".join(f"{k}={v}" for k, v in data.items()))
+    _print_fields(args, data)
     return 0
 
 
@@ -166,10 +169,7 @@ def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     if done.state != jobs.DONE:
         print(f"rebuild job {job_id} {done.state}: {done.result.get('error', '')}", file=sys.stderr)
         return 1
-    if args.json:
-        _print_json(done.result)
-    else:
-        print(" ".join(f"{k}={v}" for k, v in done.result.items()))
+    _print_fields(args, done.result)
     return 0
 
 
@@ -254,10 +254,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.evaluate import evaluate
 
     result = evaluate(settings, args.directory, data_dir=args.data_dir, mode=args.mode)
-    if args.json:
-        _print_json(result)
-    else:
-        print(" ".join(f"{k}={v}" for k, v in result.items()))
+    _print_fields(args, result)
     return 0
 
 

@@ -71,14 +71,14 @@ def test_the_mode_selector_and_the_matched_words(hybrid_url: str, browser: webdr
     Select(browser.find_element(By.ID, "mode")).select_by_value("keyword")
     browser.find_element(By.ID, "q").send_keys("zqx-4471 door")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    settled(browser)
     top = browser.find_elements(By.CSS_SELECTOR, ".hit")[0]
     assert top.find_element(By.TAG_NAME, "h3").text == "Parts"
     assert [m.text for m in top.find_elements(By.TAG_NAME, "mark")] == ["ZQX", "4471", "door"]
     assert "keyword #1" in top.find_element(By.CLASS_NAME, "meta").text
     assert "mode=keyword" in browser.current_url
     browser.get(hybrid_url + "/?q=" + "图书馆" + "&mode=hybrid")  # a shared link keeps its mode
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".hit mark"))
+    settled(browser)
     assert Select(browser.find_element(By.ID, "mode")).first_selected_option.text == "hybrid"
     assert browser.find_elements(By.CSS_SELECTOR, ".hit mark")[0].text == "图书馆"
 
@@ -141,13 +141,14 @@ def test_the_best_sentence_is_marked_with_the_hit_count_and_server_time(
     # Hits show at once with the sentence sharing most words marked, then the model's choice replaces it.
     settled(browser)
     story = next(h for h in browser.find_elements(By.CSS_SELECTOR, ".hit") if "Story" in h.text)
-    # Only the sentence closest to the query is marked, not the whole chunk.
-    assert story.find_element(By.CSS_SELECTOR, ".snippet mark").text == "The cat sat on the mat."
+    # Only the sentence closest to the query is shaded, not the whole chunk.
+    assert story.find_element(By.CSS_SELECTOR, ".snippet .best").text == "The cat sat on the mat."
     assert "Dogs bark at night." in story.find_element(By.CLASS_NAME, "snippet").text
     assert re.fullmatch(r"4 hits in \d+\.\d ms", browser.find_element(By.ID, "summary").text)
     assert not browser.find_element(By.ID, "pager").is_displayed()  # 4 hits: one page
     # The passage in its document, on demand.
     story.find_element(By.TAG_NAME, "summary").click()
+    WebDriverWait(browser, 30).until(lambda d: story.find_elements(By.CSS_SELECTOR, ".context .chunk"))
     assert story.find_element(By.CSS_SELECTOR, ".context .chunk").text == text
 
 
@@ -181,18 +182,18 @@ def test_results_are_paged(loaded: tuple[str, object], browser: webdriver.Chrome
     WebDriverWait(browser, 30).until(lambda d: info.text == "81–90 of 100")
 
 
-def test_matched_terms_are_bold_inside_and_around_the_marked_sentence(base_url: str, browser: webdriver.Chrome) -> None:
-    # The server gives `matched_terms` once keyword search exists; the page's own renderer is driven here.
+def test_matched_terms_are_marked_inside_and_around_the_best_sentence(base_url: str, browser: webdriver.Chrome) -> None:
+    # The page's renderer driven directly, with a text that has a term in the best sentence and outside it.
     browser.get(base_url + "/")
     terms = browser.execute_script(
         """
         const hit = {id: "d", title: "T", score: 0.5, start: 0, end: 38, text: "A cat sat. The Cat-flap; cats sat.",
                      matched_terms: ["cat", "sat"]};
         document.getElementById("results").replaceChildren(render(hit, [11, 34], null));
-        return [...document.querySelectorAll(".snippet b.term")].map(b => [b.textContent, !!b.closest("mark")]);
+        return [...document.querySelectorAll(".snippet mark")].map(m => [m.textContent, !!m.closest(".best")]);
         """
     )
-    # Whole words only ("cats" is not "cat"), whatever the case, inside and outside the marked sentence.
+    # Whole words only ("cats" is not "cat"), whatever the case, inside and outside the shaded sentence.
     assert terms == [["cat", False], ["sat", False], ["Cat", True], ["sat", True]]
 
 

@@ -50,14 +50,14 @@ def test_a_reload_never_holds_the_event_loop(live_app: tuple[FastAPI, str, Setti
     app, url, live = live_app
     watcher = app.state.searcher.watcher
     entered, release = threading.Event(), threading.Event()
-    load = watcher.load
+    look = watcher._look  # applying the change log (or loading a new base file) happens in here
 
-    def held_load():  # type: ignore[no-untyped-def]
-        entered.set()  # reading the new file (or building an encoder) takes as long as the test wants
+    def held_look(serving):  # type: ignore[no-untyped-def]
+        entered.set()  # reading the changes (or a new file, an encoder) takes as long as the test wants
         release.wait(60)
-        return load()
+        return look(serving)
 
-    watcher.load = held_load
+    watcher._look = held_look
     store, encoder = open_store(live), make_encoder(live)
     Indexer(encoder, store, IndexCatalog(store, live.index_dir), Chunker(encoder)).run(
         [DocumentIn("fresh", "virus vaccine dose water", "Fresh")]

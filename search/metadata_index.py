@@ -31,13 +31,21 @@ def text_hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def value_rows(doc_id: int, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The index rows of one document's metadata; values no filter can match (lists, objects, null,
     non-finite numbers, over-long keys) get none."""
     rows: list[dict[str, Any]] = []
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_FIELD_CHARS:
-            continue
+        if not isinstance(key, str) or not key or len(key) > MAX_FIELD_CHARS or not _utf8(key):
+            continue  # no filter can name it (filter fields are valid UTF-8), and SQL could not store it
         row: dict[str, Any] = {"document_id": doc_id, "key": key, "text_hash": None, "number": None}
         if isinstance(value, bool):
             row.update(kind=BOOL, number=int(value))

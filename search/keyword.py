@@ -198,7 +198,12 @@ class KeywordIndex:
         fd = os.open(self.root / f"{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield self._open(create=True)
+            index = self._open(create=True)
+            # A process killed inside a commit leaves files the committed meta does not name; the
+            # next commit may pick one of their names (a delete file is named by segment and
+            # opstamp) and fail with "FileAlreadyExists". Removing them first makes that impossible.
+            self._writer(index).garbage_collect_files()
+            yield index
         finally:
             os.close(fd)
 

@@ -229,3 +229,23 @@ def test_same_results_on_sqlite_and_postgres(tmp_path: Path, postgres_url: str) 
         results.append([(rows[c].document_id, round(s, 5)) for c, s in found])
         store.close()
     assert results[0] == results[1] and len(results[0]) == 20
+
+
+def test_files_of_a_commit_killed_midway_do_not_block_the_next(tmp_path: Path) -> None:
+    # A kill after a commit wrote its delete file but before it wrote meta.json: the replayed commit
+    # has the same opstamp, so the same file name, which tantivy refuses to overwrite.
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    index = KeywordIndex(tmp_path / "keyword")
+    store.write_documents([_doc(f"d{i}", f"word{i} common") for i in range(20)])
+    index.catch_up(store)
+    meta = index.path / "meta.json"
+    committed = meta.read_bytes()
+    store.delete_documents(["d3"])
+    before = set(index.path.iterdir())
+    index.catch_up(store)
+    assert any(p.suffix == ".del" for p in set(index.path.iterdir()) - before)
+    meta.write_bytes(committed)  # as if killed before the new meta.json landed
+    assert index.catch_up(store) == 1  # the delete is applied again, from the index's own record
+    assert _ids(store, index, "word3") == [] and _ids(store, index, "word4") == ["d4"]
+    assert index.check(store).ok
+    store.close()

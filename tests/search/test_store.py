@@ -117,3 +117,28 @@ def test_a_new_generation_commits_with_its_file_name(database_url: str, tmp_path
     assert len(commits) == 1 and generation.path == f"gen-{generation.id:06d}-{0:012d}.faiss"
     assert store.active_generation().path == generation.path  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_migration_stopped_midway_leaves_nothing_behind(database_url: str) -> None:
+    # A process killed while it creates the schema must leave a store the next one can open: the
+    # migrations run in one transaction (on SQLite too, whose driver commits DDL on its own).
+    store = Store(database_url, upgrade=False)
+
+    def stop(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("CREATE TABLE CHUNKS"):
+            raise KeyboardInterrupt("stopped midway")
+
+    event.listen(store.engine, "before_cursor_execute", stop)
+    try:
+        store.upgrade()
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the migration should have been stopped")
+    store.close()
+    again = Store(database_url, upgrade=False)
+    assert "documents" not in inspect(again.engine).get_table_names()
+    again.upgrade()
+    again.write_documents([(_doc("a", "text"), _chunks("text", 1))])
+    assert again.get_document("a") is not None
+    again.close()

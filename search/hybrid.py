@@ -2,11 +2,14 @@
 best chunk, fused per document (search/fusion.py).
 
 Each retriever ranks `candidates` documents (at least `k`) whatever `k` is, so a page of 10 is the
-top of a page of 50; a metadata filter restricts both retrievers inside their searches, so `k`
-matches come back whenever that many exist. `mode` picks one retriever alone or both."""
+top of a page of 50. A metadata filter applies to both retrievers, planned once by its estimated
+share (as in the dense searcher): a narrow one inside their searches, a broad one checked on their
+over-fetched results; either way `k` matches come back whenever that many exist. `mode` picks one
+retriever alone or both."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -14,7 +17,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from search.catalog import Serving
-from search.filters import parse_filter
+from search.filters import MetadataFilter, parse_filter
 from search.fusion import convex, rrf
 from search.keyword import KeywordIndex
 from search.searcher import FilterSpec, Searcher, SearchHit
@@ -67,6 +70,24 @@ class FusionConfig:
     def from_settings(cls, settings: Settings) -> FusionConfig:
         """The fusion the settings describe."""
         return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
+
+
+class _FilterPlan:
+    """How one request's filter runs, decided once for its queries and both retrievers: a broad
+    filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
+    short; a narrow one is looked up at once, and both retrievers search inside its chunks."""
+
+    def __init__(self, dense: Searcher, check: MetadataFilter | None) -> None:
+        self.check = check
+        self._store = dense.store
+        self.share = None if check is None else dense.broad_share(check)
+        self._allowed: np.ndarray | None = None
+
+    def allowed(self) -> np.ndarray | None:
+        """The chunk ids passing the filter (None: no filter), looked up on first use."""
+        if self.check is not None and self._allowed is None:
+            self._allowed = self._store.matching_chunk_ids(self.check)
+        return self._allowed
 
 
 def check_mode(mode: str) -> Mode:
@@ -124,37 +145,58 @@ class HybridSearcher:
         check_mode(mode)
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
-        parsed = parse_filter(filter)
-        allowed = None if parsed is None else self.store.matching_chunk_ids(parsed)
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
+        plan = _FilterPlan(self.dense, parse_filter(filter))
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
         out = []
         for i, query in enumerate(queries):
             terms = self.keyword.analyzer.query_terms(query)
-            dense = [] if vectors is None or mode == "keyword" else self.dense.rank(vectors[i], depth, allowed, serving)
-            keyword = [] if mode == "dense" else self._keyword(terms, depth, allowed)
+            dense = [] if vectors is None or mode == "keyword" else self._dense(vectors[i], depth, plan, serving)
+            keyword = [] if mode == "dense" else self._keyword(terms, depth, plan)
             out.append(self._fuse(dense, keyword, k, mode, terms))
         return out
 
-    def _keyword(self, terms: list[str], depth: int, allowed: np.ndarray | None) -> list[SearchHit]:
+    def _dense(self, vector: np.ndarray, depth: int, plan: _FilterPlan, serving: Serving | None) -> list[SearchHit]:
+        if plan.check is not None and plan.share is not None:
+            hits = self.dense.rank_checked(vector, depth, plan.check, plan.share, serving)
+            if hits is not None:
+                return hits
+        return self.dense.rank(vector, depth, plan.allowed(), serving)
+
+    def _keyword(self, terms: list[str], depth: int, plan: _FilterPlan) -> list[SearchHit]:
         """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
-        many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped."""
+        many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped. A broad
+        filter is checked on over-fetched unfiltered results (a few widenings at most), a narrow
+        one restricts the search to its chunks."""
+        if plan.check is not None and plan.share is not None:
+            fetch = math.ceil(depth * _OVERFETCH / plan.share)
+            for _ in range(3):
+                found = self.keyword.search(terms, fetch, None)
+                best = self._keyword_best(found, plan.check)
+                if len(best) >= depth or len(found) < fetch:
+                    return best[:depth]
+                fetch *= _OVERFETCH
         fetch = depth * _OVERFETCH
         while True:
-            found = self.keyword.search(terms, fetch, allowed)
-            rows = self.store.chunk_hits([chunk_id for chunk_id, _ in found])
-            best: dict[str, SearchHit] = {}
-            for chunk_id, score in found:
-                row = rows.get(chunk_id)
-                if row is None or row.document_id in best:
-                    continue
-                best[row.document_id] = SearchHit(
-                    row.document_id, chunk_id, score, row.title, row.text, row.metadata, row.start, row.end
-                )
+            found = self.keyword.search(terms, fetch, plan.allowed())
+            best = self._keyword_best(found, None)
             if len(best) >= depth or len(found) < fetch:
-                return list(best.values())[:depth]
+                return best[:depth]
             fetch *= _OVERFETCH
+
+    def _keyword_best(self, found: list[tuple[int, float]], check: MetadataFilter | None) -> list[SearchHit]:
+        """The best chunk of each document among `found` (best first) that has a row and passes `check`."""
+        rows = self.store.chunk_hits([chunk_id for chunk_id, _ in found])
+        best: dict[str, SearchHit] = {}
+        for chunk_id, score in found:
+            row = rows.get(chunk_id)
+            if row is None or row.document_id in best or (check is not None and not check.holds(row.metadata)):
+                continue
+            best[row.document_id] = SearchHit(
+                row.document_id, chunk_id, score, row.title, row.text, row.metadata, row.start, row.end
+            )
+        return list(best.values())
 
     def _fuse(
         self, dense: list[SearchHit], keyword: list[SearchHit], k: int, mode: str, terms: list[str]

@@ -93,10 +93,10 @@ class Searcher:
         rows = np.atleast_2d(vectors)
         if parsed is None:
             return [self._search(index, v, k, None) for v in rows]
-        bound, total = self.store.matching_estimate(parsed)
+        share = self.broad_share(parsed)
         results: list[list[SearchHit] | None] = [None] * len(rows)
-        if total and bound >= _BROAD * total:
-            results = [self._search_checked(index, v, k, parsed, bound / total) for v in rows]
+        if share is not None:
+            results = [self._search_checked(index, v, k, parsed, share) for v in rows]
         if any(r is None for r in results):
             allowed = self.store.matching_chunk_ids(parsed)
             results = [
@@ -116,6 +116,20 @@ class Searcher:
         """The `k` best documents for one embedded query among the `allowed` chunk ids (None: all),
         for callers that look the filter up once for several retrievers (search/hybrid.py)."""
         return self._search((serving or self.refresh()).index, vector, k, allowed)
+
+    def broad_share(self, check: MetadataFilter) -> float | None:
+        """The share of documents the filter is estimated to pass (two index counts) when it is
+        broad enough to check on the results of unfiltered searches; None for a narrow one, which
+        is cheaper to look up and search inside."""
+        bound, total = self.store.matching_estimate(check)
+        return bound / total if total and bound >= _BROAD * total else None
+
+    def rank_checked(
+        self, vector: np.ndarray, k: int, check: MetadataFilter, share: float, serving: Serving | None = None
+    ) -> list[SearchHit] | None:
+        """The `k` best documents passing a broad filter (see `broad_share`), from over-fetched
+        unfiltered searches; None when the estimate was too far off to find them that way."""
+        return self._search_checked((serving or self.refresh()).index, vector, k, check, share)
 
     def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.

@@ -106,6 +106,24 @@ def test_filters_apply_inside_both_retrievers(hybrid: HybridSearcher, mode: str)
     assert len(odd) == 20 and all(h.metadata["kind"] == "odd" for h in odd)
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_a_broad_filter_is_checked_on_results_and_answers_as_a_narrow_one(
+    hybrid: HybridSearcher, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Half the documents are "odd": checked on over-fetched unfiltered results, so its chunk ids
+    # (half the corpus) are never read; forced down the narrow plan, the same answer comes back.
+    lookups: list[object] = []
+    real = hybrid.store.matching_chunk_ids
+    monkeypatch.setattr(hybrid.store, "matching_chunk_ids", lambda f: lookups.append(f) or real(f))
+    query, odd = "cat fish", {"kind": "odd"}
+    broad = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
+    assert lookups == [] and len(broad) == 20
+    monkeypatch.setattr(hybrid.dense, "broad_share", lambda f: None)
+    narrow = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
+    assert len(lookups) == 1 and narrow == broad
+    assert {h.metadata["kind"] for h in hybrid.search(query, k=20, filter=odd, mode=mode)} == {"odd"}
+
+
 def test_a_deleted_document_leaves_keyword_results_at_once(hybrid: HybridSearcher) -> None:
     assert hybrid.search("ZQX-4471", k=3, mode="keyword")[0].id == "code"
     hybrid.store.delete_documents(["code"])  # no catch-up: the rows decide

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -130,16 +131,23 @@ def measure(n: int, encoder: Encoder, root: Path) -> dict[str, float]:
     """Every figure at one corpus size."""
     folder = root / f"n{n}"
     settings = Settings(data_dir=folder)
-    began = time.perf_counter()
-    out = {"write_docs_per_s": load(settings, encoder, n)}
-    indexer = open_indexer(settings, encoder)
-    merged = indexer.publisher.sync(force=True)
-    assert merged is not None
-    out["load_s"] = time.perf_counter() - began
+    loaded = folder / "loaded.json"  # written once the corpus is in: a kept --root reuses it
+    out: dict[str, float]
+    if loaded.exists():
+        out = json.loads(loaded.read_text())
+    else:
+        began = time.perf_counter()
+        out = {"write_docs_per_s": load(settings, encoder, n)}
+        indexer = open_indexer(settings, encoder)
+        merged = indexer.publisher.sync(force=True)
+        assert merged is not None
+        out["load_s"] = time.perf_counter() - began
+        print(f"n={n}: loaded, base {merged.index_type}", flush=True)
+        loaded.write_text(json.dumps(out))
     out["index_mib"] = sum(p.stat().st_size for p in settings.index_dir.glob("*.faiss")) / 2**20
     out["index_10_s"], out["delete_s"] = cli_costs(settings, encoder)
     out.update(serve_costs(folder, n))
-    print(f"n={n}: base {merged.index_type}, {json.dumps({k: round(v, 3) for k, v in out.items()})}", flush=True)
+    print(f"n={n}: {json.dumps({k: round(v, 3) for k, v in out.items()})}", flush=True)
     return out
 
 
@@ -161,12 +169,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="the large corpus (the small one is n/10)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of every figure")
+    parser.add_argument(
+        "--root", type=Path, help="keep the corpora here (default: a temporary folder); a rerun reuses them"
+    )
     args = parser.parse_args()
     print(cpu_line(), flush=True)
     encoder = Encoder()
     print(f"encoder: {encoder.model_name}, backend {encoder.backend}, dtype {encoder.dtype}", flush=True)
     with tempfile.TemporaryDirectory(prefix="semsearch-scale-") as tmp:
-        root = Path(tmp)
+        root = args.root or Path(tmp)
         empty = measure_empty(encoder, root)
         small, big = measure(args.n // 10, encoder, root), measure(args.n, encoder, root)
     rows: list[list[Any]] = []
@@ -193,6 +204,7 @@ def main() -> None:
 def measure_empty(encoder: Encoder, root: Path) -> dict[str, float]:
     """The references on an empty store: indexing 10 documents, and a server's memory with no index."""
     settings = Settings(data_dir=root / "empty")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)  # empty also when --root is kept
     index_10, _ = cli_costs(settings, encoder)
     with serve_process(settings.data_dir, wait_for="/search?q=first&k=1") as (_url, pid):
         time.sleep(2)

@@ -12,6 +12,7 @@ import numpy as np
 from search.catalog import IndexWatcher, Serving
 from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
+from search.planning import BROAD, FilterPlanner
 from search.segments import SegmentView
 from search.store import ChunkHit, Store
 from search.vectors import VectorRows
@@ -21,9 +22,6 @@ FilterSpec = Mapping[str, Any] | MetadataFilter | None
 
 # How many chunks to fetch per wanted document at first; grows while documents repeat.
 _OVERFETCH = 4
-# A filter that at least this share of documents may pass is checked on over-fetched results of an
-# unfiltered search; a narrower one restricts the search itself to the matching chunks.
-_BROAD = 0.2
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,7 @@ class Searcher:
     def __init__(self, encoder: Encoder, index: SegmentView, store: Store, watcher: IndexWatcher | None = None) -> None:
         self.serving = Serving(encoder, index)
         self.store = store
+        self.planner = FilterPlanner(store)
         self.watcher = watcher
 
     @property
@@ -118,11 +117,9 @@ class Searcher:
         return self._search((serving or self.refresh()).index, vector, k, allowed)
 
     def broad_share(self, check: MetadataFilter) -> float | None:
-        """The share of documents the filter is estimated to pass (two index counts) when it is
-        broad enough to check on the results of unfiltered searches; None for a narrow one, which
-        is cheaper to look up and search inside."""
-        bound, total = self.store.matching_estimate(check)
-        return bound / total if total and bound >= _BROAD * total else None
+        """The share of documents the filter is estimated to pass when it is broad enough to check
+        on the results of unfiltered searches; None for a narrow one (search/planning.py)."""
+        return self.planner.broad_share(check)
 
     def rank_checked(
         self, vector: np.ndarray, k: int, check: MetadataFilter, share: float, serving: Serving | None = None
@@ -177,7 +174,7 @@ class Searcher:
         total = index.ntotal
         if total == 0:
             return []
-        fetch = math.ceil(k * _OVERFETCH / max(share, _BROAD))
+        fetch = math.ceil(k * _OVERFETCH / max(share, BROAD))
         for _ in range(3):
             scores, ids = self._candidates(index, vector, min(fetch, total), None)
             best = self._best_per_document(scores, ids, check)

@@ -124,6 +124,15 @@ def test_a_broad_filter_is_checked_on_results_and_answers_as_a_narrow_one(
     assert {h.metadata["kind"] for h in hybrid.search(query, k=20, filter=odd, mode=mode)} == {"odd"}
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_a_stale_broad_estimate_of_a_rare_filter_still_finds_its_matches(
+    hybrid: HybridSearcher, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hybrid.dense, "broad_share", lambda f: 0.9)  # as if most documents passed
+    hits = hybrid.search("cat", k=5, filter={"kind": {"$in": ["part", "zh"]}}, mode=mode)
+    assert {h.id for h in hits} == {"hybrid": {"code", "zh"}, "dense": {"code", "zh"}, "keyword": {"code"}}[mode]
+
+
 def test_a_deleted_document_leaves_keyword_results_at_once(hybrid: HybridSearcher) -> None:
     assert hybrid.search("ZQX-4471", k=3, mode="keyword")[0].id == "code"
     hybrid.store.delete_documents(["code"])  # no catch-up: the rows decide

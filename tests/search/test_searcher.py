@@ -154,7 +154,7 @@ def test_compressed_codes_are_re_ranked_with_the_exact_vectors(settings: Setting
 def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
     settings: Settings, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search.searcher as searcher_module
+    from search import planning
 
     store = Store(settings.resolved_database_url)
     words = ["cat", "dog", "gene", "virus", "star", "water", "tree", "fire"]
@@ -177,7 +177,7 @@ def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
     broad = searcher.search_vector(query, 10, {"half": True})
     narrow = searcher.search_vector(query, 5, {"tenth": 3})
     assert len(checked) == 1, "only the broad filter is checked on over-fetched results"
-    monkeypatch.setattr(searcher_module, "_BROAD", 2.0)  # every filter inside the search
+    monkeypatch.setattr(planning, "BROAD", 2.0)  # every filter inside the search
     assert [h.id for h in searcher.search_vector(query, 10, {"half": True})] == [h.id for h in broad]
     assert [h.id for h in searcher.search_vector(query, 5, {"tenth": 3})] == [h.id for h in narrow]
     assert len(broad) == 10 and all(int(h.id[1:]) % 2 == 0 for h in broad)

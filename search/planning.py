@@ -1,0 +1,56 @@
+"""How a metadata filter runs: inside the nearest-neighbour search (its chunk ids as an ID selector)
+or as a check on over-fetched results of an unfiltered search, chosen by its estimated share.
+
+The estimate is two index counts, which cost in proportion to what the filter matches; a service
+sees the same filters again and again (a tenant, a category), so each filter's estimate is kept a
+short while. A stale estimate only costs speed: a broad plan that finds too few falls back to the
+narrow one, and a narrow plan is exact whatever the share."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from search.filters import MetadataFilter
+from search.store import Store
+
+# A filter that at least this share of documents may pass is checked on over-fetched results of an
+# unfiltered search; a narrower one restricts the search itself to the matching chunks.
+BROAD = 0.2
+
+
+class FilterPlanner:
+    """Estimates a filter's share of the documents, remembering each estimate for `max_age` seconds
+    (at most `size` filters)."""
+
+    def __init__(self, store: Store, max_age: float = 30.0, size: int = 256) -> None:
+        self.store = store
+        self.max_age = max_age
+        self.size = size
+        self._estimates: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def broad_share(self, check: MetadataFilter) -> float | None:
+        """The estimated share of documents passing `check` when it is broad enough to check on
+        results; None for a narrow filter, cheaper to look up and search inside."""
+        share = self.share(check)
+        return share if share >= BROAD else None
+
+    def share(self, check: MetadataFilter) -> float:
+        """At most what share of the documents pass `check` (0 on an empty store)."""
+        key = repr(check)  # not the value itself: True == 1 in Python, not in a filter
+        now = time.monotonic()
+        with self._lock:
+            hit = self._estimates.get(key)
+            if hit is not None and now - hit[0] < self.max_age:
+                self._estimates.move_to_end(key)
+                return hit[1]
+        bound, total = self.store.matching_estimate(check)
+        share = bound / total if total else 0.0
+        with self._lock:
+            self._estimates[key] = (now, share)
+            self._estimates.move_to_end(key)
+            while len(self._estimates) > self.size:
+                self._estimates.popitem(last=False)
+        return share

@@ -22,6 +22,8 @@ FilterSpec = Mapping[str, Any] | MetadataFilter | None
 
 # How many chunks to fetch per wanted document at first; grows while documents repeat.
 _OVERFETCH = 4
+# A filter passing at most this many chunks is scored exactly from their vectors in SQL.
+_EXACT_AMONG = 2048
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,16 @@ class Searcher:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The `n` nearest chunks (scores, ids). A base index with compressed codes (SQ, PQ) ranks
         them approximately, so they are re-scored exactly with their float vectors from SQL (one
-        primary-key lookup of n rows): the codes bound recall on tight clusters, the re-rank lifts it."""
+        primary-key lookup of n rows): the codes bound recall on tight clusters, the re-rank lifts it.
+        A few allowed chunks are scored exactly from SQL alone: an IVF search restricted to them
+        would visit many lists to find them, a cost that grows with the corpus, not the filter."""
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        # Only a view that names its space has float vectors in SQL to score (not a bare index).
+        if allowed is not None and len(allowed) <= _EXACT_AMONG and isinstance(index, SegmentView) and index.space:
+            found, vectors = VectorRows(self.store, index.space, index.dim).fetch(allowed.tolist())
+            exact = vectors @ query
+            order = np.argsort(-exact, kind="stable")[:n]
+            return exact[order], found[order]
         scores, ids = index.search(vector, n, ids=allowed)
         scores, ids = scores[0], ids[0]
         if not any(code in index.resolved_factory for code in ("SQ", "PQ")):
@@ -161,7 +172,7 @@ class Searcher:
         found, vectors = rows.fetch(ids[ids >= 0].tolist())
         if not len(found):
             return scores, ids
-        exact = vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        exact = vectors @ query
         order = np.argsort(-exact, kind="stable")
         return exact[order], found[order]
 

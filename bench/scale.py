@@ -118,7 +118,7 @@ def serve_costs(folder: Path, n: int) -> dict[str, float]:
         puts = []
         for i in range(5):
             began = time.perf_counter()
-            body = {"text": f"written now, number {i}, about enzymes", "metadata": {"bucket": 3}}
+            body = {"text": f"written at {time.time_ns()}, number {i}, about enzymes", "metadata": {"bucket": 3}}
             response = client.put(f"{url}/documents/put{i}?wait=true", json=body)
             puts.append(time.perf_counter() - began)
             assert response.status_code == 200, response.text

@@ -2,8 +2,9 @@
 
 1. Builds (or reuses, under .bench/, which git ignores) an index of SciFact's corpus with the
    default settings, through the project's own indexer.
-2. Measures the in-process sequential rate: `Searcher.search` (embed one query, search the index,
-   join the rows) over the SciFact queries, one after another, for `--seconds`.
+2. Measures the in-process sequential rate: the searcher the API uses, in the same `--mode`
+   (default hybrid: embed one query, search the vector and keyword indexes, join the rows, fuse)
+   over the SciFact queries, one after another, for `--seconds`.
 3. Starts `semsearch serve` as a subprocess on a loopback port and, for each `--clients` count,
    runs that many asyncio + httpx clients, each sending POST /search with the same queries and
    waiting for the answer before sending the next, for `--seconds` (after a short warm-up).
@@ -38,7 +39,8 @@ from api.app import serving_settings
 from bench.common import SCIFACT, print_table, scifact_queries, serve_process
 from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
-from search.components import open_searcher
+from search.components import open_hybrid
+from search.hybrid import MODES
 from search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,19 +95,20 @@ def cpu_flags() -> str:
     return " ".join(sorted({w for w in words if w.startswith(("avx", "amx"))})) or "no AVX"
 
 
-def in_process(folder: Path, queries: list[str], seconds: float) -> Run:
-    """Sequential `Searcher.search` calls over `queries` for `seconds`, after a short warm-up."""
-    searcher = open_searcher(Settings(data_dir=folder))
-    encoder = searcher.encoder
+def in_process(folder: Path, queries: list[str], seconds: float, mode: str) -> Run:
+    """Sequential searches in `mode` over `queries` for `seconds`, after a short warm-up: the work
+    the API does for one request, without HTTP."""
+    searcher = open_hybrid(Settings(data_dir=folder))
+    encoder = searcher.dense.encoder
     dtype = str(encoder.dtype).removeprefix("torch.")
     print(f"  encoder: {encoder.backend} in {dtype} on {encoder.device}", flush=True)
     for query in queries[:20]:
-        searcher.search(query, k=TOP_K)
+        searcher.search(query, k=TOP_K, mode=mode)
     run = Run()
     started = time.perf_counter()
     i = 0
     while (now := time.perf_counter()) - started < seconds:
-        searcher.search(queries[i % len(queries)], k=TOP_K)
+        searcher.search(queries[i % len(queries)], k=TOP_K, mode=mode)
         run.latencies.append(time.perf_counter() - now)
         i += 1
     run.seconds = time.perf_counter() - started
@@ -113,14 +116,15 @@ def in_process(folder: Path, queries: list[str], seconds: float) -> Run:
     return run
 
 
-async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run) -> None:
+async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run, mode: str) -> None:
     """One client: a request, its answer, the next request, until `end` (each client starts elsewhere
     in the query list, so concurrent requests carry different queries)."""
     i = start
     while time.perf_counter() < end:
         sent = time.perf_counter()
         try:
-            response = await client.post("/search", json={"query": queries[i % len(queries)], "top_k": TOP_K})
+            body = {"query": queries[i % len(queries)], "top_k": TOP_K, "mode": mode}
+            response = await client.post("/search", json=body)
             ok = response.status_code == 200 and len(response.json()["results"]) == TOP_K
         except httpx.HTTPError:
             ok = False
@@ -131,7 +135,7 @@ async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end
         i += 1
 
 
-async def load(url: str, clients: int, queries: list[str], seconds: float) -> Run:
+async def load(url: str, clients: int, queries: list[str], seconds: float, mode: str) -> Run:
     """`clients` concurrent clients for `seconds` (one connection each, loopback only)."""
     run = Run()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -139,7 +143,7 @@ async def load(url: str, clients: int, queries: list[str], seconds: float) -> Ru
         started = time.perf_counter()
         end = started + seconds
         step = len(queries) // clients or 1
-        await asyncio.gather(*(_client(client, queries, c * step, end, run) for c in range(clients)))
+        await asyncio.gather(*(_client(client, queries, c * step, end, run, mode) for c in range(clients)))
         run.seconds = time.perf_counter() - started
     return run
 
@@ -156,9 +160,9 @@ def http_rows(url: str, client_counts: list[int], queries: list[str], args: argp
     """One measured run per client count, each after a warm-up at the same concurrency."""
     runs = []
     for clients in client_counts:
-        asyncio.run(load(url, clients, queries, args.warmup))
+        asyncio.run(load(url, clients, queries, args.warmup, args.mode))
         rows_before, passes_before = batch_rows(url)
-        run = asyncio.run(load(url, clients, queries, args.seconds))
+        run = asyncio.run(load(url, clients, queries, args.seconds, args.mode))
         rows_after, passes_after = batch_rows(url)
         run.rows_per_pass = (rows_after - rows_before) / max(passes_after - passes_before, 1)
         runs.append(run)
@@ -173,6 +177,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each HTTP run")
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
+    parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
     args = parser.parse_args()
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     queries = scifact_queries()
@@ -185,7 +190,7 @@ def main() -> None:
         f"{serving_settings(settings).torch_threads or threads}); batch wait {settings.batch_wait_ms} ms"
     )
     print(f"in-process sequential, {args.seconds:.0f} s ...", flush=True)
-    base = in_process(folder, queries, args.seconds)
+    base = in_process(folder, queries, args.seconds, args.mode)
     print(f"  {base.rate:.1f} requests/s", flush=True)
     with serve_process(folder) as (url, _pid):
         runs = http_rows(url, client_counts, queries, args)
@@ -194,7 +199,7 @@ def main() -> None:
         p50, p99, per_pass = run.percentile_ms(50), run.percentile_ms(99), f"{run.rows_per_pass:.1f}"
         table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, run.rate / base.rate])
     print_table(
-        f"POST /search, top_k={TOP_K}, {len(queries)} SciFact queries, {args.seconds:.0f} s per run "
+        f"POST /search, mode {args.mode}, top_k={TOP_K}, {len(queries)} SciFact queries, {args.seconds:.0f} s per run "
         "(ratio = requests/s over the in-process sequential rate)",
         ["path", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "texts/pass", "ratio"],
         table,

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from search.validation import INT64, is_utf8
+
 Scalar = str | int | float | bool
 RANGE_OPS = ("$gt", "$gte", "$lt", "$lte")
 OPERATORS = ("$in", *RANGE_OPS)
@@ -28,7 +30,6 @@ MAX_FIELD_CHARS = 128
 # SQLite reads a field as a JSON path ('$."name"'), so a quote or backslash would change the path's
 # meaning; control characters (NUL above all) cannot be stored in PostgreSQL text at all.
 _BAD_FIELD = re.compile(r'["\\\x00-\x1f]')
-_INT64 = 2**63
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _check_field(field: object) -> None:
         raise ValueError(f"filter field names must be non-empty strings, got {_show(field)}")
     if field.startswith("$"):
         raise ValueError(f"filter field {field!r}: top-level operators are not supported; name a metadata field")
-    if len(field) > MAX_FIELD_CHARS or _BAD_FIELD.search(field) or not _utf8(field):
+    if len(field) > MAX_FIELD_CHARS or _BAD_FIELD.search(field) or not is_utf8(field):
         raise ValueError(
             f"filter field {field[:40]!r}: field names have at most {MAX_FIELD_CHARS} characters "
             "and no quotes, backslashes or control characters"
@@ -134,7 +135,7 @@ def _operators(field: str, spec: Mapping[str, Any]) -> list[Condition]:
 
 def _scalar(field: str, op: str, value: object) -> Scalar:
     if isinstance(value, str):
-        if "\x00" in value or not _utf8(value):
+        if "\x00" in value or not is_utf8(value):
             raise ValueError(f"filter field {field!r}: {op} value holds a NUL or an unpaired surrogate character")
         return value
     if isinstance(value, bool):
@@ -150,17 +151,9 @@ def _number(field: str, op: str, value: object) -> int | float:
         raise ValueError(f"filter field {field!r}: {op} needs a number, got {_show(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"filter field {field!r}: {op} needs a finite number, got {value}")
-    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not -INT64 <= value < INT64:
         raise ValueError(f"filter field {field!r}: {op} value {value} is outside the 64-bit integer range")
     return value
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _show(value: object) -> str:

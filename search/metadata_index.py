@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from search.bulk import insert_rows
 from search.filters import MAX_FIELD_CHARS, Condition, MetadataFilter
 from search.models import Chunk, MetadataValue
+from search.validation import INT64, is_utf8
 
 TEXT, NUMBER, BOOL = "s", "n", "b"
-_INT64 = 2**63
 
 
 def text_hash(value: str) -> str:
@@ -31,20 +31,12 @@ def text_hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def value_rows(doc_id: int, metadata: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The index rows of one document's metadata; values no filter can match (lists, objects, null,
     non-finite numbers, over-long keys) get none."""
     rows: list[dict[str, Any]] = []
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_FIELD_CHARS or not _utf8(key):
+        if not isinstance(key, str) or not key or len(key) > MAX_FIELD_CHARS or not is_utf8(key):
             continue  # no filter can name it (filter fields are valid UTF-8), and SQL could not store it
         row: dict[str, Any] = {"document_id": doc_id, "key": key, "text_hash": None, "number": None}
         if isinstance(value, bool):
@@ -52,7 +44,7 @@ def value_rows(doc_id: int, metadata: Mapping[str, Any]) -> list[dict[str, Any]]
         elif isinstance(value, str):
             row.update(kind=TEXT, text_hash=text_hash(value))
         elif isinstance(value, int):
-            row.update(kind=NUMBER, number=value if -_INT64 <= value < _INT64 else float(value))
+            row.update(kind=NUMBER, number=value if -INT64 <= value < INT64 else float(value))
         elif isinstance(value, float) and math.isfinite(value):
             row.update(kind=NUMBER, number=value)
         else:

@@ -21,8 +21,17 @@ from typing import Any
 MAX_METADATA_DEPTH = 32
 MAX_METADATA_BYTES = 64 * 1024
 MAX_KEY_CHARS = 256
-_INT64 = 2**63
+INT64 = 2**63  # JSON integers outside [-INT64, INT64) have no exact SQL or FAISS type
 TOO_DEEP = "[nested too deep to show]"
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (no lone UTF-16 surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_text(value: str, field: str, stored: bool = True) -> str:
@@ -73,7 +82,7 @@ def _check_scalar(path: str, value: object) -> None:
     if isinstance(value, str):
         check_text(value, path)
     elif isinstance(value, int):
-        if not -_INT64 <= value < _INT64:
+        if not -INT64 <= value < INT64:
             raise ValueError(f"{path}: the integer {str(value)[:30]}... is outside the 64-bit range")
     elif isinstance(value, float):
         if not math.isfinite(value):

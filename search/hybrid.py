@@ -20,7 +20,7 @@ from search.catalog import Serving
 from search.filters import MetadataFilter, parse_filter
 from search.fusion import convex, rrf
 from search.keyword import KeywordIndex
-from search.searcher import FilterSpec, Searcher, SearchHit
+from search.searcher import FilterSpec, Ranked, Searcher
 from search.settings import Fusion, Settings
 from search.store import Store
 
@@ -55,6 +55,17 @@ class HybridHit:
     dense: Signal | None
     keyword: Signal | None
     matched_terms: list[str]
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """A document in a fused ranking before its row is read: the chunk shown, the fused score, and
+    each retriever's say."""
+
+    chunk: Ranked
+    score: float
+    dense: Signal | None
+    keyword: Signal | None
 
 
 @dataclass(frozen=True)
@@ -149,22 +160,52 @@ class HybridSearcher:
             raise ValueError(f"{mode} search needs one query vector per query")
         plan = _FilterPlan(self.dense, parse_filter(filter))
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
-        out = []
+        fused, terms = [], []
         for i, query in enumerate(queries):
-            terms = self.keyword.analyzer.query_terms(query)
+            terms.append(self.keyword.analyzer.query_terms(query))
             dense = [] if vectors is None or mode == "keyword" else self._dense(vectors[i], depth, plan, serving)
-            keyword = [] if mode == "dense" else self._keyword(terms, depth, plan)
-            out.append(self._fuse(dense, keyword, k, mode, terms))
+            keyword = [] if mode == "dense" else self._keyword(terms[-1], depth, plan)
+            fused.append(self._fuse(dense, keyword, k, mode))
+        return self._hits(fused, terms)
+
+    def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
+        """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
+        was ranked is left out."""
+        rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
+        out = []
+        for ranking, words in zip(fused, terms, strict=True):
+            hits = []
+            for f in ranking:
+                row = rows.get(f.chunk.chunk_id)
+                if row is None:
+                    continue
+                matched = self.keyword.analyzer.matched_terms(words, f"{row.title}\n{row.text}")
+                hits.append(
+                    HybridHit(
+                        id=f.chunk.id,
+                        chunk_id=row.chunk_id,
+                        score=f.score,
+                        title=row.title,
+                        text=row.text,
+                        metadata=row.metadata,
+                        start=row.start,
+                        end=row.end,
+                        dense=f.dense,
+                        keyword=f.keyword,
+                        matched_terms=matched,
+                    )
+                )
+            out.append(hits)
         return out
 
-    def _dense(self, vector: np.ndarray, depth: int, plan: _FilterPlan, serving: Serving | None) -> list[SearchHit]:
+    def _dense(self, vector: np.ndarray, depth: int, plan: _FilterPlan, serving: Serving | None) -> list[Ranked]:
         if plan.check is not None and plan.share is not None:
             hits = self.dense.rank_checked(vector, depth, plan.check, plan.share, serving)
             if hits is not None:
                 return hits
         return self.dense.rank(vector, depth, plan.allowed(), serving)
 
-    def _keyword(self, terms: list[str], depth: int, plan: _FilterPlan) -> list[SearchHit]:
+    def _keyword(self, terms: list[str], depth: int, plan: _FilterPlan) -> list[Ranked]:
         """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
         many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped. A broad
         filter is checked on over-fetched unfiltered results (a few widenings at most), a narrow
@@ -185,22 +226,20 @@ class HybridSearcher:
                 return best[:depth]
             fetch *= _OVERFETCH
 
-    def _keyword_best(self, found: list[tuple[int, float]], check: MetadataFilter | None) -> list[SearchHit]:
+    def _keyword_best(self, found: list[tuple[int, float]], check: MetadataFilter | None) -> list[Ranked]:
         """The best chunk of each document among `found` (best first) that has a row and passes `check`."""
-        rows = self.store.chunk_hits([chunk_id for chunk_id, _ in found])
-        best: dict[str, SearchHit] = {}
+        owners = self.store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+        best: dict[str, Ranked] = {}
         for chunk_id, score in found:
-            row = rows.get(chunk_id)
-            if row is None or row.document_id in best or (check is not None and not check.holds(row.metadata)):
+            owner = owners.get(chunk_id)
+            if owner is None or owner.document_id in best:
                 continue
-            best[row.document_id] = SearchHit(
-                row.document_id, chunk_id, score, row.title, row.text, row.metadata, row.start, row.end
-            )
+            if check is not None and not check.holds(owner.metadata or {}):
+                continue
+            best[owner.document_id] = Ranked(owner.document_id, chunk_id, score)
         return list(best.values())
 
-    def _fuse(
-        self, dense: list[SearchHit], keyword: list[SearchHit], k: int, mode: str, terms: list[str]
-    ) -> list[HybridHit]:
+    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[_Fused]:
         rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
         if mode != "hybrid":
             scores = dict(rankings[0] if mode == "dense" else rankings[1])
@@ -216,7 +255,7 @@ class HybridSearcher:
 
         # Ties (frequent under RRF) go to the document one retriever ranked higher, then by id.
         order = sorted(scores, key=lambda doc: (-scores[doc], best_rank(doc), doc))[:k]
-        hits = []
+        fused = []
         for doc in order:
             d, kw = by_dense.get(doc), by_keyword.get(doc)
             # The chunk shown is the one of the retriever that ranked the document higher.
@@ -225,19 +264,12 @@ class HybridSearcher:
             else:
                 assert kw is not None
                 chunk = kw[1]
-            hits.append(
-                HybridHit(
-                    id=doc,
-                    chunk_id=chunk.chunk_id,
+            fused.append(
+                _Fused(
+                    chunk=chunk,
                     score=float(scores[doc]),
-                    title=chunk.title,
-                    text=chunk.text,
-                    metadata=chunk.metadata,
-                    start=chunk.start,
-                    end=chunk.end,
                     dense=None if d is None else Signal(d[0], d[1].score),
                     keyword=None if kw is None else Signal(kw[0], kw[1].score),
-                    matched_terms=self.keyword.analyzer.matched_terms(terms, f"{chunk.title}\n{chunk.text}"),
                 )
             )
-        return hits
+        return fused

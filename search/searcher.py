@@ -14,7 +14,7 @@ from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.planning import BROAD, FilterPlanner
 from search.segments import SegmentView
-from search.store import ChunkHit, Store
+from search.store import Store
 from search.vectors import VectorRows
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
@@ -38,6 +38,16 @@ class SearchHit:
     metadata: dict[str, Any]
     start: int
     end: int
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A document's place in one retriever's ranking: its id (the user's), its best chunk and that
+    chunk's score. Ranking reads only these; the text and fields come for the hits shown (`hits`)."""
+
+    id: str
+    chunk_id: int
+    score: float
 
 
 class Searcher:
@@ -93,9 +103,9 @@ class Searcher:
         index = (serving or self.refresh()).index
         rows = np.atleast_2d(vectors)
         if parsed is None:
-            return [self._search(index, v, k, None) for v in rows]
+            return self.hits([self._search(index, v, k, None) for v in rows])
         share = self.broad_share(parsed)
-        results: list[list[SearchHit] | None] = [None] * len(rows)
+        results: list[list[Ranked] | None] = [None] * len(rows)
         if share is not None:
             results = [self._search_checked(index, v, k, parsed, share) for v in rows]
         if any(r is None for r in results):
@@ -103,7 +113,7 @@ class Searcher:
             results = [
                 r if r is not None else self._search(index, v, k, allowed) for r, v in zip(results, rows, strict=True)
             ]
-        return [r for r in results if r is not None]
+        return self.hits([r for r in results if r is not None])
 
     def search_vector(
         self, vector: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
@@ -111,9 +121,22 @@ class Searcher:
         """The `k` best documents for one embedded query (see `search_vectors`)."""
         return self.search_vectors(np.atleast_2d(vector), k, filter, serving)[0]
 
+    def hits(self, rankings: Sequence[Sequence[Ranked]]) -> list[list[SearchHit]]:
+        """The hits of each ranking, with their chunks' text and documents' fields (one query for all);
+        a chunk deleted since it was ranked is left out."""
+        rows = self.store.chunk_hits([r.chunk_id for ranking in rankings for r in ranking])
+        return [
+            [
+                SearchHit(r.id, r.chunk_id, r.score, row.title, row.text, row.metadata, row.start, row.end)
+                for r in ranking
+                if (row := rows.get(r.chunk_id)) is not None
+            ]
+            for ranking in rankings
+        ]
+
     def rank(
         self, vector: np.ndarray, k: int, allowed: np.ndarray | None, serving: Serving | None = None
-    ) -> list[SearchHit]:
+    ) -> list[Ranked]:
         """The `k` best documents for one embedded query among the `allowed` chunk ids (None: all),
         for callers that look the filter up once for several retrievers (search/hybrid.py)."""
         return self._search((serving or self.refresh()).index, vector, k, allowed)
@@ -125,12 +148,12 @@ class Searcher:
 
     def rank_checked(
         self, vector: np.ndarray, k: int, check: MetadataFilter, share: float, serving: Serving | None = None
-    ) -> list[SearchHit] | None:
+    ) -> list[Ranked] | None:
         """The `k` best documents passing a broad filter (see `broad_share`), from over-fetched
         unfiltered searches; None when the estimate was too far off to find them that way."""
         return self._search_checked((serving or self.refresh()).index, vector, k, check, share)
 
-    def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[SearchHit]:
+    def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Ranked]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
 
         `allowed` (chunk ids whose document passed the filter) restricts the index search itself."""
@@ -178,7 +201,7 @@ class Searcher:
 
     def _search_checked(
         self, index: SegmentView, vector: np.ndarray, k: int, check: MetadataFilter, share: float
-    ) -> list[SearchHit] | None:
+    ) -> list[Ranked] | None:
         """The `k` best documents that pass `check`, from unfiltered searches over-fetching by the
         filter's estimated share; None when a few widenings did not find `k` (the estimate was far
         off: the caller filters inside the search instead)."""
@@ -196,27 +219,18 @@ class Searcher:
 
     def _best_per_document(
         self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
-    ) -> list[SearchHit]:
+    ) -> list[Ranked]:
         valid = ids >= 0
         # Rows decide: a vector whose chunk was deleted or replaced has no row and is skipped.
-        rows: dict[int, ChunkHit] = self.store.chunk_hits(ids[valid].tolist())
+        owners = self.store.chunk_owners(ids[valid].tolist(), metadata=check is not None)
         seen: set[str] = set()
-        hits: list[SearchHit] = []
+        ranked: list[Ranked] = []
         for score, chunk_id in zip(scores[valid].tolist(), ids[valid].tolist(), strict=True):
-            row = rows.get(chunk_id)
-            if row is None or row.document_id in seen or (check is not None and not check.holds(row.metadata)):
+            owner = owners.get(chunk_id)
+            if owner is None or owner.document_id in seen:
                 continue
-            seen.add(row.document_id)
-            hits.append(
-                SearchHit(
-                    id=row.document_id,
-                    chunk_id=row.chunk_id,
-                    score=float(score),
-                    title=row.title,
-                    text=row.text,
-                    metadata=row.metadata,
-                    start=row.start,
-                    end=row.end,
-                )
-            )
-        return hits
+            if check is not None and not check.holds(owner.metadata or {}):
+                continue
+            seen.add(owner.document_id)
+            ranked.append(Ranked(owner.document_id, chunk_id, float(score)))
+        return ranked

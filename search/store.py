@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 from alembic import command
@@ -63,6 +63,13 @@ class ChunkHit:
     start: int
     end: int
     metadata: dict[str, Any]
+
+
+class ChunkOwner(NamedTuple):
+    """A chunk's document as ranking sees it: the user's id, and its metadata where a check needs it."""
+
+    document_id: str
+    metadata: dict[str, Any] | None
 
 
 @dataclass
@@ -239,6 +246,21 @@ class Store:
         )
         with self.session() as s:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
+
+    def chunk_owners(self, chunk_ids: Sequence[int], metadata: bool = False) -> dict[int, ChunkOwner]:
+        """The document (the user's id) of each of `chunk_ids` that still exists, with its metadata
+        when asked: what ranking needs, without the text and fields that only the shown hits need
+        (`chunk_hits`). A Core query, since ranking reads a few hundred rows per retriever."""
+        if not chunk_ids:
+            return {}
+        columns = [Chunk.id, Document.external_id, *([Document.meta] if metadata else [])]
+        stmt = select(*columns).join(Document).where(Chunk.id.in_([int(c) for c in chunk_ids]))
+        with self.engine.connect() as connection:
+            rows = connection.execute(stmt).all()
+        return {
+            cast(int, row[0]): ChunkOwner(cast(str, row[1]), cast(dict[str, Any], row[2]) if metadata else None)
+            for row in rows
+        }
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,

@@ -150,3 +150,17 @@ def test_fusion_from_the_settings(settings: Settings) -> None:
     keyword = searcher.search("ZQX-4471 cat", k=5, mode="keyword")
     # Weight 0 on dense: the keyword ranking alone decides, scores normalised to [0, 1].
     assert [h.id for h in hybrid] == [h.id for h in keyword] and hybrid[0].score == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
+def test_ranking_reads_text_only_for_the_hits_shown(
+    hybrid: HybridSearcher, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each retriever ranks 100 candidates; only the 3 shown per query are read whole (text, fields),
+    # in one lookup for the whole batch.
+    reads: list[int] = []
+    real = hybrid.store.chunk_hits
+    monkeypatch.setattr(hybrid.store, "chunk_hits", lambda ids: reads.append(len(ids)) or real(ids))
+    batch = hybrid.search_many(["cat door", "fish tree", "moon"], k=3, mode=mode)
+    assert reads == [9] and [len(hits) for hits in batch] == [3, 3, 3]
+    assert all(h.text and h.title for hits in batch for h in hits)

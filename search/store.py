@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 from alembic import command
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import changes, metadata_index
@@ -161,14 +161,9 @@ class Store:
         whole batch, not a few per document. Replaced chunks are deleted; the change log records both."""
         result = WriteResult()
         with self.session() as s:
-            existing: dict[str, int] = {}
-            for part in parts([d.external_id for d, _ in docs]):
-                stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-                existing.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+            existing = _lock_documents(s, [d.external_id for d, _ in docs])
             replaced = [existing[d.external_id] for d, _ in docs if d.external_id in existing]
-            removed = _chunk_ids_of(s, replaced)
-            for id_part in id_parts(replaced):
-                s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
+            removed = _delete_chunks_of(s, replaced)
             if replaced:
                 table = _table(Document)
                 s.execute(
@@ -206,14 +201,10 @@ class Store:
         """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
         that existed and their chunk ids."""
         with self.session() as s:
-            found: dict[str, int] = {}
-            for part in parts(external_ids):
-                stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-                found.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
+            found = _lock_documents(s, external_ids)
             doc_ids = list(found.values())
-            chunk_ids = _chunk_ids_of(s, doc_ids)
+            chunk_ids = _delete_chunks_of(s, doc_ids)
             for id_part in id_parts(doc_ids):
-                s.execute(delete(Chunk).where(Chunk.document_id.in_(id_part)))
                 s.execute(delete(Document).where(Document.id.in_(id_part)))
             changes.append(s, changes.Op.DEL, chunk_ids)
         return list(found), chunk_ids
@@ -339,11 +330,27 @@ def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
     return [keys[d.external_id] for d in docs]
 
 
-def _chunk_ids_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
-    """The chunk keys of these documents."""
+def _lock_documents(s: Session, external_ids: Sequence[str]) -> dict[str, int]:
+    """The row ids of the documents that exist among `external_ids`, locked for this transaction
+    (its first statement): a writer reads what it then replaces, and another writer's commit in
+    between (the worker adding chunks to one of them) must wait, or its chunks would be deleted with
+    no entry in the change log. SQLite: the write lock at once (readers carry on, in WAL mode);
+    PostgreSQL: the documents' rows."""
+    sqlite = s.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        s.execute(text("BEGIN IMMEDIATE"))
+    found: dict[str, int] = {}
+    for part in parts(external_ids):
+        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
+        found.update((ext, doc_id) for ext, doc_id in s.execute(stmt if sqlite else stmt.with_for_update()))
+    return found
+
+
+def _delete_chunks_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
+    """Delete these documents' chunks; returns the keys deleted (for the change log)."""
     out: list[int] = []
     for part in id_parts(doc_ids):
-        out += s.scalars(select(Chunk.id).where(Chunk.document_id.in_(part)))
+        out += s.scalars(delete(Chunk).where(Chunk.document_id.in_(part)).returning(Chunk.id))
     return out
 
 

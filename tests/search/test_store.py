@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, update
 
+from search import changes
 from search.db import alembic_config
-from search.store import ChunkIn, DocumentIn, Store
+from search.models import Document
+from search.store import ChunkIn, DocumentIn, Store, insert_chunks_of
 
 
 def _doc(ext: str, text: str, **meta: object) -> DocumentIn:
@@ -142,3 +147,41 @@ def test_a_migration_stopped_midway_leaves_nothing_behind(database_url: str) -> 
     again.write_documents([(_doc("a", "text"), _chunks("text", 1))])
     assert again.get_document("a") is not None
     again.close()
+
+
+@pytest.mark.parametrize("write", ["replace", "delete"])
+def test_a_write_racing_the_worker_logs_every_chunk_it_deletes(database_url: str, write: str) -> None:
+    # The worker commits chunks for a document (as vectors.py does) just before a writer deletes the
+    # document's chunks, after the writer has read which chunks it has. Either the worker waits for
+    # the writer, or its chunks are logged as deleted: the log's live chunks are always the rows.
+    store, worker = Store(database_url), Store(database_url)
+    (doc_id, _), *_ = store.write_documents([(_doc("race", "v1"), [])]).written
+    racing: list[threading.Thread] = []
+
+    def commit_chunks() -> None:
+        with worker.session() as s:
+            # The worker's guard: its document's row, still there (it takes that row's lock).
+            touched = update(Document).where(Document.id == doc_id).values(title=Document.title)
+            if s.scalar(touched.returning(Document.id)) is None:
+                return
+            ids = insert_chunks_of(s, [(doc_id, [ChunkIn(0, "v1", 0, 2)])])[0]
+            changes.append(s, changes.Op.ADD, ids)
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("DELETE FROM chunks") and not racing:
+            racing.append(threading.Thread(target=commit_chunks))
+            racing[0].start()
+            racing[0].join(timeout=1.0)  # it commits now, or waits for this transaction
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    if write == "replace":
+        store.write_documents([(_doc("race", "v2"), [])])
+    else:
+        store.delete_documents(["race"])
+    racing[0].join(timeout=30)
+    with store.session() as s:
+        log = changes.read(s, after=0)
+    live = {e.chunk_id for e in log if e.op is changes.Op.ADD} - {e.chunk_id for e in log if e.op is changes.Op.DEL}
+    assert live == set(store.all_chunk_ids())
+    store.close()
+    worker.close()

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install system-packages run test lint typecheck demo-corpus bench bench-http bench-scale clean
+.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,16 @@ typecheck: install
 system-packages:
 	.ci/system-packages postgres chromium
 
+# Every test but the full-corpus quality evaluation, which embeds all of SciFact with the real model:
+# compute-bound, it alone outlasts the rest of the suite on a CPU without native bf16 (README, Tests).
+# Processes for the suite (a test file to each at a time, so module-scoped servers start once).
+TEST_WORKERS ?= 2
 test: system-packages install lint typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not quality" -n $(TEST_WORKERS) --dist loadfile
+
+# The published SciFact figures reproduced (MTEB parity) and the default settings' quality; CI runs it after `test`.
+test-quality: install
+	$(VENV)/bin/pytest -m quality
 
 demo-corpus: install
 	$(PY) -m indexer.demo $(DEMO_DATA)/corpus

@@ -12,7 +12,7 @@ from search.settings import Settings
 PUBLISHED_NDCG10 = 0.6451  # MTEB's figure for all-MiniLM-L6-v2 on SciFact (mean pooling, exact search)
 
 
-@pytest.mark.slow
+@pytest.mark.quality
 def test_exact_float32_whole_documents_reproduce_the_published_figure(scifact: Path, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, dtype="float32", chunking=False)
     result = evaluate(settings, scifact, mode="dense")
@@ -21,7 +21,7 @@ def test_exact_float32_whole_documents_reproduce_the_published_figure(scifact: P
     assert (result["queries"], result["documents"]) == (300, 5183)
 
 
-@pytest.mark.slow
+@pytest.mark.quality
 def test_default_settings_keep_the_quality(scifact: Path, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     result = evaluate(settings, scifact, data_dir=tmp_path)  # hybrid, the default mode

@@ -14,12 +14,14 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from api.deps import SearcherDep, SettingsDep, StoreDep, WorkerStateDep
+from api.deps import HybridDep, SettingsDep, StoreDep, WorkerStateDep
 from api.schemas import MAX_DOCUMENT_CHARS, ErrorBody
 from api.status import read_queue
+from search import changes
+from search.hybrid import HybridSearcher
+from search.keyword import NAME as KEYWORD
 from search.models import INDEXED
 from search.retry import WriteConflictError, retry_write
-from search.searcher import Searcher
 from search.settings import Settings
 from search.store import DocumentIn, Store
 from search.validation import check_metadata, check_text, json_safe
@@ -147,7 +149,7 @@ def _conflict(exc: WriteConflictError) -> HTTPException:
 
 
 async def _write(
-    store: Store, searcher: Searcher, docs: list[DocumentIn], wait: bool, timeout: float, response: Response
+    store: Store, searcher: HybridSearcher, docs: list[DocumentIn], wait: bool, timeout: float, response: Response
 ) -> WriteResult:
     try:
         # Racing writers of one id: the loser's transaction rolled back whole and runs again.
@@ -177,18 +179,33 @@ def _why_not_indexed(store: Store, state: WorkerState | None, settings: Settings
     return None
 
 
-async def _wait_indexed(store: Store, searcher: Searcher, ids: list[str], timeout: float) -> bool:
-    """Poll the documents' status until the worker published them, then load that index here.
-    False when `timeout` passed first."""
+async def _wait_indexed(store: Store, searcher: HybridSearcher, ids: list[str], timeout: float) -> bool:
+    """Poll the documents' status until the worker embedded them, then the keyword index until the
+    worker's catch-up applied the log as far as it reached then (it runs after the vectors commit);
+    then load both here. False when `timeout` passed first."""
     deadline = time.monotonic() + timeout
+    target: int | None = None
     while True:
-        statuses = await run_in_threadpool(store.statuses, ids)
-        if all(statuses.get(i, INDEXED) == INDEXED for i in ids):  # a document deleted meanwhile counts as done
+        if target is None:
+            statuses = await run_in_threadpool(store.statuses, ids)
+            if all(statuses.get(i, INDEXED) == INDEXED for i in ids):  # one deleted meanwhile counts as done
+                target = await run_in_threadpool(_log_head, store)
+        if target is not None and await run_in_threadpool(_keyword_applied, store) >= target:
             await run_in_threadpool(searcher.refresh, True)
             return True
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
+
+
+def _log_head(store: Store) -> int:
+    with store.session() as s:
+        return changes.head(s)
+
+
+def _keyword_applied(store: Store) -> int:
+    with store.session() as s:
+        return changes.applied(s, KEYWORD) or 0
 
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
@@ -216,7 +233,7 @@ async def put_document(
     doc_id: str,
     body: DocumentBody,
     store: StoreDep,
-    searcher: SearcherDep,
+    searcher: HybridDep,
     response: Response,
     worker_state: WorkerStateDep,
     settings: SettingsDep,
@@ -237,7 +254,7 @@ async def put_document(
 async def post_documents(
     body: Annotated[list[DocumentWrite], Field(min_length=1, max_length=MAX_WRITE_BATCH)],
     store: StoreDep,
-    searcher: SearcherDep,
+    searcher: HybridDep,
     response: Response,
     worker_state: WorkerStateDep,
     settings: SettingsDep,

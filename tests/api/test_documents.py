@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from api.schemas import MAX_DOCUMENT_CHARS
+from search.keyword import KeywordIndex
+from search.store import Store
 
 
 def _ids(client: httpx.Client, query: str, k: int = 10) -> list[str]:
@@ -35,6 +39,23 @@ def test_put_with_wait_is_searchable_on_return(worker_url: str) -> None:
         changed = client.put("/documents/notes/fire.md", params={"wait": "true"}, json={"text": "water water tree"})
         assert changed.json()["updated"] == ["notes/fire.md"]
         assert _ids(client, "water water tree", 1) == ["notes/fire.md"]
+
+
+def test_put_with_wait_is_found_by_its_words_on_return(worker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker brings the keyword index up to date after the vectors commit (slowly, here): a write
+    # that waited is found by a keyword search at once, not only by a dense one.
+    catch_up = KeywordIndex.catch_up
+
+    def slow(self: KeywordIndex, store: Store, batch: int = 20_000) -> int:
+        time.sleep(0.5)
+        return catch_up(self, store, batch)
+
+    monkeypatch.setattr(KeywordIndex, "catch_up", slow)
+    with httpx.Client(base_url=worker_url, timeout=60) as client:
+        put = client.put("/documents/rare", params={"wait": "true"}, json={"text": "the zyxquv token"})
+        assert put.status_code == 200 and put.json()["indexed"] is True, put.text
+        found = client.post("/search", json={"query": "zyxquv", "mode": "keyword"}).json()["results"]
+        assert [hit["id"] for hit in found] == ["rare"]
 
 
 def test_post_list_delete(worker_url: str) -> None:

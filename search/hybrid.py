@@ -20,7 +20,7 @@ from search.catalog import Serving
 from search.filters import MetadataFilter, parse_filter
 from search.fusion import convex, rrf
 from search.keyword import KeywordIndex
-from search.searcher import FilterSpec, Ranked, Searcher
+from search.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.settings import Fusion, Settings
 from search.store import Store
 
@@ -214,30 +214,17 @@ class HybridSearcher:
             fetch = math.ceil(depth * _OVERFETCH / plan.share)
             for _ in range(3):
                 found = self.keyword.search(terms, fetch, None)
-                best = self._keyword_best(found, plan.check)
+                best = best_per_document(self.store, found, plan.check)
                 if len(best) >= depth or len(found) < fetch:
                     return best[:depth]
                 fetch *= _OVERFETCH
         fetch = depth * _OVERFETCH
         while True:
             found = self.keyword.search(terms, fetch, plan.allowed())
-            best = self._keyword_best(found, None)
+            best = best_per_document(self.store, found)
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH
-
-    def _keyword_best(self, found: list[tuple[int, float]], check: MetadataFilter | None) -> list[Ranked]:
-        """The best chunk of each document among `found` (best first) that has a row and passes `check`."""
-        owners = self.store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
-        best: dict[str, Ranked] = {}
-        for chunk_id, score in found:
-            owner = owners.get(chunk_id)
-            if owner is None or owner.document_id in best:
-                continue
-            if check is not None and not check.holds(owner.metadata or {}):
-                continue
-            best[owner.document_id] = Ranked(owner.document_id, chunk_id, score)
-        return list(best.values())
 
     def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[_Fused]:
         rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]

@@ -220,17 +220,23 @@ class Searcher:
     def _best_per_document(
         self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
     ) -> list[Ranked]:
-        valid = ids >= 0
-        # Rows decide: a vector whose chunk was deleted or replaced has no row and is skipped.
-        owners = self.store.chunk_owners(ids[valid].tolist(), metadata=check is not None)
-        seen: set[str] = set()
-        ranked: list[Ranked] = []
-        for score, chunk_id in zip(scores[valid].tolist(), ids[valid].tolist(), strict=True):
-            owner = owners.get(chunk_id)
-            if owner is None or owner.document_id in seen:
-                continue
-            if check is not None and not check.holds(owner.metadata or {}):
-                continue
-            seen.add(owner.document_id)
-            ranked.append(Ranked(owner.document_id, chunk_id, float(score)))
-        return ranked
+        valid = ids >= 0  # FAISS pads a short result with -1
+        return best_per_document(self.store, list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True)), check)
+
+
+def best_per_document(
+    store: Store, found: Sequence[tuple[int, float]], check: MetadataFilter | None = None
+) -> list[Ranked]:
+    """The best chunk of each document among `found` ((chunk id, score), best first) whose row still
+    exists and whose document passes `check`: rows decide, so a vector or keyword entry of a chunk
+    deleted or replaced since is skipped. Shared by the dense and keyword retrievers."""
+    owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+    best: dict[str, Ranked] = {}
+    for chunk_id, score in found:
+        owner = owners.get(chunk_id)
+        if owner is None or owner.document_id in best:
+            continue
+        if check is not None and not check.holds(owner.metadata or {}):
+            continue
+        best[owner.document_id] = Ranked(owner.document_id, chunk_id, float(score))
+    return list(best.values())

@@ -198,8 +198,8 @@ class Store:
             metadata_index.write_values(s, ids, replace=True)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
-        """Delete documents (their chunks cascade) in one transaction, however many; returns the ids
-        that existed and their chunk ids."""
+        """Delete documents and their chunks in one transaction, however many; returns the ids that
+        existed and their chunk ids."""
         with self.session() as s:
             found = _lock_documents(s, external_ids)
             doc_ids = list(found.values())

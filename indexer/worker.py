@@ -111,8 +111,8 @@ class Worker:
                     published_at = time.monotonic()
                     interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (published_at - started))
                 self.state.succeeded()
-            except IndexMismatchError:
-                busy = self._follow()
+            except IndexMismatchError as exc:
+                busy = self._follow_or_wait(exc, stop)
             except Exception as exc:
                 # A database hiccup must not end a long-lived worker; the batch stays pending.
                 stop.wait(self._failed(exc))
@@ -125,11 +125,26 @@ class Worker:
         """Run `action`; on an error, record it and wait out the backoff. True when it went through."""
         try:
             action()
+        except IndexMismatchError as exc:
+            # A rebuild with another model can land before start-up: follow it; the caller tries again.
+            self._follow_or_wait(exc, stop)
+            return False
         except Exception as exc:
             stop.wait(self._failed(exc))
             return False
         self.state.succeeded()
         return True
+
+    def _follow_or_wait(self, mismatch: IndexMismatchError, stop: threading.Event) -> bool:
+        """Follow the serving generation's model; when that cannot be done, count a failure and back off."""
+        try:
+            if self._follow():
+                return True
+        except Exception as exc:
+            stop.wait(self._failed(exc))
+            return False
+        stop.wait(self._failed(mismatch))
+        return False
 
     def _failed(self, exc: Exception) -> float:
         delay = self.state.failed(exc)

@@ -138,3 +138,26 @@ def test_readers_and_the_worker_follow_a_model_change(settings: Settings, tiny_e
     finally:
         background.stop()
         store.close()
+
+
+def test_a_worker_started_after_a_model_change_follows_it_at_once(settings: Settings, tiny_encoder: Encoder) -> None:
+    from indexer.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"reload_seconds": 0.05, "publish_seconds": 0.05})
+    store = _indexed(live, tiny_encoder, 30)
+    rebuild(live.model_copy(update={"pooling": "cls"}), store)
+    # Its settings still say mean pooling: start-up meets the cls generation and must follow it, not back off.
+    worker = open_worker(live, tiny_encoder)
+    background = BackgroundWorker(worker)
+    background.start()
+    try:
+        enqueue(store, [DocumentIn("late", "water tree fire.", "")])
+        deadline = time.monotonic() + 10
+        while store.get_document("late").status != "indexed":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the worker did not follow the new model"
+            time.sleep(0.05)
+        assert worker.encoder.pooling == "cls"
+        assert worker.state.snapshot().failures_total == 0
+    finally:
+        background.stop()
+        store.close()

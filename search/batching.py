@@ -1,15 +1,36 @@
 """Where and in what batches the encoder runs: device, dtype, the token budget of a batch, and
-length-sorted batches within it (torch only; no model library here)."""
+length-sorted batches within it (no model library here; torch is asked only about a GPU)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
-import torch
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from search.settings import Dtype
+
+DTYPES: tuple[str, ...] = get_args(Dtype)
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
+# Without one of these a machine has no GPU driver, so torch (seconds to import) need not be asked.
+_GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/kfd")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where the model runs, as torch names it (`cpu`, `cuda`, `cuda:1`); `type` without the index."""
+
+    name: str
+
+    @property
+    def type(self) -> str:
+        """The device type: cpu or cuda."""
+        return self.name.split(":", 1)[0]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def cpu_has_native_bf16() -> bool:
@@ -21,30 +42,43 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_device(device: str) -> torch.device:
+def cuda_available() -> bool:
+    """Whether torch sees a GPU; not asked (nor imported) on a machine with no GPU driver."""
+    if not any(Path(p).exists() for p in _GPU_DRIVERS):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> Device:
     """`auto` is CUDA when there is a GPU, else the CPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+        return Device("cuda" if cuda_available() else "cpu")
+    return Device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device: Device) -> Dtype:
     """`auto` is float16 on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
     if dtype != "auto":
-        return _DTYPES[dtype]
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be auto or one of {', '.join(DTYPES)}, not {dtype!r}")
+        return dtype  # type: ignore[return-value]
     if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        return "float16"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
-def default_batch_tokens(device: torch.device, config: Any, dtype: torch.dtype) -> int:
+def default_batch_tokens(device: Device, config: Mapping[str, Any], dtype: Dtype) -> int:
     """Tokens per batch: 8192 on a CPU (measured best, bench/encoder.py); on CUDA sized from free memory."""
     if device.type != "cuda":
         return 8192
-    free, _total = torch.cuda.mem_get_info(device)
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device.name))
     # Peak activation memory per token of one layer in inference: the hidden states a few times
     # over plus the feed-forward expansion; use a third of what is free.
-    per_token = (8 * int(config.hidden_size) + 2 * int(config.intermediate_size)) * dtype.itemsize
+    per_token = (8 * int(config["hidden_size"]) + 2 * int(config["intermediate_size"])) * _ITEMSIZE[dtype]
     return int(min(max(free // 3 // per_token, 4096), 1 << 20))
 
 

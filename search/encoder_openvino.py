@@ -1,7 +1,8 @@
 """The encoder's transformer run by OpenVINO on a CPU (imported by search/encoder.py only).
 
-The model is exported from the local PyTorch weights (never downloaded) and kept as OpenVINO IR in a
-cache folder keyed by the model files and library versions, so later processes skip the export."""
+The model is exported from the local PyTorch weights (never downloaded; search/openvino_export.py,
+the one part that needs torch) and kept as OpenVINO IR in a cache folder keyed by the model files and
+library versions, so later processes skip the export and never import torch or transformers."""
 
 from __future__ import annotations
 
@@ -13,22 +14,21 @@ import shutil
 import tempfile
 import threading
 import time
-import warnings
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openvino as ov
-import torch
-import transformers
-from transformers import AutoModel
+
+from search.settings import Dtype
 
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes (its inputs or outputs), so old cache entries are not reused.
 _EXPORT_FORMAT = 1
-_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
+_PRECISION: dict[Dtype, str] = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
 # Cache entries no process has loaded for this long are removed (a new library version or model
 # leaves its predecessor's entry behind); a crashed writer's scratch folder after a day.
@@ -40,21 +40,8 @@ _SCRATCH_STALE_SECONDS = 24 * 3600
 class Outputs:
     """What `search.encoder.pool` reads from a forward pass, as from a transformers model output."""
 
-    last_hidden_state: torch.Tensor
-    pooler_output: torch.Tensor | None
-
-
-class _Exportable(torch.nn.Module):
-    """The transformer with plain tensors in and out, as tracing needs; the pooler head only on request."""
-
-    def __init__(self, model: torch.nn.Module, pooler: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.pooler = pooler
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return (out.last_hidden_state, out.pooler_output) if self.pooler else out.last_hidden_state
+    last_hidden_state: np.ndarray
+    pooler_output: np.ndarray | None
 
 
 def default_cache_dir() -> Path | None:
@@ -79,30 +66,26 @@ def cache_key(path: str, pooler: bool) -> str:
     stamp = {
         "path": str(folder.resolve()),
         "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
-        "versions": [ov.__version__, torch.__version__, transformers.__version__, _EXPORT_FORMAT],
+        "versions": [ov.__version__, _version("torch"), _version("transformers"), _EXPORT_FORMAT],
         "pooler": pooler,
     }
     digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:20]
     return f"{folder.name}-{digest}"
 
 
+def _version(package: str) -> str:
+    """An installed package's version, read without importing it (torch takes seconds)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
 def convert(path: str, pooler: bool) -> ov.Model:
-    """Export the local model at `path` to OpenVINO, with batch size and sequence length left dynamic."""
-    model = AutoModel.from_pretrained(path).eval()
-    # The example has a padded row, so the traced graph keeps the attention mask in use.
-    input_ids = torch.ones((2, 8), dtype=torch.int64)
-    mask = torch.ones_like(input_ids)
-    mask[1, 4:] = 0
-    dynamic = [("input_ids", [-1, -1], ov.Type.i64), ("attention_mask", [-1, -1], ov.Type.i64)]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
-        return ov.convert_model(
-            _Exportable(model, pooler),
-            example_input={"input_ids": input_ids, "attention_mask": mask},
-            input=dynamic,
-            # Own copies of the weights: the PyTorch model is dropped once this returns.
-            share_weights=False,
-        )
+    """Export the local model at `path` to OpenVINO (imports torch and transformers: only here)."""
+    from search.openvino_export import export
+
+    return export(path, pooler)
 
 
 def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model:
@@ -165,9 +148,7 @@ def save_atomically(model: ov.Model, target: Path) -> None:
 class OpenVinoRunner:
     """One compiled model; `__call__` runs a padded batch through it (safe from several threads)."""
 
-    def __init__(
-        self, path: str, pooler: bool, precision: torch.dtype, threads: int | None, cache_dir: Path | None
-    ) -> None:
+    def __init__(self, path: str, pooler: bool, precision: Dtype, threads: int | None, cache_dir: Path | None) -> None:
         model = load_or_convert(path, pooler, cache_dir)
         # Set in every case: OpenVINO's own default on a CPU with native bf16 is bf16, even for float32.
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
@@ -184,6 +165,4 @@ class OpenVinoRunner:
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
         results = request.infer([input_ids, mask])
-        hidden = torch.from_numpy(results[0])
-        pooled = torch.from_numpy(results[1]) if self.pooler else None
-        return Outputs(last_hidden_state=hidden, pooler_output=pooled)
+        return Outputs(last_hidden_state=results[0], pooler_output=results[1] if self.pooler else None)

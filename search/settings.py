@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Pooling = Literal["mean", "cls", "pooler"]
 Backend = Literal["auto", "torch", "openvino"]
+# What the model computes in; `auto` resolves per device (search/batching.py).
+Dtype = Literal["float32", "float16", "bfloat16"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
 KeywordLanguage = Literal[
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     pooling: Pooling = "mean"
     max_length: int | None = Field(default=None, ge=8, description="Token limit; default the model's own.")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    dtype: Literal["auto"] | Dtype = "auto"
     backend: Backend = Field(
         default="auto",
         description="Encoder runtime: auto is OpenVINO on a CPU where it is installed and takes the model, else torch.",

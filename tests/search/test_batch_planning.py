@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
-from search.batching import default_batch_tokens
+from search.batching import Device, default_batch_tokens
 
-MINILM = SimpleNamespace(hidden_size=384, intermediate_size=1536)
+MINILM = {"hidden_size": 384, "intermediate_size": 1536}
 
 
 @pytest.mark.parametrize(
@@ -23,9 +21,9 @@ MINILM = SimpleNamespace(hidden_size=384, intermediate_size=1536)
 )
 def test_cuda_budget_is_sized_from_free_memory(monkeypatch: pytest.MonkeyPatch, free: int, expected: int) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: (free, 80 * 2**30))
-    assert default_batch_tokens(torch.device("cuda"), MINILM, torch.float16) == expected
+    assert default_batch_tokens(Device("cuda"), MINILM, "float16") == expected
 
 
 def test_cpu_budget_does_not_ask_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda _device: pytest.fail("asked a GPU on the CPU path"))
-    assert default_batch_tokens(torch.device("cpu"), MINILM, torch.bfloat16) == 8192
+    assert default_batch_tokens(Device("cpu"), MINILM, "bfloat16") == 8192

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from search.batching import plan_batches, resolve_dtype
+from search.batching import Device, plan_batches, resolve_dtype
 from search.encoder import Encoder, resolve_model
 
 TEXTS = [
@@ -135,9 +135,11 @@ def test_streaming_windows_equal_one_call(tiny_encoder: Encoder) -> None:
 
 
 def test_dtype_and_model_resolution() -> None:
-    assert resolve_dtype("auto", torch.device("cuda")) == torch.float16
-    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+    assert resolve_dtype("auto", Device("cuda")) == "float16"
+    assert resolve_dtype("float32", Device("cpu")) == "float32"
+    assert resolve_dtype("auto", Device("cpu")) in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="dtype must be auto or one of float32, float16, bfloat16"):
+        resolve_dtype("int8", Device("cpu"))
     bundled = Path(resolve_model("all-MiniLM-L6-v2"))
     assert (bundled / "model.safetensors").is_file()
     assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == str(bundled)
@@ -159,7 +161,7 @@ def test_parity_with_sentence_transformers(real_encoder: Encoder, scifact: Path)
     )
     # Where the defaults resolve to float32 on the CPU (no native bf16), the default encoder is the exact one:
     # building and running a second copy would only repeat the same documents.
-    same = real_encoder.dtype == torch.float32 and real_encoder.device.type == "cpu"
+    same = real_encoder.dtype == "float32" and real_encoder.device.type == "cpu"
     exact = real_encoder if same else Encoder(dtype="float32", device="cpu")
     assert exact.max_length == 256
     exact_vectors = exact.encode(texts)

@@ -23,6 +23,7 @@ from search.keyword import KeywordIndex
 from search.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.settings import Fusion, Settings
 from search.store import Store
+from search.vectors import Matches
 
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -88,16 +89,17 @@ class _FilterPlan:
     filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
     short; a narrow one is looked up at once, and both retrievers search inside its chunks."""
 
-    def __init__(self, dense: Searcher, check: MetadataFilter | None) -> None:
+    def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
         self.check = check
-        self._store = dense.store
+        self._dense = dense
+        self._serving = serving
         self.share = None if check is None else dense.broad_share(check)
-        self._allowed: np.ndarray | None = None
+        self._allowed: Matches | None = None
 
-    def allowed(self) -> np.ndarray | None:
-        """The chunk ids passing the filter (None: no filter), looked up on first use."""
+    def allowed(self) -> Matches | None:
+        """The chunks passing the filter (None: no filter), looked up on first use."""
         if self.check is not None and self._allowed is None:
-            self._allowed = self._store.matching_chunk_ids(self.check)
+            self._allowed = self._dense.matching(self.check, self._serving)
         return self._allowed
 
 
@@ -158,7 +160,7 @@ class HybridSearcher:
             raise ValueError(f"k must be positive, got {k}")
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
-        plan = _FilterPlan(self.dense, parse_filter(filter))
+        plan = _FilterPlan(self.dense, parse_filter(filter), serving)
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
         fused, terms = [], []
         for i, query in enumerate(queries):
@@ -219,9 +221,10 @@ class HybridSearcher:
                     return best[:depth]
                 fetch *= _OVERFETCH
         fetch = depth * _OVERFETCH
+        allowed = plan.allowed()
         while True:
-            found = self.keyword.search(terms, fetch, plan.allowed())
-            best = best_per_document(self.store, found)
+            found = self.keyword.search(terms, fetch, None if allowed is None else allowed.ids)
+            best = best_per_document(self.store, found, owners=None if allowed is None else allowed.owners)
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH

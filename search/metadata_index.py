@@ -100,10 +100,14 @@ def _number(value: Any, postgres: bool) -> Any:
     return literal(Decimal(str(value)), Numeric()) if postgres else value
 
 
+def chunk_condition(flt: MetadataFilter, postgres: bool) -> ColumnElement[bool]:
+    """A condition on `chunks` rows: their document passes every condition of the filter."""
+    return and_(*(Chunk.document_id.in_(documents_matching(c, postgres)) for c in flt.conditions))
+
+
 def chunks_matching(flt: MetadataFilter, postgres: bool) -> Select[Any]:
     """The ids of the chunks whose document passes every condition, ascending."""
-    condition = and_(*(Chunk.document_id.in_(documents_matching(c, postgres)) for c in flt.conditions))
-    return select(Chunk.id).where(condition).order_by(Chunk.id)
+    return select(Chunk.id).where(chunk_condition(flt, postgres)).order_by(Chunk.id)
 
 
 def estimate(s: Session, flt: MetadataFilter, postgres: bool) -> int:

@@ -15,7 +15,7 @@ from search.filters import MetadataFilter, parse_filter
 from search.planning import BROAD, FilterPlanner
 from search.segments import SegmentView
 from search.store import Store
-from search.vectors import VectorRows
+from search.vectors import Matches, VectorRows
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
 FilterSpec = Mapping[str, Any] | MetadataFilter | None
@@ -109,7 +109,7 @@ class Searcher:
         if share is not None:
             results = [self._search_checked(index, v, k, parsed, share) for v in rows]
         if any(r is None for r in results):
-            allowed = self.store.matching_chunk_ids(parsed)
+            allowed = self.matching(parsed, serving)
             results = [
                 r if r is not None else self._search(index, v, k, allowed) for r, v in zip(results, rows, strict=True)
             ]
@@ -134,12 +134,20 @@ class Searcher:
             for ranking in rankings
         ]
 
-    def rank(
-        self, vector: np.ndarray, k: int, allowed: np.ndarray | None, serving: Serving | None = None
-    ) -> list[Ranked]:
-        """The `k` best documents for one embedded query among the `allowed` chunk ids (None: all),
+    def rank(self, vector: np.ndarray, k: int, allowed: Matches | None, serving: Serving | None = None) -> list[Ranked]:
+        """The `k` best documents for one embedded query among the `allowed` chunks (None: all),
         for callers that look the filter up once for several retrievers (search/hybrid.py)."""
         return self._search((serving or self.refresh()).index, vector, k, allowed)
+
+    def matching(self, check: MetadataFilter, serving: Serving | None = None) -> Matches:
+        """The chunks passing a narrow filter: when few, with their owners and vectors in one query
+        (scored exactly from those, no index search), else their ids (an ID selector in the search)."""
+        index = (serving or self.serving).index
+        if isinstance(index, SegmentView) and index.space:
+            few = VectorRows(self.store, index.space, index.dim).matching_few(check, _EXACT_AMONG)
+            if few is not None:
+                return few
+        return Matches(self.store.matching_chunk_ids(check))
 
     def broad_share(self, check: MetadataFilter) -> float | None:
         """The share of documents the filter is estimated to pass when it is broad enough to check
@@ -153,27 +161,27 @@ class Searcher:
         unfiltered searches; None when the estimate was too far off to find them that way."""
         return self._search_checked((serving or self.refresh()).index, vector, k, check, share)
 
-    def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: np.ndarray | None) -> list[Ranked]:
+    def _search(self, index: SegmentView, vector: np.ndarray, k: int, allowed: Matches | None) -> list[Ranked]:
         """Best chunk per document, over-fetching chunks until `k` distinct documents turn up.
 
-        `allowed` (chunk ids whose document passed the filter) restricts the index search itself."""
+        `allowed` (the chunks whose document passed the filter) restricts the index search itself."""
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         # Candidates: the whole index, or at most the allowed chunks.
-        total = index.ntotal if allowed is None else min(index.ntotal, len(allowed))
+        total = index.ntotal if allowed is None else min(index.ntotal, len(allowed.ids))
         if total == 0:
             return []
         fetch = k * _OVERFETCH
         while True:
             scores, ids = self._candidates(index, vector, min(fetch, total), allowed)
-            best = self._best_per_document(scores, ids)
+            best = self._best_per_document(scores, ids, owners=None if allowed is None else allowed.owners)
             # Stop when enough distinct documents came back, or when every candidate was returned.
             if len(best) >= k or fetch >= total:
                 return best[:k]
             fetch *= _OVERFETCH
 
     def _candidates(
-        self, index: SegmentView, vector: np.ndarray, n: int, allowed: np.ndarray | None
+        self, index: SegmentView, vector: np.ndarray, n: int, allowed: Matches | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The `n` nearest chunks (scores, ids). A base index with compressed codes (SQ, PQ) ranks
         them approximately, so they are re-scored exactly with their float vectors from SQL (one
@@ -181,13 +189,12 @@ class Searcher:
         A few allowed chunks are scored exactly from SQL alone: an IVF search restricted to them
         would visit many lists to find them, a cost that grows with the corpus, not the filter."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        # Only a view that names its space has float vectors in SQL to score (not a bare index).
-        if allowed is not None and len(allowed) <= _EXACT_AMONG and isinstance(index, SegmentView) and index.space:
-            found, vectors = VectorRows(self.store, index.space, index.dim).fetch(allowed.tolist())
+        if allowed is not None and allowed.vectors is not None:
+            found, vectors = allowed.vectors
             exact = vectors @ query
             order = np.argsort(-exact, kind="stable")[:n]
             return exact[order], found[order]
-        scores, ids = index.search(vector, n, ids=allowed)
+        scores, ids = index.search(vector, n, ids=None if allowed is None else allowed.ids)
         scores, ids = scores[0], ids[0]
         if not any(code in index.resolved_factory for code in ("SQ", "PQ")):
             return scores, ids
@@ -218,25 +225,36 @@ class Searcher:
         return None
 
     def _best_per_document(
-        self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
+        self,
+        scores: np.ndarray,
+        ids: np.ndarray,
+        check: MetadataFilter | None = None,
+        owners: Mapping[int, str] | None = None,
     ) -> list[Ranked]:
         valid = ids >= 0  # FAISS pads a short result with -1
-        return best_per_document(self.store, list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True)), check)
+        found = list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True))
+        return best_per_document(self.store, found, check, owners)
 
 
 def best_per_document(
-    store: Store, found: Sequence[tuple[int, float]], check: MetadataFilter | None = None
+    store: Store,
+    found: Sequence[tuple[int, float]],
+    check: MetadataFilter | None = None,
+    owners: Mapping[int, str] | None = None,
 ) -> list[Ranked]:
     """The best chunk of each document among `found` ((chunk id, score), best first) whose row still
     exists and whose document passes `check`: rows decide, so a vector or keyword entry of a chunk
-    deleted or replaced since is skipped. Shared by the dense and keyword retrievers."""
-    owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+    deleted or replaced since is skipped. Shared by the dense and keyword retrievers. `owners`
+    (chunk id -> document) is what this request already read of the rows (`Searcher.matching`)."""
+    if owners is not None and check is None:
+        document_of = {c: owners[c] for c, _ in found if c in owners}
+    else:
+        rows = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+        passing = {c: row for c, row in rows.items() if check is None or check.holds(row.metadata or {})}
+        document_of = {c: row.document_id for c, row in passing.items()}
     best: dict[str, Ranked] = {}
     for chunk_id, score in found:
-        owner = owners.get(chunk_id)
-        if owner is None or owner.document_id in best:
-            continue
-        if check is not None and not check.holds(owner.metadata or {}):
-            continue
-        best[owner.document_id] = Ranked(owner.document_id, chunk_id, float(score))
+        document = document_of.get(chunk_id)
+        if document is not None and document not in best:
+            best[document] = Ranked(document, chunk_id, float(score))
     return list(best.values())

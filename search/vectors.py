@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from search import changes
+from search import changes, metadata_index
+from search.filters import MetadataFilter
 from search.models import INDEXED, PENDING, Chunk, ChunkVector, Document
 from search.store import ChunkIn, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
 
@@ -43,6 +44,16 @@ class Embedded:
     chunk_ids: list[int] | None
     chunks: list[ChunkIn]
     vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The chunks a filter passes: their ids (ascending); and, when they are few, each one's document
+    (the user's id) and the vectors of those embedded in the space, read in the same query."""
+
+    ids: np.ndarray
+    owners: dict[int, str] | None = None
+    vectors: tuple[np.ndarray, np.ndarray] | None = None  # (chunk ids, vectors)
 
 
 class VectorRows:
@@ -159,6 +170,26 @@ class VectorRows:
                 )
                 rows.extend((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
         return self._arrays(rows)
+
+    def matching_few(self, check: MetadataFilter, limit: int) -> Matches | None:
+        """Every chunk passing `check` with its owner and vector, in one query, when at most `limit`
+        do; None when more do (what a narrow filter then needs is its ids alone)."""
+        stmt = (
+            select(Chunk.id, Document.external_id, ChunkVector.vector)
+            .join(Document, Chunk.document_id == Document.id)
+            .outerjoin(ChunkVector, and_(ChunkVector.chunk_id == Chunk.id, ChunkVector.space == self.space))
+            .where(metadata_index.chunk_condition(check, self.postgres))
+            .order_by(Chunk.id)
+            .limit(limit + 1)
+        )
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(stmt).all()
+        if len(rows) > limit:
+            return None
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        owners = {int(r[0]): str(r[1]) for r in rows}
+        embedded = self._arrays([(int(r[0]), bytes(r[2])) for r in rows if r[2] is not None])
+        return Matches(ids, owners, embedded)
 
     def iter_all(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every vector of the space, in blocks of ascending chunk ids (memory stays bounded)."""

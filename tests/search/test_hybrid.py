@@ -113,8 +113,8 @@ def test_a_broad_filter_is_checked_on_results_and_answers_as_a_narrow_one(
     # Half the documents are "odd": checked on over-fetched unfiltered results, so its chunk ids
     # (half the corpus) are never read; forced down the narrow plan, the same answer comes back.
     lookups: list[object] = []
-    real = hybrid.store.matching_chunk_ids
-    monkeypatch.setattr(hybrid.store, "matching_chunk_ids", lambda f: lookups.append(f) or real(f))
+    real = hybrid.dense.matching
+    monkeypatch.setattr(hybrid.dense, "matching", lambda f, serving=None: lookups.append(f) or real(f, serving))
     query, odd = "cat fish", {"kind": "odd"}
     broad = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
     assert lookups == [] and len(broad) == 20

@@ -91,13 +91,13 @@ class Publisher:
         """Merge the log into a new base file when enough changed since the last one (always with
         `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
         vector (`check --repair`). None when nothing was merged."""
-        self._keyword_catch_up()  # hybrid hook
+        self.keyword_catch_up()  # hybrid hook
         merged = self._sync(force, rebuild)
         if merged is not None:  # committed: the files it replaced can go
             self.catalog.remove_files(merged.generation, before=merged.seq)
         return merged
 
-    def _keyword_catch_up(self) -> None:
+    def keyword_catch_up(self) -> None:
         """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
         never fatal to the vectors' work; `semsearch check` reports it)."""
         if self.keyword is None:

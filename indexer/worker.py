@@ -105,6 +105,10 @@ class Worker:
                 if self.jobs is not None and self.jobs():
                     continue
                 busy = self.step() > 0
+                if busy:
+                    # Keyword search sees what was embedded at once, not at the next publish (a
+                    # `?wait=true` write answers then); an O(changes) commit of the batch's chunks.
+                    self.publisher.keyword_catch_up()
                 if time.monotonic() - published_at >= interval:
                     started = time.monotonic()
                     self.publisher.sync()

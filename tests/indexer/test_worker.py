@@ -224,3 +224,32 @@ def test_failures_back_off_exponentially_and_a_success_resets_the_budget(
     assert snapshot.consecutive_failures == 0 and not snapshot.failing and snapshot.failures_total == 6
     assert snapshot.last_error == "ConnectionError: down 4"
     store.close()
+
+
+def test_keyword_search_sees_an_embedded_batch_before_the_next_publish(
+    settings: Settings, tiny_encoder: Encoder
+) -> None:
+    from search import changes
+    from search.components import open_keyword
+    from search.keyword import NAME as KEYWORD
+
+    store = Store(settings.resolved_database_url)
+    worker = _worker(settings, tiny_encoder, store, publish_seconds=3600)  # no publish during the test
+    worker.publisher.keyword = open_keyword(settings)
+    background = BackgroundWorker(worker)
+    background.start()
+    try:
+        _wait_for(lambda: worker.state.snapshot().consecutive_failures == 0 and worker.publisher.generation, "start-up")
+        enqueue(store, [DocumentIn("kw", "a zebra crossing in the rain", "")])
+
+        def applied() -> bool:
+            with store.session() as s:
+                return (changes.applied(s, KEYWORD) or 0) >= changes.head(s)
+
+        done = lambda: store.get_document("kw").status == "indexed" and applied()  # type: ignore[union-attr]  # noqa: E731
+        _wait_for(done, "the keyword catch-up", 10)
+        keyword = open_keyword(settings)
+        assert keyword.search(keyword.analyzer.query_terms("zebra"), 5)
+    finally:
+        background.stop()
+        store.close()

@@ -10,7 +10,9 @@ retriever alone or both."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -30,6 +32,9 @@ MODES: tuple[str, ...] = get_args(Mode)
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
 _OVERFETCH = 4
 _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
+# Threads the keyword retriever runs on while the dense one runs on the caller's (FAISS, SQLite and
+# tantivy release the GIL): a hybrid request costs about the slower of the two, not their sum.
+_KEYWORD_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -87,20 +92,35 @@ class FusionConfig:
 class _FilterPlan:
     """How one request's filter runs, decided once for its queries and both retrievers: a broad
     filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
-    short; a narrow one is looked up at once, and both retrievers search inside its chunks."""
+    short; a narrow one restricts both retrievers to its chunks: the keyword one to their ids, the
+    dense one to their vectors when few (scored exactly), else to their ids. Each lookup is made once,
+    on first use, by whichever retriever thread asks first."""
 
     def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
         self.check = check
         self._dense = dense
         self._serving = serving
         self.share = None if check is None else dense.broad_share(check)
-        self._allowed: Matches | None = None
+        self._ids: np.ndarray | None = None
+        self._vectors: Matches | None = None
+        self._ids_lock, self._vectors_lock = threading.Lock(), threading.Lock()
 
-    def allowed(self) -> Matches | None:
-        """The chunks passing the filter (None: no filter), looked up on first use."""
-        if self.check is not None and self._allowed is None:
-            self._allowed = self._dense.matching(self.check, self._serving)
-        return self._allowed
+    def ids(self) -> np.ndarray | None:
+        """The ids of the chunks passing the filter (None: no filter)."""
+        with self._ids_lock:
+            if self.check is not None and self._ids is None:
+                self._ids = self._dense.store.matching_chunk_ids(self.check)
+            return self._ids
+
+    def dense_allowed(self) -> Matches | None:
+        """What the dense retriever searches among (None: no filter)."""
+        if self.check is None:
+            return None
+        with self._vectors_lock:
+            if self._vectors is None:
+                few = self._dense.matching_vectors(self.check, self._serving)
+                self._vectors = few or Matches(self.ids())  # type: ignore[arg-type]
+            return self._vectors
 
 
 def check_mode(mode: str) -> Mode:
@@ -117,6 +137,7 @@ class HybridSearcher:
         self.dense = dense
         self.keyword = keyword
         self.fusion = fusion or FusionConfig()
+        self._pool = ThreadPoolExecutor(_KEYWORD_THREADS, thread_name_prefix="keyword-retriever")
 
     @property
     def store(self) -> Store:
@@ -165,9 +186,13 @@ class HybridSearcher:
         fused, terms = [], []
         for i, query in enumerate(queries):
             terms.append(self.keyword.analyzer.query_terms(query))
-            dense = [] if vectors is None or mode == "keyword" else self._dense(vectors[i], depth, plan, serving)
-            keyword = [] if mode == "dense" else self._keyword(terms[-1], depth, plan)
-            fused.append(self._fuse(dense, keyword, k, mode))
+            if mode == "keyword":
+                fused.append(self._fuse([], self._keyword(terms[-1], depth, plan), k, mode))
+                continue
+            keyword = self._pool.submit(self._keyword, terms[-1], depth, plan) if mode == "hybrid" else None
+            assert vectors is not None  # checked above for every mode but keyword
+            dense = self._dense(vectors[i], depth, plan, serving)
+            fused.append(self._fuse(dense, [] if keyword is None else keyword.result(), k, mode))
         return self._hits(fused, terms)
 
     def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
@@ -205,7 +230,7 @@ class HybridSearcher:
             hits = self.dense.rank_checked(vector, depth, plan.check, plan.share, serving)
             if hits is not None:
                 return hits
-        return self.dense.rank(vector, depth, plan.allowed(), serving)
+        return self.dense.rank(vector, depth, plan.dense_allowed(), serving)
 
     def _keyword(self, terms: list[str], depth: int, plan: _FilterPlan) -> list[Ranked]:
         """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
@@ -221,10 +246,10 @@ class HybridSearcher:
                     return best[:depth]
                 fetch *= _OVERFETCH
         fetch = depth * _OVERFETCH
-        allowed = plan.allowed()
+        allowed = plan.ids()
         while True:
-            found = self.keyword.search(terms, fetch, None if allowed is None else allowed.ids)
-            best = best_per_document(self.store, found, owners=None if allowed is None else allowed.owners)
+            found = self.keyword.search(terms, fetch, allowed)
+            best = best_per_document(self.store, found)
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH

@@ -140,14 +140,17 @@ class Searcher:
         return self._search((serving or self.refresh()).index, vector, k, allowed)
 
     def matching(self, check: MetadataFilter, serving: Serving | None = None) -> Matches:
-        """The chunks passing a narrow filter: when few, with their owners and vectors in one query
-        (scored exactly from those, no index search), else their ids (an ID selector in the search)."""
+        """The chunks passing a narrow filter: when few, their vectors (scored exactly, no index
+        search), else their ids (an ID selector in the index search)."""
+        return self.matching_vectors(check, serving) or Matches(self.store.matching_chunk_ids(check))
+
+    def matching_vectors(self, check: MetadataFilter, serving: Serving | None = None) -> Matches | None:
+        """The embedded chunks passing `check` with their vectors, in one query, when at most a few
+        (`_EXACT_AMONG`); None when more, or when the index names no space to read them from."""
         index = (serving or self.serving).index
-        if isinstance(index, SegmentView) and index.space:
-            few = VectorRows(self.store, index.space, index.dim).matching_few(check, _EXACT_AMONG)
-            if few is not None:
-                return few
-        return Matches(self.store.matching_chunk_ids(check))
+        if not (isinstance(index, SegmentView) and index.space):
+            return None
+        return VectorRows(self.store, index.space, index.dim).matching_vectors(check, _EXACT_AMONG)
 
     def broad_share(self, check: MetadataFilter) -> float | None:
         """The share of documents the filter is estimated to pass when it is broad enough to check
@@ -174,7 +177,7 @@ class Searcher:
         fetch = k * _OVERFETCH
         while True:
             scores, ids = self._candidates(index, vector, min(fetch, total), allowed)
-            best = self._best_per_document(scores, ids, owners=None if allowed is None else allowed.owners)
+            best = self._best_per_document(scores, ids)
             # Stop when enough distinct documents came back, or when every candidate was returned.
             if len(best) >= k or fetch >= total:
                 return best[:k]
@@ -225,36 +228,25 @@ class Searcher:
         return None
 
     def _best_per_document(
-        self,
-        scores: np.ndarray,
-        ids: np.ndarray,
-        check: MetadataFilter | None = None,
-        owners: Mapping[int, str] | None = None,
+        self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
     ) -> list[Ranked]:
         valid = ids >= 0  # FAISS pads a short result with -1
-        found = list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True))
-        return best_per_document(self.store, found, check, owners)
+        return best_per_document(self.store, list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True)), check)
 
 
 def best_per_document(
-    store: Store,
-    found: Sequence[tuple[int, float]],
-    check: MetadataFilter | None = None,
-    owners: Mapping[int, str] | None = None,
+    store: Store, found: Sequence[tuple[int, float]], check: MetadataFilter | None = None
 ) -> list[Ranked]:
     """The best chunk of each document among `found` ((chunk id, score), best first) whose row still
     exists and whose document passes `check`: rows decide, so a vector or keyword entry of a chunk
-    deleted or replaced since is skipped. Shared by the dense and keyword retrievers. `owners`
-    (chunk id -> document) is what this request already read of the rows (`Searcher.matching`)."""
-    if owners is not None and check is None:
-        document_of = {c: owners[c] for c, _ in found if c in owners}
-    else:
-        rows = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
-        passing = {c: row for c, row in rows.items() if check is None or check.holds(row.metadata or {})}
-        document_of = {c: row.document_id for c, row in passing.items()}
+    deleted or replaced since is skipped. Shared by the dense and keyword retrievers."""
+    owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
     best: dict[str, Ranked] = {}
     for chunk_id, score in found:
-        document = document_of.get(chunk_id)
-        if document is not None and document not in best:
-            best[document] = Ranked(document, chunk_id, float(score))
+        owner = owners.get(chunk_id)
+        if owner is None or owner.document_id in best:
+            continue
+        if check is not None and not check.holds(owner.metadata or {}):
+            continue
+        best[owner.document_id] = Ranked(owner.document_id, chunk_id, float(score))
     return list(best.values())

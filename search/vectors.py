@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -48,12 +48,11 @@ class Embedded:
 
 @dataclass(frozen=True)
 class Matches:
-    """The chunks a filter passes: their ids (ascending); and, when they are few, each one's document
-    (the user's id) and the vectors of those embedded in the space, read in the same query."""
+    """The chunks a filter passes: their ids (ascending) and, when they are few, their vectors in
+    the space (chunk ids, vectors), read in the same query."""
 
     ids: np.ndarray
-    owners: dict[int, str] | None = None
-    vectors: tuple[np.ndarray, np.ndarray] | None = None  # (chunk ids, vectors)
+    vectors: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class VectorRows:
@@ -171,25 +170,22 @@ class VectorRows:
                 rows.extend((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
         return self._arrays(rows)
 
-    def matching_few(self, check: MetadataFilter, limit: int) -> Matches | None:
-        """Every chunk passing `check` with its owner and vector, in one query, when at most `limit`
-        do; None when more do (what a narrow filter then needs is its ids alone)."""
+    def matching_vectors(self, check: MetadataFilter, limit: int) -> Matches | None:
+        """The chunks passing `check` that have a vector in the space, with it, in one query, when at
+        most `limit` do; None when more do (a narrow filter then needs its ids alone)."""
+        passing = select(Chunk.id).where(metadata_index.chunk_condition(check, self.postgres))
         stmt = (
-            select(Chunk.id, Document.external_id, ChunkVector.vector)
-            .join(Document, Chunk.document_id == Document.id)
-            .outerjoin(ChunkVector, and_(ChunkVector.chunk_id == Chunk.id, ChunkVector.space == self.space))
-            .where(metadata_index.chunk_condition(check, self.postgres))
-            .order_by(Chunk.id)
+            select(ChunkVector.chunk_id, ChunkVector.vector)
+            .where(ChunkVector.space == self.space, ChunkVector.chunk_id.in_(passing))
+            .order_by(ChunkVector.chunk_id)
             .limit(limit + 1)
         )
         with self.store.engine.connect() as connection:
-            rows = connection.execute(stmt).all()
+            rows = [(int(cid), bytes(vec)) for cid, vec in connection.execute(stmt)]
         if len(rows) > limit:
             return None
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        owners = {int(r[0]): str(r[1]) for r in rows}
-        embedded = self._arrays([(int(r[0]), bytes(r[2])) for r in rows if r[2] is not None])
-        return Matches(ids, owners, embedded)
+        ids, vectors = self._arrays(rows)
+        return Matches(ids, (ids, vectors))
 
     def iter_all(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every vector of the space, in blocks of ascending chunk ids (memory stays bounded)."""

@@ -113,14 +113,16 @@ def test_a_broad_filter_is_checked_on_results_and_answers_as_a_narrow_one(
     # Half the documents are "odd": checked on over-fetched unfiltered results, so its chunk ids
     # (half the corpus) are never read; forced down the narrow plan, the same answer comes back.
     lookups: list[object] = []
-    real = hybrid.dense.matching
-    monkeypatch.setattr(hybrid.dense, "matching", lambda f, serving=None: lookups.append(f) or real(f, serving))
+    ids, vectors = hybrid.store.matching_chunk_ids, hybrid.dense.matching_vectors
+    monkeypatch.setattr(hybrid.store, "matching_chunk_ids", lambda f: lookups.append(f) or ids(f))
+    monkeypatch.setattr(hybrid.dense, "matching_vectors", lambda f, s=None: lookups.append(f) or vectors(f, s))
     query, odd = "cat fish", {"kind": "odd"}
     broad = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
     assert lookups == [] and len(broad) == 20
     monkeypatch.setattr(hybrid.dense, "broad_share", lambda f: None)
     narrow = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
-    assert len(lookups) == 1 and narrow == broad
+    # Each retriever looked its restriction up once (the keyword one the ids, the dense one the vectors).
+    assert len(lookups) == {"hybrid": 2, "dense": 1, "keyword": 1}[mode] and narrow == broad
     assert {h.metadata["kind"] for h in hybrid.search(query, k=20, filter=odd, mode=mode)} == {"odd"}
 
 

@@ -185,12 +185,13 @@ def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
     store.close()
 
 
-def test_a_few_matches_are_scored_from_one_query_as_the_index_would_rank_them(
+def test_a_few_matches_are_scored_from_their_vectors_as_the_index_would_rank_them(
     settings: Settings, database_url: str, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from indexer.pipeline import open_indexer
     from search import searcher as searcher_module
     from search.components import open_searcher
+    from search.segments import SegmentView
 
     live = settings.model_copy(update={"database_url": database_url})
     indexer = open_indexer(live, tiny_encoder)
@@ -199,18 +200,18 @@ def test_a_few_matches_are_scored_from_one_query_as_the_index_would_rank_them(
     indexer.run([DocumentIn(f"d{i}", text, "", {"tenth": i % 10}) for i, text in enumerate(texts)])
     indexer.publish()
     searcher = open_searcher(live, tiny_encoder, indexer.store)
-    owners_read: list[int] = []
-    real = indexer.store.chunk_owners
-    monkeypatch.setattr(indexer.store, "chunk_owners", lambda ids, **kw: owners_read.append(1) or real(ids, **kw))
+    searched: list[object] = []
+    real = SegmentView.search
+    monkeypatch.setattr(SegmentView, "search", lambda *a, **kw: searched.append(kw.get("ids")) or real(*a, **kw))
     narrow = {"tenth": 3}  # a tenth: narrow (planning.BROAD)
     few = searcher.matching(searcher_module.parse_filter(narrow))
-    assert few.owners is not None and few.vectors is not None and len(few.ids) == 12
+    assert few.vectors is not None and len(few.ids) == len(few.vectors[1]) == 12
     hits = searcher.search("gene water", k=5, filter=narrow)
-    assert owners_read == [], "the owners came with the matches"
+    assert searched == [], "a few matches are scored from their vectors, with no index search"
     # Past the few-matches bound the ids alone restrict the (exact) index search: the same ranking.
     monkeypatch.setattr(searcher_module, "_EXACT_AMONG", 6)
-    assert searcher.matching(searcher_module.parse_filter(narrow)).owners is None
+    assert searcher.matching(searcher_module.parse_filter(narrow)).vectors is None
     again = searcher.search("gene water", k=5, filter=narrow)
     assert [(h.id, round(h.score, 5)) for h in again] == [(h.id, round(h.score, 5)) for h in hits]
-    assert len(hits) == 5 and all(int(h.id[1:]) % 10 == 3 for h in hits) and owners_read
+    assert len(hits) == 5 and all(int(h.id[1:]) % 10 == 3 for h in hits) and len(searched) == 1
     indexer.store.close()

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,14 +84,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(folder: Path, wait_for: str = "/health", timeout: float = 600) -> Iterator[tuple[str, int]]:
-    """`semsearch serve` over `folder` in its own process (this checkout's sources), until `wait_for`
-    answers 200; yields its URL and process id."""
+def serve_process(
+    folder: Path, wait_for: str = "/health", timeout: float = 600, args: Sequence[str] = ()
+) -> Iterator[tuple[str, int]]:
+    """`semsearch serve` over `folder` in its own process (this checkout's sources), with `args` added,
+    until `wait_for` answers 200; yields its URL and process id."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "server.log").open("wb")
     # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
-    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder)]
+    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder), *args]
     proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,7 +8,11 @@ answer, resident memory idle, GET /search p50 with no filter and with 0.1% and 5
 `?wait=true` write-to-searchable p50. Each figure is printed beside its ratio between the sizes and
 the issue's target.
 
-    .venv/bin/python -m bench.scale [--n 1000000] [--json]
+    .venv/bin/python -m bench.scale [--n 1000000] [--json] [--root DIR] [--database-url URL]
+
+With `--database-url` (a PostgreSQL server, e.g. postgresql+psycopg://postgres@127.0.0.1:5432) each
+size gets a database of its own on it (`semsearch_scale_<n>`, created when missing, kept with --root);
+the default is SQLite files in the data directories.
 """
 
 from __future__ import annotations
@@ -104,11 +108,13 @@ def p50_ms(client: httpx.Client, url: str, params: dict[str, str], matches: int,
     return 1000 * statistics.median(times)
 
 
-def serve_costs(folder: Path, n: int) -> dict[str, float]:
+def serve_costs(folder: Path, n: int, database_url: str | None = None) -> dict[str, float]:
     """Start to first answer, idle RSS, search p50s and PUT-to-searchable p50 against `semsearch serve`."""
     out: dict[str, float] = {}
     began = time.perf_counter()
-    with serve_process(folder, wait_for="/search?q=first&k=1") as (url, pid), httpx.Client(timeout=120) as client:
+    args = ["--database-url", database_url] if database_url else []
+    server = serve_process(folder, wait_for="/search?q=first&k=1", args=args)
+    with server as (url, pid), httpx.Client(timeout=120) as client:
         out["start_s"] = time.perf_counter() - began
         time.sleep(2)
         out["rss_mib"] = rss_mib(pid)
@@ -127,10 +133,27 @@ def serve_costs(folder: Path, n: int) -> dict[str, float]:
     return out
 
 
-def measure(n: int, encoder: Encoder, root: Path) -> dict[str, float]:
+def database(server: str | None, name: str, fresh: bool = False) -> str | None:
+    """The URL of database `name` on the PostgreSQL `server`, created when missing (dropped first
+    when `fresh`); None (SQLite) without a server."""
+    if server is None:
+        return None
+    import psycopg
+
+    admin = server.replace("postgresql+psycopg", "postgresql") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as c:
+        if fresh:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            c.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def measure(n: int, encoder: Encoder, root: Path, server: str | None = None) -> dict[str, float]:
     """Every figure at one corpus size."""
-    folder = root / f"n{n}"
-    settings = Settings(data_dir=folder)
+    folder = root / (f"pg-n{n}" if server else f"n{n}")
+    url = database(server, f"semsearch_scale_{n}")
+    settings = Settings(data_dir=folder, database_url=url)
     loaded = folder / "loaded.json"  # written once the corpus is in: a kept --root reuses it
     out: dict[str, float]
     if loaded.exists():
@@ -146,7 +169,7 @@ def measure(n: int, encoder: Encoder, root: Path) -> dict[str, float]:
         loaded.write_text(json.dumps(out))
     out["index_mib"] = sum(p.stat().st_size for p in settings.index_dir.glob("*.faiss")) / 2**20
     out["index_10_s"], out["delete_s"] = cli_costs(settings, encoder)
-    out.update(serve_costs(folder, n))
+    out.update(serve_costs(folder, n, url))
     print(f"n={n}: {json.dumps({k: round(v, 3) for k, v in out.items()})}", flush=True)
     return out
 
@@ -172,14 +195,17 @@ def main() -> None:
     parser.add_argument(
         "--root", type=Path, help="keep the corpora here (default: a temporary folder); a rerun reuses them"
     )
+    parser.add_argument("--database-url", help="a PostgreSQL server's URL (no database name): measure there")
     args = parser.parse_args()
     print(cpu_line(), flush=True)
     encoder = Encoder()
     print(f"encoder: {encoder.model_name}, backend {encoder.backend}, dtype {encoder.dtype}", flush=True)
+    print(f"database: {'PostgreSQL ' + args.database_url if args.database_url else 'SQLite'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="semsearch-scale-") as tmp:
         root = args.root or Path(tmp)
-        empty = measure_empty(encoder, root)
-        small, big = measure(args.n // 10, encoder, root), measure(args.n, encoder, root)
+        empty = measure_empty(encoder, root, args.database_url)
+        small = measure(args.n // 10, encoder, root, args.database_url)
+        big = measure(args.n, encoder, root, args.database_url)
     rows: list[list[Any]] = []
     for key, (target, check) in TARGETS.items():
         met: object = "" if check is None else check(big[key], small[key])
@@ -201,12 +227,14 @@ def main() -> None:
         print(json.dumps({"empty": empty, "small": small, "big": big}))
 
 
-def measure_empty(encoder: Encoder, root: Path) -> dict[str, float]:
+def measure_empty(encoder: Encoder, root: Path, server: str | None = None) -> dict[str, float]:
     """The references on an empty store: indexing 10 documents, and a server's memory with no index."""
-    settings = Settings(data_dir=root / "empty")
-    shutil.rmtree(settings.data_dir, ignore_errors=True)  # empty also when --root is kept
+    url = database(server, "semsearch_scale_empty", fresh=True)  # empty also when --root is kept
+    settings = Settings(data_dir=root / ("pg-empty" if server else "empty"), database_url=url)
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
     index_10, _ = cli_costs(settings, encoder)
-    with serve_process(settings.data_dir, wait_for="/search?q=first&k=1") as (_url, pid):
+    args = ["--database-url", url] if url else []
+    with serve_process(settings.data_dir, wait_for="/search?q=first&k=1", args=args) as (_url, pid):
         time.sleep(2)
         return {"index_10_s": index_10, "rss_mib": rss_mib(pid)}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Only what parsing needs is imported here: `semsearch --help` must answer at once, and each command
-# imports the heavy parts (torch, transformers, faiss, SQLAlchemy, the web stack) it uses itself.
+# imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
 import json
 import logging
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from search.settings import Settings
 
 # uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
-# default) and starts another. A worker answers only once it has imported this module (torch, transformers):
-# 7 s of CPU on a 2-core machine, more while it is busy, so with the default no worker ever came up there.
+# default) and starts another. A worker answers only once it has imported the app and loaded its encoder:
+# seconds of CPU on a busy 2-core machine (7 s when the app still imported torch), past the default there.
 WORKER_HEALTHCHECK_SECONDS = 120
 
 

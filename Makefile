@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-scale clean
+.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-scale bench-recall clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,10 @@ bench-http: install
 N ?= 1000000
 bench-scale: install
 	$(PY) -m bench.scale --n $(N)
+
+# Recall of `auto` on tight synthetic clusters at 1M, raw and after the searcher's exact re-rank.
+bench-recall: install
+	$(PY) -m bench.recall --n $(N)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DATA) .mypy_cache .ruff_cache .pytest_cache

@@ -19,22 +19,24 @@ from typing import Literal, get_args
 import numpy as np
 
 from search.catalog import Serving
-from search.filters import MetadataFilter, parse_filter
+from search.filters import parse_filter
 from search.fusion import convex, rrf
 from search.keyword import KeywordIndex
+from search.planning import RequestPlan
 from search.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.settings import Fusion, Settings
 from search.store import Store
-from search.vectors import Matches
 
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[str, ...] = get_args(Mode)
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
 _OVERFETCH = 4
 _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
-# Threads the keyword retriever runs on while the dense one runs on the caller's (FAISS, SQLite and
-# tantivy release the GIL): a hybrid request costs about the slower of the two, not their sum.
-_KEYWORD_THREADS = 4
+# While a hybrid search is the only one in flight, its keyword retriever runs on a thread of its own
+# beside the dense one (FAISS, SQLite and tantivy release the GIL), so it costs about the slower of the
+# two, not their sum. With others in flight the cores are busy already: a second thread per request
+# then only adds switching (bench.http_load at 8 clients fell from 1.06x to 0.80x of in-process).
+_KEYWORD_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -89,40 +91,6 @@ class FusionConfig:
         return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
 
 
-class _FilterPlan:
-    """How one request's filter runs, decided once for its queries and both retrievers: a broad
-    filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
-    short; a narrow one restricts both retrievers to its chunks: the keyword one to their ids, the
-    dense one to their vectors when few (scored exactly), else to their ids. Each lookup is made once,
-    on first use, by whichever retriever thread asks first."""
-
-    def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
-        self.check = check
-        self._dense = dense
-        self._serving = serving
-        self.share = None if check is None else dense.broad_share(check)
-        self._ids: np.ndarray | None = None
-        self._vectors: Matches | None = None
-        self._ids_lock, self._vectors_lock = threading.Lock(), threading.Lock()
-
-    def ids(self) -> np.ndarray | None:
-        """The ids of the chunks passing the filter (None: no filter)."""
-        with self._ids_lock:
-            if self.check is not None and self._ids is None:
-                self._ids = self._dense.store.matching_chunk_ids(self.check)
-            return self._ids
-
-    def dense_allowed(self) -> Matches | None:
-        """What the dense retriever searches among (None: no filter)."""
-        if self.check is None:
-            return None
-        with self._vectors_lock:
-            if self._vectors is None:
-                few = self._dense.matching_vectors(self.check, self._serving)
-                self._vectors = few or Matches(self.ids())  # type: ignore[arg-type]
-            return self._vectors
-
-
 def check_mode(mode: str) -> Mode:
     """`mode` when it is one of MODES; else a ValueError naming the allowed values."""
     if mode not in MODES:
@@ -138,6 +106,8 @@ class HybridSearcher:
         self.keyword = keyword
         self.fusion = fusion or FusionConfig()
         self._pool = ThreadPoolExecutor(_KEYWORD_THREADS, thread_name_prefix="keyword-retriever")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
     @property
     def store(self) -> Store:
@@ -181,7 +151,25 @@ class HybridSearcher:
             raise ValueError(f"k must be positive, got {k}")
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
-        plan = _FilterPlan(self.dense, parse_filter(filter), serving)
+        plan = RequestPlan(self.dense, parse_filter(filter), serving)
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving))
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _rank_all(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        plan: RequestPlan,
+        mode: str,
+        serving: Serving | None,
+    ) -> tuple[list[list[_Fused]], list[list[str]]]:
+        """Each query's fused ranking and its keyword terms."""
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
         fused, terms = [], []
         for i, query in enumerate(queries):
@@ -189,11 +177,16 @@ class HybridSearcher:
             if mode == "keyword":
                 fused.append(self._fuse([], self._keyword(terms[-1], depth, plan), k, mode))
                 continue
-            keyword = self._pool.submit(self._keyword, terms[-1], depth, plan) if mode == "hybrid" else None
+            alone = mode == "hybrid" and self._in_flight == 1
+            beside = self._pool.submit(self._keyword, terms[-1], depth, plan) if alone else None
             assert vectors is not None  # checked above for every mode but keyword
             dense = self._dense(vectors[i], depth, plan, serving)
-            fused.append(self._fuse(dense, [] if keyword is None else keyword.result(), k, mode))
-        return self._hits(fused, terms)
+            if beside is not None:
+                keyword = beside.result()
+            else:
+                keyword = self._keyword(terms[-1], depth, plan) if mode == "hybrid" else []
+            fused.append(self._fuse(dense, keyword, k, mode))
+        return fused, terms
 
     def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
@@ -225,14 +218,14 @@ class HybridSearcher:
             out.append(hits)
         return out
 
-    def _dense(self, vector: np.ndarray, depth: int, plan: _FilterPlan, serving: Serving | None) -> list[Ranked]:
+    def _dense(self, vector: np.ndarray, depth: int, plan: RequestPlan, serving: Serving | None) -> list[Ranked]:
         if plan.check is not None and plan.share is not None:
             hits = self.dense.rank_checked(vector, depth, plan.check, plan.share, serving)
             if hits is not None:
                 return hits
         return self.dense.rank(vector, depth, plan.dense_allowed(), serving)
 
-    def _keyword(self, terms: list[str], depth: int, plan: _FilterPlan) -> list[Ranked]:
+    def _keyword(self, terms: list[str], depth: int, plan: RequestPlan) -> list[Ranked]:
         """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
         many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped. A broad
         filter is checked on over-fetched unfiltered results (a few widenings at most), a narrow

@@ -11,9 +11,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from search.filters import MetadataFilter
 from search.store import Store
+from search.vectors import Matches
+
+if TYPE_CHECKING:
+    from search.catalog import Serving
+    from search.searcher import Searcher
 
 # A filter that at least this share of documents may pass is checked on over-fetched results of an
 # unfiltered search; a narrower one restricts the search itself to the matching chunks.
@@ -54,3 +62,37 @@ class FilterPlanner:
             while len(self._estimates) > self.size:
                 self._estimates.popitem(last=False)
         return share
+
+
+class RequestPlan:
+    """How one request's filter runs, decided once for its queries and both retrievers: a broad
+    filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
+    short; a narrow one restricts both retrievers to its chunks: the keyword one to their ids, the
+    dense one to their vectors when few (scored exactly), else to their ids. Each lookup is made once,
+    on first use, by whichever retriever thread asks first."""
+
+    def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
+        self.check = check
+        self._dense = dense
+        self._serving = serving
+        self.share = None if check is None else dense.broad_share(check)
+        self._ids: np.ndarray | None = None
+        self._vectors: Matches | None = None
+        self._ids_lock, self._vectors_lock = threading.Lock(), threading.Lock()
+
+    def ids(self) -> np.ndarray | None:
+        """The ids of the chunks passing the filter (None: no filter)."""
+        with self._ids_lock:
+            if self.check is not None and self._ids is None:
+                self._ids = self._dense.store.matching_chunk_ids(self.check)
+            return self._ids
+
+    def dense_allowed(self) -> Matches | None:
+        """What the dense retriever searches among (None: no filter)."""
+        if self.check is None:
+            return None
+        with self._vectors_lock:
+            if self._vectors is None:
+                few = self._dense.matching_vectors(self.check, self._serving)
+                self._vectors = few or Matches(self.ids())  # type: ignore[arg-type]
+            return self._vectors

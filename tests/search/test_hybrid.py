@@ -166,3 +166,23 @@ def test_ranking_reads_text_only_for_the_hits_shown(
     batch = hybrid.search_many(["cat door", "fish tree", "moon"], k=3, mode=mode)
     assert reads == [9] and [len(hits) for hits in batch] == [3, 3, 3]
     assert all(h.text and h.title for hits in batch for h in hits)
+
+
+def test_the_keyword_retriever_runs_beside_the_dense_one_only_when_the_search_is_alone(
+    hybrid: HybridSearcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    ran_on: list[str] = []
+    real = hybrid._keyword
+    monkeypatch.setattr(hybrid, "_keyword", lambda *a: ran_on.append(threading.current_thread().name) or real(*a))
+    alone = [(h.id, h.score) for h in hybrid.search("cat fish", k=5)]
+    assert ran_on[-1].startswith("keyword-retriever")
+    hybrid._in_flight += 1  # as if another request were searching: its cores are busy already
+    try:
+        busy = [(h.id, h.score) for h in hybrid.search("cat fish", k=5)]
+    finally:
+        hybrid._in_flight -= 1
+    assert ran_on[-1] == threading.current_thread().name and busy == alone
+    hybrid.search("cat fish", k=5, mode="dense")
+    assert len(ran_on) == 2  # dense mode asks no keyword retriever

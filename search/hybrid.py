@@ -35,7 +35,7 @@ _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
 # While a hybrid search is the only one in flight, its keyword retriever runs on a thread of its own
 # beside the dense one (FAISS, SQLite and tantivy release the GIL), so it costs about the slower of the
 # two, not their sum. With others in flight the cores are busy already: a second thread per request
-# then only adds switching (bench.http_load at 8 clients fell from 1.06x to 0.80x of in-process).
+# would only add switching.
 _KEYWORD_THREADS = 2
 
 

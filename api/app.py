@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api import docs, documents, errors, status
 from api.batcher import MicroBatcher
 from api.deps import BatcherDep, HybridDep, require_api_key
-from api.embeddings import embed
+from api.embeddings import embedded
 from api.embeddings import router as embeddings_router
 from api.limits import BodySizeLimit
 from api.metrics import Metrics, MetricsMiddleware
@@ -137,9 +137,22 @@ async def _search(
     metadata_filter: MetadataFilter | None,
     mode: Mode,
 ) -> list[list[HybridHit]]:
-    """Ranked hits per query in `mode`; keyword mode spends no model time."""
-    vectors, serving = (None, None) if mode == "keyword" else await embed(batcher, hybrid.dense, queries)
-    return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving)
+    """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
+    side (it needs no vectors) is ranked in the thread pool while the batcher embeds the queries."""
+    if mode == "keyword":
+        return await run_in_threadpool(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+    pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
+    keyword = None
+    if mode == "hybrid":
+        keyword = asyncio.ensure_future(run_in_threadpool(hybrid.rank_keywords, queries, k, metadata_filter))
+    try:
+        vectors, serving = await embedded(pending, hybrid.dense, queries)
+    except BaseException:
+        if keyword is not None:  # its outcome no longer matters; retrieved so that it is never logged
+            keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
+    ranked = None if keyword is None else await keyword
+    return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the

@@ -151,6 +151,11 @@ class MicroBatcher:
 
     async def embed_with_encoder(self, texts: Sequence[str]) -> tuple[np.ndarray, TextEncoder]:
         """As `embed`, with the encoder that made the vectors (whose index they must be searched in)."""
+        return await self.submit(texts)
+
+    def submit(self, texts: Sequence[str]) -> asyncio.Future[tuple[np.ndarray, TextEncoder]]:
+        """Queue `texts` (from a coroutine); refused at once, before any other work is spent on the
+        request, when the batcher is stopped or overloaded. The future gives the vectors and their encoder."""
         if self._task is None or self._task.done():
             raise BatcherStoppedError("the encoder batcher is not running")
         # A request larger than the bound still goes when nothing else waits: it is refused only
@@ -162,7 +167,7 @@ class MicroBatcher:
         request = _Request(list(texts), loop.create_future(), loop.time())
         self._queue.put_nowait(request)
         self._waiting_rows += len(request.texts)
-        return await request.future
+        return request.future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,13 +9,14 @@ vectors, so cutting them would not give usable embeddings); token-id inputs are 
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable
 
 import numpy as np
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.batcher import MicroBatcher
+from api.batcher import MicroBatcher, TextEncoder
 from api.deps import BatcherDep, SearcherDep
 from api.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.catalog import Serving
@@ -28,7 +29,14 @@ router = APIRouter()
 
 async def embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:
     """Query vectors from the shared batcher, with the encoder-and-index pair they belong to."""
-    vectors, encoder = await batcher.embed_with_encoder(texts)
+    return await embedded(batcher.submit(texts), searcher, texts)
+
+
+async def embedded(
+    pending: Awaitable[tuple[np.ndarray, TextEncoder]], searcher: Searcher, texts: list[str]
+) -> tuple[np.ndarray, Serving]:
+    """The vectors of `texts` queued with `MicroBatcher.submit`, with the pair they belong to."""
+    vectors, encoder = await pending
     serving = searcher.serving
     if serving.encoder is not encoder:  # a generation with another model was swapped in meanwhile
         vectors = await run_in_threadpool(serving.encoder.encode, texts)

@@ -77,6 +77,16 @@ class _Fused:
 
 
 @dataclass(frozen=True)
+class KeywordSide:
+    """The keyword retriever's part of a hybrid request, ranked before the query vectors exist (it
+    needs none), so the API runs it while the queries are embedded."""
+
+    plan: RequestPlan
+    terms: list[list[str]]
+    rankings: list[list[Ranked]]
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     """How the two rankings are combined."""
 
@@ -143,19 +153,24 @@ class HybridSearcher:
         filter: FilterSpec = None,
         mode: str = "hybrid",
         serving: Serving | None = None,
+        keyword: KeywordSide | None = None,
     ) -> list[list[HybridHit]]:
         """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
-        keyword mode); the chunks passing `filter` are looked up once for all the queries."""
+        keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
+        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter)."""
         check_mode(mode)
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
-        plan = RequestPlan(self.dense, parse_filter(filter), serving)
+        if keyword is not None and (mode != "hybrid" or len(keyword.rankings) != len(queries)):
+            raise ValueError("a keyword side ranked beforehand serves a hybrid search of the same queries")
+        plan = keyword.plan if keyword is not None else RequestPlan(self.dense, parse_filter(filter), serving)
+        plan.serving = serving
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving))
+            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
@@ -168,10 +183,17 @@ class HybridSearcher:
         plan: RequestPlan,
         mode: str,
         serving: Serving | None,
+        ranked: KeywordSide | None = None,
     ) -> tuple[list[list[_Fused]], list[list[str]]]:
         """Each query's fused ranking and its keyword terms."""
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
-        fused, terms = [], []
+        fused: list[list[_Fused]] = []
+        if ranked is not None:
+            assert vectors is not None  # checked by the caller
+            for vector, keyword in zip(vectors, ranked.rankings, strict=True):
+                fused.append(self._fuse(self._dense(vector, depth, plan, serving), keyword, k, mode))
+            return fused, ranked.terms
+        terms = []
         for i, query in enumerate(queries):
             terms.append(self.keyword.analyzer.query_terms(query))
             if mode == "keyword":
@@ -187,6 +209,14 @@ class HybridSearcher:
                 keyword = self._keyword(terms[-1], depth, plan) if mode == "hybrid" else []
             fused.append(self._fuse(dense, keyword, k, mode))
         return fused, terms
+
+    def rank_keywords(self, queries: Sequence[str], k: int, filter: FilterSpec = None) -> KeywordSide:
+        """The keyword side of a hybrid search of `queries` (no model time): the API ranks it while
+        the queries are embedded, then hands it to `search_prepared`."""
+        plan = RequestPlan(self.dense, parse_filter(filter), None)
+        depth = max(k, self.fusion.candidates)
+        terms = [self.keyword.analyzer.query_terms(q) for q in queries]
+        return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
 
     def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it

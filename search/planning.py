@@ -74,7 +74,8 @@ class RequestPlan:
     def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
         self.check = check
         self._dense = dense
-        self._serving = serving
+        # The pair the query vectors come from (None: what serves at lookup time); set once they exist.
+        self.serving = serving
         self.share = None if check is None else dense.broad_share(check)
         self._ids: np.ndarray | None = None
         self._vectors: Matches | None = None
@@ -93,6 +94,6 @@ class RequestPlan:
             return None
         with self._vectors_lock:
             if self._vectors is None:
-                few = self._dense.matching_vectors(self.check, self._serving)
+                few = self._dense.matching_vectors(self.check, self.serving)
                 self._vectors = few or Matches(self.ids())  # type: ignore[arg-type]
             return self._vectors

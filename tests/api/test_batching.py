@@ -277,3 +277,26 @@ def test_the_event_loop_answers_while_the_model_runs(served_app: tuple[FastAPI, 
         gate.release.set()
         assert searching.result().json()["results"][0]["id"] == DOC_QUERIES[0][1]
         assert len(embedding.result().json()["data"]) == 2
+
+
+def test_a_hybrid_search_ranks_its_keywords_while_its_query_is_embedded(served_app: tuple[FastAPI, str]) -> None:
+    app, url = served_app
+    gate = gate_encoder(app)
+    hybrid = app.state.hybrid
+    ranked = threading.Event()
+    real = hybrid.rank_keywords
+
+    def rank_keywords(*args: object) -> object:
+        result = real(*args)
+        ranked.set()
+        return result
+
+    hybrid.rank_keywords = rank_keywords
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(httpx.post, f"{url}/search", json={"query": DOC_QUERIES[0][0], "top_k": 2}, timeout=120)
+        wait_for(gate.entered.is_set, "the query in the model")
+        # The model is held: the keyword side must be done without waiting for it.
+        assert ranked.wait(30), "the keyword side waited for the query's vector"
+        gate.release.set()
+        response = future.result()
+    assert response.status_code == 200 and response.json()["results"][0]["id"] == DOC_QUERIES[0][1]

@@ -186,3 +186,18 @@ def test_the_keyword_retriever_runs_beside_the_dense_one_only_when_the_search_is
     assert ran_on[-1] == threading.current_thread().name and busy == alone
     hybrid.search("cat fish", k=5, mode="dense")
     assert len(ran_on) == 2  # dense mode asks no keyword retriever
+
+
+@pytest.mark.parametrize("flt", [None, {"kind": "odd"}, {"kind": {"$in": ["part", "zh"]}}])
+def test_a_keyword_side_ranked_before_the_vectors_gives_the_same_hits(hybrid: HybridSearcher, flt: object) -> None:
+    queries = ["cat fish", "gene"]
+    serving = hybrid.refresh()
+    vectors = serving.encoder.encode(queries)
+    whole = hybrid.search_prepared(queries, vectors, 5, flt, "hybrid", serving)
+    side = hybrid.rank_keywords(queries, 5, flt)  # what the API ranks while the queries are embedded
+    split = hybrid.search_prepared(queries, vectors, 5, flt, "hybrid", serving, side)
+    assert [[(h.id, h.score, h.matched_terms) for h in hits] for hits in split] == [
+        [(h.id, h.score, h.matched_terms) for h in hits] for hits in whole
+    ]
+    with pytest.raises(ValueError, match="keyword side"):
+        hybrid.search_prepared(queries, vectors, 5, flt, "dense", serving, side)

@@ -83,10 +83,7 @@ class RequestPlan:
 
     def ids(self) -> np.ndarray | None:
         """The ids of the chunks passing the filter (None: no filter)."""
-        with self._ids_lock:
-            if self.check is not None and self._ids is None:
-                self._ids = self._dense.store.matching_chunk_ids(self.check)
-            return self._ids
+        return None if self.check is None else self._matching_ids(self.check)
 
     def dense_allowed(self) -> Matches | None:
         """What the dense retriever searches among (None: no filter)."""
@@ -95,5 +92,11 @@ class RequestPlan:
         with self._vectors_lock:
             if self._vectors is None:
                 few = self._dense.matching_vectors(self.check, self.serving)
-                self._vectors = few or Matches(self.ids())  # type: ignore[arg-type]
+                self._vectors = few or Matches(self._matching_ids(self.check))
             return self._vectors
+
+    def _matching_ids(self, check: MetadataFilter) -> np.ndarray:
+        with self._ids_lock:
+            if self._ids is None:
+                self._ids = self._dense.store.matching_chunk_ids(check)
+            return self._ids

@@ -193,10 +193,9 @@ class Searcher:
         would visit many lists to find them, a cost that grows with the corpus, not the filter."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if allowed is not None and allowed.vectors is not None:
-            found, vectors = allowed.vectors
-            exact = vectors @ query
+            exact = allowed.vectors @ query
             order = np.argsort(-exact, kind="stable")[:n]
-            return exact[order], found[order]
+            return exact[order], allowed.ids[order]
         scores, ids = index.search(vector, n, ids=None if allowed is None else allowed.ids)
         scores, ids = scores[0], ids[0]
         if not any(code in index.resolved_factory for code in ("SQ", "PQ")):

@@ -49,10 +49,10 @@ class Embedded:
 @dataclass(frozen=True)
 class Matches:
     """The chunks a filter passes: their ids (ascending) and, when they are few, their vectors in
-    the space (chunk ids, vectors), read in the same query."""
+    the space, row for row (then `ids` are those of the passing chunks embedded in the space)."""
 
     ids: np.ndarray
-    vectors: tuple[np.ndarray, np.ndarray] | None = None
+    vectors: np.ndarray | None = None
 
 
 class VectorRows:
@@ -184,8 +184,7 @@ class VectorRows:
             rows = [(int(cid), bytes(vec)) for cid, vec in connection.execute(stmt)]
         if len(rows) > limit:
             return None
-        ids, vectors = self._arrays(rows)
-        return Matches(ids, (ids, vectors))
+        return Matches(*self._arrays(rows))
 
     def iter_all(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every vector of the space, in blocks of ascending chunk ids (memory stays bounded)."""

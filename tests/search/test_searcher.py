@@ -205,7 +205,7 @@ def test_a_few_matches_are_scored_from_their_vectors_as_the_index_would_rank_the
     monkeypatch.setattr(SegmentView, "search", lambda *a, **kw: searched.append(kw.get("ids")) or real(*a, **kw))
     narrow = {"tenth": 3}  # a tenth: narrow (planning.BROAD)
     few = searcher.matching(searcher_module.parse_filter(narrow))
-    assert few.vectors is not None and len(few.ids) == len(few.vectors[1]) == 12
+    assert few.vectors is not None and len(few.ids) == len(few.vectors) == 12
     hits = searcher.search("gene water", k=5, filter=narrow)
     assert searched == [], "a few matches are scored from their vectors, with no index search"
     # Past the few-matches bound the ids alone restrict the (exact) index search: the same ranking.

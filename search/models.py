@@ -123,9 +123,10 @@ class MetadataValue(Base):
     Strings are kept as a digest (`text_hash`), numbers and booleans (1/0) in `number`."""
 
     __tablename__ = "metadata_values"
+    # `document_id` last in the value indexes: a filter's lookup then reads the index alone.
     __table_args__ = (
-        Index("ix_metadata_values_text", "key", "kind", "text_hash"),
-        Index("ix_metadata_values_number", "key", "kind", "number"),
+        Index("ix_metadata_values_text", "key", "kind", "text_hash", "document_id"),
+        Index("ix_metadata_values_number", "key", "kind", "number", "document_id"),
         Index("ix_metadata_values_document", "document_id"),
     )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from search import metadata_index
 from search.filters import parse_filter
 from search.planning import FilterPlanner
 from search.store import ChunkIn, DocumentIn, Store
@@ -45,4 +46,28 @@ def test_at_most_size_filters_are_kept(tmp_path: Path) -> None:
         assert flt is not None
         planner.share(flt)
     assert len(planner._estimates) == 3
+    store.close()
+
+
+@pytest.mark.parametrize("value", ["red", 7])
+def test_a_filter_reads_its_document_ids_from_the_metadata_index_alone(database_url: str, value: object) -> None:
+    """A rare filter's cost is its matches' index entries: one table row read per match (the old
+    value indexes lacked `document_id`) made a 0.1 % filter at 1M chunks several times slower cold."""
+    store = Store(database_url)
+    _write(store, 0, 300, colour="red", size=7)
+    check = parse_filter({"colour": value} if isinstance(value, str) else {"size": value})
+    assert check is not None
+    stmt = metadata_index.documents_matching(check.conditions[0], store.postgres)
+    sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if store.postgres:
+            c.exec_driver_sql("VACUUM ANALYZE metadata_values")  # the visibility map index-only scans need
+            c.exec_driver_sql("SET enable_seqscan = off")
+            c.exec_driver_sql("SET enable_bitmapscan = off")
+            plan = " ".join(row[0] for row in c.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "Index Only Scan" in plan, plan
+        else:
+            plan = " ".join(str(row[-1]) for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "COVERING INDEX" in plan, plan
+    assert len(store.matching_chunk_ids(check)) == 300
     store.close()

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 NAME = "keyword"  # its derived_state row
 # Bumped when what is indexed changes (analyzer, schema): a new directory is then built from SQL.
 _FORMAT = 1
+# Allowed chunks up to this many are looked up one term each; more, as one term set, which walks the
+# index's whole dictionary of chunk ids: a cost that grows with the corpus, paid back only by large sets.
+_TERMS_AT_MOST = 4096
 
 
 def _schema(tokenizer: str) -> tantivy.Schema:
@@ -158,6 +161,13 @@ class KeywordIndex:
         # could not drop while this index's record stayed behind them.
         self._commit(index, writer, store, reached)
         return reached, len(entries)
+
+    def _among(self, chunk_ids: list[int]) -> tantivy.Query:
+        """A query matching the given chunk ids."""
+        if len(chunk_ids) > _TERMS_AT_MOST:
+            return tantivy.Query.term_set_query(self.schema, "chunk_id", chunk_ids)
+        terms = [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "chunk_id", i)) for i in chunk_ids]
+        return tantivy.Query.boolean_query(terms)
 
     def _commit(self, index: tantivy.Index, writer: tantivy.IndexWriter, store: Store, seq: int) -> None:
         """Record `seq` inside the index, commit, let merges finish (so segments stay few), then tell
@@ -301,7 +311,7 @@ class KeywordIndex:
         query = tantivy.Query.boolean_query(should)
         if allowed is not None:
             # Scored 0: the filter selects, BM25 alone ranks.
-            only = tantivy.Query.term_set_query(self.schema, "chunk_id", [int(i) for i in allowed])
+            only = self._among([int(i) for i in allowed])
             query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, query), (tantivy.Occur.Must, tantivy.Query.const_score_query(only, 0.0))]
             )

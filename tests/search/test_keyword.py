@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tantivy
 
-from search import changes
+from search import changes, keyword
 from search.analyzer import Analyzer
 from search.keyword import NAME, KeywordIndex
 from search.store import ChunkIn, DocumentIn, Store
@@ -196,7 +196,11 @@ def test_a_reader_sees_commits_after_its_reload(database_url: str, tmp_path: Pat
     store.close()
 
 
-def test_the_filter_is_inside_the_search(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("terms_at_most", [4096, 0], ids=["one term each", "a term set"])
+def test_the_filter_is_inside_the_search(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terms_at_most: int
+) -> None:
+    monkeypatch.setattr(keyword, "_TERMS_AT_MOST", terms_at_most)  # both ways of matching the allowed chunks
     store = Store(database_url)
     index = KeywordIndex(tmp_path / "keyword")
     # 50 documents mention "gene" often, the 3 allowed ones once: over-fetching would miss them.

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -173,7 +174,7 @@ class IndexWatcher:
                 view = SegmentView(VectorIndex(self.encoder.dim, "Flat"), 0, space=rows.space)
             else:
                 base = self.catalog.base_segment(generation, rows, s, mmap=True)
-                view = SegmentView(base, generation.base_seq, base_ids=base.ids(), space=rows.space)
+                view = SegmentView(base, generation.base_seq, base_ids=np.sort(base.ids()), space=rows.space)
             view = catch_up(view, rows, s)
         self._stamp = None if generation is None else (generation.id, generation.path)
         self._checked = time.monotonic()

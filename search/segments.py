@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -56,7 +57,7 @@ class SegmentView:
     seq: int
     deltas: tuple[Delta, ...] = ()
     removed: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    base_ids: np.ndarray | None = None
+    base_ids: np.ndarray | None = None  # the base's ids, sorted (read from the base when not given)
     space: str = ""  # the embedding space's key, under which SQL holds the float vectors
 
     @property
@@ -69,15 +70,19 @@ class SegmentView:
         """The base segment's index type."""
         return self.base.resolved_factory
 
-    @property
+    @cached_property
     def ntotal(self) -> int:
-        """Live vectors held: the base's and the deltas', less those of deleted chunks."""
+        """Live vectors held: the base's and the deltas', less those of deleted chunks. Counted once
+        per view (views are immutable), looking each deleted id up in the sorted base ids: the cost
+        is the deletions', not the base's."""
         held = self.base.ntotal + sum(len(d.ids) for d in self.deltas)
         if not len(self.removed):
             return held
         gone = sum(int(np.isin(d.ids, self.removed).sum()) for d in self.deltas)
-        base_ids = self.base_ids if self.base_ids is not None else self.base.ids()
-        gone += int(np.isin(self.removed, base_ids, assume_unique=True).sum())
+        base_ids = self.base_ids if self.base_ids is not None else np.sort(self.base.ids())
+        if len(base_ids):
+            at = np.minimum(np.searchsorted(base_ids, self.removed), len(base_ids) - 1)
+            gone += int((base_ids[at] == self.removed).sum())
         return held - gone
 
     def ids(self) -> np.ndarray:

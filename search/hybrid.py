@@ -159,13 +159,14 @@ class HybridSearcher:
         keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
         mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter)."""
         check_mode(mode)
+        parsed = parse_filter(filter)
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
         if keyword is not None and (mode != "hybrid" or len(keyword.rankings) != len(queries)):
             raise ValueError("a keyword side ranked beforehand serves a hybrid search of the same queries")
-        plan = keyword.plan if keyword is not None else RequestPlan(self.dense, parse_filter(filter), serving)
+        plan = keyword.plan if keyword is not None else RequestPlan(self.dense, parsed, serving, mode != "keyword")
         plan.serving = serving
         with self._in_flight_lock:
             self._in_flight += 1
@@ -272,7 +273,7 @@ class HybridSearcher:
         allowed = plan.ids()
         while True:
             found = self.keyword.search(terms, fetch, allowed)
-            best = best_per_document(self.store, found)
+            best = best_per_document(self.store, found, owners=plan.owners())
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH

@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.filters import MetadataFilter
-from search.store import Store
-from search.vectors import Matches
+from search.store import ChunkOwner, Store
+from search.vectors import FewMatches, Matches
 
 if TYPE_CHECKING:
     from search.catalog import Serving
@@ -68,22 +69,41 @@ class RequestPlan:
     """How one request's filter runs, decided once for its queries and both retrievers: a broad
     filter (`share` set) is checked on results, its chunk ids looked up only if a check falls
     short; a narrow one restricts both retrievers to its chunks: the keyword one to their ids, the
-    dense one to their vectors when few (scored exactly), else to their ids. Each lookup is made once,
-    on first use, by whichever retriever thread asks first."""
+    dense one to their vectors when few (scored exactly), else to their ids. A narrow filter's few
+    chunks come in one lookup for both retrievers; each lookup is made once, on first use, by
+    whichever retriever thread asks first."""
 
-    def __init__(self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None) -> None:
+    def __init__(
+        self, dense: Searcher, check: MetadataFilter | None, serving: Serving | None, vectors: bool = True
+    ) -> None:
         self.check = check
         self._dense = dense
+        self._with_vectors = vectors  # False: a keyword search, which needs the ids alone
         # The pair the query vectors come from (None: what serves at lookup time); set once they exist.
         self.serving = serving
         self.share = None if check is None else dense.broad_share(check)
         self._ids: np.ndarray | None = None
+        self._few: tuple[str, FewMatches | None] | None = None  # (the space looked in, what it found)
         self._vectors: Matches | None = None
-        self._ids_lock, self._vectors_lock = threading.Lock(), threading.Lock()
+        self._ids_lock, self._few_lock, self._vectors_lock = threading.Lock(), threading.Lock(), threading.Lock()
 
     def ids(self) -> np.ndarray | None:
         """The ids of the chunks passing the filter (None: no filter)."""
-        return None if self.check is None else self._matching_ids(self.check)
+        if self.check is None:
+            return None
+        if self.share is None and self._with_vectors:
+            few = self._few_matches()
+            if few is not None:
+                return few.ids
+        return self._matching_ids(self.check)
+
+    def owners(self) -> Mapping[int, ChunkOwner] | None:
+        """The documents of the chunks passing a narrow filter, when its one lookup for both
+        retrievers read them (None: no such lookup was made)."""
+        if self.check is None or self.share is not None or not self._with_vectors:
+            return None
+        few = self._few_matches()
+        return None if few is None else few.owners
 
     def dense_allowed(self) -> Matches | None:
         """What the dense retriever searches among (None: no filter)."""
@@ -91,9 +111,20 @@ class RequestPlan:
             return None
         with self._vectors_lock:
             if self._vectors is None:
-                few = self._dense.matching_vectors(self.check, self.serving)
-                self._vectors = few or Matches(self._matching_ids(self.check))
+                few = self._few_matches()
+                self._vectors = few.embedded if few is not None else Matches(self._matching_ids(self.check))
             return self._vectors
+
+    def _few_matches(self) -> FewMatches | None:
+        """The filter's few chunks and their vectors (None: too many), looked up in the space of the
+        pair serving the query vectors; again if the keyword side looked before that pair was known
+        and a model change since moved the space."""
+        assert self.check is not None
+        space = (self.serving or self._dense.serving).index.space
+        with self._few_lock:
+            if self._few is None or self._few[0] != space:
+                self._few = (space, self._dense.matching_vectors(self.check, self.serving))
+            return self._few[1]
 
     def _matching_ids(self, check: MetadataFilter) -> np.ndarray:
         with self._ids_lock:

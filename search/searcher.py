@@ -14,8 +14,8 @@ from search.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.planning import BROAD, FilterPlanner
 from search.segments import SegmentView
-from search.store import Store
-from search.vectors import Matches, VectorRows
+from search.store import ChunkOwner, Store
+from search.vectors import FewMatches, Matches, VectorRows
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
 FilterSpec = Mapping[str, Any] | MetadataFilter | None
@@ -142,11 +142,12 @@ class Searcher:
     def matching(self, check: MetadataFilter, serving: Serving | None = None) -> Matches:
         """The chunks passing a narrow filter: when few, their vectors (scored exactly, no index
         search), else their ids (an ID selector in the index search)."""
-        return self.matching_vectors(check, serving) or Matches(self.store.matching_chunk_ids(check))
+        few = self.matching_vectors(check, serving)
+        return few.embedded if few is not None else Matches(self.store.matching_chunk_ids(check))
 
-    def matching_vectors(self, check: MetadataFilter, serving: Serving | None = None) -> Matches | None:
-        """The embedded chunks passing `check` with their vectors, in one query, when at most a few
-        (`_EXACT_AMONG`); None when more, or when the index names no space to read them from."""
+    def matching_vectors(self, check: MetadataFilter, serving: Serving | None = None) -> FewMatches | None:
+        """The chunks passing `check` and the vectors of those embedded, in one query, when at most
+        a few (`_EXACT_AMONG`) pass; None when more, or when the index names no space to read them from."""
         index = (serving or self.serving).index
         if not (isinstance(index, SegmentView) and index.space):
             return None
@@ -177,7 +178,7 @@ class Searcher:
         fetch = k * _OVERFETCH
         while True:
             scores, ids = self._candidates(index, vector, min(fetch, total), allowed)
-            best = self._best_per_document(scores, ids)
+            best = self._best_per_document(scores, ids, owners=None if allowed is None else allowed.owners)
             # Stop when enough distinct documents came back, or when every candidate was returned.
             if len(best) >= k or fetch >= total:
                 return best[:k]
@@ -227,19 +228,29 @@ class Searcher:
         return None
 
     def _best_per_document(
-        self, scores: np.ndarray, ids: np.ndarray, check: MetadataFilter | None = None
+        self,
+        scores: np.ndarray,
+        ids: np.ndarray,
+        check: MetadataFilter | None = None,
+        owners: Mapping[int, ChunkOwner] | None = None,
     ) -> list[Ranked]:
         valid = ids >= 0  # FAISS pads a short result with -1
-        return best_per_document(self.store, list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True)), check)
+        found = list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True))
+        return best_per_document(self.store, found, check, owners)
 
 
 def best_per_document(
-    store: Store, found: Sequence[tuple[int, float]], check: MetadataFilter | None = None
+    store: Store,
+    found: Sequence[tuple[int, float]],
+    check: MetadataFilter | None = None,
+    owners: Mapping[int, ChunkOwner] | None = None,
 ) -> list[Ranked]:
     """The best chunk of each document among `found` ((chunk id, score), best first) whose row still
     exists and whose document passes `check`: rows decide, so a vector or keyword entry of a chunk
-    deleted or replaced since is skipped. Shared by the dense and keyword retrievers."""
-    owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+    deleted or replaced since is skipped. `owners`: the rows of the chunks searched among, read by
+    this request's filter lookup (else they are read here). Shared by the dense and keyword retrievers."""
+    if owners is None:
+        owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
     best: dict[str, Ranked] = {}
     for chunk_id, score in found:
         owner = owners.get(chunk_id)

@@ -7,19 +7,19 @@ workers (on PostgreSQL) can embed at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from search import changes, metadata_index
 from search.filters import MetadataFilter
 from search.models import INDEXED, PENDING, Chunk, ChunkVector, Document
-from search.store import ChunkIn, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
+from search.store import ChunkIn, ChunkOwner, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,28 @@ class Embedded:
 @dataclass(frozen=True)
 class Matches:
     """The chunks a filter passes: their ids (ascending) and, when they are few, their vectors in
-    the space, row for row (then `ids` are those of the passing chunks embedded in the space)."""
+    the space, row for row (then `ids` are those of the passing chunks embedded in the space), and
+    each one's document, read in the same lookup (so ranking them needs no second one)."""
 
     ids: np.ndarray
     vectors: np.ndarray | None = None
+    owners: Mapping[int, ChunkOwner] | None = None
+
+
+@dataclass(frozen=True)
+class FewMatches:
+    """The few chunks a narrow filter passes, from one lookup that serves both retrievers: every
+    passing chunk's id (`ids`, ascending, for the keyword one) and those embedded in the space with
+    their vectors (`embedded`, for the dense one)."""
+
+    ids: np.ndarray
+    embedded: Matches
+
+    @property
+    def owners(self) -> Mapping[int, ChunkOwner]:
+        """The document of each passing chunk."""
+        assert self.embedded.owners is not None
+        return self.embedded.owners
 
 
 class VectorRows:
@@ -170,21 +188,27 @@ class VectorRows:
                 rows.extend((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
         return self._arrays(rows)
 
-    def matching_vectors(self, check: MetadataFilter, limit: int) -> Matches | None:
-        """The chunks passing `check` that have a vector in the space, with it, in one query, when at
-        most `limit` do; None when more do (a narrow filter then needs its ids alone)."""
-        passing = select(Chunk.id).where(metadata_index.chunk_condition(check, self.postgres))
+    def matching_vectors(self, check: MetadataFilter, limit: int) -> FewMatches | None:
+        """The chunks passing `check`, their documents, and the vectors of those embedded in the
+        space, in one query when at most `limit` pass; None when more do (a narrow filter then needs
+        its ids alone)."""
+        joined = and_(ChunkVector.chunk_id == Chunk.id, ChunkVector.space == self.space)
         stmt = (
-            select(ChunkVector.chunk_id, ChunkVector.vector)
-            .where(ChunkVector.space == self.space, ChunkVector.chunk_id.in_(passing))
-            .order_by(ChunkVector.chunk_id)
+            select(Chunk.id, Document.external_id, ChunkVector.vector)
+            .join(Document, Document.id == Chunk.document_id)
+            .outerjoin(ChunkVector, joined)
+            .where(metadata_index.chunk_condition(check, self.postgres))
             .limit(limit + 1)
         )
+        # Sorted here, not in SQL: there the sort would copy every vector into a temporary tree.
         with self.store.engine.connect() as connection:
-            rows = [(int(cid), bytes(vec)) for cid, vec in connection.execute(stmt)]
+            rows = sorted((int(cid), str(doc), vec) for cid, doc, vec in connection.execute(stmt))
         if len(rows) > limit:
             return None
-        return Matches(*self._arrays(rows))
+        ids = np.fromiter((cid for cid, _, _ in rows), dtype=np.int64, count=len(rows))
+        owners = {cid: ChunkOwner(doc, None) for cid, doc, _ in rows}
+        embedded = self._arrays([(cid, bytes(vec)) for cid, _, vec in rows if vec is not None])
+        return FewMatches(ids, Matches(*embedded, owners=owners))
 
     def iter_all(self, block: int = 65_536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every vector of the space, in blocks of ascending chunk ids (memory stays bounded)."""

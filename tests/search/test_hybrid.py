@@ -4,13 +4,17 @@ with the tiny BERT (its vectors are random, so the keyword side is what makes ra
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from indexer.pipeline import open_indexer
+from search.catalog import Serving
 from search.components import open_hybrid
+from search.filters import parse_filter
 from search.fusion import convex, min_max, rrf
 from search.hybrid import FusionConfig, HybridSearcher
+from search.planning import RequestPlan
 from search.settings import Settings
 from search.store import DocumentIn
 
@@ -121,9 +125,31 @@ def test_a_broad_filter_is_checked_on_results_and_answers_as_a_narrow_one(
     assert lookups == [] and len(broad) == 20
     monkeypatch.setattr(hybrid.dense, "broad_share", lambda f: None)
     narrow = [(h.id, round(h.score, 5)) for h in hybrid.search(query, k=20, filter=odd, mode=mode)]
-    # Each retriever looked its restriction up once (the keyword one the ids, the dense one the vectors).
-    assert len(lookups) == {"hybrid": 2, "dense": 1, "keyword": 1}[mode] and narrow == broad
+    # One lookup served both retrievers: the few chunks' ids for the keyword one, their vectors for the dense one.
+    assert len(lookups) == 1 and narrow == broad
     assert {h.metadata["kind"] for h in hybrid.search(query, k=20, filter=odd, mode=mode)} == {"odd"}
+
+
+def test_the_dense_side_looks_again_when_the_keyword_side_looked_in_another_space(
+    hybrid: HybridSearcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API ranks the keyword side before the query is embedded, in what serves then; if a model
+    # change swaps the space before the vectors come, the dense side must not score old vectors.
+    lookups: list[str] = []
+    few = hybrid.dense.matching_vectors
+    monkeypatch.setattr(hybrid.dense, "matching_vectors", lambda f, s=None: lookups.append("few") or few(f, s))
+    monkeypatch.setattr(hybrid.dense, "broad_share", lambda f: None)
+    plan = RequestPlan(hybrid.dense, parse_filter({"kind": "odd"}), None)
+    ids = plan.ids()
+    assert ids is not None and len(ids) > 0 and lookups == ["few"]
+    same = plan.dense_allowed()
+    assert same is not None and same.vectors is not None and len(same.ids) == len(ids) and lookups == ["few"]
+    plan = RequestPlan(hybrid.dense, parse_filter({"kind": "odd"}), None)
+    plan.ids()
+    moved = replace(hybrid.dense.index, space="another")
+    plan.serving = Serving(hybrid.dense.encoder, moved)
+    other = plan.dense_allowed()  # nothing is embedded in that space
+    assert other is not None and len(other.ids) == 0 and lookups == ["few", "few", "few"]
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])

@@ -33,6 +33,7 @@ from api.schemas import (
     SearchResponse,
     SearchResult,
 )
+from search.batching import cuda_available
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.filters import MetadataFilter, parse_filter
 from search.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
@@ -53,16 +54,10 @@ def serving_settings(settings: Settings) -> Settings:
     15-25 % faster with one encoder thread than with two (interleaved runs, bench/http_load.py),
     the shared batches making up for the thread. Indexing, which has the machine to itself, keeps
     every core."""
-    if settings.torch_threads is not None or settings.device not in ("auto", "cpu") or _has_cuda():
+    if settings.torch_threads is not None or settings.device not in ("auto", "cpu") or cuda_available():
         return settings
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return settings.model_copy(update={"torch_threads": max(1, cores - 1)})
-
-
-def _has_cuda() -> bool:
-    import torch  # already loaded with the encoder
-
-    return bool(torch.cuda.is_available())
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ serving process that never imports torch or transformers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,23 +63,38 @@ def test_a_folder_without_a_tokenizer_file_falls_back_to_transformers(tiny_model
 
 def test_serving_imports_neither_torch_nor_transformers(tiny_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
-    cache = tmp_path / "openvino"
+    # The encoder's default OpenVINO cache, under the temp dir the fresh process is given below.
+    cache = tmp_path / f"semsearch-openvino-{os.getuid()}"
+    cache.mkdir(mode=0o700)
     expected = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", cache_dir=cache).encode(TEXTS)
-    # A fresh process, as `semsearch serve` starts: the model is in the OpenVINO cache now.
+    # A fresh process starting as `semsearch serve` does (its worker, then the app's start-up, then a
+    # search over HTTP), with the model in the OpenVINO cache now.
     script = f"""
 import json, sys
 from pathlib import Path
-import api.app, indexer.cli, indexer.worker
+from fastapi.testclient import TestClient
+import indexer.cli
+from api.app import create_app
+from indexer.worker import open_worker
 from search.encoder import Encoder
+from search.settings import Settings
+settings = Settings(data_dir=Path({str(tmp_path / "data")!r}), model={str(tiny_model_dir)!r}, dtype="float32",
+                    device="cpu")
+open_worker(settings)
+with TestClient(create_app(settings)) as client:
+    answered = client.get("/search", params={{"q": "a first query", "k": 1}}).status_code
 encoder = Encoder(model={str(tiny_model_dir)!r}, dtype="float32", device="cpu", cache_dir=Path({str(cache)!r}))
 vectors = encoder.encode({TEXTS!r})
 print(json.dumps({{"backend": encoder.backend, "loaded": [m for m in ("torch", "transformers") if m in sys.modules],
-                  "vectors": vectors.tolist()}}))
+                  "answered": answered, "vectors": vectors.tolist()}}))
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "openvino" and result["loaded"] == []
+    assert result["backend"] == "openvino" and result["answered"] == 200 and result["loaded"] == []
     import numpy as np
 
     assert np.allclose(np.asarray(result["vectors"], dtype=np.float32), expected, atol=1e-6)

@@ -198,7 +198,12 @@ class Searcher:
             order = np.argsort(-exact, kind="stable")[:n]
             return exact[order], allowed.ids[order]
         scores, ids = index.search(vector, n, ids=None if allowed is None else allowed.ids)
-        scores, ids = scores[0], ids[0]
+        return self._rescored(index, query, scores[0], ids[0])
+
+    def _rescored(
+        self, index: SegmentView, query: np.ndarray, scores: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates ranked again by their exact scores when the base's codes are approximate."""
         if not any(code in index.resolved_factory for code in ("SQ", "PQ")):
             return scores, ids
         rows = VectorRows(self.store, index.space, index.dim)
@@ -208,6 +213,21 @@ class Searcher:
         exact = vectors @ query
         order = np.argsort(-exact, kind="stable")
         return exact[order], found[order]
+
+    def _checked_candidates(
+        self, index: SegmentView, vector: np.ndarray, n: int, check: MetadataFilter
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, ChunkOwner]]:
+        """The `n` nearest chunks of an unfiltered search less those whose document fails `check`,
+        with the documents of those kept. The check comes before the exact re-rank, so only the
+        passing chunks' vectors are read."""
+        scores, ids = index.search(vector, n)
+        valid = ids[0] >= 0  # FAISS pads a short result with -1
+        scores, ids = scores[0][valid], ids[0][valid]
+        owners = self.store.chunk_owners(ids.tolist(), metadata=True)
+        passing = {cid: o for cid, o in owners.items() if check.holds(o.metadata or {})}
+        keep = np.fromiter((int(cid) in passing for cid in ids), dtype=bool, count=len(ids))
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        return (*self._rescored(index, query, scores[keep], ids[keep]), passing)
 
     def _search_checked(
         self, index: SegmentView, vector: np.ndarray, k: int, check: MetadataFilter, share: float
@@ -220,23 +240,19 @@ class Searcher:
             return []
         fetch = math.ceil(k * _OVERFETCH / max(share, BROAD))
         for _ in range(3):
-            scores, ids = self._candidates(index, vector, min(fetch, total), None)
-            best = self._best_per_document(scores, ids, check)
+            scores, ids, passing = self._checked_candidates(index, vector, min(fetch, total), check)
+            best = self._best_per_document(scores, ids, owners=passing)
             if len(best) >= k or fetch >= total:
                 return best[:k]
             fetch *= _OVERFETCH
         return None
 
     def _best_per_document(
-        self,
-        scores: np.ndarray,
-        ids: np.ndarray,
-        check: MetadataFilter | None = None,
-        owners: Mapping[int, ChunkOwner] | None = None,
+        self, scores: np.ndarray, ids: np.ndarray, owners: Mapping[int, ChunkOwner] | None = None
     ) -> list[Ranked]:
         valid = ids >= 0  # FAISS pads a short result with -1
         found = list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True))
-        return best_per_document(self.store, found, check, owners)
+        return best_per_document(self.store, found, owners=owners)
 
 
 def best_per_document(

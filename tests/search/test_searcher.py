@@ -151,6 +151,41 @@ def test_compressed_codes_are_re_ranked_with_the_exact_vectors(settings: Setting
     store.close()
 
 
+def test_a_broad_filter_re_ranks_only_the_candidates_that_pass_it(
+    settings: Settings, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.chunking import Chunker
+    from indexer.pipeline import Indexer
+    from search import planning
+    from search.catalog import IndexCatalog
+    from search.components import open_searcher
+    from search.vectors import VectorRows
+
+    store = Store(settings.resolved_database_url)
+    words = ["cat", "dog", "gene", "virus", "star", "water", "tree", "fire"]
+    docs = [
+        DocumentIn(f"d{i}", f"{words[i % 8]} {words[(i * 3) % 8]} text {i}", metadata={"half": i % 2 == 0})
+        for i in range(80)
+    ]
+    indexer = Indexer(tiny_encoder, store, IndexCatalog(store, settings.index_dir), Chunker(tiny_encoder), "SQ4")
+    indexer.run(docs)
+    assert indexer.publisher.sync(force=True).index_type == "SQ4"
+    searcher = open_searcher(settings, tiny_encoder, store)
+    read: list[int] = []
+    fetch = VectorRows.fetch
+    monkeypatch.setattr(VectorRows, "fetch", lambda self, ids: read.extend(ids) or fetch(self, ids))
+    query = tiny_encoder.encode(["gene water"])[0]
+    broad = searcher.search_vector(query, 10, {"half": True})
+    owners = store.chunk_owners(read)
+    # Vectors were read for the re-rank, and only of chunks whose document passes the filter.
+    assert read and all(int(owners[c].document_id[1:]) % 2 == 0 for c in read)
+    monkeypatch.setattr(planning, "BROAD", 2.0)  # inside the search instead: the same exact ranking
+    inside = searcher.search_vector(query, 10, {"half": True})
+    assert [(h.id, round(h.score, 5)) for h in broad] == [(h.id, round(h.score, 5)) for h in inside]
+    assert len(broad) == 10
+    store.close()
+
+
 def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
     settings: Settings, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

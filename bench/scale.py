@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.common import cpu_line, print_table, serve_process
 from indexer.pipeline import open_indexer
+from search.components import make_encoder
 from search.encoder import Encoder
 from search.settings import Settings
 from search.store import ChunkIn, DocumentIn, Store
@@ -198,7 +199,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server's URL (no database name): measure there")
     args = parser.parse_args()
     print(cpu_line(), flush=True)
-    encoder = Encoder()
+    encoder = make_encoder(Settings())  # as the server makes its own: SEMSEARCH_* settings apply to both
     print(f"encoder: {encoder.model_name}, backend {encoder.backend}, dtype {encoder.dtype}", flush=True)
     print(f"database: {'PostgreSQL ' + args.database_url if args.database_url else 'SQLite'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="semsearch-scale-") as tmp:

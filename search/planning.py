@@ -120,10 +120,11 @@ class RequestPlan:
         pair serving the query vectors; again if the keyword side looked before that pair was known
         and a model change since moved the space."""
         assert self.check is not None
-        space = (self.serving or self._dense.serving).index.space
+        pair = self.serving or self._dense.serving
+        space = pair.index.space
         with self._few_lock:
             if self._few is None or self._few[0] != space:
-                self._few = (space, self._dense.matching_vectors(self.check, self.serving))
+                self._few = (space, self._dense.matching_vectors(self.check, pair))
             return self._few[1]
 
     def _matching_ids(self, check: MetadataFilter) -> np.ndarray:

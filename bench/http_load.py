@@ -2,18 +2,21 @@
 
 1. Builds (or reuses, under .bench/, which git ignores) an index of SciFact's corpus with the
    default settings, through the project's own indexer.
-2. Measures the in-process sequential rate: the searcher the API uses, in the same `--mode`
-   (default hybrid: embed one query, search the vector and keyword indexes, join the rows, fuse)
-   over the SciFact queries, one after another, for `--seconds`.
-3. Starts `semsearch serve` as a subprocess on a loopback port and, for each `--clients` count,
-   runs that many asyncio + httpx clients, each sending POST /search with the same queries and
-   waiting for the answer before sending the next, for `--seconds` (after a short warm-up).
+2. Opens the searcher the API uses, in the same `--mode` (default hybrid: embed one query, search
+   the vector and keyword indexes, join the rows, fuse), and starts `semsearch serve` as a
+   subprocess on a loopback port.
+3. Runs `--rounds` rounds, each measuring for `--seconds`: the in-process sequential rate (the SciFact
+   queries one after another), then for each `--clients` count that many asyncio + httpx clients,
+   each sending POST /search and waiting for the answer before sending the next (after a short
+   warm-up). Each round's HTTP rate is divided by the in-process rate of the same round: on a host
+   whose speed drifts from minute to minute, neighbouring runs compare; runs minutes apart may not.
 
-Prints one table: clients, requests/s, p50 and p99 latency, errors, texts per encoder forward pass
-(from the server's /metrics) and each rate as a ratio to the in-process sequential one. The target:
-under 8 clients the API reaches at least the in-process sequential rate, with no errors.
+Prints each round's ratios, then one table: clients, requests/s, p50 and p99 latency, errors, texts per
+encoder forward pass (from the server's /metrics) over all rounds, and the median of the rounds'
+ratios. The target: under 8 clients the API reaches at least the in-process sequential rate, with no
+errors.
 
-    .venv/bin/python -m bench.http_load [--seconds 20] [--clients 8,32] [--docs N]
+    .venv/bin/python -m bench.http_load [--seconds 20] [--rounds 3] [--clients 8,32] [--docs N]
 
 The server inherits the SEMSEARCH_* environment, so its settings can be tuned per run, e.g.
 `SEMSEARCH_BATCH_WAIT_MS=5 python -m bench.http_load`.
@@ -40,7 +43,7 @@ from bench.common import SCIFACT, print_table, scifact_queries, serve_process
 from indexer.pipeline import open_indexer
 from indexer.sources import read_sources
 from search.components import open_hybrid
-from search.hybrid import MODES
+from search.hybrid import MODES, HybridSearcher
 from search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,24 +98,17 @@ def cpu_flags() -> str:
     return " ".join(sorted({w for w in words if w.startswith(("avx", "amx"))})) or "no AVX"
 
 
-def in_process(folder: Path, queries: list[str], seconds: float, mode: str) -> Run:
-    """Sequential searches in `mode` over `queries` for `seconds`, after a short warm-up: the work
-    the API does for one request, without HTTP."""
-    searcher = open_hybrid(Settings(data_dir=folder))
-    encoder = searcher.dense.encoder
-    dtype = str(encoder.dtype).removeprefix("torch.")
-    print(f"  encoder: {encoder.backend} in {dtype} on {encoder.device}", flush=True)
-    for query in queries[:20]:
-        searcher.search(query, k=TOP_K, mode=mode)
+def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mode: str, offset: int) -> Run:
+    """Sequential searches in `mode` over `queries` (from `offset` on) for `seconds`: the work the
+    API does for one request, without HTTP."""
     run = Run()
     started = time.perf_counter()
-    i = 0
+    i = offset
     while (now := time.perf_counter()) - started < seconds:
         searcher.search(queries[i % len(queries)], k=TOP_K, mode=mode)
         run.latencies.append(time.perf_counter() - now)
         i += 1
     run.seconds = time.perf_counter() - started
-    searcher.store.close()
     return run
 
 
@@ -156,17 +152,49 @@ def batch_rows(url: str) -> tuple[float, float]:
     return rows, passes
 
 
-def http_rows(url: str, client_counts: list[int], queries: list[str], args: argparse.Namespace) -> list[Run]:
-    """One measured run per client count, each after a warm-up at the same concurrency."""
-    runs = []
-    for clients in client_counts:
-        asyncio.run(load(url, clients, queries, args.warmup, args.mode))
-        rows_before, passes_before = batch_rows(url)
-        run = asyncio.run(load(url, clients, queries, args.seconds, args.mode))
-        rows_after, passes_after = batch_rows(url)
-        run.rows_per_pass = (rows_after - rows_before) / max(passes_after - passes_before, 1)
-        runs.append(run)
-        print(f"  {clients} clients: {run.rate:.1f} requests/s, {run.errors} errors", flush=True)
+def http_run(url: str, clients: int, queries: list[str], args: argparse.Namespace) -> Run:
+    """One measured run at `clients`, after a warm-up at the same concurrency."""
+    asyncio.run(load(url, clients, queries, args.warmup, args.mode))
+    rows_before, passes_before = batch_rows(url)
+    run = asyncio.run(load(url, clients, queries, args.seconds, args.mode))
+    rows_after, passes_after = batch_rows(url)
+    run.rows_per_pass = (rows_after - rows_before) / max(passes_after - passes_before, 1)
+    return run
+
+
+def pooled(runs: list[Run]) -> Run:
+    """The runs of one path taken together (rates over their summed seconds)."""
+    total = Run(seconds=sum(r.seconds for r in runs), errors=sum(r.errors for r in runs))
+    for r in runs:
+        total.latencies.extend(r.latencies)
+    passes = [r.rows_per_pass for r in runs if not np.isnan(r.rows_per_pass)]
+    total.rows_per_pass = float(np.mean(passes)) if passes else float("nan")
+    return total
+
+
+def rounds(
+    folder: Path, queries: list[str], client_counts: list[int], args: argparse.Namespace
+) -> dict[str, list[Run]]:
+    """The in-process runs ("1") and the HTTP runs per client count, round after round."""
+    searcher = open_hybrid(Settings(data_dir=folder))
+    encoder = searcher.dense.encoder
+    print(f"  encoder in process: {encoder.backend} in {str(encoder.dtype).removeprefix('torch.')} on {encoder.device}")
+    for query in queries[:20]:
+        searcher.search(query, k=TOP_K, mode=args.mode)
+    runs: dict[str, list[Run]] = {"1": [], **{str(c): [] for c in client_counts}}
+    try:
+        with serve_process(folder) as (url, _pid):
+            for n in range(args.rounds):
+                base = sequential(searcher, queries, args.seconds, args.mode, n * 97)
+                runs["1"].append(base)
+                line = [f"round {n + 1}: in process {base.rate:.1f} requests/s"]
+                for clients in client_counts:
+                    run = http_run(url, clients, queries, args)
+                    runs[str(clients)].append(run)
+                    line.append(f"{clients} clients {run.rate:.1f} ({run.rate / base.rate:.2f}x, {run.errors} errors)")
+                print("  " + "; ".join(line), flush=True)
+    finally:
+        searcher.store.close()
     return runs
 
 
@@ -174,6 +202,7 @@ def main() -> None:
     """Index (or reuse), measure in process, serve, load, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of in-process then HTTP runs")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each HTTP run")
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
@@ -189,18 +218,19 @@ def main() -> None:
         f"torch {torch.__version__}, {threads} threads a forward pass in process (the server: "
         f"{serving_settings(settings).torch_threads or threads}); batch wait {settings.batch_wait_ms} ms"
     )
-    print(f"in-process sequential, {args.seconds:.0f} s ...", flush=True)
-    base = in_process(folder, queries, args.seconds, args.mode)
-    print(f"  {base.rate:.1f} requests/s", flush=True)
-    with serve_process(folder) as (url, _pid):
-        runs = http_rows(url, client_counts, queries, args)
+    print(f"{args.rounds} rounds of {args.seconds:.0f} s in process, then at {args.clients} clients ...", flush=True)
+    runs = rounds(folder, queries, client_counts, args)
+    base = pooled(runs["1"])
     table = [["in-process sequential", 1, base.rate, base.percentile_ms(50), base.percentile_ms(99), 0, "-", 1.0]]
-    for clients, run in zip(client_counts, runs, strict=True):
+    for clients in client_counts:
+        mine = runs[str(clients)]
+        run = pooled(mine)
+        ratio = float(np.median([r.rate / b.rate for r, b in zip(mine, runs["1"], strict=True)]))
         p50, p99, per_pass = run.percentile_ms(50), run.percentile_ms(99), f"{run.rows_per_pass:.1f}"
-        table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, run.rate / base.rate])
+        table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, ratio])
     print_table(
-        f"POST /search, mode {args.mode}, top_k={TOP_K}, {len(queries)} SciFact queries, {args.seconds:.0f} s per run "
-        "(ratio = requests/s over the in-process sequential rate)",
+        f"POST /search, mode {args.mode}, top_k={TOP_K}, {len(queries)} SciFact queries, {args.rounds} rounds of "
+        f"{args.seconds:.0f} s per path (ratio: median over rounds of requests/s over that round's in-process rate)",
         ["path", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "texts/pass", "ratio"],
         table,
     )

@@ -91,19 +91,21 @@ class RequestPlan:
         """The ids of the chunks passing the filter (None: no filter)."""
         if self.check is None:
             return None
-        if self.share is None and self._with_vectors:
-            few = self._few_matches()
-            if few is not None:
-                return few.ids
-        return self._matching_ids(self.check)
+        few = self._narrow_few()
+        return few.ids if few is not None else self._matching_ids(self.check)
 
     def owners(self) -> Mapping[int, ChunkOwner] | None:
         """The documents of the chunks passing a narrow filter, when its one lookup for both
         retrievers read them (None: no such lookup was made)."""
+        few = self._narrow_few()
+        return None if few is None else few.owners
+
+    def _narrow_few(self) -> FewMatches | None:
+        """The one lookup for both retrievers, made only for a narrow filter of a search that needs
+        vectors (None otherwise, or when too many chunks pass)."""
         if self.check is None or self.share is not None or not self._with_vectors:
             return None
-        few = self._few_matches()
-        return None if few is None else few.owners
+        return self._few_matches()
 
     def dense_allowed(self) -> Matches | None:
         """What the dense retriever searches among (None: no filter)."""

@@ -36,14 +36,24 @@ class Delta:
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None, removed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        keep = ~np.isin(self.ids, removed) if len(removed) else np.ones(len(self.ids), dtype=bool)
+        keep = ~np.isin(self.ids, removed) if len(removed) else None
         if allowed is not None:
-            keep &= np.isin(self.ids, allowed)
-        ids, vectors = self.ids[keep], self.vectors[keep]
-        n = min(k, len(ids))
-        scores = queries @ vectors.T
+            inside = np.isin(self.ids, allowed)
+            keep = inside if keep is None else keep & inside
+        live = len(self.ids) if keep is None else int(keep.sum())
+        n = min(k, live)
         if n == 0:
             return np.empty((len(queries), 0), np.float32), np.empty((len(queries), 0), np.int64)
+        if keep is not None and live * 4 < len(keep):
+            # Few pass: score those rows alone.
+            rows = np.flatnonzero(keep)
+            ids, scores = self.ids[rows], queries @ self.vectors[rows].T
+        else:
+            # Most pass: score every row in place and push the others out of reach, rather than
+            # copy the block (a copy of every vector per query cost more than the scoring).
+            ids, scores = self.ids, queries @ self.vectors.T
+            if keep is not None:
+                scores[:, ~keep] = -np.inf
         top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         return np.take_along_axis(scores, top, axis=1), ids[top]
 

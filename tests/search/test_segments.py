@@ -1,4 +1,5 @@
-"""A served view's count of live vectors: the base's and the deltas', less what was deleted since."""
+"""A served view: its count of live vectors (the base's and the deltas', less what was deleted since),
+and an exact search of a delta that never returns a deleted or filtered-out chunk."""
 
 from __future__ import annotations
 
@@ -30,3 +31,30 @@ def test_ntotal_counts_deletions_in_the_base_and_the_deltas_once(sorted_ids: boo
     assert view.ntotal == 400 + 20 - 35 == len(view.ids())
     empty = SegmentView(VectorIndex(8, "Flat"), 0, (delta,), removed, np.empty(0, np.int64))
     assert empty.ntotal == 15
+
+
+def _exact(delta: Delta, query: np.ndarray, k: int, allowed: np.ndarray | None, removed: np.ndarray) -> list[int]:
+    live = [i for i in range(len(delta.ids)) if delta.ids[i] not in set(removed.tolist())]
+    live = [i for i in live if allowed is None or delta.ids[i] in set(allowed.tolist())]
+    scores = delta.vectors[live] @ query
+    return [int(delta.ids[live[j]]) for j in np.argsort(-scores, kind="stable")[:k]]
+
+
+@pytest.mark.parametrize(
+    ("allowed_n", "removed_n"),
+    [(None, 0), (None, 3), (None, 150), (5, 0), (5, 2), (180, 10), (0, 0)],
+    ids=["all", "few removed", "most removed", "few allowed", "few allowed, some removed", "most allowed", "none"],
+)
+def test_a_delta_search_ranks_exactly_among_the_live_and_allowed_chunks(allowed_n: int | None, removed_n: int) -> None:
+    rng = np.random.default_rng(3)
+    delta = Delta(rng.permutation(np.arange(100, 300, dtype=np.int64)), _unit(rng, 200))
+    removed = np.sort(rng.choice(delta.ids, removed_n, replace=False)) if removed_n else np.empty(0, np.int64)
+    allowed = None if allowed_n is None else np.sort(rng.choice(delta.ids, allowed_n, replace=False))
+    queries = _unit(rng, 2)
+    k = 10
+    scores, found = delta.search(queries, k, allowed, removed)
+    for row, query in enumerate(queries):
+        want = _exact(delta, query, k, allowed, removed)
+        got = found[row][np.argsort(-scores[row], kind="stable")].tolist()
+        assert got == want
+        assert np.all(np.isfinite(scores[row]))

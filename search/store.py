@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import changes, metadata_index
-from search.bulk import insert_rows
+from search.bulk import insert_rows, one_of
 from search.db import alembic_config, make_engine
 from search.filters import MetadataFilter
 from search.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
@@ -233,7 +233,7 @@ class Store:
                 Document.meta,
             )
             .join(Document)
-            .where(Chunk.id.in_([int(c) for c in chunk_ids]))
+            .where(one_of(Chunk.id, chunk_ids, self.postgres))
         )
         with self.session() as s:
             return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
@@ -245,13 +245,13 @@ class Store:
         if not chunk_ids:
             return {}
         columns = [Chunk.id, Document.external_id, *([Document.meta] if metadata else [])]
-        stmt = select(*columns).join(Document).where(Chunk.id.in_([int(c) for c in chunk_ids]))
+        stmt = select(*columns).join(Document).where(one_of(Chunk.id, chunk_ids, self.postgres))
         with self.engine.connect() as connection:
             rows = connection.execute(stmt).all()
-        return {
-            cast(int, row[0]): ChunkOwner(cast(str, row[1]), cast(dict[str, Any], row[2]) if metadata else None)
-            for row in rows
-        }
+        if not metadata:
+            return {chunk_id: ChunkOwner(owner, None) for chunk_id, owner in cast(list[tuple[int, str]], rows)}
+        typed = cast(list[tuple[int, str, dict[str, Any]]], rows)
+        return {chunk_id: ChunkOwner(owner, meta) for chunk_id, owner, meta in typed}
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,

@@ -6,13 +6,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, update
 
 from search import changes
-from search.db import alembic_config
+from search.db import MMAP_BYTES, alembic_config
 from search.models import Document
 from search.store import ChunkIn, DocumentIn, Store, insert_chunks_of
 
@@ -108,6 +109,34 @@ def test_chunk_inputs_and_the_change_log(database_url: str) -> None:
     assert [e.seq for e in later] == sorted(e.seq for e in later) and later[0].seq > mark
     buried = {e.chunk_id for e in later if e.op is changes.Op.DEL}
     assert len(buried) == 4 and not buried & set(store.all_chunk_ids())
+    store.close()
+
+
+def test_chunk_lookups_take_any_number_of_ids_of_any_integer_type(database_url: str) -> None:
+    store = Store(database_url)
+    result = store.write_documents(
+        [(_doc(str(i), f"text {i}", kind="even" if i % 2 == 0 else "odd"), _chunks(f"text {i}", 2)) for i in range(6)]
+    )
+    ids = result.new_chunk_ids
+    _found, deleted = store.delete_documents(["5"])
+    # More ids than one statement may bind on SQLite (32,766), numpy's integers, and ids of no chunk.
+    asked = [*np.asarray(ids, dtype=np.int64), *range(10**9, 10**9 + 40_000)]
+    owners = store.chunk_owners(asked, metadata=True)
+    assert sorted(owners) == sorted(set(ids) - set(deleted))
+    assert owners[ids[2]].document_id == "1" and owners[ids[2]].metadata == {"kind": "odd"}
+    assert store.chunk_owners(asked)[ids[0]].metadata is None
+    hits = store.chunk_hits(asked)
+    assert sorted(hits) == sorted(owners) and hits[ids[1]].document_id == "0"
+    assert store.chunk_owners([]) == {} == store.chunk_hits([])
+    store.close()
+
+
+def test_every_sqlite_connection_reads_through_a_memory_map(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'semsearch.db'}")
+    with store.engine.connect() as first, store.engine.connect() as second:  # two pooled connections
+        for connection in (first, second):
+            settings = [connection.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("journal_mode", "mmap_size")]
+            assert settings == ["wal", MMAP_BYTES]
     store.close()
 
 

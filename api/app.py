@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from threadpoolctl import threadpool_limits
 
 from api import docs, documents, errors, status
 from api.batcher import MicroBatcher
@@ -80,10 +81,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_pending=settings.batch_max_pending,
     )
     reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
+    # Requests run side by side in the thread pool, so one BLAS call (a query against a delta
+    # segment, an exact re-rank) must not also split itself over the cores: 8 such calls at once
+    # took 10-20 times longer each on two OpenBLAS threads than on one. The encoder has its own count.
     try:
-        async with batcher:
-            app.state.batcher = batcher
-            yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            async with batcher:
+                app.state.batcher = batcher
+                yield
     finally:
         reloader.cancel()
         with suppress(asyncio.CancelledError):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from threadpoolctl import threadpool_info
 
+from api.app import create_app
 from indexer.chunking import Chunker
 from indexer.pipeline import Indexer
 from search.catalog import IndexCatalog
@@ -32,6 +36,18 @@ def test_search_post_get_and_batch(base_url: str) -> None:
         batch = client.post("/search/batch", json={"queries": ["the cat sat on the mat", "cancer"], "top_k": 1})
         lists = batch.json()["results"]
         assert len(lists) == 2 and [r["id"] for r in lists[0]] == ["pets"] and len(lists[1]) == 1
+
+
+def test_the_server_runs_blas_on_one_thread_a_call(
+    settings: Settings, indexer: Callable[[Settings], None], start_server: Callable[[FastAPI], str]
+) -> None:
+    # Several BLAS threads per call, under requests already running side by side, oversubscribe the cores.
+    indexer(settings)
+    url = start_server(create_app(settings))
+    assert httpx.post(f"{url}/search", json={"query": "cat", "top_k": 1}, timeout=30).status_code == 200
+    # numpy's (the delta segments' and re-ranking's products); OpenMP-threaded ones count per thread.
+    numpy_blas = [lib["num_threads"] for lib in threadpool_info() if "numpy" in lib["filepath"]]
+    assert numpy_blas and set(numpy_blas) == {1}
 
 
 def test_embeddings_are_the_index_vectors(base_url: str, settings: Settings) -> None:

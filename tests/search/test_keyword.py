@@ -253,3 +253,28 @@ def test_files_of_a_commit_killed_midway_do_not_block_the_next(tmp_path: Path) -
     assert _ids(store, index, "word3") == [] and _ids(store, index, "word4") == ["d4"]
     assert index.check(store).ok
     store.close()
+
+
+def test_a_delete_lost_in_the_commit_is_found_and_applied_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    index = KeywordIndex(tmp_path / "keyword")
+    store.write_documents([_doc(f"d{i}", f"word{i} common") for i in range(20)])
+    index.catch_up(store)
+    _found, gone = store.delete_documents(["d3", "d4"])
+    # The first delete of real chunks loses one of them, as the lost deletes seen after SIGKILLs did.
+    real_delete, lost = KeywordIndex._delete, []
+
+    def lossy(self: KeywordIndex, writer: tantivy.IndexWriter, chunk_ids: list[int]) -> None:
+        if not lost and keyword.STATE_ID not in chunk_ids:
+            lost.append(chunk_ids[0])
+            chunk_ids = chunk_ids[1:]
+        real_delete(self, writer, chunk_ids)
+
+    monkeypatch.setattr(KeywordIndex, "_delete", lossy)
+    assert index.catch_up(store) == 2
+    assert lost == [gone[0]] and "deleted chunks still held" in caplog.text
+    assert index.search(index.analyzer.query_terms("word3 word4"), 10) == []
+    assert index.check(store).ok
+    store.close()

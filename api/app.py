@@ -7,21 +7,22 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
 from api import docs, documents, errors, status
 from api.batcher import MicroBatcher
-from api.deps import BatcherDep, HybridDep, require_api_key
+from api.deps import BatcherDep, HybridDep, SearchLimiterDep, require_api_key
 from api.embeddings import embedded
 from api.embeddings import router as embeddings_router
 from api.limits import BodySizeLimit
@@ -46,20 +47,28 @@ from search.worker_state import WorkerState
 log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
 _HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
+T = TypeVar("T")
 
 
 def serving_settings(settings: Settings) -> Settings:
-    """The settings the API runs its encoder with: on a CPU, unless SEMSEARCH_TORCH_THREADS says
-    otherwise, one core fewer than the process may use (at least one). The forward pass is split
-    across its threads, and when the event loop, the index searches and the SQL joins take a core
-    from one of them the others wait for it: on the 2-core AVX2 machine, 8 HTTP clients were served
-    15-25 % faster with one encoder thread than with two (interleaved runs, bench/http_load.py),
-    the shared batches making up for the thread. Indexing, which has the machine to itself, keeps
+    """The settings the API runs with: unless set, one search thread per core the process may use,
+    and on a CPU an encoder on one core fewer (at least one).
+
+    A forward pass is split across its threads, and when the event loop, the index searches and the
+    SQL joins take a core from one of them the others wait for it: on the 2-core AVX2 machine, 8
+    HTTP clients were served 15-25 % faster with one encoder thread than with two (interleaved runs,
+    bench/http_load.py), the shared batches making up for the thread. Searches beyond one per core
+    gain nothing (their Python holds one lock) and lose much: every thread waiting on that lock
+    delays the encoder's and the event loop's turns. Indexing, which has the machine to itself, keeps
     every core."""
-    if settings.torch_threads is not None or settings.device not in ("auto", "cpu") or cuda_available():
-        return settings
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return settings.model_copy(update={"torch_threads": max(1, cores - 1)})
+    update: dict[str, int] = {}
+    if settings.search_threads is None:
+        update["search_threads"] = cores
+    on_cpu = settings.device in ("auto", "cpu") and not cuda_available()
+    if settings.torch_threads is None and on_cpu:
+        update["torch_threads"] = max(1, cores - 1)
+    return settings.model_copy(update=update) if update else settings
 
 
 @asynccontextmanager
@@ -70,6 +79,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    app.state.search_limiter = CapacityLimiter(settings.search_threads or 1)
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
     # takes the serving encoder once per batch (a rebuild may bring another model), which the
     # reloader below swaps in: no request ever waits for a reload.
@@ -141,19 +151,25 @@ def _results(hits: list[HybridHit]) -> list[SearchResult]:
 async def _search(
     hybrid: HybridSearcher,
     batcher: MicroBatcher,
+    limiter: CapacityLimiter,
     queries: list[str],
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
 ) -> list[list[HybridHit]]:
     """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
-    side (it needs no vectors) is ranked in the thread pool while the batcher embeds the queries."""
+    side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
+    runs in threads, at most `limiter`'s number at once; the others wait their turn in order."""
+
+    def threaded(call: Callable[..., T], *args: Any) -> Awaitable[T]:
+        return to_thread.run_sync(partial(call, *args), limiter=limiter)
+
     if mode == "keyword":
-        return await run_in_threadpool(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+        return await threaded(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
-        keyword = asyncio.ensure_future(run_in_threadpool(hybrid.rank_keywords, queries, k, metadata_filter))
+        keyword = asyncio.ensure_future(threaded(hybrid.rank_keywords, queries, k, metadata_filter))
     try:
         vectors, serving = await embedded(pending, hybrid.dense, queries)
     except BaseException:
@@ -161,17 +177,19 @@ async def _search(
             keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
     ranked = None if keyword is None else await keyword
-    return await run_in_threadpool(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+    return await threaded(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
 # shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
-async def search_post(body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> SearchResponse:
+async def search_post(
+    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+) -> SearchResponse:
     """The `top_k` best documents for the query in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
-    lists = await _search(hybrid, batcher, [body.query], body.top_k, metadata_filter, body.mode)
+    lists = await _search(hybrid, batcher, limiter, [body.query], body.top_k, metadata_filter, body.mode)
     return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -179,6 +197,7 @@ async def search_post(body: SearchRequest, hybrid: HybridDep, batcher: BatcherDe
 async def search_get(
     hybrid: HybridDep,
     batcher: BatcherDep,
+    limiter: SearchLimiterDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
@@ -195,18 +214,20 @@ async def search_get(
         body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
-    return await search_post(body, hybrid, batcher)
+    return await search_post(body, hybrid, batcher, limiter)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
-async def search_batch(body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep) -> BatchSearchResponse:
+async def search_batch(
+    body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
-    lists = await _search(hybrid, batcher, body.queries, body.top_k, metadata_filter, body.mode)
+    lists = await _search(hybrid, batcher, limiter, body.queries, body.top_k, metadata_filter, body.mode)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from api.batcher import MicroBatcher
@@ -26,6 +27,11 @@ async def _searcher(request: Request) -> Searcher:
 async def _hybrid(request: Request) -> HybridSearcher:
     hybrid: HybridSearcher = request.app.state.hybrid
     return hybrid
+
+
+async def _search_limiter(request: Request) -> CapacityLimiter:
+    limiter: CapacityLimiter = request.app.state.search_limiter
+    return limiter
 
 
 async def _settings(request: Request) -> Settings:
@@ -53,6 +59,7 @@ HybridDep = Annotated[HybridSearcher, Depends(_hybrid)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
+SearchLimiterDep = Annotated[CapacityLimiter, Depends(_search_limiter)]
 # The error budget of an indexing worker running in this process (None when it runs elsewhere).
 WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 

@@ -214,9 +214,11 @@ def main() -> None:
     settings = Settings(data_dir=folder)
     threads = settings.torch_threads or torch.get_num_threads()
     print(f"CPU flags: {cpu_flags()}")
+    served = serving_settings(settings)
     print(
         f"torch {torch.__version__}, {threads} threads a forward pass in process (the server: "
-        f"{serving_settings(settings).torch_threads or threads}); batch wait {settings.batch_wait_ms} ms"
+        f"{served.torch_threads or threads}, and {served.search_threads} searches at once); "
+        f"batch wait {settings.batch_wait_ms} ms"
     )
     print(f"{args.rounds} rounds of {args.seconds:.0f} s in process, then at {args.clients} clients ...", flush=True)
     runs = rounds(folder, queries, client_counts, args)

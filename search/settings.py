@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         default=None, ge=1, description="CPU threads of one forward pass; default torch's own (one per core)."
     )
+    search_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Searches the API runs at once (index lookups, SQL joins, fusion); default one per core.",
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")

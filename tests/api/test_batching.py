@@ -6,18 +6,22 @@ gate and waits (with a generous deadline against hangs) until the batcher report
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from api.app import create_app, serving_settings
 from api.batcher import BatcherOverloadedError, BatcherStoppedError, MicroBatcher, TextEncodingError
+from search.settings import Settings
 
 # The texts of the fixture's documents (conftest.DOCS), each ranking its own document first.
 DOC_QUERIES = [
@@ -300,3 +304,47 @@ def test_a_hybrid_search_ranks_its_keywords_while_its_query_is_embedded(served_a
         gate.release.set()
         response = future.result()
     assert response.status_code == 200 and response.json()["results"][0]["id"] == DOC_QUERIES[0][1]
+
+
+def test_searches_run_at_most_search_threads_at_once(
+    settings: Settings, indexer: Callable[[Settings], None], start_server: Callable[[FastAPI], str]
+) -> None:
+    indexer(settings)
+    app = create_app(settings.model_copy(update={"search_threads": 2}))
+    url = start_server(app)
+    hybrid, lock, release, running, most = app.state.hybrid, threading.Lock(), threading.Event(), [0], [0]
+
+    def held(call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                release.wait(timeout=60)
+                return call(*args)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        return run
+
+    hybrid.search_prepared, hybrid.rank_keywords = held(hybrid.search_prepared), held(hybrid.rank_keywords)
+
+    def search(query: str) -> httpx.Response:
+        return httpx.post(f"{url}/search", json={"query": query, "top_k": 2}, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        futures = [pool.submit(search, DOC_QUERIES[i % len(DOC_QUERIES)][0]) for i in range(12)]
+        limiter = app.state.search_limiter
+        # Two searches hold the threads; the other requests' work waits in line for them.
+        wait_for(lambda: running[0] == 2 and limiter.statistics().tasks_waiting >= 10, "10 searches waiting")
+        release.set()
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 12
+    assert most[0] == 2
+
+
+def test_the_server_searches_on_one_thread_per_core_by_default() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert serving_settings(Settings()).search_threads == cores
+    assert serving_settings(Settings(search_threads=5)).search_threads == 5

@@ -65,8 +65,7 @@ def serving_settings(settings: Settings) -> Settings:
     update: dict[str, int] = {}
     if settings.search_threads is None:
         update["search_threads"] = cores
-    on_cpu = settings.device in ("auto", "cpu") and not cuda_available()
-    if settings.torch_threads is None and on_cpu:
+    if settings.torch_threads is None and settings.device in ("auto", "cpu") and not cuda_available():
         update["torch_threads"] = max(1, cores - 1)
     return settings.model_copy(update=update) if update else settings
 

@@ -41,7 +41,7 @@ test-quality: install
 	$(VENV)/bin/pytest -m quality
 
 demo-corpus: install
-	$(PY) -m indexer.demo $(DEMO_DATA)/corpus
+	$(PY) -m indexer.ingest.demo $(DEMO_DATA)/corpus
 
 HOST ?= 127.0.0.1
 PORT ?= 8000

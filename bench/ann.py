@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from bench.common import print_table, scifact_docs, scifact_queries, timed
-from search.encoder import Encoder
-from search.index import VectorIndex
+from search.dense.index import VectorIndex
+from search.embedding.encoder import Encoder
 
 
 def real_vectors(encoder: Encoder, n_docs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import torch
 
 from bench.common import print_table, scifact_docs
 from bench.encoder import reference_model
-from search.encoder import Encoder
+from search.embedding.encoder import Encoder
 from search.settings import Backend
 
 Candidate = Callable[[], np.ndarray]

@@ -93,7 +93,7 @@ def serve_process(
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "server.log").open("wb")
     # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
-    command = [sys.executable, "-m", "indexer.cli", "serve", "--port", str(port), "--data-dir", str(folder), *args]
+    command = [sys.executable, "-m", "indexer.cli.main", "serve", "--port", str(port), "--data-dir", str(folder), *args]
     proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from bench.common import print_table, rss_mb, scifact_docs, timed
-from indexer.chunking import Chunker, embedding_input
-from indexer.pipeline import Indexer
-from search.catalog import IndexCatalog
-from search.encoder import Encoder, resolve_model
+from indexer.ingest.chunking import Chunker, embedding_input
+from indexer.write.pipeline import Indexer
+from search.dense.catalog import IndexCatalog
+from search.embedding.encoder import Encoder, resolve_model
 from search.settings import Backend
-from search.store import DocumentIn, Store
+from search.storage.store import DocumentIn, Store
 
 
 def reference_model(device: str, half: bool) -> Any:

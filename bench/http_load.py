@@ -38,12 +38,12 @@ import httpx
 import numpy as np
 import torch
 
-from api.app import serving_settings
+from api.server.app import serving_settings
 from bench.common import SCIFACT, print_table, scifact_queries, serve_process
-from indexer.pipeline import open_indexer
-from indexer.sources import read_sources
+from indexer.ingest.sources import read_sources
+from indexer.write.pipeline import open_indexer
 from search.components import open_hybrid
-from search.hybrid import MODES, HybridSearcher
+from search.query.hybrid import MODES, HybridSearcher
 from search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

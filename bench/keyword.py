@@ -27,19 +27,19 @@ import numpy as np
 
 from bench import common
 from bench.common import print_table, scifact_docs, scifact_queries, timed
-from indexer.chunking import Chunker
-from indexer.publisher import Publisher
-from search import changes
-from search.catalog import IndexCatalog
+from indexer.ingest.chunking import Chunker
+from indexer.write.publisher import Publisher
 from search.components import make_encoder, open_hybrid, open_keyword, open_store
-from search.encoder import Encoder
-from search.hybrid import MODES, FusionConfig, HybridSearcher
-from search.index import VectorIndex, auto_factory
-from search.searcher import Searcher
-from search.segments import SegmentView
+from search.dense.catalog import IndexCatalog
+from search.dense.index import VectorIndex, auto_factory
+from search.dense.segments import SegmentView
+from search.embedding.encoder import Encoder
+from search.query.hybrid import MODES, FusionConfig, HybridSearcher
+from search.query.searcher import Searcher
 from search.settings import Settings
-from search.store import ChunkIn, DocumentIn, Store
-from search.vectors import VectorRows
+from search.storage import changes
+from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.vectors import VectorRows
 
 
 def cpu_flags() -> str:

@@ -16,12 +16,12 @@ from typing import Any
 
 from bench import common
 from bench.common import print_table, scifact_docs
-from indexer.chunking import Chunker
-from indexer.evaluate import load_qrels, load_queries, score_run
-from search.analyzer import Analyzer
+from indexer.cli.evaluate import load_qrels, load_queries, score_run
+from indexer.ingest.chunking import Chunker
 from search.components import make_encoder
+from search.keyword.analyzer import Analyzer
 from search.settings import Settings
-from search.store import DocumentIn
+from search.storage.store import DocumentIn
 
 Units = list[tuple[str, str]]  # (document id, text indexed)
 Ranked = list[list[tuple[int, float]]]  # per query: (unit index, score), best first

@@ -7,7 +7,7 @@ N(0, 0.35^2) noise per dimension, L2-normalised; the queries are fresh points dr
 On such clusters the neighbours of a query are nearly equidistant, and 8-bit scalar codes (SQ8)
 blur their order: the codes, not the lists visited, bound recall. The dense searcher therefore
 fetches k * 4 candidates from a coded index and re-scores them exactly with their float32 vectors
-from SQL (`Searcher._candidates` in search/searcher.py); `rerank` here mirrors it, taking the float
+from SQL (`Searcher._candidates` in search/query/searcher.py); `rerank` here mirrors it, taking the float
 vectors from the in-memory corpus, which holds the same float32 values SQL holds.
 
 Reported: recall@10 of the raw index search, recall@10 after re-ranking 40 (what the searcher
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import cpu_line, print_table, timed
-from search.index import VectorIndex
+from search.dense.index import VectorIndex
 
 DIM = 384
 CENTRES = 4096

@@ -31,12 +31,12 @@ import httpx
 import numpy as np
 
 from bench.common import cpu_line, print_table, serve_process
-from indexer.pipeline import open_indexer
+from indexer.write.pipeline import open_indexer
 from search.components import make_encoder
-from search.encoder import Encoder
+from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.store import ChunkIn, DocumentIn, Store
-from search.vectors import Embedded, VectorRows
+from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.vectors import Embedded, VectorRows
 
 BATCH = 10_000
 

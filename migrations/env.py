@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from search.models import Base
+from search.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,8 +29,8 @@ def run_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from search.db import make_engine
     from search.settings import Settings
+    from search.storage.db import make_engine
 
     url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url
     with make_engine(url).begin() as conn:

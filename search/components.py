@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from search.catalog import IndexCatalog, IndexWatcher
-from search.encoder import Encoder
-from search.hybrid import FusionConfig, HybridSearcher
-from search.keyword import KeywordIndex
-from search.models import IndexGeneration
-from search.searcher import Searcher
+from search.dense.catalog import IndexCatalog, IndexWatcher
+from search.embedding.encoder import Encoder
+from search.keyword.index import KeywordIndex
+from search.query.hybrid import FusionConfig, HybridSearcher
+from search.query.searcher import Searcher
 from search.settings import Settings
-from search.store import Store
+from search.storage.models import IndexGeneration
+from search.storage.store import Store
 
 
 def make_encoder(settings: Settings) -> Encoder:

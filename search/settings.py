@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Pooling = Literal["mean", "cls", "pooler"]
 Backend = Literal["auto", "torch", "openvino"]
-# What the model computes in; `auto` resolves per device (search/batching.py).
+# What the model computes in; `auto` resolves per device (search/embedding/batching.py).
 Dtype = Literal["float32", "float16", "bfloat16"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         description="/health says degraded once a written document has waited this long to become searchable.",
     )
     api_key: SecretStr | None = None
-    # Hybrid retrieval (search/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
+    # Hybrid retrieval (search/query/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
     keyword_language: KeywordLanguage = Field(
         default="english", description="Keyword analyzer language: stemming and stopwords (none: neither)."
     )

@@ -17,7 +17,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
-from indexer.cli import main
+from indexer.cli.main import main
 
 
 def run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

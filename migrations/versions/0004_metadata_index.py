@@ -23,7 +23,7 @@ _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     """Create `metadata_values` and fill it from the stored documents (once, in blocks)."""
-    from search.metadata_index import value_rows
+    from search.storage.metadata_index import value_rows
 
     op.create_table(
         "metadata_values",

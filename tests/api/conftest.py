@@ -14,13 +14,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import Receive, Scope, Send
 
-from api.app import create_app
-from indexer.chunking import Chunker
-from indexer.pipeline import Indexer
-from search.catalog import IndexCatalog
+from api.server.app import create_app
+from indexer.ingest.chunking import Chunker
+from indexer.write.pipeline import Indexer
 from search.components import make_encoder, open_store
+from search.dense.catalog import IndexCatalog
 from search.settings import Settings
-from search.store import DocumentIn
+from search.storage.store import DocumentIn
 
 DOCS = [
     DocumentIn("pets", "the cat sat on the mat", "Pets", {"kind": "animal"}),
@@ -86,7 +86,7 @@ def small_body_url(settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def worker_url(settings: Settings) -> Iterator[str]:
     """A server with the indexing worker beside it, as `semsearch serve` runs by default."""
-    from indexer.worker import BackgroundWorker, open_worker
+    from indexer.write.worker import BackgroundWorker, open_worker
 
     live = settings.model_copy(update={"reload_seconds": 0.1, "publish_seconds": 0.1})
     index_docs(live)
@@ -101,7 +101,7 @@ def worker_url(settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def keyed_worker_url(settings: Settings) -> Iterator[str]:
     """As `worker_url`, behind the API key "s3cret": `semsearch serve` as the attack met it."""
-    from indexer.worker import BackgroundWorker, open_worker
+    from indexer.write.worker import BackgroundWorker, open_worker
 
     live = settings.model_copy(update={"reload_seconds": 0.1, "publish_seconds": 0.1, "api_key": SecretStr("s3cret")})
     index_docs(live)
@@ -126,7 +126,7 @@ HYBRID_DOCS = [
 @pytest.fixture
 def hybrid_url(settings: Settings) -> Iterator[str]:
     """A server over HYBRID_DOCS, indexed as `semsearch index` does (its publish fills the keyword index)."""
-    from indexer.pipeline import open_indexer
+    from indexer.write.pipeline import open_indexer
 
     indexer = open_indexer(settings)
     indexer.run(HYBRID_DOCS)

@@ -1,4 +1,4 @@
-"""The rules at the door (search.validation) and racing writers retried (search.retry), on both databases."""
+"""The rules at the door (search.validation) and racing writers retried (search.storage.retry), on both databases."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from search.models import Chunk, Document
-from search.retry import retry_write
-from search.store import DocumentIn, Store
+from search.storage.models import Chunk, Document
+from search.storage.retry import retry_write
+from search.storage.store import DocumentIn, Store
+from search.storage.vectors import enqueue
 from search.validation import MAX_METADATA_DEPTH, TOO_DEEP, check_metadata, check_text, json_safe
-from search.vectors import enqueue
 
 
 def _nested(depth: int) -> dict[str, Any]:

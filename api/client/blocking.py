@@ -1,0 +1,215 @@
+"""A typed client of the semsearch HTTP API on httpx: `SemsearchClient` (blocking) and `AsyncSemsearchClient`.
+
+It imports nothing of the server (no FastAPI, torch or SQL), so an application that only queries a
+semsearch service pays for httpx and pydantic alone. Errors are `SemsearchError`s carrying the
+server's own message (api/client/types.py); 429 and 503 answers are retried with exponential backoff
+(or after the server's `Retry-After`), and so are connections refused before a request was sent.
+
+    with SemsearchClient("http://127.0.0.1:8000", api_key=None) as client:
+        client.put_document("cats", "the cat sat on the mat", metadata={"kind": "animal"}, wait=True)
+        hits = client.search("where did the cat sit?", top_k=5, filter={"kind": "animal"}).results
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from api.client.async_client import AsyncSemsearchClient
+from api.client.calls import (
+    EMBED_BATCH,
+    QUERY_BATCH,
+    WRITE_BATCH,
+    Call,
+    Requests,
+    merge_batches,
+    merge_writes,
+    new_documents,
+    slices,
+)
+from api.client.types import (
+    AuthenticationError,
+    BatchResults,
+    Deleted,
+    Document,
+    DocumentPage,
+    Hit,
+    InvalidRequestError,
+    NewDocument,
+    NotFoundError,
+    SearchResults,
+    SemsearchError,
+    ServerBusyError,
+    ServerError,
+    Stats,
+    WriteResult,
+)
+
+__all__ = [
+    "AsyncSemsearchClient",
+    "AuthenticationError",
+    "BatchResults",
+    "Deleted",
+    "Document",
+    "DocumentPage",
+    "Hit",
+    "InvalidRequestError",
+    "NewDocument",
+    "NotFoundError",
+    "SearchResults",
+    "SemsearchClient",
+    "SemsearchError",
+    "ServerBusyError",
+    "ServerError",
+    "Stats",
+    "WriteResult",
+]
+
+T = TypeVar("T")
+
+
+class SemsearchClient:
+    """A blocking client. `api_key` is SEMSEARCH_API_KEY of the server; `retries` bounds the retries
+    of 429/503 answers and refused connections; `http_client` lets the caller bring its own httpx.Client."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._requests = Requests(base_url, api_key, timeout, retries, backoff)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=timeout)
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL, without a trailing slash."""
+        return self._requests.base_url
+
+    def _send(self, call: Call[T]) -> T:
+        req = self._requests
+        attempt = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = self._http.request(
+                    call.method,
+                    req.base_url + call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=req.headers,
+                    timeout=call.timeout or req.timeout,
+                )
+            except httpx.TransportError as exc:
+                outcome = exc
+            if not req.retry(attempt, outcome):
+                return req.finish(call, outcome)
+            time.sleep(req.delay(attempt, outcome if isinstance(outcome, httpx.Response) else None))
+            attempt += 1
+
+    def search(
+        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+    ) -> SearchResults:
+        """The `top_k` best documents for `query` whose metadata passes `filter`; `mode` where the server has modes."""
+        return self._send(self._requests.search(query, top_k, filter, mode))
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+    ) -> BatchResults:
+        """One hit list per query, in query order (sent QUERY_BATCH queries a request)."""
+        parts = [self._send(self._requests.search_batch(s, top_k, filter, mode)) for s in slices(queries, QUERY_BATCH)]
+        return merge_batches(parts)
+
+    def put_document(
+        self,
+        doc_id: str,
+        text: str,
+        *,
+        title: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """Create or replace one document. With `wait`, answer once it is searchable (`indexed` false
+        if `wait_timeout` passed first: stored and queued, not failed)."""
+        doc = NewDocument(id=doc_id, text=text, title=title, metadata=dict(metadata or {}))
+        return self._send(self._requests.write([doc], wait, wait_timeout))
+
+    def put_documents(
+        self,
+        docs: Iterable[NewDocument | Mapping[str, Any]],
+        *,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """Create or replace many documents ({"id", "text", "title"?, "metadata"?} each), WRITE_BATCH a request."""
+        batches = slices(new_documents(docs), WRITE_BATCH)
+        return merge_writes([self._send(self._requests.write(b, wait, wait_timeout)) for b in batches])
+
+    def get_document(self, doc_id: str) -> Document:
+        """A stored document with its status; NotFoundError when there is none."""
+        return self._send(self._requests.get(doc_id))
+
+    def list_documents(self, offset: int = 0, limit: int = 100) -> DocumentPage:
+        """One page of documents, in the order they were first written."""
+        return self._send(self._requests.page(offset, limit))
+
+    def iter_documents(self, page_size: int = 1000) -> Iterator[Document]:
+        """Every stored document, a page at a time."""
+        offset = 0
+        while True:
+            page = self.list_documents(offset, page_size)
+            yield from page.documents
+            offset += len(page.documents)
+            if not page.documents or offset >= page.total:
+                return
+
+    def delete_document(self, doc_id: str) -> Deleted:
+        """Delete a document (it leaves the results at once); NotFoundError when there is none."""
+        return self._send(self._requests.delete(doc_id))
+
+    def delete_documents(self, ids: Iterable[str]) -> list[str]:
+        """Delete each id; returns those that existed (missing ones are no error here)."""
+        deleted = []
+        for doc_id in dict.fromkeys(ids):
+            try:
+                deleted.append(self.delete_document(doc_id).id)
+            except NotFoundError:
+                continue
+        return deleted
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """The server's vectors of `texts` (same model and pooling as its index), EMBED_BATCH a request."""
+        return [v for s in slices(texts, EMBED_BATCH) for v in self._send(self._requests.embed(s))]
+
+    def stats(self) -> Stats:
+        """Documents, chunks and vectors held; index type; model, pooling and dimension."""
+        return self._send(self._requests.stats())
+
+    def health(self) -> bool:
+        """True while the server answers."""
+        return self._send(self._requests.health())
+
+    def close(self) -> None:
+        """Close the connections (not those of an `http_client` the caller brought)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> SemsearchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,180 @@
+"""The requests of the semsearch HTTP API, built once and sent by either client (api/client/blocking.py,
+api/client/async_client.py), with the retry policy they share."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from api.client.types import (
+    RETRY_STATUSES,
+    BatchResults,
+    Deleted,
+    Document,
+    DocumentPage,
+    NewDocument,
+    SearchResults,
+    SemsearchError,
+    Stats,
+    WriteResult,
+    raise_for_status,
+)
+
+# The server's own limits per request (api/server/documents.py, api/server/app.py, api/server/schemas.py):
+# more is sent in slices.
+WRITE_BATCH = 1000
+EMBED_BATCH = 2048
+QUERY_BATCH = 256
+_MAX_RETRY_AFTER = 30.0
+# Errors raised before the request left this machine: retrying them cannot apply a write twice.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and how to read its answer: built once, sent by either client."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    timeout: float | None = None
+
+
+def document_path(doc_id: str) -> str:
+    """The URL path of a document: every character of the id percent-encoded (slashes too), and the
+    ids '.' and '..' spelled out, since a URL would otherwise read them as path steps."""
+    if not doc_id:
+        raise ValueError("a document id must not be empty")
+    quoted = quote(doc_id, safe="")
+    return "/documents/" + (quoted.replace(".", "%2E") if doc_id in (".", "..") else quoted)
+
+
+def _model(kind: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: kind.model_validate(response.json())
+
+
+def _embeddings(response: httpx.Response) -> list[list[float]]:
+    data = sorted(response.json()["data"], key=lambda item: item["index"])
+    return [item["embedding"] for item in data]
+
+
+def _healthy(response: httpx.Response) -> bool:
+    return bool(response.json().get("status") == "ok")
+
+
+def merge_writes(results: Sequence[WriteResult]) -> WriteResult:
+    return WriteResult(
+        added=[i for r in results for i in r.added],
+        updated=[i for r in results for i in r.updated],
+        unchanged=[i for r in results for i in r.unchanged],
+        indexed=all(r.indexed for r in results),
+    )
+
+
+def merge_batches(parts: Sequence[BatchResults]) -> BatchResults:
+    return BatchResults(results=[hits for p in parts for hits in p.results], took_ms=sum(p.took_ms for p in parts))
+
+
+def slices(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def new_documents(docs: Iterable[NewDocument | Mapping[str, Any]]) -> list[NewDocument]:
+    return [d if isinstance(d, NewDocument) else NewDocument.model_validate(d) for d in docs]
+
+
+class Requests:
+    """The API's requests as `_Call`s, and the retry policy; the two clients below only send them."""
+
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, retries: int, backoff: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+
+    def delay(self, attempt: int, response: httpx.Response | None) -> float:
+        """Seconds before retry `attempt` (0-based): the server's Retry-After when it gives seconds,
+        else exponential backoff with jitter, so that many clients do not all come back at once."""
+        header = response.headers.get("retry-after", "") if response is not None else ""
+        try:
+            return min(max(float(header), 0.0), _MAX_RETRY_AFTER)
+        except ValueError:  # absent, or an HTTP date: back off on our own schedule
+            return float(self.backoff * 2**attempt * (0.5 + random.random()))
+
+    def retry(self, attempt: int, outcome: httpx.Response | Exception) -> bool:
+        """Whether to try again after `outcome` (an answer, or a transport error) of attempt `attempt`."""
+        if attempt >= self.retries:
+            return False
+        if isinstance(outcome, Exception):
+            return isinstance(outcome, _UNSENT)
+        return outcome.status_code in RETRY_STATUSES
+
+    def finish(self, call: Call[T], outcome: httpx.Response | Exception) -> T:
+        """The parsed answer, or the error it amounts to."""
+        if isinstance(outcome, Exception):
+            raise SemsearchError(f"cannot reach the semsearch server at {self.base_url}: {outcome!r}") from outcome
+        raise_for_status(outcome)
+        return call.parse(outcome)
+
+    @staticmethod
+    def _query(top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"top_k": top_k}
+        if filter is not None:
+            body["filter"] = dict(filter)
+        if mode is not None:  # sent only when asked for: a server without search modes then refuses nothing
+            body["mode"] = mode
+        return body
+
+    def search(self, query: str, top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> Call[SearchResults]:
+        body = {"query": query, **self._query(top_k, filter, mode)}
+        return Call("POST", "/search", _model(SearchResults), json=body)
+
+    def search_batch(
+        self, queries: Sequence[str], top_k: int, filter: Mapping[str, Any] | None, mode: str | None
+    ) -> Call[BatchResults]:
+        body = {"queries": list(queries), **self._query(top_k, filter, mode)}
+        return Call("POST", "/search/batch", _model(BatchResults), json=body)
+
+    def write(self, docs: Sequence[NewDocument], wait: bool, wait_timeout: float | None) -> Call[WriteResult]:
+        """One PUT for a single document, else one POST (at most WRITE_BATCH documents)."""
+        params: dict[str, Any] = {"wait": "true"} if wait else {}
+        if wait and wait_timeout is not None:
+            params["timeout"] = wait_timeout
+        # The HTTP timeout must outlast the server's own wait (30 s unless told).
+        timeout = self.timeout + ((wait_timeout or 30.0) if wait else 0.0)
+        parse = _model(WriteResult)
+        if len(docs) == 1:
+            body = docs[0].model_dump(exclude={"id"})
+            return Call("PUT", document_path(docs[0].id), parse, params=params, json=body, timeout=timeout)
+        body_list = [d.model_dump() for d in docs]
+        return Call("POST", "/documents", parse, params=params, json=body_list, timeout=timeout)
+
+    def get(self, doc_id: str) -> Call[Document]:
+        return Call("GET", document_path(doc_id), _model(Document))
+
+    def page(self, offset: int, limit: int) -> Call[DocumentPage]:
+        return Call("GET", "/documents", _model(DocumentPage), params={"offset": offset, "limit": limit})
+
+    def delete(self, doc_id: str) -> Call[Deleted]:
+        return Call("DELETE", document_path(doc_id), _model(Deleted))
+
+    def embed(self, texts: Sequence[str]) -> Call[list[list[float]]]:
+        return Call("POST", "/v1/embeddings", _embeddings, json={"input": list(texts)})
+
+    def stats(self) -> Call[Stats]:
+        return Call("GET", "/stats", _model(Stats))
+
+    def health(self) -> Call[bool]:
+        return Call("GET", "/health", _healthy)

@@ -1,0 +1,285 @@
+"""LlamaIndex over a semsearch server: a vector store, a retriever and the server's embedding model.
+
+`pip install 'semsearch[llamaindex]'`. The server embeds, chunks, filters and persists on its side
+(`is_embedding_query` is False: LlamaIndex hands over the query text, not a vector). Each result is
+a `TextNode` whose text is the document's best-matching chunk, with `start_char_idx`/`end_char_idx`
+its offsets in the document's text (for citations), the document's metadata, and the server's score.
+
+    store = SemsearchVectorStore(base_url="http://127.0.0.1:8000")
+    index = VectorStoreIndex.from_vector_store(store, embed_model=SemsearchEmbedding(base_url=store.base_url))
+    nodes = index.as_retriever(similarity_top_k=5).retrieve("where did the cat sit?")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import (
+    BaseNode,
+    MetadataMode,
+    NodeRelationship,
+    NodeWithScore,
+    QueryBundle,
+    RelatedNodeInfo,
+    TextNode,
+)
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
+
+from api.client import AsyncSemsearchClient, SemsearchClient
+from api.client.types import Hit, NewDocument, NotFoundError, SemsearchError
+
+# Metadata keys this module adds: the LlamaIndex document a node came from (so `delete(ref_doc_id)`
+# finds its nodes with a filter), and the chunk's search facts (kept out of LLM prompts and embeddings).
+REF_DOC_KEY = "ref_doc_id"
+CHUNK_KEY = "semsearch"
+_OPERATORS = {
+    FilterOperator.GT: "$gt",
+    FilterOperator.GTE: "$gte",
+    FilterOperator.LT: "$lt",
+    FilterOperator.LTE: "$lte",
+}
+
+
+def to_semsearch_filter(filters: MetadataFilters | None) -> dict[str, Any] | None:
+    """LlamaIndex filters as the server's filter: ==, in, >, >=, <, <= joined by AND (nested ANDs too)."""
+    if filters is None or not filters.filters:
+        return None
+    if filters.condition not in (None, FilterCondition.AND):
+        raise ValueError(f"semsearch filters join conditions with AND only, not {filters.condition}")
+    out: dict[str, Any] = {}
+    for item in filters.filters:
+        if isinstance(item, MetadataFilters):
+            for key, cond in (to_semsearch_filter(item) or {}).items():
+                _merge_condition(out, key, cond)
+            continue
+        _merge_condition(out, item.key, _condition(item))
+    return out
+
+
+def _condition(item: MetadataFilter) -> Any:
+    if item.operator == FilterOperator.EQ:
+        return item.value
+    if item.operator == FilterOperator.IN:
+        return {"$in": list(item.value) if isinstance(item.value, list) else [item.value]}
+    if item.operator in _OPERATORS:
+        return {_OPERATORS[item.operator]: item.value}
+    raise ValueError(
+        f"filter on {item.key!r}: semsearch has no {item.operator.value!r} operator (==, in, >, >=, <, <=)"
+    )
+
+
+def _merge_condition(out: dict[str, Any], key: str, cond: Any) -> None:
+    old = out.get(key)
+    if old is None:
+        out[key] = cond
+    elif isinstance(old, dict) and isinstance(cond, dict) and not old.keys() & cond.keys():
+        out[key] = {**old, **cond}  # e.g. year >= 2000 and year < 2010
+    else:
+        raise ValueError(f"filter on {key!r}: conditions {old!r} and {cond!r} cannot be combined")
+
+
+def hit_node(hit: Hit) -> TextNode:
+    """A search hit as a node: the chunk's text and offsets, the document's metadata, its source document."""
+    metadata = dict(hit.metadata)
+    ref_doc_id = str(metadata.pop(REF_DOC_KEY, hit.id))
+    metadata[CHUNK_KEY] = hit.model_dump(exclude={"id", "text", "metadata", "start", "end"})
+    return TextNode(
+        id_=hit.id,
+        text=hit.text,
+        metadata=metadata,
+        start_char_idx=hit.start,
+        end_char_idx=hit.end,
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=ref_doc_id)},
+        excluded_llm_metadata_keys=[CHUNK_KEY],
+        excluded_embed_metadata_keys=[CHUNK_KEY],
+    )
+
+
+def _query_text(query: VectorStoreQuery) -> str:
+    if not query.query_str:
+        raise ValueError("semsearch embeds queries itself: the query needs its text (query_str), not only a vector")
+    return query.query_str
+
+
+class SemsearchVectorStore(BasePydanticVectorStore):
+    """A LlamaIndex vector store whose nodes are documents of a semsearch server (id = node id).
+
+    `wait`: `add` returns once the nodes are searchable. `mode`: the server's search mode, sent only
+    when given. Nodes added through LlamaIndex keep their source document id in their metadata."""
+
+    stores_text: bool = True
+    is_embedding_query: bool = False
+    base_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    mode: str | None = None
+    wait: bool = True
+    wait_timeout: float | None = None
+    timeout: float = 60.0
+    _client: SemsearchClient = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._client = SemsearchClient(self.base_url, api_key=self.api_key, timeout=self.timeout)
+
+    @property
+    def client(self) -> SemsearchClient:
+        """The HTTP client the store uses."""
+        return self._client
+
+    def _async_client(self) -> AsyncSemsearchClient:
+        # One per call: an httpx.AsyncClient belongs to the event loop it first ran on.
+        return AsyncSemsearchClient(self.base_url, api_key=self.api_key, timeout=self.timeout)
+
+    def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        """Store each node as a document (its text and metadata); the server embeds it."""
+        docs = []
+        for node in nodes:
+            metadata = dict(node.metadata)
+            if node.ref_doc_id is not None:
+                metadata[REF_DOC_KEY] = node.ref_doc_id
+            docs.append(NewDocument(id=node.node_id, text=node.get_content(MetadataMode.NONE), metadata=metadata))
+        if docs:
+            self._client.put_documents(docs, wait=self.wait, wait_timeout=self.wait_timeout)
+        return [d.id for d in docs]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete the nodes of a source document (and a document stored under that id itself)."""
+        self._client.delete_documents([ref_doc_id])
+        # The filter runs in SQL inside the search, so each round finds up to 1000 of its nodes, however
+        # many documents the server holds; deleted ones leave the results at once.
+        seen: set[str] = set()
+        while True:
+            # The query text only orders the matches; any text will do.
+            hits = self._client.search(ref_doc_id[:200], top_k=1000, filter={REF_DOC_KEY: ref_doc_id}).results
+            if not hits:
+                return
+            if seen.issuperset(h.id for h in hits):
+                raise SemsearchError(f"nodes of {ref_doc_id!r} are still found after their deletion")
+            seen.update(h.id for h in hits)
+            self._client.delete_documents([h.id for h in hits])
+
+    def delete_nodes(
+        self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
+    ) -> None:
+        """Delete nodes by id (ids that do not exist are no error)."""
+        if filters is not None or node_ids is None:
+            raise ValueError("SemsearchVectorStore deletes nodes by their ids only")
+        self._client.delete_documents(node_ids)
+
+    def get_nodes(self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None) -> list[BaseNode]:
+        """The stored nodes (whole text) with these ids; missing ids are left out."""
+        if filters is not None or node_ids is None:
+            raise ValueError("SemsearchVectorStore gets nodes by their ids only")
+        nodes: list[BaseNode] = []
+        for node_id in node_ids:
+            try:
+                doc = self._client.get_document(node_id)
+            except NotFoundError:
+                continue
+            whole = Hit(
+                id=doc.id,
+                chunk_id=-1,
+                score=0.0,
+                title=doc.title,
+                text=doc.text,
+                metadata=doc.metadata,
+                start=0,
+                end=len(doc.text),
+            )
+            nodes.append(hit_node(whole))
+        return nodes
+
+    def clear(self) -> None:
+        """Delete every document of the server."""
+        self._client.delete_documents([d.id for d in self._client.iter_documents()])
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """The `similarity_top_k` best documents for the query text, filters applied inside the search."""
+        found = self._client.search(
+            _query_text(query), top_k=query.similarity_top_k, filter=to_semsearch_filter(query.filters), mode=self.mode
+        )
+        return _result(found.results)
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """See `query`."""
+        async with self._async_client() as client:
+            found = await client.search(
+                _query_text(query),
+                top_k=query.similarity_top_k,
+                filter=to_semsearch_filter(query.filters),
+                mode=self.mode,
+            )
+        return _result(found.results)
+
+
+def _result(hits: list[Hit]) -> VectorStoreQueryResult:
+    return VectorStoreQueryResult(
+        nodes=[hit_node(h) for h in hits], similarities=[h.score for h in hits], ids=[h.id for h in hits]
+    )
+
+
+class SemsearchRetriever(BaseRetriever):
+    """Retrieves straight from a semsearch server, without an index object: `top_k` nodes per query,
+    `filters` (the server's filter dict, or LlamaIndex `MetadataFilters`), and `mode` when given."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        top_k: int = 5,
+        filters: dict[str, Any] | MetadataFilters | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.base_url, self.api_key, self.top_k, self.mode = base_url, api_key, top_k, mode
+        self.filter = to_semsearch_filter(filters) if isinstance(filters, MetadataFilters) else filters
+        self.client = SemsearchClient(base_url, api_key=api_key)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        hits = self.client.search(query_bundle.query_str, top_k=self.top_k, filter=self.filter, mode=self.mode).results
+        return [NodeWithScore(node=hit_node(h), score=h.score) for h in hits]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
+            found = await client.search(query_bundle.query_str, top_k=self.top_k, filter=self.filter, mode=self.mode)
+        return [NodeWithScore(node=hit_node(h), score=h.score) for h in found.results]
+
+
+class SemsearchEmbedding(BaseEmbedding):
+    """The server's own model (`POST /v1/embeddings`): what `VectorStoreIndex` asks for, and the same
+    vectors the server searches with."""
+
+    base_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    model_name: str = "semsearch"
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embeddings([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return (await self._aget_text_embeddings([query]))[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        with SemsearchClient(self.base_url, api_key=self.api_key) as client:
+            return client.embed(texts)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
+            return await client.embed(texts)

@@ -1,0 +1,263 @@
+"""The FastAPI application: `create_app(settings)` loads the encoder, index and store once, at start."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import fields
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from anyio import CapacityLimiter, to_thread
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
+
+from api.server import docs, documents, errors, status
+from api.server.batcher import MicroBatcher
+from api.server.deps import BatcherDep, HybridDep, SearchLimiterDep, require_api_key
+from api.server.embeddings import embedded
+from api.server.embeddings import router as embeddings_router
+from api.server.limits import BodySizeLimit
+from api.server.metrics import Metrics, MetricsMiddleware
+from api.server.schemas import (
+    MAX_QUERY_CHARS,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+from search.components import make_encoder, open_keyword, open_searcher, open_store
+from search.embedding.batching import cuda_available
+from search.query.filters import MetadataFilter, parse_filter
+from search.query.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
+from search.query.searcher import Searcher
+from search.settings import Settings
+from search.storage.worker_state import WorkerState
+from search.validation import json_safe
+
+log = logging.getLogger(__name__)
+_STATIC = Path(__file__).with_name("static")
+_HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
+T = TypeVar("T")
+
+
+def serving_settings(settings: Settings) -> Settings:
+    """The settings the API runs with: unless set, one search thread per core the process may use,
+    and on a CPU an encoder on one core fewer (at least one).
+
+    A forward pass is split across its threads, and when the event loop, the index searches and the
+    SQL joins take a core from one of them the others wait for it: on the 2-core AVX2 machine, 8
+    HTTP clients were served 15-25 % faster with one encoder thread than with two (interleaved runs,
+    bench/http_load.py), the shared batches making up for the thread. Searches beyond one per core
+    gain nothing (their Python holds one lock) and lose much: every thread waiting on that lock
+    delays the encoder's and the event loop's turns. Indexing, which has the machine to itself, keeps
+    every core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    update: dict[str, int] = {}
+    if settings.search_threads is None:
+        update["search_threads"] = cores
+    if settings.torch_threads is None and settings.device in ("auto", "cpu") and not cuda_available():
+        update["torch_threads"] = max(1, cores - 1)
+    return settings.model_copy(update=update) if update else settings
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = serving_settings(app.state.settings)
+    encoder = make_encoder(settings)
+    store = open_store(settings)
+    encoder.on_batch = app.state.metrics.batch_rows.observe
+    searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
+    app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    app.state.search_limiter = CapacityLimiter(settings.search_threads or 1)
+    # Every query vector comes from this batcher, so concurrent requests share forward passes; it
+    # takes the serving encoder once per batch (a rebuild may bring another model), which the
+    # reloader below swaps in: no request ever waits for a reload.
+    batcher = MicroBatcher(
+        encoder,
+        max_wait=settings.batch_wait_ms / 1000,
+        max_rows=settings.batch_max_rows,
+        current=lambda: searcher.serving.encoder,
+        max_pending=settings.batch_max_pending,
+    )
+    reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
+    # Requests run side by side in the thread pool, so one BLAS call (a query against a delta
+    # segment, an exact re-rank) must not also split itself over the cores: 8 such calls at once
+    # took 10-20 times longer each on two OpenBLAS threads than on one. The encoder has its own count.
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            async with batcher:
+                app.state.batcher = batcher
+                yield
+    finally:
+        reloader.cancel()
+        with suppress(asyncio.CancelledError):
+            await reloader
+        store.close()
+
+
+async def _reload_forever(searcher: Searcher, interval: float) -> None:
+    """Look for a newly published index every `interval` seconds, in a thread: a reload reads the
+    file and may build an encoder, which on the event loop would stall every request meanwhile."""
+    last_error = ""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(searcher.refresh)
+            last_error = ""
+        except Exception as exc:
+            # The previous index keeps serving; the traceback once, not once a second.
+            if str(exc) != last_error:
+                log.exception("loading the newly published index failed; still serving the previous one")
+            last_error = str(exc)
+
+
+public = APIRouter()
+protected = APIRouter(dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+
+
+def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
+    """The request's metadata filter, validated; a bad one is a 422 that names the problem."""
+    try:
+        return parse_filter(raw)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def _results(hits: list[HybridHit]) -> list[SearchResult]:
+    # Metadata stored before writes were validated may hold what JSON cannot (NaN, lone surrogates,
+    # nesting past pydantic's limit): shown in a form it can, so one document never fails a search.
+    # Fields are read off the hit, not through `asdict`, whose deep copy of every value cost more
+    # than the rest of the response.
+    return [
+        SearchResult.model_validate(
+            {**{name: getattr(hit, name) for name in _HIT_FIELDS}, "metadata": json_safe(hit.metadata)},
+            from_attributes=True,  # the retrievers' signals are dataclasses
+        )
+        for hit in hits
+    ]
+
+
+async def _search(
+    hybrid: HybridSearcher,
+    batcher: MicroBatcher,
+    limiter: CapacityLimiter,
+    queries: list[str],
+    k: int,
+    metadata_filter: MetadataFilter | None,
+    mode: Mode,
+) -> list[list[HybridHit]]:
+    """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
+    side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
+    runs in threads, at most `limiter`'s number at once; the others wait their turn in order."""
+
+    def threaded(call: Callable[..., T], *args: Any) -> Awaitable[T]:
+        return to_thread.run_sync(partial(call, *args), limiter=limiter)
+
+    if mode == "keyword":
+        return await threaded(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+    pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
+    keyword = None
+    if mode == "hybrid":
+        keyword = asyncio.ensure_future(threaded(hybrid.rank_keywords, queries, k, metadata_filter))
+    try:
+        vectors, serving = await embedded(pending, hybrid.dense, queries)
+    except BaseException:
+        if keyword is not None:  # its outcome no longer matters; retrieved so that it is never logged
+            keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
+        raise
+    ranked = None if keyword is None else await keyword
+    return await threaded(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+
+
+# The search routes are coroutines that never block the event loop: query vectors come from the
+# shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
+@protected.post("/search", response_model=SearchResponse, summary="Search documents")
+async def search_post(
+    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+) -> SearchResponse:
+    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
+    started = time.perf_counter()
+    metadata_filter = _filter(body.filter)  # checked before the query costs any model time
+    lists = await _search(hybrid, batcher, limiter, [body.query], body.top_k, metadata_filter, body.mode)
+    return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+
+
+@protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
+async def search_get(
+    hybrid: HybridDep,
+    batcher: BatcherDep,
+    limiter: SearchLimiterDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
+    mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
+) -> SearchResponse:
+    """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
+    try:
+        raw = None if filter is None else json.loads(filter)
+    except ValueError as exc:
+        raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
+    try:
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
+    return await search_post(body, hybrid, batcher, limiter)
+
+
+@protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
+async def search_batch(
+    body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+) -> BatchSearchResponse:
+    """One result list per query; the queries go through the model in one batch."""
+    too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
+    if too_long:
+        raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
+    started = time.perf_counter()
+    metadata_filter = _filter(body.filter)
+    lists = await _search(hybrid, batcher, limiter, body.queries, body.top_k, metadata_filter, body.mode)
+    return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
+
+
+@public.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    """The search page: plain HTML and JavaScript, no build step."""
+    return FileResponse(_STATIC / "index.html", media_type="text/html")
+
+
+def create_app(settings: Settings | None = None, worker_state: WorkerState | None = None) -> FastAPI:
+    """The application for `settings` (from the environment when not given); `worker_state` is the
+    error budget of an indexing worker running beside it in this process, for /health and /stats."""
+    app = FastAPI(
+        title="semsearch",
+        version="0.1.0",
+        description="Semantic search over documents embedded with mean-pooled BERT vectors in FAISS.",
+        lifespan=_lifespan,
+        docs_url=None,  # served by api.server.docs from packaged assets: FastAPI's own loads them from a CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings or Settings()
+    app.state.metrics = Metrics()
+    app.state.worker_state = worker_state
+    # Added before the metrics middleware, so inside it: refused bodies are counted too.
+    app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    errors.install(app)
+    docs.install(app)
+    app.include_router(public)
+    app.include_router(status.public)
+    app.include_router(protected)
+    for router in (embeddings_router, status.protected, documents.router):
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+    return app

@@ -1,0 +1,80 @@
+"""Query vectors from the shared batcher, and the OpenAI-compatible `/v1/embeddings` that exposes them.
+
+`/v1/embeddings` answers the official `openai` Python client as it calls it: `encoding_format`
+base64 (the client's default: each vector's little-endian float32 bytes) or float; `dimensions` only
+where the model makes vectors of that length (its own: this model was not trained for shortened
+vectors, so cutting them would not give usable embeddings); token-id inputs are a 422.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable
+
+import numpy as np
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from api.server.batcher import MicroBatcher, TextEncoder
+from api.server.deps import BatcherDep, SearcherDep
+from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
+from search.dense.catalog import Serving
+from search.embedding.encoder import Encoder
+from search.query.searcher import Searcher
+
+MAX_EMBED_INPUTS = 2048
+router = APIRouter()
+
+
+async def embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:
+    """Query vectors from the shared batcher, with the encoder-and-index pair they belong to."""
+    return await embedded(batcher.submit(texts), searcher, texts)
+
+
+async def embedded(
+    pending: Awaitable[tuple[np.ndarray, TextEncoder]], searcher: Searcher, texts: list[str]
+) -> tuple[np.ndarray, Serving]:
+    """The vectors of `texts` queued with `MicroBatcher.submit`, with the pair they belong to."""
+    vectors, encoder = await pending
+    serving = searcher.serving
+    if serving.encoder is not encoder:  # a generation with another model was swapped in meanwhile
+        vectors = await run_in_threadpool(serving.encoder.encode, texts)
+    return vectors, serving
+
+
+@router.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
+async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep) -> Response:
+    """The service's own vectors (same model, pooling and normalisation as the index)."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_EMBED_INPUTS:
+        raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
+    dim = searcher.serving.encoder.dim
+    if body.dimensions is not None and body.dimensions != dim:
+        raise HTTPException(
+            422,
+            f"'dimensions' is {body.dimensions}, but model {searcher.serving.encoder.model_name!r} makes "
+            f"{dim}-dimensional vectors and was not trained for shorter ones: leave 'dimensions' out or send {dim}",
+        )
+    vectors, serving = await embed(batcher, searcher, texts)
+    return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors, body.encoding_format)
+
+
+def _embeddings_json(encoder: Encoder, texts: list[str], vectors: np.ndarray, encoding: str) -> Response:
+    """The finished response. Counting tokens and validating and writing up to 2048 x 384 floats takes
+    some 300 ms, which a coroutine route would spend on the event loop (FastAPI validates its return
+    value there): here it is done in the thread pool, and a Response is returned as it is."""
+    tokens = encoder.count_tokens(texts)
+    data = np.ascontiguousarray(vectors, dtype="<f4")
+    body = EmbeddingsResponse(
+        data=[Embedding(index=i, embedding=_encoded(v, encoding)) for i, v in enumerate(data)],
+        model=encoder.model_name,
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(vector.tobytes()).decode("ascii")
+    return vector.tolist()  # type: ignore[no-any-return]

@@ -1,0 +1,60 @@
+"""Every error the API answers, as JSON that any encoder takes, with the status codes declared for clients.
+
+FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinity or lone UTF-16
+surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
+`json_safe` first. An overloaded or stopping encoder batcher is a 503 with Retry-After; a text the
+encoder refuses alone is a 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from api.server.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
+from api.server.schemas import ErrorBody
+from search.validation import json_safe
+
+# Every error any protected route can give, declared so that clients (and the schema fuzz test) know
+# them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
+# (a plain-text detail naming the problem, or the list of pydantic's validation errors), 503 an
+# overloaded server (with Retry-After).
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": json_safe(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BatcherOverloadedError)
+    request.app.state.metrics.overloaded.inc()
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _stopped(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+
+async def _refused_text(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": json_safe(str(exc))}, status_code=422)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(BatcherOverloadedError, _overloaded)
+    app.add_exception_handler(BatcherStoppedError, _stopped)
+    app.add_exception_handler(TextEncodingError, _refused_text)

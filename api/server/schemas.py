@@ -1,0 +1,214 @@
+"""Request and response bodies of the query API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from search.query.hybrid import Mode
+from search.validation import check_text
+
+MAX_QUERY_CHARS = 4096
+MAX_BATCH = 256
+# Longest document text the write endpoints accept: a million characters is a long book, which
+# chunking splits into a few thousand vectors; with the default 16 MiB body limit a request holds
+# several such documents. Longer documents should be split by the client.
+MAX_DOCUMENT_CHARS = 1_000_000
+
+_FILTER_DOC = (
+    "Only documents whose metadata passes: equality on a field (a string, number or boolean), "
+    '{"field": {"$in": [values]}}, or numeric {"field": {"$gt"|"$gte"|"$lt"|"$lte": number}}. '
+    "Several operators on one field, and several fields, must all hold. The filter applies inside the "
+    "nearest-neighbour search, so top_k matching documents come back whenever that many exist."
+)
+_FILTER_EXAMPLES: list[Any] = [{"kind": "animal"}, {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}}]
+
+
+_MODE_DOC = (
+    "hybrid (default): the dense and keyword (BM25) rankings fused per document; dense: vectors only; "
+    "keyword: BM25 only (the query is not embedded)."
+)
+
+
+class SearchRequest(BaseModel):
+    """A query and how many documents to return."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
+    top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+
+    # Checked here, before the text can reach a forward pass shared with other requests.
+    @field_validator("query")
+    @classmethod
+    def _valid_unicode(cls, value: str) -> str:
+        return check_text(value, "query", stored=False)
+
+
+class BatchSearchRequest(BaseModel):
+    """Several queries, embedded in one batch."""
+
+    queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    top_k: int = Field(default=10, ge=1, le=1000)
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+
+    @field_validator("queries")
+    @classmethod
+    def _valid_unicode(cls, value: list[str]) -> list[str]:
+        for i, query in enumerate(value):
+            check_text(query, f"queries[{i}]", stored=False)
+        return value
+
+
+class RetrieverSignal(BaseModel):
+    """What one retriever said of a document."""
+
+    rank: int = Field(description="The document's rank in that retriever's list, from 1.")
+    score: float = Field(description="Its score there: cosine similarity (dense) or BM25 (keyword).")
+
+
+class SearchResult(BaseModel):
+    """One document with the chunk that matched best (character offsets into the document)."""
+
+    id: str = Field(description="The document's id as it was indexed.")
+    chunk_id: int = Field(description="The chunk's key (its vector's id).")
+    score: float = Field(
+        description="Ranking score: fused (RRF or convex) in hybrid mode, cosine in dense mode, BM25 in keyword mode."
+    )
+    title: str
+    text: str = Field(description="The chunk text.")
+    metadata: dict[str, Any]
+    start: int = Field(description="Offset of the chunk's first character in the document text.")
+    end: int = Field(description="Offset one past the chunk's last character.")
+    dense: RetrieverSignal | None = Field(
+        default=None, description="The dense retriever's rank and cosine score; null if it did not return the document."
+    )
+    keyword: RetrieverSignal | None = Field(
+        default=None, description="The keyword retriever's rank and BM25 score; null if it did not return the document."
+    )
+    matched_terms: list[str] = Field(
+        default_factory=list, description="Words of the title and chunk (as written) that match the query's terms."
+    )
+
+
+class SearchResponse(BaseModel):
+    """Ranked results and the server-side time they took."""
+
+    results: list[SearchResult]
+    took_ms: float
+
+
+class BatchSearchResponse(BaseModel):
+    """One result list per query, in query order."""
+
+    results: list[list[SearchResult]]
+    took_ms: float
+
+
+class WorkerHealth(BaseModel):
+    """The indexing worker running in this process (absent when it runs elsewhere)."""
+
+    consecutive_failures: int
+    failures_total: int
+    last_error: str | None
+    seconds_since_last_error: float | None
+    backoff_seconds: float = Field(description="How long it waits before its next try (doubles per failure).")
+    failing: bool = Field(description="True once its consecutive failures used up the error budget.")
+
+
+class QueueHealth(BaseModel):
+    """Written documents that are not searchable yet, read from SQL (so any worker process is covered)."""
+
+    unindexed_documents: int
+    oldest_unindexed_seconds: float | None
+
+
+class Health(BaseModel):
+    """Liveness, and whether indexing keeps up: `degraded`, with the reasons, when the worker is failing,
+    a written document has waited too long, or the database does not answer."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    problems: list[str] = Field(default_factory=list)
+    queue: QueueHealth | None = None
+    worker: WorkerHealth | None = None
+
+
+class Stats(BaseModel):
+    """What the service holds and how it embeds."""
+
+    documents: int
+    chunks: int
+    vectors: int
+    index_type: str
+    generation: int | None
+    model: str
+    pooling: str
+    dimension: int
+    max_length: int
+    queue: QueueHealth
+    worker: WorkerHealth | None
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
+
+    input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")
+    model: str | None = Field(default=None, description="Accepted for compatibility; the service's model is used.")
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="float: lists of numbers; base64: each vector's little-endian float32 bytes in base64 "
+        "(the `openai` client's default).",
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Vector length; the service's model only makes vectors of its own dimension."
+    )
+    user: str | None = Field(default=None, description="Accepted for compatibility; not used.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(item, int | list) for item in value):
+            raise ValueError(
+                "token-id inputs are not supported: this service tokenises with its own model's tokenizer; "
+                "send the texts themselves (a string or a list of strings)"
+            )
+        return value
+
+    @field_validator("input")
+    @classmethod
+    def _valid_unicode(cls, value: str | list[str]) -> str | list[str]:
+        for i, text in enumerate([value] if isinstance(value, str) else value):
+            check_text(text, "input" if isinstance(value, str) else f"input[{i}]", stored=False)
+        return value
+
+
+class Embedding(BaseModel):
+    """One vector, at its input position: numbers, or their float32 bytes in base64."""
+
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    """Token counts, as the OpenAI protocol reports them."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    """OpenAI-compatible embeddings response."""
+
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    """Every error: a message a person can act on."""
+
+    detail: str | list[dict[str, Any]]

@@ -1,0 +1,104 @@
+"""What the service says about itself: /health (public), /stats and /metrics (behind the API key).
+
+Each reads the indexing queue from SQL (documents not searchable yet, and the oldest one's age), so
+a worker in another process is covered, and the error budget of a worker running in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.server.deps import SearcherDep, SettingsDep, WorkerStateDep
+from api.server.metrics import Metrics
+from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
+from search.settings import Settings
+from search.storage.store import Store
+from search.storage.worker_state import WorkerState, queue_state
+
+log = logging.getLogger(__name__)
+public = APIRouter()
+protected = APIRouter()
+
+
+def read_queue(store: Store) -> QueueHealth:
+    """The indexing queue as SQL has it now."""
+    with store.session() as s:
+        queue = queue_state(s)
+    return QueueHealth(unindexed_documents=queue.unindexed, oldest_unindexed_seconds=queue.oldest_seconds)
+
+
+def read_worker(state: WorkerState | None) -> WorkerHealth | None:
+    """The in-process worker's error budget, when a worker runs in this process."""
+    return None if state is None else WorkerHealth(**state.snapshot().__dict__)
+
+
+@public.get("/health", response_model=Health, summary="Liveness and indexing health")
+def health(searcher: SearcherDep, settings: SettingsDep, worker_state: WorkerStateDep) -> Health:
+    """Answers while the process serves: `ok`, or `degraded` with the problems found."""
+    worker = read_worker(worker_state)
+    try:
+        queue: QueueHealth | None = read_queue(searcher.store)
+    except Exception as exc:  # /health must answer whatever the database does
+        log.warning("health: the database did not answer: %s", exc)
+        return Health(status="degraded", problems=[f"the database did not answer: {type(exc).__name__}"], worker=worker)
+    problems = _problems(queue, worker, settings)
+    return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
+
+
+def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: Settings) -> list[str]:
+    problems = []
+    if worker is not None and worker.failing:
+        problems.append(
+            f"the indexing worker failed {worker.consecutive_failures} times in a row "
+            f"(budget {settings.worker_failure_budget}); last error: {worker.last_error}"
+        )
+    age = None if queue is None else queue.oldest_unindexed_seconds
+    if age is not None and age > settings.degraded_pending_seconds:
+        problems.append(
+            f"the oldest unindexed document has waited {age:.0f} s (limit {settings.degraded_pending_seconds:.0f} s, "
+            "SEMSEARCH_DEGRADED_PENDING_SECONDS): is an indexing worker running and keeping up?"
+        )
+    return problems
+
+
+@protected.get("/stats", response_model=Stats, summary="Index and model facts")
+def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
+    """Documents, chunks and vectors held; index type and generation; model, pooling, dimension; the
+    indexing queue and worker."""
+    serving = searcher.serving
+    counts = searcher.store.counts()
+    generation = searcher.store.active_generation()
+    encoder = serving.encoder
+    return Stats(
+        documents=counts["documents"],
+        chunks=counts["chunks"],
+        vectors=serving.index.ntotal,
+        index_type=serving.index.resolved_factory,
+        generation=generation.id if generation else None,
+        model=encoder.model_name,
+        pooling=encoder.pooling,
+        dimension=encoder.dim,
+        max_length=encoder.max_length,
+        queue=read_queue(searcher.store),
+        worker=read_worker(worker_state),
+    )
+
+
+# The page is text, its errors JSON like every other route's: both declared (a text/plain response
+# class would have declared the 401 as text too).
+_METRICS_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
+@protected.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=_METRICS_PAGE)
+def metrics(request: Request, searcher: SearcherDep, worker_state: WorkerStateDep) -> Response:
+    """Request counts and latencies per endpoint, encoder batch sizes, index size, indexing queue and
+    worker failures (Prometheus text)."""
+    registry: Metrics = request.app.state.metrics
+    snapshot = None if worker_state is None else worker_state.snapshot()
+    return registry.render(searcher.serving.index.ntotal, read_queue(searcher.store), snapshot)

@@ -1,0 +1,142 @@
+"""The `semsearch` command line: its subcommands and flags, and the settings the flags override."""
+
+from __future__ import annotations
+
+# Imports nothing heavy: `semsearch --help` builds this parser and nothing else.
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from search.settings import Settings
+
+# CLI flag -> Settings field; a flag that is given overrides the SEMSEARCH_* variable.
+_OVERRIDES = {
+    "data_dir": "data_dir",
+    "database_url": "database_url",
+    "model": "model",
+    "pooling": "pooling",
+    "max_length": "max_length",
+    "device": "device",
+    "dtype": "dtype",
+    "factory": "index_factory",
+    "batch_tokens": "batch_tokens",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override SEMSEARCH_* variables)")
+    group.add_argument("--data-dir", type=Path)
+    group.add_argument("--database-url")
+    group.add_argument("--model")
+    group.add_argument("--pooling", choices=["mean", "cls", "pooler"])
+    group.add_argument("--max-length", type=int)
+    group.add_argument("--device")
+    group.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    group.add_argument("--factory", help="FAISS index-factory string, e.g. Flat, IVF1024,SQ8, HNSW32,Flat")
+    group.add_argument("--batch-tokens", type=int, help="token budget of one encoder batch")
+    group.add_argument("--no-chunking", action="store_true", help="embed each document whole (truncated)")
+    group.add_argument("--json", action="store_true", help="print the result as JSON")
+    group.add_argument("-v", "--verbose", action="store_true")
+
+
+def _engine(name: str) -> str:
+    """An --engine value, checked against the engines indexer.write.rebuild knows (imported only when given)."""
+    from indexer.write.rebuild import ENGINES
+
+    if name not in ENGINES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(ENGINES)})")
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="semsearch", description="Self-hosted semantic search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
+    p_index.add_argument("paths", nargs="+", type=Path)
+    p_index.add_argument(
+        "--delete-missing",
+        action="store_true",
+        help="the paths are the whole corpus: delete stored documents they do not contain (none if any is rejected)",
+    )
+    _common(p_index)
+    p_add = sub.add_parser("add", help="queue documents for the worker (no embedding here)")
+    p_add.add_argument("paths", nargs="+", type=Path)
+    _common(p_add)
+    p_worker = sub.add_parser("worker", help="embed queued documents and publish them, until stopped")
+    p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")
+    _common(p_worker)
+    p_rebuild = sub.add_parser("rebuild", help="build a new index generation and switch readers to it")
+    p_rebuild.add_argument(
+        "--engine",
+        type=_engine,
+        default="local",
+        help="where chunks are embedded: local or ray (pip install semsearch[ray])",
+    )
+    p_rebuild.add_argument("--address", help="Ray cluster address (default: a Ray instance on this machine)")
+    p_rebuild.add_argument(
+        "--ray-actors", type=int, help="CPU embedding actors on a cluster without GPUs (default: one per CPU)"
+    )
+    _common(p_rebuild)
+    p_delete = sub.add_parser("delete", help="delete documents by id")
+    p_delete.add_argument("ids", nargs="+")
+    _common(p_delete)
+    p_check = sub.add_parser("check", help="verify that every chunk has one vector and no vector lacks a chunk")
+    p_check.add_argument("--repair", action="store_true", help="fix what the check finds")
+    _common(p_check)
+    _add_query_commands(sub)
+    return parser
+
+
+def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The subcommands that read the index: search, eval, serve."""
+    p_search = sub.add_parser("search", help="search the index")
+    p_search.add_argument("query")
+    p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p_search.add_argument(
+        "--filter", metavar="JSON", help='only documents whose metadata passes, e.g. \'{"year": {"$gte": 2000}}\''
+    )
+    _mode(p_search)
+    _common(p_search)
+    p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")
+    p_eval.add_argument("directory", type=Path)
+    _mode(p_eval)
+    _common(p_eval)
+    p_serve = sub.add_parser("serve", help="serve the HTTP query API")
+    p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--workers", type=int, default=1, help="HTTP worker processes (default 1)")
+    p_serve.add_argument(
+        "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
+    )
+    _common(p_serve)
+
+
+def _mode_name(name: str) -> str:
+    from search.query.hybrid import MODES  # imported when the flag is given: --help stays light
+
+    if name not in MODES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(MODES)})")
+    return name
+
+
+def _mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        type=_mode_name,
+        default="hybrid",
+        help="hybrid: dense and keyword results fused (default); dense: vectors only; keyword: BM25 only",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    from search.settings import Settings
+
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag, None) is not None
+    }
+    if getattr(args, "no_chunking", False):
+        overrides["chunking"] = False
+    return Settings(**overrides)

@@ -1,0 +1,143 @@
+"""Reading documents from JSON Lines, BEIR corpora and folders of text files, rejecting bad records by place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search.storage.store import DocumentIn
+
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+# A larger record is almost always a mistake (a binary, a dump); it is reported, not indexed.
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that was not indexed: where it was and why."""
+
+    path: Path
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        return f"{where}: {self.reason}"
+
+
+Record = DocumentIn | Rejected
+# Internally every record travels with its place: (file, line or None, document or the reason it failed).
+_Placed = tuple[Path, int | None, DocumentIn | str]
+
+
+def read_sources(paths: Iterable[Path], max_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[Record]:
+    """Documents from every path in turn; a repeated id within one run is rejected after its first use."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        for where, line, record in _read_path(Path(path), max_bytes):
+            if isinstance(record, str):
+                yield Rejected(where, line, record)
+                continue
+            place = f"{where}:{line}" if line is not None else str(where)
+            first = seen.setdefault(record.external_id, place)
+            if first != place:
+                yield Rejected(where, line, f"duplicate id {record.external_id!r} (first seen at {first})")
+                continue
+            yield record
+
+
+def _read_path(path: Path, max_bytes: int) -> Iterator[_Placed]:
+    if path.is_dir():
+        beir = path / "corpus.jsonl"
+        if beir.is_file():
+            yield from read_jsonl(beir, max_bytes)
+            return
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            if child.suffix in JSONL_SUFFIXES:
+                yield from read_jsonl(child, max_bytes)
+            elif child.suffix in TEXT_SUFFIXES:
+                yield child, None, read_text_file(child, child.relative_to(path).as_posix(), max_bytes)
+    elif not path.exists():
+        yield path, None, "no such file or directory"
+    elif path.suffix in TEXT_SUFFIXES:
+        yield path, None, read_text_file(path, path.name, max_bytes)
+    else:
+        yield from read_jsonl(path, max_bytes)
+
+
+def read_jsonl(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[_Placed]:
+    """One document per line: `id` or `_id`, `text`, optional `title` and `metadata`."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        yield path, None, f"cannot read: {exc.strerror or exc}"
+        return
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            if len(raw) > max_bytes:
+                yield path, number, f"record of {len(raw)} bytes exceeds the {max_bytes}-byte limit"
+                continue
+            yield path, number, _parse_line(raw)
+
+
+def _parse_line(raw: bytes) -> DocumentIn | str:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 (byte {exc.start})"
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"malformed JSON: {exc.msg} at column {exc.colno}"
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    try:
+        return document_from_mapping(obj)
+    except ValueError as exc:
+        return str(exc)
+
+
+def document_from_mapping(obj: dict[str, Any]) -> DocumentIn:
+    """Validate one JSON record into a document; raises ValueError naming the faulty field."""
+    raw_id = obj.get("id", obj.get("_id"))
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id).strip() == "":
+        raise ValueError("missing or invalid 'id' (or '_id'): a non-empty string or an integer is required")
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise ValueError(f"'text' must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("'text' is empty")
+    title = obj.get("title") or ""
+    if not isinstance(title, str):
+        raise ValueError(f"'title' must be a string, got {type(title).__name__}")
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"'metadata' must be an object, got {type(metadata).__name__}")
+    return DocumentIn(external_id=str(raw_id), text=text, title=title, metadata=metadata)
+
+
+def read_text_file(path: Path, doc_id: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> DocumentIn | str:
+    """A whole .txt/.md file as one document; the title is its first Markdown heading or its file name."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return f"file of {size} bytes exceeds the {max_bytes}-byte limit"
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 (byte {exc.start})"
+    if not text.strip():
+        return "file is empty"
+    title = path.stem
+    for line in text.splitlines():
+        if line.startswith("# "):
+            title = line[2:].strip()
+            break
+    return DocumentIn(external_id=doc_id, text=text, title=title, metadata={"path": doc_id})

@@ -1,0 +1,180 @@
+"""The one writer of base segment files: past a threshold of changes, it folds the change log into a
+new base file of the active generation (re-deciding `auto` and re-training when the corpus outgrew
+it), under a lock every publishing process shares (a PostgreSQL advisory lock, or a file lock beside
+the index on SQLite). Readers need no publish to see a write: they apply the log themselves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from indexer.write.locks import FileLock
+from search.dense.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
+from search.dense.index import VectorIndex, auto_factory
+from search.dense.segments import SegmentView, build_base, catch_up
+from search.embedding.encoder import Encoder
+from search.keyword.index import KeywordIndex
+from search.storage import changes
+from search.storage.models import DerivedState, IndexGeneration
+from search.storage.vectors import VectorRows
+
+log = logging.getLogger(__name__)
+
+# Any fixed 64-bit number: the key of the advisory lock that serialises publishing on PostgreSQL.
+_PG_PUBLISH_LOCK = 0x5E35_EA2C
+# A merge rewrites the base file (O(corpus)), so it waits for this many changes: at least
+# MERGE_MIN, a twentieth of the base, at most MERGE_MAX (which bounds a reader's start-up catch-up).
+MERGE_MIN, MERGE_MAX = 20_000, 100_000
+
+
+@dataclass(frozen=True)
+class Merge:
+    """What one merge did."""
+
+    generation: int
+    index_type: str
+    vectors: int
+    seq: int
+    retrained: bool
+
+
+class Publisher:
+    """Folds the change log into base segment files of the active generation."""
+
+    def __init__(self, catalog: IndexCatalog, encoder: Encoder, factory: str = "auto") -> None:
+        self.catalog = catalog
+        self.store = catalog.store
+        self.encoder = encoder
+        self.factory = factory
+        self.rows = VectorRows(self.store, encoder.space.key, encoder.dim)
+        self._file_lock = FileLock(catalog.index_dir / ".publish.lock")
+        self.generation: IndexGeneration | None = None
+        self._base_checked: int | None = None
+        self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
+        # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
+        self.keyword: KeywordIndex | None = None
+
+    def merge_threshold(self, base_vectors: int) -> int:
+        """Changes since the base file that make a merge worth its rewrite."""
+        return min(self.merge_max, max(self.merge_min, base_vectors // 20))
+
+    @contextmanager
+    def locked(self) -> Iterator[Session]:
+        """A transaction during which no other process publishes."""
+        if self.rows.postgres:
+            with self.store.session() as s:
+                # Held until this transaction ends, so a crash releases it with the connection.
+                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUBLISH_LOCK})
+                yield s
+            return
+        with self._file_lock, self.store.session() as s:
+            yield s
+
+    def active(self, s: Session) -> IndexGeneration:
+        """The active generation, created for this encoder when there is none; refused when it holds
+        another embedding space."""
+        generation = self.store.active_generation(s)
+        if generation is None:
+            generation = self.catalog.create(self.encoder, self.factory, "active")
+        if generation.space != self.encoder.space:
+            raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
+        self.generation = generation
+        return generation
+
+    def sync(self, force: bool = False, rebuild: bool = False) -> Merge | None:
+        """Merge the log into a new base file when enough changed since the last one (always with
+        `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
+        vector (`check --repair`). None when nothing was merged."""
+        self.keyword_catch_up()  # hybrid hook
+        merged = self._sync(force, rebuild)
+        if merged is not None:  # committed: the files it replaced can go
+            self.catalog.remove_files(merged.generation, before=merged.seq)
+        return merged
+
+    def keyword_catch_up(self) -> None:
+        """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
+        never fatal to the vectors' work; `semsearch check` reports it)."""
+        if self.keyword is None:
+            return
+        try:
+            self.keyword.catch_up(self.store)
+        except Exception:
+            log.exception("keyword index catch-up failed; retried at the next sync")
+
+    def _sync(self, force: bool, rebuild: bool) -> Merge | None:
+        with self.locked() as s:
+            generation = self.active(s)
+            if not force and self._base_checked != generation.id:
+                # Checked once per generation and process: a lost or corrupt file is rebuilt now.
+                force = self.catalog.load_base(generation, mmap=True) is None
+                self._base_checked = generation.id
+            pending = changes.count(s, generation.base_seq, space=self.rows.space)
+            if not pending and not force:
+                return None
+            if not force and pending < self.merge_threshold(generation.vectors):
+                return None
+            return self._merge(s, generation, rebuild)
+
+    def _merge(self, s: Session, generation: IndexGeneration, rebuild: bool) -> Merge:
+        upto = changes.head(s)
+        base = None if rebuild else self.catalog.load_base(generation)
+        wanted = _wanted_type(generation, upto, s, self.rows.space)
+        retrained = base is None or (wanted is not None and wanted != base.resolved_factory)
+        if not retrained:
+            assert base is not None
+            view = catch_up(SegmentView(base, generation.base_seq), self.rows, s, upto)
+            retrained = not _fold(base, view)
+        if retrained:
+            base = build_base(self.rows, wanted or generation.factory, s, upto)
+        assert base is not None
+        name = base_file_name(generation.id, upto)
+        base.save(self.catalog.index_dir / name)
+        generation.path, generation.base_seq = name, upto
+        generation.vectors, generation.index_type = base.ntotal, base.resolved_factory
+        s.merge(generation)
+        self._compact(s)
+        log.info(
+            "merged generation %d up to change %d: %d vectors in %s",
+            generation.id,
+            upto,
+            base.ntotal,
+            base.resolved_factory,
+        )
+        return Merge(generation.id, base.resolved_factory, base.ntotal, upto, retrained)
+
+    def _compact(self, s: Session) -> None:
+        """Drop log entries that every consumer has applied: the base files of live generations and
+        every durable derived index (derived_state)."""
+        bases = select(IndexGeneration.base_seq).where(IndexGeneration.state.in_(["active", "building"]))
+        seqs = [*s.scalars(bases), *s.scalars(select(DerivedState.seq).where(DerivedState.name != changes.FLOOR))]
+        if seqs:
+            changes.compact(s, min(seqs))
+
+
+def _wanted_type(generation: IndexGeneration, upto: int, s: Session, space: str) -> str | None:
+    """The index type `auto` asks for at the corpus size after the merge (None: keep the factory's)."""
+    if generation.factory != "auto":
+        return None
+    added = changes.count(s, generation.base_seq, upto, space, ops=(changes.Op.VEC,))
+    removed = changes.count(s, generation.base_seq, upto, ops=(changes.Op.DEL,))
+    return auto_factory(max(generation.vectors + added - removed, 0))
+
+
+def _fold(base: VectorIndex, view: SegmentView) -> bool:
+    """Apply a view's deltas and removals to `base` in place; False when the type cannot remove."""
+    try:
+        base.remove(view.removed)
+        for delta in view.deltas:
+            live = ~np.isin(delta.ids, view.removed)
+            base.remove(delta.ids[live])  # a repeat after a crash must not hold a vector twice
+            base.add(delta.ids[live], delta.vectors[live])
+    except (NotImplementedError, ValueError) as exc:
+        log.info("rebuilding the base instead of folding into it: %s", exc)
+        return False
+    return True

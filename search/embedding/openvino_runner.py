@@ -1,0 +1,168 @@
+"""The encoder's transformer run by OpenVINO on a CPU (imported by search/embedding/encoder.py only).
+
+The model is exported from the local PyTorch weights (never downloaded; search/embedding/openvino_export.py,
+the one part that needs torch) and kept as OpenVINO IR in a cache folder keyed by the model files and
+library versions, so later processes skip the export and never import torch or transformers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from search.settings import Dtype
+
+log = logging.getLogger(__name__)
+
+# Bump when the exported graph changes (its inputs or outputs), so old cache entries are not reused.
+_EXPORT_FORMAT = 1
+_PRECISION: dict[Dtype, str] = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+_WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
+# Cache entries no process has loaded for this long are removed (a new library version or model
+# leaves its predecessor's entry behind); a crashed writer's scratch folder after a day.
+STALE_SECONDS = 14 * 24 * 3600
+_SCRATCH_STALE_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What `search.embedding.encoder.pool` reads from a forward pass, as from a transformers model output."""
+
+    last_hidden_state: np.ndarray
+    pooler_output: np.ndarray | None
+
+
+def default_cache_dir() -> Path | None:
+    """A per-user folder in the temp dir; None when it cannot be made or someone else could write to it."""
+    root = Path(tempfile.gettempdir()) / f"semsearch-openvino-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = root.stat()
+    except OSError:
+        return None
+    # A model read from a folder another user can write to could be swapped for anything.
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        log.warning("not caching OpenVINO models in %s: not private to this user", root)
+        return None
+    return root
+
+
+def cache_key(path: str, pooler: bool) -> str:
+    """Folder name of a converted model: changes with the model's files, the export and the library versions."""
+    folder = Path(path)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)
+    stamp = {
+        "path": str(folder.resolve()),
+        "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files],
+        "versions": [ov.__version__, _version("torch"), _version("transformers"), _EXPORT_FORMAT],
+        "pooler": pooler,
+    }
+    digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{folder.name}-{digest}"
+
+
+def _version(package: str) -> str:
+    """An installed package's version, read without importing it (torch takes seconds)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def convert(path: str, pooler: bool) -> ov.Model:
+    """Export the local model at `path` to OpenVINO (imports torch and transformers: only here)."""
+    from search.embedding.openvino_export import export
+
+    return export(path, pooler)
+
+
+def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model:
+    """The converted model from the cache, else converted now and cached for the next process."""
+    if cache_dir is None or not Path(path).is_dir():
+        return convert(path, pooler)
+    target = cache_dir / cache_key(path, pooler)
+    if (target / "model.xml").is_file():
+        try:
+            model = ov.Core().read_model(target / "model.xml")
+            os.utime(target)  # the entry's time is its last use: pruning keeps what is in use
+            return model
+        except (RuntimeError, OSError):
+            log.warning("damaged OpenVINO cache entry %s; converting again", target, exc_info=True)
+    model = convert(path, pooler)
+    try:
+        save_atomically(model, target)
+    except OSError:
+        log.warning("could not cache the OpenVINO model in %s", target, exc_info=True)
+    # Pruned only after a conversion: a process that found its entry has nothing new to clear away.
+    prune(cache_dir, keep=target)
+    return model
+
+
+def prune(cache_dir: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove the cache entries unused for `STALE_SECONDS` (and scratch folders a crash left behind),
+    never `keep`; returns what was removed. Another process's entry in use is recent, so it stays."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in cache_dir.iterdir():
+        try:
+            age = now - entry.stat().st_mtime
+        except OSError:
+            continue  # removed meanwhile by another process
+        limit = _SCRATCH_STALE_SECONDS if entry.name.startswith(".partial-") else STALE_SECONDS
+        if entry != keep and entry.is_dir() and age > limit:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d unused OpenVINO cache entries from %s", len(removed), cache_dir)
+    return removed
+
+
+def save_atomically(model: ov.Model, target: Path) -> None:
+    """Write the IR beside `target` and rename it into place, so that a reader never sees half a model
+    and two processes converting at once both succeed (the second one's copy is dropped)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    try:
+        # Keep float32 weights: the fp16 default would round them before the bf16/f32 inference does.
+        ov.save_model(model, scratch / "model.xml", compress_to_fp16=False)
+        scratch.rename(target)
+    except OSError:
+        if not (target / "model.xml").is_file():
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class OpenVinoRunner:
+    """One compiled model; `__call__` runs a padded batch through it (safe from several threads)."""
+
+    def __init__(self, path: str, pooler: bool, precision: Dtype, threads: int | None, cache_dir: Path | None) -> None:
+        model = load_or_convert(path, pooler, cache_dir)
+        # Set in every case: OpenVINO's own default on a CPU with native bf16 is bf16, even for float32.
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.pooler = pooler
+        self._compiled = ov.Core().compile_model(model, "CPU", config)
+        # An infer request must not be shared by threads running at once; each thread gets its own.
+        self._local = threading.local()
+
+    def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> Outputs:
+        """Forward pass; the outputs are valid until this thread's next call."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        results = request.infer([input_ids, mask])
+        return Outputs(last_hidden_state=results[0], pooler_output=results[1] if self.pooler else None)

@@ -1,0 +1,314 @@
+"""Hybrid retrieval: the dense searcher and the BM25 keyword index, each ranking documents by their
+best chunk, fused per document (search/query/fusion.py).
+
+Each retriever ranks `candidates` documents (at least `k`) whatever `k` is, so a page of 10 is the
+top of a page of 50. A metadata filter applies to both retrievers, planned once by its estimated
+share (as in the dense searcher): a narrow one inside their searches, a broad one checked on their
+over-fetched results; either way `k` matches come back whenever that many exist. `mode` picks one
+retriever alone or both."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+
+from search.dense.catalog import Serving
+from search.keyword.index import KeywordIndex
+from search.query.filters import parse_filter
+from search.query.fusion import convex, rrf
+from search.query.planning import RequestPlan
+from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
+from search.settings import Fusion, Settings
+from search.storage.store import Store
+
+Mode = Literal["hybrid", "dense", "keyword"]
+MODES: tuple[str, ...] = get_args(Mode)
+# Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
+_OVERFETCH = 4
+_UNRANKED = 1 << 62  # the rank of a document a retriever did not return
+# While a hybrid search is the only one in flight, its keyword retriever runs on a thread of its own
+# beside the dense one (FAISS, SQLite and tantivy release the GIL), so it costs about the slower of the
+# two, not their sum. With others in flight the cores are busy already: a second thread per request
+# would only add switching.
+_KEYWORD_THREADS = 2
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What one retriever said of a document: its rank (from 1) and its score there."""
+
+    rank: int
+    score: float
+
+
+@dataclass(frozen=True)
+class HybridHit:
+    """One ranked document: its fused score, the chunk shown, each retriever's say (None: it did not
+    return the document, or did not run), and the words of the chunk that match the query's terms."""
+
+    id: str
+    chunk_id: int
+    score: float
+    title: str
+    text: str
+    metadata: dict[str, object]
+    start: int
+    end: int
+    dense: Signal | None
+    keyword: Signal | None
+    matched_terms: list[str]
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """A document in a fused ranking before its row is read: the chunk shown, the fused score, and
+    each retriever's say."""
+
+    chunk: Ranked
+    score: float
+    dense: Signal | None
+    keyword: Signal | None
+
+
+@dataclass(frozen=True)
+class KeywordSide:
+    """The keyword retriever's part of a hybrid request, ranked before the query vectors exist (it
+    needs none), so the API runs it while the queries are embedded."""
+
+    plan: RequestPlan
+    terms: list[list[str]]
+    rankings: list[list[Ranked]]
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """How the two rankings are combined."""
+
+    method: Fusion = "convex"
+    weight: float = 0.5  # convex: the dense score's weight
+    rrf_k: int = 60
+    candidates: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FusionConfig:
+        """The fusion the settings describe."""
+        return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
+
+
+def check_mode(mode: str) -> Mode:
+    """`mode` when it is one of MODES; else a ValueError naming the allowed values."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+class HybridSearcher:
+    """Answers queries in any mode from the dense searcher and the keyword index."""
+
+    def __init__(self, dense: Searcher, keyword: KeywordIndex, fusion: FusionConfig | None = None) -> None:
+        self.dense = dense
+        self.keyword = keyword
+        self.fusion = fusion or FusionConfig()
+        self._pool = ThreadPoolExecutor(_KEYWORD_THREADS, thread_name_prefix="keyword-retriever")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The store that owns the chunk rows."""
+        return self.dense.store
+
+    def refresh(self, force: bool = False) -> Serving:
+        """Pick up newly published vectors and keyword segments; returns the dense pair serving now."""
+        self.keyword.reload(force)
+        return self.dense.refresh(force)
+
+    def search(self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid") -> list[HybridHit]:
+        """The `k` best documents for `query` (see `search_many`)."""
+        return self.search_many([query], k, filter, mode)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None, mode: str = "hybrid"
+    ) -> list[list[HybridHit]]:
+        """The `k` best documents for each query among those passing `filter`; the queries are
+        embedded in one batch, and not at all in keyword mode. A bad mode or filter raises
+        ValueError before any model time is spent."""
+        check_mode(mode)
+        parsed = parse_filter(filter)
+        serving = self.refresh()
+        vectors = None if mode == "keyword" else serving.encoder.encode(list(queries))
+        return self.search_prepared(queries, vectors, k, parsed, mode, serving)
+
+    def search_prepared(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        filter: FilterSpec = None,
+        mode: str = "hybrid",
+        serving: Serving | None = None,
+        keyword: KeywordSide | None = None,
+    ) -> list[list[HybridHit]]:
+        """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
+        keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
+        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter)."""
+        check_mode(mode)
+        parsed = parse_filter(filter)
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
+            raise ValueError(f"{mode} search needs one query vector per query")
+        if keyword is not None and (mode != "hybrid" or len(keyword.rankings) != len(queries)):
+            raise ValueError("a keyword side ranked beforehand serves a hybrid search of the same queries")
+        plan = keyword.plan if keyword is not None else RequestPlan(self.dense, parsed, serving, mode != "keyword")
+        plan.serving = serving
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _rank_all(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        plan: RequestPlan,
+        mode: str,
+        serving: Serving | None,
+        ranked: KeywordSide | None = None,
+    ) -> tuple[list[list[_Fused]], list[list[str]]]:
+        """Each query's fused ranking and its keyword terms."""
+        depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
+        fused: list[list[_Fused]] = []
+        if ranked is not None:
+            assert vectors is not None  # checked by the caller
+            for vector, keyword in zip(vectors, ranked.rankings, strict=True):
+                fused.append(self._fuse(self._dense(vector, depth, plan, serving), keyword, k, mode))
+            return fused, ranked.terms
+        terms = []
+        for i, query in enumerate(queries):
+            terms.append(self.keyword.analyzer.query_terms(query))
+            if mode == "keyword":
+                fused.append(self._fuse([], self._keyword(terms[-1], depth, plan), k, mode))
+                continue
+            alone = mode == "hybrid" and self._in_flight == 1
+            beside = self._pool.submit(self._keyword, terms[-1], depth, plan) if alone else None
+            assert vectors is not None  # checked above for every mode but keyword
+            dense = self._dense(vectors[i], depth, plan, serving)
+            if beside is not None:
+                keyword = beside.result()
+            else:
+                keyword = self._keyword(terms[-1], depth, plan) if mode == "hybrid" else []
+            fused.append(self._fuse(dense, keyword, k, mode))
+        return fused, terms
+
+    def rank_keywords(self, queries: Sequence[str], k: int, filter: FilterSpec = None) -> KeywordSide:
+        """The keyword side of a hybrid search of `queries` (no model time): the API ranks it while
+        the queries are embedded, then hands it to `search_prepared`."""
+        plan = RequestPlan(self.dense, parse_filter(filter), None)
+        depth = max(k, self.fusion.candidates)
+        terms = [self.keyword.analyzer.query_terms(q) for q in queries]
+        return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
+
+    def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
+        """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
+        was ranked is left out."""
+        rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
+        out = []
+        for ranking, words in zip(fused, terms, strict=True):
+            hits = []
+            for f in ranking:
+                row = rows.get(f.chunk.chunk_id)
+                if row is None:
+                    continue
+                matched = self.keyword.analyzer.matched_terms(words, f"{row.title}\n{row.text}")
+                hits.append(
+                    HybridHit(
+                        id=f.chunk.id,
+                        chunk_id=row.chunk_id,
+                        score=f.score,
+                        title=row.title,
+                        text=row.text,
+                        metadata=row.metadata,
+                        start=row.start,
+                        end=row.end,
+                        dense=f.dense,
+                        keyword=f.keyword,
+                        matched_terms=matched,
+                    )
+                )
+            out.append(hits)
+        return out
+
+    def _dense(self, vector: np.ndarray, depth: int, plan: RequestPlan, serving: Serving | None) -> list[Ranked]:
+        if plan.check is not None and plan.share is not None:
+            hits = self.dense.rank_checked(vector, depth, plan.check, plan.share, serving)
+            if hits is not None:
+                return hits
+        return self.dense.rank(vector, depth, plan.dense_allowed(), serving)
+
+    def _keyword(self, terms: list[str], depth: int, plan: RequestPlan) -> list[Ranked]:
+        """The `depth` best documents by BM25 of their best chunk, over-fetching chunks until that
+        many documents turn up; a chunk whose row is gone (deleted, replaced) is skipped. A broad
+        filter is checked on over-fetched unfiltered results (a few widenings at most), a narrow
+        one restricts the search to its chunks."""
+        if plan.check is not None and plan.share is not None:
+            fetch = math.ceil(depth * _OVERFETCH / plan.share)
+            for _ in range(3):
+                found = self.keyword.search(terms, fetch, None)
+                best = best_per_document(self.store, found, plan.check)
+                if len(best) >= depth or len(found) < fetch:
+                    return best[:depth]
+                fetch *= _OVERFETCH
+        fetch = depth * _OVERFETCH
+        allowed = plan.ids()
+        while True:
+            found = self.keyword.search(terms, fetch, allowed)
+            best = best_per_document(self.store, found, owners=plan.owners())
+            if len(best) >= depth or len(found) < fetch:
+                return best[:depth]
+            fetch *= _OVERFETCH
+
+    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[_Fused]:
+        rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
+        if mode != "hybrid":
+            scores = dict(rankings[0] if mode == "dense" else rankings[1])
+        elif self.fusion.method == "rrf":
+            scores = rrf(rankings, self.fusion.rrf_k)
+        else:
+            scores = convex(rankings, [self.fusion.weight, 1.0 - self.fusion.weight])
+        by_dense = {h.id: (rank, h) for rank, h in enumerate(dense, start=1)}
+        by_keyword = {h.id: (rank, h) for rank, h in enumerate(keyword, start=1)}
+
+        def best_rank(doc: str) -> int:
+            return min(by_dense.get(doc, (_UNRANKED,))[0], by_keyword.get(doc, (_UNRANKED,))[0])
+
+        # Ties (frequent under RRF) go to the document one retriever ranked higher, then by id.
+        order = sorted(scores, key=lambda doc: (-scores[doc], best_rank(doc), doc))[:k]
+        fused = []
+        for doc in order:
+            d, kw = by_dense.get(doc), by_keyword.get(doc)
+            # The chunk shown is the one of the retriever that ranked the document higher.
+            if d is not None and (kw is None or d[0] <= kw[0]):
+                chunk = d[1]
+            else:
+                assert kw is not None
+                chunk = kw[1]
+            fused.append(
+                _Fused(
+                    chunk=chunk,
+                    score=float(scores[doc]),
+                    dense=None if d is None else Signal(d[0], d[1].score),
+                    keyword=None if kw is None else Signal(kw[0], kw[1].score),
+                )
+            )
+        return fused

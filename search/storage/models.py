@@ -1,0 +1,219 @@
+"""The SQL schema as typed SQLAlchemy models. Alembic (migrations/) creates and changes it; nothing else does."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# JSONB on PostgreSQL so that metadata filters can use its operators and indexes.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+# A document's life: written (pending) -> its chunks' vectors are committed to SQL, where every reader
+# applies them from the change log within its reload interval (indexed).
+PENDING, INDEXED = "pending", "indexed"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, for timestamps."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What makes two vectors comparable: the same model, pooling, dimension and token limit. The
+    encoder makes it, each generation stores it, and every check compares two of them with `==`."""
+
+    model: str
+    pooling: str
+    dim: int
+    max_length: int
+
+    @property
+    def key(self) -> str:
+        """A short key of the space, under which SQL keeps its vectors (whatever index type holds them)."""
+        return hashlib.sha1(f"{self.model}|{self.pooling}|{self.dim}|{self.max_length}".encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The space in words, for messages."""
+        return f"model {self.model!r}, {self.pooling} pooling, dimension {self.dim}, max_length {self.max_length}"
+
+
+# BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Document(Base):
+    """A user's document. `external_id` is the user's id; `id` is ours."""
+
+    __tablename__ = "documents"
+    # AUTOINCREMENT on SQLite (an identity on PostgreSQL) means a deleted row's key is never handed out
+    # again, so a stale vector can never point at a newer row.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(512), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text)
+    # "metadata" is reserved on declarative classes, hence the attribute name.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    chunks: Mapped[list[Chunk]] = relationship(
+        back_populates="document",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Chunk.ordinal",
+    )
+
+
+class Chunk(Base):
+    """A span of a document that has one vector; `id` is that vector's FAISS id."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("document_id", "ordinal", name="uq_chunks_document_ordinal"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    start: Mapped[int] = mapped_column("start_char", Integer)
+    end: Mapped[int] = mapped_column("end_char", Integer)
+
+    document: Mapped[Document] = relationship(back_populates="chunks")
+
+
+# Numbers in the metadata index: exact NUMERIC on PostgreSQL; on SQLite the column is created NUMERIC
+# (integers stay exact) while SQLAlchemy binds values as they are (its Numeric would warn about Decimal).
+NumberType = Float().with_variant(Numeric(), "postgresql")
+
+
+class MetadataValue(Base):
+    """A document's top-level scalar metadata value, one row per key, kept in the same transaction as
+    the document: metadata filters look their matches up here by index (search/storage/metadata_index.py).
+    Strings are kept as a digest (`text_hash`), numbers and booleans (1/0) in `number`."""
+
+    __tablename__ = "metadata_values"
+    # `document_id` last in the value indexes: a filter's lookup then reads the index alone.
+    __table_args__ = (
+        Index("ix_metadata_values_text", "key", "kind", "text_hash", "document_id"),
+        Index("ix_metadata_values_number", "key", "kind", "number", "document_id"),
+        Index("ix_metadata_values_document", "document_id"),
+    )
+
+    id: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(1))
+    text_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    number: Mapped[float | None] = mapped_column(NumberType, nullable=True)
+
+
+class IndexGeneration(Base):
+    """One index build: the model and pooling that made its vectors, and its base segment: the file
+    `path` holds every vector of the space up to change `base_seq`; readers apply later changes from
+    the change log. `factory` is what was asked for (`auto` is re-decided as the corpus grows),
+    `index_type` what the base file holds."""
+
+    __tablename__ = "index_generations"
+    __table_args__ = (Index("ix_index_generations_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    factory: Mapped[str] = mapped_column(String(256))
+    index_type: Mapped[str] = mapped_column(String(256), default="")
+    base_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    model: Mapped[str] = mapped_column(String(1024))
+    pooling: Mapped[str] = mapped_column(String(16))
+    dim: Mapped[int] = mapped_column(Integer)
+    max_length: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="building")
+    vectors: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of this generation's vectors."""
+        return EmbeddingSpace(self.model, self.pooling, self.dim, self.max_length)
+
+
+class ChunkVector(Base):
+    """A chunk's vector in one embedding space, kept in SQL so that the index files are rebuildable
+    caches: a crash never loses an embedding that was committed, and a change of index type re-embeds
+    nothing. Its arrival is recorded in the change log (`Change`, op "vec")."""
+
+    __tablename__ = "chunk_vectors"
+
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True)
+    space: Mapped[str] = mapped_column(String(16), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Change(Base):
+    """The change log: every chunk inserted ("add"), deleted ("del") and every vector committed
+    ("vec", in `space`), numbered in commit order. Each derived index (the FAISS segments, the keyword
+    index) records the `seq` it has applied and catches up from there. See search/storage/changes.py."""
+
+    __tablename__ = "changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(SeqType, primary_key=True)
+    op: Mapped[str] = mapped_column(String(3))
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    space: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DerivedState(Base):
+    """How far a durable derived index has applied the change log (its name -> the last seq applied)."""
+
+    __tablename__ = "derived_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class Job(Base):
+    """Work handed to the running indexing process: on SQLite one process indexes at a time, so
+    `semsearch rebuild` beside `semsearch serve` queues the rebuild here for its worker and follows
+    it (search/storage/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

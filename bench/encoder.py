@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from bench.common import print_table, rss_mb, scifact_docs, timed
-from indexer.ingest.chunking import Chunker, embedding_input
+from indexer.ingest.chunking import Chunker
 from indexer.write.pipeline import Indexer
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder, resolve_model
+from search.embedding.space import chunk_input
 from search.settings import Backend
 from search.storage.store import DocumentIn, Store
 
@@ -73,9 +74,7 @@ def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
     encoder = Encoder()
     records = [DocumentIn(str(d["_id"]), d["text"], d["title"]) for d in docs]
     chunker = Chunker(encoder)
-    inputs = [
-        embedding_input(r.title, c.text) for r, cs in zip(records, chunker.split(records), strict=True) for c in cs
-    ]
+    inputs = [chunk_input(r.title, c.text) for r, cs in zip(records, chunker.split(records), strict=True) for c in cs]
     bare, pipe = [], []
     for _ in range(2):
         bare.append(timed(lambda: encoder.encode(inputs))[1])

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Pooling = Literal["mean", "cls", "pooler"]
+from search.embedding.space import Pooling
+
 Backend = Literal["auto", "torch", "openvino"]
 # What the model computes in; `auto` resolves per device (search/embedding/batching.py).
 Dtype = Literal["float32", "float16", "bfloat16"]

@@ -37,7 +37,7 @@ from api.server.schemas import (
 )
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
-from search.query.filters import MetadataFilter, parse_filter
+from search.filters import MetadataFilter, parse_filter
 from search.query.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
 from search.query.searcher import Searcher
 from search.settings import Settings

@@ -16,11 +16,6 @@ _MIN_FILL = 0.5
 _MIN_CHUNK_TOKENS = 32
 
 
-def embedding_input(title: str, text: str) -> str:
-    """What a chunk's vector embeds: the document title, then the chunk text."""
-    return f"{title} {text}" if title else text
-
-
 class Chunker:
     """Cuts documents into windows of at most `size` tokens sharing `overlap` tokens, ending at sentences."""
 

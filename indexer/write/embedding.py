@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from indexer.ingest.chunking import Chunker, embedding_input
+from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
+from search.embedding.space import chunk_input
 from search.storage.store import ChunkIn, DocumentIn
 from search.storage.vectors import Embedded, PendingDoc, VectorRows
 
@@ -24,7 +25,7 @@ def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: i
         if not docs:
             return 0, 0
         chunk_lists = _chunks_of(docs, chunker)
-        inputs = [embedding_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
+        inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
         vectors = encoder.encode(inputs)
         items = [
             Embedded(
@@ -55,5 +56,5 @@ def embed_missing(rows: VectorRows, encoder: Encoder, block: int = 4096) -> int:
         ids = missing[start : start + block]
         inputs = rows.store.chunk_inputs(ids)  # a chunk deleted meanwhile is simply absent
         live = [i for i in ids if i in inputs]
-        rows.write(live, encoder.encode([embedding_input(*inputs[i]) for i in live]))
+        rows.write(live, encoder.encode([chunk_input(*inputs[i]) for i in live]))
     return len(missing)

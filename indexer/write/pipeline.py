@@ -11,7 +11,7 @@ from itertools import islice
 
 import numpy as np
 
-from indexer.ingest.chunking import Chunker, embedding_input
+from indexer.ingest.chunking import Chunker
 from indexer.ingest.sources import Record, Rejected
 from indexer.write.embedding import embed_missing, embed_pending, split_rows
 from indexer.write.publisher import Publisher
@@ -19,6 +19,7 @@ from search.components import make_encoder, open_keyword, open_store
 from search.dense.catalog import IndexCatalog, IndexWatcher
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
+from search.embedding.space import chunk_input
 from search.settings import Settings
 from search.storage.store import ChunkIn, DocumentIn, Store
 from search.storage.vectors import Embedded
@@ -188,7 +189,7 @@ class Indexer:
                 (doc_id, d.content_hash, ids, cs)
                 for d, cs, (doc_id, ids) in zip(changed, chunk_lists, result.written, strict=True)
             ],
-            inputs=[embedding_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs],
+            inputs=[chunk_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs],
         )
 
     def _embed(self, prepared: _Prepared, summary: IndexSummary) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.ingest.chunking import embedding_input
 from search.components import make_encoder
+from search.embedding.space import chunk_input
 from search.settings import Settings
 from search.storage.vectors import VectorRows
 
@@ -111,7 +111,7 @@ def _chunk_dataset(ray: Any, rows: VectorRows, chunk_ids: list[int], block: int)
         inputs = rows.store.chunk_inputs(ids)
         kept = [i for i in ids if i in inputs]  # a chunk deleted since the list was read is skipped
         # Exactly the text `embed_missing` embeds, so both engines give the same vectors.
-        texts = [embedding_input(*inputs[i]) for i in kept]
+        texts = [chunk_input(*inputs[i]) for i in kept]
         table = pa.table({"chunk_id": pa.array(kept, pa.int64()), "text": pa.array(texts, pa.string())})
         refs.append(ray.put(table))
     return ray.data.from_arrow_refs(refs)

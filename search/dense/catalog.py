@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 from search.dense.index import VectorIndex
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
+from search.embedding.space import EmbeddingSpace
 from search.storage import changes
-from search.storage.models import EmbeddingSpace, IndexGeneration
+from search.storage.models import IndexGeneration
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
 

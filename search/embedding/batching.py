@@ -46,9 +46,9 @@ def cuda_available() -> bool:
     """Whether torch sees a GPU; not asked (nor imported) on a machine with no GPU driver."""
     if not any(Path(p).exists() for p in _GPU_DRIVERS):
         return False
-    import torch
+    from search.embedding.torch_runner import cuda_is_available
 
-    return bool(torch.cuda.is_available())
+    return cuda_is_available()
 
 
 def resolve_device(device: str) -> Device:
@@ -73,9 +73,9 @@ def default_batch_tokens(device: Device, config: Mapping[str, Any], dtype: Dtype
     """Tokens per batch: 8192 on a CPU (measured best, bench/encoder.py); on CUDA sized from free memory."""
     if device.type != "cuda":
         return 8192
-    import torch
+    from search.embedding.torch_runner import cuda_free_memory
 
-    free, _total = torch.cuda.mem_get_info(torch.device(device.name))
+    free = cuda_free_memory(device.name)
     # Peak activation memory per token of one layer in inference: the hidden states a few times
     # over plus the feed-forward expansion; use a third of what is free.
     per_token = (8 * int(config["hidden_size"]) + 2 * int(config["intermediate_size"])) * _ITEMSIZE[dtype]

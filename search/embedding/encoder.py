@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.embedding.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
+from search.embedding.space import EmbeddingSpace, Pooling, check_pooling
 from search.embedding.tokenization import WordPieces, read_json
-from search.settings import DEFAULT_MODEL, Backend, Pooling
-from search.storage.models import EmbeddingSpace
+from search.settings import DEFAULT_MODEL, Backend
 
 if TYPE_CHECKING:
     from search.embedding.openvino_runner import OpenVinoRunner, Outputs
@@ -71,10 +71,8 @@ class Encoder:
     ) -> None:
         """`backend`: auto is OpenVINO on a CPU where it imports and the model converts, else torch.
         `cache_dir`: where converted OpenVINO models are kept; default a private folder in the temp dir."""
-        if pooling not in ("mean", "cls", "pooler"):
-            raise ValueError(f"pooling must be mean, cls or pooler, not {pooling!r}")
         self.model_name = model
-        self.pooling: Pooling = pooling
+        self.pooling: Pooling = check_pooling(pooling)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.threads = threads

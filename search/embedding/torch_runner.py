@@ -14,7 +14,8 @@ from transformers import AutoModel
 from transformers.utils import logging as hf_logging
 
 from search.embedding.batching import Device
-from search.settings import Dtype, Pooling
+from search.embedding.space import Pooling
+from search.settings import Dtype
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -88,3 +89,14 @@ def _pool(output: Any, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(hidden.dtype)
     # Padding contributes nothing; the clamp keeps an all-padding row from dividing by zero.
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def cuda_is_available() -> bool:
+    """Whether torch sees a GPU (search/embedding/batching.py asks only where a GPU driver exists)."""
+    return bool(torch.cuda.is_available())
+
+
+def cuda_free_memory(device: str) -> int:
+    """Bytes free on the named CUDA device."""
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return int(free)

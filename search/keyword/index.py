@@ -28,6 +28,7 @@ import numpy as np
 import tantivy
 from sqlalchemy import select
 
+from search.embedding.space import chunk_input
 from search.keyword.analyzer import Analyzer
 from search.keyword.state import (
     OPS,
@@ -35,7 +36,6 @@ from search.keyword.state import (
     KeywordCheck,
     chunk_rows,
     chunk_rows_of,
-    chunk_text,
     entries_after,
     held_ids,
 )
@@ -208,7 +208,7 @@ class KeywordIndex:
     def _doc(self, chunk_id: int, title: str, text: str) -> tantivy.Document:
         doc = tantivy.Document()
         doc.add_unsigned("chunk_id", int(chunk_id))
-        doc.add_text("text", self.analyzer.index_text(chunk_text(title, text)))
+        doc.add_text("text", self.analyzer.index_text(chunk_input(title, text)))
         return doc
 
     @staticmethod

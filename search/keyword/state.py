@@ -66,11 +66,6 @@ def entries_after(s: Session, seq: int) -> Iterator[changes.Entry]:
         seq = page[-1].seq
 
 
-def chunk_text(title: str, text: str) -> str:
-    """What the index holds for a chunk: its document's title, then the chunk, as embedded."""
-    return f"{title}\n{text}" if title else text
-
-
 def chunk_rows(s: Session, after: int, limit: int) -> list[tuple[int, str, str]]:
     """(chunk id, title, chunk text) of up to `limit` chunks with ids above `after`, ascending."""
     stmt = (

@@ -19,8 +19,9 @@ from typing import Literal, get_args
 import numpy as np
 
 from search.dense.catalog import Serving
+from search.embedding.space import chunk_input
+from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
-from search.query.filters import parse_filter
 from search.query.fusion import convex, rrf
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
@@ -230,7 +231,7 @@ class HybridSearcher:
                 row = rows.get(f.chunk.chunk_id)
                 if row is None:
                     continue
-                matched = self.keyword.analyzer.matched_terms(words, f"{row.title}\n{row.text}")
+                matched = self.keyword.analyzer.matched_terms(words, chunk_input(row.title, row.text))
                 hits.append(
                     HybridHit(
                         id=f.chunk.id,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.query.filters import MetadataFilter
+from search.filters import MetadataFilter
 from search.storage.store import ChunkOwner, Store
 from search.storage.vectors import FewMatches, Matches
 

@@ -12,7 +12,7 @@ import numpy as np
 from search.dense.catalog import IndexWatcher, Serving
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
-from search.query.filters import MetadataFilter, parse_filter
+from search.filters import MetadataFilter, parse_filter
 from search.query.planning import BROAD, FilterPlanner
 from search.storage.store import ChunkOwner, Store
 from search.storage.vectors import FewMatches, Matches, VectorRows

@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Numeric, Select, Table, and_, delete, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from search.query.filters import MAX_FIELD_CHARS, Condition, MetadataFilter
+from search.filters import MAX_FIELD_CHARS, Condition, MetadataFilter
 from search.storage.bulk import insert_rows
 from search.storage.models import Chunk, MetadataValue
 from search.validation import INT64, is_utf8

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from search.embedding.space import EmbeddingSpace
+
 # JSONB on PostgreSQL so that metadata filters can use its operators and indexes.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -36,26 +36,6 @@ PENDING, INDEXED = "pending", "indexed"
 def utcnow() -> datetime:
     """Timezone-aware now, for timestamps."""
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class EmbeddingSpace:
-    """What makes two vectors comparable: the same model, pooling, dimension and token limit. The
-    encoder makes it, each generation stores it, and every check compares two of them with `==`."""
-
-    model: str
-    pooling: str
-    dim: int
-    max_length: int
-
-    @property
-    def key(self) -> str:
-        """A short key of the space, under which SQL keeps its vectors (whatever index type holds them)."""
-        return hashlib.sha1(f"{self.model}|{self.pooling}|{self.dim}|{self.max_length}".encode()).hexdigest()[:16]
-
-    def describe(self) -> str:
-        """The space in words, for messages."""
-        return f"model {self.model!r}, {self.pooling} pooling, dimension {self.dim}, max_length {self.max_length}"
 
 
 # BIGINT on PostgreSQL; SQLite's AUTOINCREMENT needs exactly INTEGER (which is 64-bit there anyway).

@@ -14,7 +14,7 @@ from alembic import command
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.query.filters import MetadataFilter
+from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
 from search.storage.bulk import insert_rows, one_of
 from search.storage.db import alembic_config, make_engine

@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from search.query.filters import MetadataFilter
+from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
 from search.storage.models import INDEXED, PENDING, Chunk, ChunkVector, Document
 from search.storage.store import ChunkIn, ChunkOwner, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts

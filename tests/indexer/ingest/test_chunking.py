@@ -6,8 +6,9 @@ from itertools import pairwise
 
 import pytest
 
-from indexer.ingest.chunking import Chunker, embedding_input
+from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
+from search.embedding.space import chunk_input
 from search.storage.store import DocumentIn
 
 SENTENCES = [
@@ -52,7 +53,7 @@ def test_title_shrinks_windows_to_fit_the_model(tiny_model_dir: str) -> None:
     (chunks,) = Chunker(encoder, size=256, overlap=4).split([DocumentIn("t", LONG, title)])
     for chunk in chunks:
         # Title, chunk and [CLS]/[SEP] all fit, so no chunk text is truncated away when embedded.
-        assert _tokens(encoder, embedding_input(title, chunk.text)) + 2 <= 48
+        assert _tokens(encoder, chunk_input(title, chunk.text)) + 2 <= 48
 
 
 def test_disabled_chunking_and_bad_settings(tiny_encoder: Encoder) -> None:
@@ -60,4 +61,4 @@ def test_disabled_chunking_and_bad_settings(tiny_encoder: Encoder) -> None:
     assert len(chunks) == 1 and chunks[0].text == LONG
     with pytest.raises(ValueError, match="overlap"):
         Chunker(tiny_encoder, size=16, overlap=16)
-    assert embedding_input("", "body") == "body" and embedding_input("T", "body") == "T body"
+    assert chunk_input("", "body") == "body" and chunk_input("T", "body") == "T body"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tantivy
 
+from search.keyword import index as keyword
 from search.keyword.analyzer import Analyzer
 from search.keyword.index import NAME, KeywordIndex
-from search.keyword import index as keyword
 from search.storage import changes
 from search.storage.store import ChunkIn, DocumentIn, Store
 

@@ -11,7 +11,7 @@ import pytest
 from indexer.write.pipeline import open_indexer
 from search.components import open_hybrid
 from search.dense.catalog import Serving
-from search.query.filters import parse_filter
+from search.filters import parse_filter
 from search.query.fusion import convex, min_max, rrf
 from search.query.hybrid import FusionConfig, HybridSearcher
 from search.query.planning import RequestPlan

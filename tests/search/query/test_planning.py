@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search.query.filters import parse_filter
+from search.filters import parse_filter
 from search.query.planning import FilterPlanner
 from search.storage import metadata_index
 from search.storage.store import ChunkIn, DocumentIn, Store

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.query.filters import parse_filter
+from search.filters import parse_filter
 from search.storage.store import ChunkIn, DocumentIn, Store
 
 META: dict[str, dict[str, Any]] = {

@@ -21,7 +21,7 @@ from search.keyword.index import NAME as KEYWORD
 from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 from search.storage import changes
-from search.storage.models import INDEXED
+from search.storage.models import DocumentStatus
 from search.storage.retry import WriteConflictError, retry_write
 from search.storage.store import DocumentIn, Store
 from search.storage.vectors import enqueue
@@ -188,7 +188,9 @@ async def _wait_indexed(store: Store, searcher: HybridSearcher, ids: list[str], 
     while True:
         if target is None:
             statuses = await run_in_threadpool(store.statuses, ids)
-            if all(statuses.get(i, INDEXED) == INDEXED for i in ids):  # one deleted meanwhile counts as done
+            if all(
+                statuses.get(i, DocumentStatus.INDEXED) == DocumentStatus.INDEXED for i in ids
+            ):  # one deleted meanwhile counts as done
                 target = await run_in_threadpool(_log_head, store)
         if target is not None and await run_in_threadpool(_keyword_applied, store) >= target:
             await run_in_threadpool(searcher.refresh, True)

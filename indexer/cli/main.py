@@ -160,13 +160,14 @@ def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.rebuild import REBUILD_FIELDS
     from search.components import open_store
     from search.storage import jobs
+    from search.storage.models import JobStatus
 
     params = {name: getattr(settings, name) for name in REBUILD_FIELDS if name in settings.model_fields_set}
     store = open_store(settings)
     job_id = jobs.submit(store, "rebuild", params)
     print(f"another process is indexing: rebuild handed to it as job {job_id}; following it", file=sys.stderr)
     done = jobs.follow(store, job_id, timeout=7 * 24 * 3600)
-    if done.state != jobs.DONE:
+    if done.state != JobStatus.DONE:
         print(f"rebuild job {job_id} {done.state}: {done.result.get('error', '')}", file=sys.stderr)
         return 1
     _print_fields(args, done.result)

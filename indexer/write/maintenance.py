@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from indexer.write.pipeline import Indexer
+from search.dense.catalog import BaseFileState
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,13 @@ class Consistency:
     vectors: int
     orphan_vectors: int
     missing_vectors: int
-    base_file: str  # "ok", "none" (nothing merged yet) or "unreadable" (missing, truncated, corrupt)
+    base_file: BaseFileState
 
     @property
     def ok(self) -> bool:
         """True when rows and vectors match one to one and the base file can be read."""
         matched = self.orphan_vectors == 0 and self.missing_vectors == 0 and self.chunks == self.vectors
-        return matched and self.base_file != "unreadable"
+        return matched and self.base_file is not BaseFileState.UNREADABLE
 
     def as_dict(self) -> dict[str, int | bool]:
         """The report as JSON-ready values."""

@@ -16,7 +16,7 @@ from indexer.ingest.sources import Record, Rejected
 from indexer.write.embedding import embed_missing, embed_pending, split_rows
 from indexer.write.publisher import Publisher
 from search.components import make_encoder, open_keyword, open_store
-from search.dense.catalog import IndexCatalog, IndexWatcher
+from search.dense.catalog import BaseFileState, IndexCatalog, IndexWatcher
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
@@ -209,12 +209,13 @@ class Indexer:
         held = view.ids()
         return np.setdiff1d(held, stored), np.setdiff1d(stored, held)
 
-    def base_file_state(self) -> str:
-        """ "ok", "none" (nothing merged yet) or "unreadable" (missing, truncated or corrupt)."""
+    def base_file_state(self) -> BaseFileState:
+        """Whether the active generation's base file reads (none: nothing merged yet)."""
         generation = self.store.active_generation()
         if generation is None or (generation.base_seq == 0 and not self.catalog.path_of(generation).exists()):
-            return "none"
-        return "ok" if self.catalog.load_base(generation, mmap=True) is not None else "unreadable"
+            return BaseFileState.NONE
+        readable = self.catalog.load_base(generation, mmap=True) is not None
+        return BaseFileState.OK if readable else BaseFileState.UNREADABLE
 
     def resume(self) -> None:
         """Finish what an interrupted run left, in O(what it left): embed the pending documents."""

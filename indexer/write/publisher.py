@@ -21,7 +21,7 @@ from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
 from search.keyword.index import KeywordIndex
 from search.storage import changes
-from search.storage.models import DerivedState, IndexGeneration
+from search.storage.models import DerivedState, GenerationState, IndexGeneration
 from search.storage.vectors import VectorRows
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Publisher:
         another embedding space."""
         generation = self.store.active_generation(s)
         if generation is None:
-            generation = self.catalog.create(self.encoder, self.factory, "active")
+            generation = self.catalog.create(self.encoder, self.factory, GenerationState.ACTIVE)
         if generation.space != self.encoder.space:
             raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
         self.generation = generation
@@ -151,7 +151,9 @@ class Publisher:
     def _compact(self, s: Session) -> None:
         """Drop log entries that every consumer has applied: the base files of live generations and
         every durable derived index (derived_state)."""
-        bases = select(IndexGeneration.base_seq).where(IndexGeneration.state.in_(["active", "building"]))
+        bases = select(IndexGeneration.base_seq).where(
+            IndexGeneration.state.in_([GenerationState.ACTIVE, GenerationState.BUILDING])
+        )
         seqs = [*s.scalars(bases), *s.scalars(select(DerivedState.seq).where(DerivedState.name != changes.FLOOR))]
         if seqs:
             changes.compact(s, min(seqs))

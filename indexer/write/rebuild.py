@@ -15,7 +15,7 @@ from search.dense.segments import build_base
 from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage import changes, jobs
-from search.storage.models import IndexGeneration
+from search.storage.models import GenerationState, IndexGeneration
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
@@ -68,12 +68,12 @@ def rebuild(
     store = store or open_store(settings)
     encoder = encoder or make_encoder(settings)
     catalog = IndexCatalog(store, settings.index_dir)
-    catalog.drop_inactive(("building",))  # what an interrupted rebuild left behind
+    catalog.drop_inactive((GenerationState.BUILDING,))  # what an interrupted rebuild left behind
     factory = _factory(settings, store)
     publisher = Publisher(catalog, encoder, factory)
     rows = publisher.rows
     embedded = _embed(rows, settings, encoder, engine, address, actors, block)
-    generation = catalog.create(encoder, factory, "building")
+    generation = catalog.create(encoder, factory, GenerationState.BUILDING)
     with store.session() as s:
         upto = changes.head(s)
         index = build_base(rows, factory, s, upto)
@@ -92,7 +92,7 @@ def rebuild(
     # Readers swap within reload_seconds; POSIX keeps a file they still map alive after the unlink,
     # and the grace spares one that read the old generation's row just before the switch.
     time.sleep(min(max(2 * settings.reload_seconds, 1.0), 10.0))
-    catalog.drop_inactive(("retired",))
+    catalog.drop_inactive((GenerationState.RETIRED,))
     return summary
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,19 @@ from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
 from search.embedding.space import EmbeddingSpace
 from search.storage import changes
-from search.storage.models import IndexGeneration
+from search.storage.models import GenerationState, IndexGeneration
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
 log = logging.getLogger(__name__)
+
+
+class BaseFileState(StrEnum):
+    """What `check` finds of the active generation's base file."""
+
+    OK = "ok"
+    NONE = "none"  # nothing merged yet
+    UNREADABLE = "unreadable"  # missing, truncated or corrupt
 
 
 class IndexMismatchError(RuntimeError):
@@ -71,7 +80,7 @@ class IndexCatalog:
             base = build_base(rows, generation.index_type or generation.factory, s, generation.base_seq)
         return base
 
-    def create(self, encoder: Encoder, factory: str, state: str) -> IndexGeneration:
+    def create(self, encoder: Encoder, factory: str, state: GenerationState) -> IndexGeneration:
         """A new generation row for this encoder (its file is written when it is first published).
 
         One transaction: the row gets its file name (from its id) before it commits, so a crash can
@@ -96,11 +105,17 @@ class IndexCatalog:
 
     def activate(self, s: Session, generation: IndexGeneration) -> None:
         """Make `generation` the serving one in transaction `s`; the one it replaces is retired."""
-        s.execute(update(IndexGeneration).where(IndexGeneration.state == "active").values(state="retired"))
-        generation.state = "active"
+        s.execute(
+            update(IndexGeneration)
+            .where(IndexGeneration.state == GenerationState.ACTIVE)
+            .values(state=GenerationState.RETIRED)
+        )
+        generation.state = GenerationState.ACTIVE
         s.merge(generation)
 
-    def drop_inactive(self, states: tuple[str, ...] = ("building", "retired")) -> list[int]:
+    def drop_inactive(
+        self, states: tuple[GenerationState, ...] = (GenerationState.BUILDING, GenerationState.RETIRED)
+    ) -> list[int]:
         """Delete the files and rows of generations in `states` (an interrupted rebuild's, or retired
         ones whose readers have moved on); returns their ids."""
         with self.store.session() as s:

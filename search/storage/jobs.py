@@ -14,10 +14,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from search.storage.models import Job
+from search.storage.models import Job, JobStatus
 from search.storage.store import Store
-
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class JobState:
 def submit(store: Store, kind: str, params: dict[str, Any]) -> int:
     """Queue a job; returns its id."""
     with store.session() as s:
-        job = Job(kind=kind, params=params, state=QUEUED, result={})
+        job = Job(kind=kind, params=params, state=JobStatus.QUEUED, result={})
         s.add(job)
         s.flush()
         return job.id
@@ -42,11 +40,16 @@ def submit(store: Store, kind: str, params: dict[str, Any]) -> int:
 def claim(store: Store, kinds: tuple[str, ...]) -> tuple[int, str, dict[str, Any]] | None:
     """Take the oldest queued job of `kinds` (it becomes running); None when there is none."""
     with store.session() as s:
-        job = s.scalars(select(Job).where(Job.state == QUEUED, Job.kind.in_(kinds)).order_by(Job.id).limit(1)).first()
+        job = s.scalars(
+            select(Job).where(Job.state == JobStatus.QUEUED, Job.kind.in_(kinds)).order_by(Job.id).limit(1)
+        ).first()
         if job is None:
             return None
         taken = s.scalar(
-            update(Job).where(Job.id == job.id, Job.state == QUEUED).values(state=RUNNING).returning(Job.id)
+            update(Job)
+            .where(Job.id == job.id, Job.state == JobStatus.QUEUED)
+            .values(state=JobStatus.RUNNING)
+            .returning(Job.id)
         )
         return None if taken is None else (job.id, job.kind, dict(job.params))
 
@@ -54,7 +57,9 @@ def claim(store: Store, kinds: tuple[str, ...]) -> tuple[int, str, dict[str, Any
 def finish(store: Store, job_id: int, ok: bool, result: dict[str, Any]) -> None:
     """Record how a job ended."""
     with store.session() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(state=DONE if ok else FAILED, result=result))
+        s.execute(
+            update(Job).where(Job.id == job_id).values(state=JobStatus.DONE if ok else JobStatus.FAILED, result=result)
+        )
 
 
 def state(store: Store, job_id: int) -> JobState:
@@ -73,7 +78,7 @@ def follow(
     deadline = time.monotonic() + timeout
     while True:
         current = state(store, job_id)
-        if current.state in (DONE, FAILED) or time.monotonic() > deadline:
+        if current.state in (JobStatus.DONE, JobStatus.FAILED) or time.monotonic() > deadline:
             return current
         if on_wait is not None:
             on_wait(current)

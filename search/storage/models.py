@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,9 +29,30 @@ from search.embedding.space import EmbeddingSpace
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
-# A document's life: written (pending) -> its chunks' vectors are committed to SQL, where every reader
-# applies them from the change log within its reload interval (indexed).
-PENDING, INDEXED = "pending", "indexed"
+class DocumentStatus(StrEnum):
+    """A document's life: written (pending) -> its chunks' vectors are committed to SQL, where every
+    reader applies them from the change log within its reload interval (indexed)."""
+
+    PENDING = "pending"
+    INDEXED = "indexed"
+
+
+class GenerationState(StrEnum):
+    """An index generation's life: a rebuild builds one beside the serving one (building), switches
+    to it atomically (active), and the one it replaced is retired until its files are removed."""
+
+    BUILDING = "building"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class JobStatus(StrEnum):
+    """A job's life: queued by one process, run by the one holding the indexing slot, then done or failed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 def utcnow() -> datetime:
@@ -61,7 +83,7 @@ class Document(Base):
     # "metadata" is reserved on declarative classes, hence the attribute name.
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.PENDING, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -136,7 +158,7 @@ class IndexGeneration(Base):
     pooling: Mapped[str] = mapped_column(String(16))
     dim: Mapped[int] = mapped_column(Integer)
     max_length: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="building")
+    state: Mapped[str] = mapped_column(String(16), default=GenerationState.BUILDING)
     vectors: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -193,7 +215,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

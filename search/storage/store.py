@@ -18,7 +18,7 @@ from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
 from search.storage.bulk import insert_rows, one_of
 from search.storage.db import alembic_config, make_engine
-from search.storage.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
+from search.storage.models import Base, Chunk, Document, DocumentStatus, GenerationState, IndexGeneration, utcnow
 
 T = TypeVar("T")
 
@@ -288,7 +288,11 @@ class Store:
 
     def active_generation(self, session: Session | None = None) -> IndexGeneration | None:
         """The index generation that serves queries, if one exists (read in `session` when given)."""
-        stmt = select(IndexGeneration).where(IndexGeneration.state == "active").order_by(IndexGeneration.id.desc())
+        stmt = (
+            select(IndexGeneration)
+            .where(IndexGeneration.state == GenerationState.ACTIVE)
+            .order_by(IndexGeneration.id.desc())
+        )
         if session is not None:
             return session.scalars(stmt).first()
         with self.session() as s:
@@ -312,7 +316,7 @@ def _columns(doc: DocumentIn) -> dict[str, Any]:
         "text": doc.text,
         "metadata": doc.metadata,
         "content_hash": doc.content_hash,
-        "status": PENDING,
+        "status": DocumentStatus.PENDING,
         "updated_at": utcnow(),
     }
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
-from search.storage.models import INDEXED, PENDING, Chunk, ChunkVector, Document
+from search.storage.models import Chunk, ChunkVector, Document, DocumentStatus
 from search.storage.store import ChunkIn, ChunkOwner, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
 
 
@@ -90,7 +90,7 @@ class VectorRows:
         never take the same document. SQLite has one worker; a document changed meanwhile is caught by
         its content hash when the vectors are committed."""
         with self.store.session() as s:
-            stmt = select(Document).where(Document.status == PENDING).order_by(Document.id).limit(limit)
+            stmt = select(Document).where(Document.status == DocumentStatus.PENDING).order_by(Document.id).limit(limit)
             if self.postgres:
                 stmt = stmt.with_for_update(skip_locked=True)
             docs = list(s.scalars(stmt))
@@ -117,9 +117,9 @@ class VectorRows:
                 .where(
                     Document.id == item.doc_id,
                     Document.content_hash == item.content_hash,
-                    Document.status == PENDING,
+                    Document.status == DocumentStatus.PENDING,
                 )
-                .values(status=INDEXED)
+                .values(status=DocumentStatus.INDEXED)
                 .returning(Document.id)
             ).first()
             if changed is not None:  # else replaced or deleted since it was read: its new version is pending
@@ -242,7 +242,10 @@ class VectorRows:
         after a model change, or rows written before vectors were stored in SQL."""
         have = select(ChunkVector.chunk_id).where(ChunkVector.space == self.space)
         stmt = (
-            select(Chunk.id).join(Document).where(Document.status != PENDING, Chunk.id.not_in(have)).order_by(Chunk.id)
+            select(Chunk.id)
+            .join(Document)
+            .where(Document.status != DocumentStatus.PENDING, Chunk.id.not_in(have))
+            .order_by(Chunk.id)
         )
         with self.store.session() as s:
             return list(s.scalars(stmt))
@@ -250,7 +253,10 @@ class VectorRows:
     def pending_count(self) -> int:
         """Documents still waiting for vectors."""
         with self.store.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Document).where(Document.status == PENDING)) or 0)
+            return int(
+                s.scalar(select(func.count()).select_from(Document).where(Document.status == DocumentStatus.PENDING))
+                or 0
+            )
 
 
 def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:

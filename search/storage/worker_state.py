@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from search.storage.models import PENDING, Document
+from search.storage.models import Document, DocumentStatus
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class QueueState:
 def queue_state(s: Session) -> QueueState:
     """Read in `s`: one aggregate over the indexed `status` column."""
     count, oldest = s.execute(
-        select(func.count(), func.min(Document.updated_at)).where(Document.status == PENDING)
+        select(func.count(), func.min(Document.updated_at)).where(Document.status == DocumentStatus.PENDING)
     ).one()
     return QueueState(int(count or 0), None if oldest is None else _age(oldest))
 

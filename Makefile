@@ -31,7 +31,7 @@ system-packages:
 	.ci/system-packages postgres chromium
 
 # Every test but the full-corpus quality evaluation, which embeds all of SciFact with the real model:
-# compute-bound, it alone outlasts the rest of the suite on a CPU without native bf16 (README, Tests).
+# compute-bound, it alone outlasts the rest of the suite on a CPU without native bf16 (docs/benchmarks.md).
 # Processes for the suite (a test file to each at a time, so module-scoped servers start once).
 TEST_WORKERS ?= 2
 test: system-packages install lint typecheck

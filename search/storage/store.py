@@ -2,86 +2,45 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 from alembic import command
-from sqlalchemy import Table, bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
-from search.storage.bulk import insert_rows, one_of
+from search.storage.bulk import one_of
 from search.storage.db import alembic_config, make_engine
-from search.storage.models import PENDING, Base, Chunk, Document, IndexGeneration, utcnow
+from search.storage.models import Chunk, Document, IndexGeneration
+from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
+from search.storage.rows import (
+    delete_chunks_of,
+    document_columns,
+    id_parts,
+    insert_chunks_of,
+    insert_documents,
+    lock_documents,
+    parts,
+    table_of,
+)
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class DocumentIn:
-    """A document as submitted: the user's id, title, text and metadata."""
-
-    external_id: str
-    text: str
-    title: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_hash(self) -> str:
-        """Hash of what is embedded (title and text); a metadata change alone needs no new vectors."""
-        digest = hashlib.sha256()
-        digest.update(self.title.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-        digest.update(self.text.encode("utf-8", "surrogatepass"))
-        return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ChunkIn:
-    """A span of a document: its place among the document's chunks and its character offsets."""
-
-    ordinal: int
-    text: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class ChunkHit:
-    """A chunk as search results show it, with its document's fields."""
-
-    chunk_id: int
-    document_id: str
-    title: str
-    text: str
-    start: int
-    end: int
-    metadata: dict[str, Any]
-
-
-class ChunkOwner(NamedTuple):
-    """A chunk's document as ranking sees it: the user's id, and its metadata where a check needs it."""
-
-    document_id: str
-    metadata: dict[str, Any] | None
-
-
-@dataclass
-class WriteResult:
-    """What one `write_documents` call changed."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    new_chunk_ids: list[int] = field(default_factory=list)
-    removed_chunk_ids: list[int] = field(default_factory=list)
-    # (document key, its new chunk keys), in the order the documents were given.
-    written: list[tuple[int, list[int]]] = field(default_factory=list)
+# Most callers import the records (and the id slicing) from here, beside the Store they go with.
+__all__ = [
+    "ChunkHit",
+    "ChunkIn",
+    "ChunkOwner",
+    "DocumentIn",
+    "Store",
+    "WriteResult",
+    "id_parts",
+    "insert_chunks_of",
+    "parts",
+]
 
 
 class Store:
@@ -161,17 +120,21 @@ class Store:
         whole batch, not a few per document. Replaced chunks are deleted; the change log records both."""
         result = WriteResult()
         with self.session() as s:
-            existing = _lock_documents(s, [d.external_id for d, _ in docs])
+            existing = lock_documents(s, [d.external_id for d, _ in docs])
             replaced = [existing[d.external_id] for d, _ in docs if d.external_id in existing]
-            removed = _delete_chunks_of(s, replaced)
+            removed = delete_chunks_of(s, replaced)
             if replaced:
-                table = _table(Document)
+                table = table_of(Document)
                 s.execute(
                     table.update().where(table.c.id == bindparam("doc_id")),
-                    [{"doc_id": existing[d.external_id], **_columns(d)} for d, _ in docs if d.external_id in existing],
+                    [
+                        {"doc_id": existing[d.external_id], **document_columns(d)}
+                        for d, _ in docs
+                        if d.external_id in existing
+                    ],
                 )
             fresh = [d for d, _ in docs if d.external_id not in existing]
-            new_ids = iter(_insert_documents(s, fresh))
+            new_ids = iter(insert_documents(s, fresh))
             doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
             pairs = list(zip(doc_ids, docs, strict=True))
             chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
@@ -201,9 +164,9 @@ class Store:
         """Delete documents and their chunks in one transaction, however many; returns the ids that
         existed and their chunk ids."""
         with self.session() as s:
-            found = _lock_documents(s, external_ids)
+            found = lock_documents(s, external_ids)
             doc_ids = list(found.values())
-            chunk_ids = _delete_chunks_of(s, doc_ids)
+            chunk_ids = delete_chunks_of(s, doc_ids)
             for id_part in id_parts(doc_ids):
                 s.execute(delete(Document).where(Document.id.in_(id_part)))
             changes.append(s, changes.Op.DEL, chunk_ids)
@@ -298,93 +261,3 @@ class Store:
         """Insert or update an index generation row."""
         with self.session() as s:
             return s.merge(generation)
-
-
-def _table(model: type[Base]) -> Table:
-    """The Core table of a model, for executemany statements keyed by column name."""
-    return cast(Table, model.__table__)
-
-
-def _columns(doc: DocumentIn) -> dict[str, Any]:
-    """A document's row values (a write always queues it for embedding again)."""
-    return {
-        "title": doc.title,
-        "text": doc.text,
-        "metadata": doc.metadata,
-        "content_hash": doc.content_hash,
-        "status": PENDING,
-        "updated_at": utcnow(),
-    }
-
-
-def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
-    """Insert new document rows in one executemany; returns their keys in the order given."""
-    if not docs:
-        return []
-    now = utcnow()
-    insert_rows(s, _table(Document), [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs])
-    keys: dict[str, int] = {}
-    for part in parts([d.external_id for d in docs]):
-        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-        keys.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
-    return [keys[d.external_id] for d in docs]
-
-
-def _lock_documents(s: Session, external_ids: Sequence[str]) -> dict[str, int]:
-    """The row ids of the documents that exist among `external_ids`, locked for this transaction
-    (its first statement): a writer reads what it then replaces, and another writer's commit in
-    between (the worker adding chunks to one of them) must wait, or its chunks would be deleted with
-    no entry in the change log. SQLite: the write lock at once (readers carry on, in WAL mode);
-    PostgreSQL: the documents' rows."""
-    sqlite = s.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        s.execute(text("BEGIN IMMEDIATE"))
-    found: dict[str, int] = {}
-    for part in parts(external_ids):
-        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-        found.update((ext, doc_id) for ext, doc_id in s.execute(stmt if sqlite else stmt.with_for_update()))
-    return found
-
-
-def _delete_chunks_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
-    """Delete these documents' chunks; returns the keys deleted (for the change log)."""
-    out: list[int] = []
-    for part in id_parts(doc_ids):
-        out += s.scalars(delete(Chunk).where(Chunk.document_id.in_(part)).returning(Chunk.id))
-    return out
-
-
-def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) -> list[list[int]]:
-    """Insert the chunk rows of several documents in one executemany; returns each document's new
-    chunk keys, in the order given. The caller records them in the change log."""
-    rows = [
-        {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start_char": c.start, "end_char": c.end}
-        for doc_id, chunks in docs
-        for c in chunks
-    ]
-    if not rows:
-        return [[] for _ in docs]
-    insert_rows(s, _table(Chunk), rows)
-    # The documents had no chunks before (new, or their old ones deleted in this transaction).
-    keys: dict[int, list[int]] = {}
-    for part in id_parts([doc_id for doc_id, _ in docs]):
-        stmt = (
-            select(Chunk.document_id, Chunk.id)
-            .where(Chunk.document_id.in_(part))
-            .order_by(Chunk.document_id, Chunk.ordinal)
-        )
-        for doc_id, chunk_id in s.execute(stmt):
-            keys.setdefault(doc_id, []).append(chunk_id)
-    return [keys.get(doc_id, []) if chunks else [] for doc_id, chunks in docs]
-
-
-def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:
-    """`items` in slices small enough for one IN list (SQLite and PostgreSQL cap bound parameters)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def id_parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
-    """`ids` as plain ints (numpy's are not bound parameters) in slices for one IN list each."""
-    for part in parts(ids, size):
-        yield [int(i) for i in part]

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session
 from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
 from search.storage.models import INDEXED, PENDING, Chunk, ChunkVector, Document
-from search.storage.store import ChunkIn, ChunkOwner, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
+from search.storage.records import ChunkIn, ChunkOwner, DocumentIn, WriteResult
+from search.storage.rows import id_parts, insert_chunks_of, parts
+from search.storage.store import Store
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Queue documents for the worker; exit status 1 when any record was rejected."""
     from indexer.ingest.sources import Rejected, read_sources
     from search.components import open_store
-    from search.storage.vectors import enqueue
+    from search.storage.queue import enqueue
 
     store = open_store(settings)
     docs, rejected = [], 0

@@ -15,8 +15,8 @@ from search.components import open_searcher
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder
 from search.settings import Settings
+from search.storage.queue import enqueue
 from search.storage.store import DocumentIn, Store
-from search.storage.vectors import enqueue
 
 WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 

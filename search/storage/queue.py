@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from search.storage import documents
 from search.storage.models import PENDING, Chunk, Document
 from search.storage.records import ChunkIn, DocumentIn, WriteResult
 from search.storage.store import Store
@@ -59,12 +60,11 @@ def pending_count(store: Store) -> int:
 
 
 def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:
-    """Write documents for the worker to embed (pending, not chunked yet); returns what was written and
-    the ids left as they were (same title and text: only their metadata is updated, nothing re-embedded)."""
-    stored = store.content_hashes([d.external_id for d in docs]) if docs else {}
-    same = [d for d in docs if stored.get(d.external_id) == d.content_hash]
-    if same:
-        store.update_metadata({d.external_id: d.metadata for d in same})
-    changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
-    result = store.write_documents([(d, []) for d in changed]) if changed else WriteResult()
-    return result, [d.external_id for d in same]
+    """Write documents for the worker to embed (pending, not chunked yet), in one transaction; returns
+    what was written and the ids left as they were (same title and text: only their metadata is
+    updated, nothing re-embedded). Racing writes of one id may fail on a conflict and can be run
+    again whole (`retry_write`)."""
+    if not docs:
+        return WriteResult(), []
+    with store.session() as s:
+        return documents.upsert_unchunked(s, docs)

@@ -4,7 +4,7 @@ and deleting document and chunk rows, and id lists cut to what one statement may
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Table, delete, select, text
 from sqlalchemy.orm import Session
@@ -48,19 +48,28 @@ def insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
     return [keys[d.external_id] for d in docs]
 
 
-def lock_documents(s: Session, external_ids: Sequence[str]) -> dict[str, int]:
-    """The row ids of the documents that exist among `external_ids`, locked for this transaction
-    (its first statement): a writer reads what it then replaces, and another writer's commit in
-    between (the worker adding chunks to one of them) must wait, or its chunks would be deleted with
-    no entry in the change log. SQLite: the write lock at once (readers carry on, in WAL mode);
-    PostgreSQL: the documents' rows."""
+class Locked(NamedTuple):
+    """A stored document's row key and content hash, read on its locked row."""
+
+    id: int
+    content_hash: str
+
+
+def lock_documents(s: Session, external_ids: Sequence[str]) -> dict[str, Locked]:
+    """The rows of the documents that exist among `external_ids`, locked for this transaction (its
+    first statement): a writer reads what it then replaces, and another writer's commit in between
+    (the worker adding chunks to one of them, a racing write of the same id) must wait, or its chunks
+    would be deleted with no entry in the change log, or a decision taken on the content hash read
+    would apply to another writer's text. SQLite: the write lock at once (readers carry on, in WAL
+    mode); PostgreSQL: the documents' rows."""
     sqlite = s.get_bind().dialect.name == "sqlite"
     if sqlite:
         s.execute(text("BEGIN IMMEDIATE"))
-    found: dict[str, int] = {}
+    found: dict[str, Locked] = {}
     for part in parts(external_ids):
-        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-        found.update((ext, doc_id) for ext, doc_id in s.execute(stmt if sqlite else stmt.with_for_update()))
+        stmt = select(Document.external_id, Document.id, Document.content_hash).where(Document.external_id.in_(part))
+        for ext, doc_id, content_hash in s.execute(stmt if sqlite else stmt.with_for_update()):
+            found[ext] = Locked(doc_id, content_hash)
     return found
 
 

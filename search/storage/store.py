@@ -9,24 +9,21 @@ from typing import Any, cast
 
 import numpy as np
 from alembic import command
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
-from search.storage import changes, metadata_index
+from search.storage import changes, documents, metadata_index
 from search.storage.bulk import one_of
 from search.storage.db import alembic_config, make_engine
 from search.storage.models import Chunk, Document, IndexGeneration
 from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
 from search.storage.rows import (
     delete_chunks_of,
-    document_columns,
     id_parts,
     insert_chunks_of,
-    insert_documents,
     lock_documents,
     parts,
-    table_of,
 )
 
 # Most callers import the records (and the id slicing) from here, beside the Store they go with.
@@ -116,56 +113,21 @@ class Store:
             return {ext: h for ext, h in rows}
 
     def write_documents(self, docs: Sequence[tuple[DocumentIn, Sequence[ChunkIn]]]) -> WriteResult:
-        """Insert or replace documents with their chunks, in one transaction: a few statements for the
-        whole batch, not a few per document. Replaced chunks are deleted; the change log records both."""
-        result = WriteResult()
+        """Insert or replace documents with their chunks, in one transaction (`documents.write_documents`)."""
         with self.session() as s:
-            existing = lock_documents(s, [d.external_id for d, _ in docs])
-            replaced = [existing[d.external_id] for d, _ in docs if d.external_id in existing]
-            removed = delete_chunks_of(s, replaced)
-            if replaced:
-                table = table_of(Document)
-                s.execute(
-                    table.update().where(table.c.id == bindparam("doc_id")),
-                    [
-                        {"doc_id": existing[d.external_id], **document_columns(d)}
-                        for d, _ in docs
-                        if d.external_id in existing
-                    ],
-                )
-            fresh = [d for d, _ in docs if d.external_id not in existing]
-            new_ids = iter(insert_documents(s, fresh))
-            doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
-            pairs = list(zip(doc_ids, docs, strict=True))
-            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
-            metadata_index.write_values(s, [(doc_id, d.metadata) for doc_id, (d, _) in pairs], bool(replaced))
-            for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
-                (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
-                result.new_chunk_ids.extend(ids)
-                result.written.append((doc_id, ids))
-            result.removed_chunk_ids = removed
-            changes.append(s, changes.Op.DEL, removed)
-            changes.append(s, changes.Op.ADD, result.new_chunk_ids)
-        return result
+            return documents.write_documents(s, docs)
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
         with self.session() as s:
-            ids: list[tuple[int, dict[str, Any]]] = []
-            for ext, meta in updates.items():
-                doc_id = s.scalar(
-                    update(Document).where(Document.external_id == ext).values(meta=meta).returning(Document.id)
-                )
-                if doc_id is not None:
-                    ids.append((int(doc_id), meta))
-            metadata_index.write_values(s, ids, replace=True)
+            documents.update_metadata(s, updates)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents and their chunks in one transaction, however many; returns the ids that
         existed and their chunk ids."""
         with self.session() as s:
             found = lock_documents(s, external_ids)
-            doc_ids = list(found.values())
+            doc_ids = [row.id for row in found.values()]
             chunk_ids = delete_chunks_of(s, doc_ids)
             for id_part in id_parts(doc_ids):
                 s.execute(delete(Document).where(Document.id.in_(id_part)))

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from alembic import command
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
-from search.storage import changes, documents, metadata_index
+from search.storage import changes, documents, metadata_index, schema
 from search.storage.bulk import one_of
-from search.storage.db import alembic_config, make_engine
+from search.storage.db import make_engine
 from search.storage.models import Chunk, Document, IndexGeneration
 from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
 from search.storage.rows import (
@@ -54,25 +53,8 @@ class Store:
             self.upgrade()
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent), all in one transaction: a
-        process killed midway leaves the schema it found. Python's sqlite3 commits before every DDL
-        statement on its own, so on SQLite the transaction is begun by hand (IMMEDIATE: two
-        processes starting at once migrate one after the other)."""
-        with self.engine.connect() as connection:
-            raw = connection.connection.dbapi_connection
-            sqlite = not self.postgres and raw is not None
-            if sqlite:
-                raw.isolation_level = None  # type: ignore[union-attr]  # the driver stops managing transactions
-            try:
-                with connection.begin():
-                    if sqlite:
-                        connection.exec_driver_sql("BEGIN IMMEDIATE")
-                    config = alembic_config(self.url)
-                    config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
-            finally:
-                if sqlite:
-                    raw.isolation_level = ""  # type: ignore[union-attr]  # the driver's default, for the pool
+        """Bring the schema to the newest Alembic revision (idempotent; see `schema.upgrade`)."""
+        schema.upgrade(self.engine, self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

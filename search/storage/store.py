@@ -43,6 +43,9 @@ class Store:
     """The metadata store. The SQL rows are the source of truth; the vector index follows them."""
 
     def __init__(self, url: str, upgrade: bool = True) -> None:
+        """Open the store at `url`; with `upgrade`, its schema is first brought to the newest revision
+        (tests and one-off tools). A process migrates once as it starts (search.components.migrate)
+        and opens its stores with search.components.open_store, which checks the schema instead."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
@@ -55,6 +58,10 @@ class Store:
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent; see `schema.upgrade`)."""
         schema.upgrade(self.engine, self.url)
+
+    def require_current_schema(self) -> None:
+        """Check, without migrating, that the schema is the newest (see `schema.require_current`)."""
+        schema.require_current(self.engine, self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

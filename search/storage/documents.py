@@ -4,7 +4,8 @@ choice it makes, the rows written) commits or rolls back as one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -22,6 +23,9 @@ from search.storage.rows import (
     lock_documents,
     table_of,
 )
+
+# Chunks documents (indexer.ingest.chunking.Chunker.split), one list per document, in order.
+Splitter = Callable[[list[DocumentIn]], list[list[ChunkIn]]]
 
 
 def write_documents(
@@ -68,9 +72,20 @@ def update_metadata(s: Session, updates: Mapping[str, dict[str, Any]]) -> None:
     metadata_index.write_values(s, ids, replace=True)
 
 
-def upsert_unchunked(s: Session, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:
-    """Write documents for the worker to chunk and embed; returns what was written and the ids left
-    as they were (same title and text: only their metadata is replaced, nothing re-embedded).
+@dataclass(frozen=True)
+class Upserted:
+    """What `upsert` did: the rows written (`result`), the ids left as they were (same title and text:
+    only their metadata replaced), and the documents written with their chunks, in `result.written`'s
+    order."""
+
+    result: WriteResult
+    unchanged: list[str]
+    written: list[tuple[DocumentIn, list[ChunkIn]]]
+
+
+def upsert(s: Session, docs: Sequence[DocumentIn], split: Splitter | None = None) -> Upserted:
+    """Write documents whose title or text changed (chunked by `split`; without it, left for the
+    worker to chunk) and replace the metadata of the others; nothing unchanged is embedded again.
 
     The hashes are read on the locked rows, and the choice between a metadata update and a new
     version is carried out on them, so concurrent writes of one id end as some serial order leaves
@@ -84,6 +99,8 @@ def upsert_unchunked(s: Session, docs: Sequence[DocumentIn]) -> tuple[WriteResul
     same = [d for d in docs if unchanged(d)]
     if same:
         update_metadata(s, {d.external_id: d.metadata for d in same})
-    changed: list[tuple[DocumentIn, Sequence[ChunkIn]]] = [(d, []) for d in docs if not unchanged(d)]
-    result = write_documents(s, changed, locked) if changed else WriteResult()
-    return result, [d.external_id for d in same]
+    changed = [d for d in docs if not unchanged(d)]
+    chunks: list[list[ChunkIn]] = split(changed) if split is not None and changed else [[] for _ in changed]
+    written = list(zip(changed, chunks, strict=True))
+    result = write_documents(s, written, locked) if changed else WriteResult()
+    return Upserted(result, [d.external_id for d in same], written)

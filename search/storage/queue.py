@@ -67,4 +67,5 @@ def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list
     if not docs:
         return WriteResult(), []
     with store.session() as s:
-        return documents.upsert_unchunked(s, docs)
+        upserted = documents.upsert(s, docs)
+    return upserted.result, upserted.unchanged

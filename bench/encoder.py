@@ -31,7 +31,8 @@ from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder, resolve_model
 from search.embedding.space import chunk_input
 from search.settings import Backend
-from search.storage.store import DocumentIn, Store
+from search.storage.records import DocumentIn
+from search.storage.store import Store
 
 
 def reference_model(device: str, half: bool) -> Any:

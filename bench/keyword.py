@@ -38,7 +38,8 @@ from search.query.hybrid import MODES, FusionConfig, HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage import changes
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
 

@@ -21,7 +21,7 @@ from indexer.ingest.chunking import Chunker
 from search.components import make_encoder
 from search.keyword.analyzer import Analyzer
 from search.settings import Settings
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 Units = list[tuple[str, str]]  # (document id, text indexed)
 Ranked = list[list[tuple[int, float]]]  # per query: (unit index, score), best first

@@ -35,7 +35,8 @@ from indexer.write.pipeline import open_indexer
 from search.components import make_encoder
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 from search.storage.vectors import Embedded, VectorRows
 
 BATCH = 10_000

@@ -10,6 +10,7 @@ from search.keyword.index import KeywordIndex
 from search.query.hybrid import FusionConfig, HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
+from search.storage import schema
 from search.storage.models import IndexGeneration
 from search.storage.store import Store
 
@@ -41,9 +42,26 @@ def encoder_factory(settings: Settings, like: Encoder | None = None) -> Callable
     return encoder_for
 
 
+def migrate(settings: Settings) -> str:
+    """Bring the settings' database to the newest schema: once, as a writing command or the server
+    starts, before it opens its stores. Returns the schema's revision."""
+    store = Store(settings.resolved_database_url, upgrade=True)
+    try:
+        return schema.revisions(store.engine, store.url)[0] or ""
+    finally:
+        store.close()
+
+
 def open_store(settings: Settings) -> Store:
-    """The store at the settings' database URL, migrated to the newest schema."""
-    return Store(settings.resolved_database_url)
+    """The store at the settings' database URL, not migrated: a SchemaBehindError when its schema is
+    not the newest (`migrate` first); an empty database is created."""
+    store = Store(settings.resolved_database_url, upgrade=False)
+    try:
+        store.require_current_schema()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def open_searcher(

@@ -22,9 +22,10 @@ from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 from search.storage import changes
 from search.storage.models import DocumentStatus
+from search.storage.queue import enqueue
+from search.storage.records import DocumentIn
 from search.storage.retry import WriteConflictError, retry_write
-from search.storage.store import DocumentIn, Store
-from search.storage.vectors import enqueue
+from search.storage.store import Store
 from search.storage.worker_state import WorkerState
 from search.validation import check_metadata, check_text, json_safe
 

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check", help="verify that every chunk has one vector and no vector lacks a chunk")
     p_check.add_argument("--repair", action="store_true", help="fix what the check finds")
     _common(p_check)
+    p_migrate = sub.add_parser(
+        "migrate", help="bring the database to the newest schema (writing commands and serve do it as they start)"
+    )
+    _common(p_migrate)
     _add_query_commands(sub)
     return parser
 

@@ -12,7 +12,7 @@ import pytrec_eval
 
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
-from search.components import open_keyword
+from search.components import migrate, open_keyword
 from search.query.hybrid import FusionConfig, HybridSearcher, check_mode
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -64,6 +64,7 @@ def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None, m
         url = settings.database_url if data_dir else None
         run_settings = settings.model_copy(update={"data_dir": where, "database_url": url})
         started = time.perf_counter()
+        migrate(run_settings)  # it indexes, so it migrates: a kept --data-dir may hold an older schema
         indexer = open_indexer(run_settings)
         summary = indexer.run(read_sources([beir_dir / "corpus.jsonl"]))
         keyword = open_keyword(run_settings)

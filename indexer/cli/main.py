@@ -1,4 +1,4 @@
-"""The `semsearch` command: index, delete, check, search, eval, serve."""
+"""The `semsearch` command: index, delete, check, migrate, search, eval, serve."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def _writer_lock(settings: Settings, what: str) -> FileLock | None:
     return None
 
 
+def _migrate(settings: Settings) -> None:
+    """A writing command brings the schema up to date once, as it starts; the stores it then opens
+    (and every read-only command's) only check it."""
+    from search.components import migrate
+
+    migrate(settings)
+
+
 def _report(rejected: Rejected) -> None:
     print(f"rejected {rejected}", file=sys.stderr)
 
@@ -60,6 +68,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.pipeline import open_indexer
 
     _lock = _writer_lock(settings, "semsearch index")
+    _migrate(settings)
     indexer = open_indexer(settings)
 
     progress = Progress(sys.stderr, count_records(args.paths) if sys.stderr.isatty() else None)
@@ -84,8 +93,9 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Queue documents for the worker; exit status 1 when any record was rejected."""
     from indexer.ingest.sources import Rejected, read_sources
     from search.components import open_store
-    from search.storage.vectors import enqueue
+    from search.storage.queue import enqueue
 
+    _migrate(settings)
     store = open_store(settings)
     docs, rejected = [], 0
     written = {"added": 0, "updated": 0, "unchanged": 0}
@@ -114,6 +124,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.worker import open_worker
 
     _lock = _writer_lock(settings, "semsearch worker")
+    _migrate(settings)
     worker = open_worker(settings)
     if args.until_empty:
         worker.start_up()
@@ -139,6 +150,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.engine == "ray":
         require_ray()  # a missing extra is reported before the lock or the database is touched
+    _migrate(settings)
     try:
         _lock = _writer_lock(settings, "semsearch rebuild")
     except LockHeldError:
@@ -180,6 +192,7 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.pipeline import open_indexer
     from search.components import open_keyword
 
+    _migrate(settings)
     indexer = open_indexer(settings)
     found, chunks = maintenance.delete(indexer, args.ids)
     open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
@@ -202,6 +215,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.pipeline import open_indexer
     from search.components import open_keyword
 
+    if args.repair:
+        _migrate(settings)
     indexer = open_indexer(settings)
     state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
     keyword = open_keyword(settings)
@@ -212,6 +227,14 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
         print("keyword: " + " ".join(f"{k}={v}" for k, v in words.as_dict().items()))
     return 0 if state.ok and words.ok else 1
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring the database to the newest schema (writing commands and `serve` do it as they start)."""
+    from search.components import migrate
+
+    _print_fields(args, {"schema": migrate(settings)})
+    return 0
 
 
 def _filter_arg(text: str | None) -> dict[str, Any] | None:
@@ -269,6 +292,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.worker import BackgroundWorker, open_worker
     from search.settings import settings_env
 
+    _migrate(settings)  # once, here: the worker, the app and its worker processes only check the schema
     background = None
     if not args.no_worker:
         _lock = _writer_lock(settings, "semsearch serve (with its indexing worker)")
@@ -302,6 +326,7 @@ _COMMANDS = {
     "rebuild": cmd_rebuild,
     "delete": cmd_delete,
     "check": cmd_check,
+    "migrate": cmd_migrate,
     "search": cmd_search,
     "eval": cmd_eval,
     "serve": cmd_serve,
@@ -312,19 +337,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `semsearch` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    # The errors a user can act on (bad settings, input, index or lock) end in one line, not a traceback.
+    # The errors a user can act on (bad settings, input, index, lock or schema) end in one line, not a traceback.
     from pydantic import ValidationError
 
     from indexer.write.locks import LockHeldError
     from indexer.write.ray_engine import RayMissingError
     from search.dense.catalog import IndexMismatchError
+    from search.storage.schema import SchemaBehindError
 
+    actionable = (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError, RayMissingError, SchemaBehindError)
     try:
         settings = settings_from(args)
         return _COMMANDS[args.command](args, settings)
     except ValidationError as exc:
         print(f"semsearch: invalid settings: {exc}", file=sys.stderr)
-    except (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError, RayMissingError) as exc:
+    except actionable as exc:
         print(f"semsearch {args.command}: {exc}", file=sys.stderr)
     return 2
 

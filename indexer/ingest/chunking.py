@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from search.embedding.encoder import Encoder, TokenSpans
-from search.storage.store import ChunkIn, DocumentIn
+from search.storage.records import ChunkIn, DocumentIn
 
 _SENTENCE_END = frozenset(".!?")
 # A window may end early at a sentence boundary, but never before this fraction of its length.

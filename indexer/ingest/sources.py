@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}

@@ -9,8 +9,9 @@ import numpy as np
 from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
-from search.storage.store import ChunkIn, DocumentIn
-from search.storage.vectors import Embedded, PendingDoc, VectorRows
+from search.storage.queue import PendingDoc, claim
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.vectors import Embedded, VectorRows
 
 
 def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
@@ -21,7 +22,7 @@ def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
 def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: int = 256) -> tuple[int, int]:
     """Claim up to `limit` pending documents, chunk those not chunked yet, embed them and commit their
     vectors. Returns (documents, chunks) embedded; (0, 0) when the queue is empty."""
-    with rows.claim(limit) as (session, docs):
+    with claim(rows.store, limit) as (session, docs):
         if not docs:
             return 0, 0
         chunk_lists = _chunks_of(docs, chunker)

@@ -21,7 +21,10 @@ from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
 from search.settings import Settings
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage import documents
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.retry import retry_write
+from search.storage.store import Store
 from search.storage.vectors import Embedded
 
 log = logging.getLogger(__name__)
@@ -171,26 +174,25 @@ class Indexer:
         return None
 
     def _write_rows(self, docs: list[DocumentIn], summary: IndexSummary) -> _Prepared | None:
-        stored = self.store.content_hashes([d.external_id for d in docs]) if docs else {}
-        changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
-        summary.unchanged += len(docs) - len(changed)
-        # Metadata is not embedded: an unchanged text with new metadata only updates the row.
-        same = {d.external_id: d.metadata for d in docs if stored.get(d.external_id) == d.content_hash}
-        if same:
-            self.store.update_metadata(same)
-        if not changed:
+        if not docs:
             return None
-        chunk_lists = self.chunker.split(changed)
-        result = self.store.write_documents(list(zip(changed, chunk_lists, strict=True)))
-        summary.added += len(result.added)
-        summary.updated += len(result.updated)
+        # One transaction on the locked rows, chunking included: a PUT of the same id racing this run
+        # waits, or is waited for, and one write's metadata never lands on the other's text.
+        upserted = retry_write(self._upsert, docs)
+        summary.unchanged += len(upserted.unchanged)
+        summary.added += len(upserted.result.added)
+        summary.updated += len(upserted.result.updated)
+        if not upserted.written:
+            return None
+        pairs = list(zip(upserted.written, upserted.result.written, strict=True))
         return _Prepared(
-            items=[
-                (doc_id, d.content_hash, ids, cs)
-                for d, cs, (doc_id, ids) in zip(changed, chunk_lists, result.written, strict=True)
-            ],
-            inputs=[chunk_input(d.title, c.text) for d, cs in zip(changed, chunk_lists, strict=True) for c in cs],
+            items=[(doc_id, d.content_hash, ids, cs) for (d, cs), (doc_id, ids) in pairs],
+            inputs=[chunk_input(d.title, c.text) for d, cs in upserted.written for c in cs],
         )
+
+    def _upsert(self, docs: list[DocumentIn]) -> documents.Upserted:
+        with self.store.session() as s:
+            return documents.upsert(s, docs, self.chunker.split)
 
     def _embed(self, prepared: _Prepared, summary: IndexSummary) -> None:
         vectors = self.encoder.encode(prepared.inputs)

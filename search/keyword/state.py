@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from search.storage import changes
 from search.storage.models import Chunk, Document
-from search.storage.store import id_parts
+from search.storage.rows import id_parts
 
 # The state document's chunk id: chunk keys start at 1 on SQLite (AUTOINCREMENT) and PostgreSQL.
 STATE_ID = 0

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search.filters import MetadataFilter
-from search.storage.store import ChunkOwner, Store
+from search.storage.records import ChunkOwner
+from search.storage.store import Store
 from search.storage.vectors import FewMatches, Matches
 
 if TYPE_CHECKING:

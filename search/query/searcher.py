@@ -14,7 +14,8 @@ from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.query.planning import BROAD, FilterPlanner
-from search.storage.store import ChunkOwner, Store
+from search.storage.records import ChunkOwner
+from search.storage.store import Store
 from search.storage.vectors import FewMatches, Matches, VectorRows
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.

@@ -2,92 +2,35 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
-from alembic import command
-from sqlalchemy import Table, bindparam, delete, func, select, text, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
-from search.storage import changes, metadata_index
-from search.storage.bulk import insert_rows, one_of
-from search.storage.db import alembic_config, make_engine
-from search.storage.models import Base, Chunk, Document, DocumentStatus, GenerationState, IndexGeneration, utcnow
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class DocumentIn:
-    """A document as submitted: the user's id, title, text and metadata."""
-
-    external_id: str
-    text: str
-    title: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def content_hash(self) -> str:
-        """Hash of what is embedded (title and text); a metadata change alone needs no new vectors."""
-        digest = hashlib.sha256()
-        digest.update(self.title.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-        digest.update(self.text.encode("utf-8", "surrogatepass"))
-        return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class ChunkIn:
-    """A span of a document: its place among the document's chunks and its character offsets."""
-
-    ordinal: int
-    text: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
-class ChunkHit:
-    """A chunk as search results show it, with its document's fields."""
-
-    chunk_id: int
-    document_id: str
-    title: str
-    text: str
-    start: int
-    end: int
-    metadata: dict[str, Any]
-
-
-class ChunkOwner(NamedTuple):
-    """A chunk's document as ranking sees it: the user's id, and its metadata where a check needs it."""
-
-    document_id: str
-    metadata: dict[str, Any] | None
-
-
-@dataclass
-class WriteResult:
-    """What one `write_documents` call changed."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    new_chunk_ids: list[int] = field(default_factory=list)
-    removed_chunk_ids: list[int] = field(default_factory=list)
-    # (document key, its new chunk keys), in the order the documents were given.
-    written: list[tuple[int, list[int]]] = field(default_factory=list)
+from search.storage import changes, documents, metadata_index, schema
+from search.storage.bulk import one_of
+from search.storage.db import make_engine
+from search.storage.models import Chunk, Document, GenerationState, IndexGeneration
+from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
+from search.storage.rows import (
+    delete_chunks_of,
+    id_parts,
+    lock_documents,
+)
 
 
 class Store:
     """The metadata store. The SQL rows are the source of truth; the vector index follows them."""
 
     def __init__(self, url: str, upgrade: bool = True) -> None:
+        """Open the store at `url`; with `upgrade`, its schema is first brought to the newest revision
+        (tests and one-off tools). A process migrates once as it starts (search.components.migrate)
+        and opens its stores with search.components.open_store, which checks the schema instead."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
@@ -98,25 +41,12 @@ class Store:
             self.upgrade()
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent), all in one transaction: a
-        process killed midway leaves the schema it found. Python's sqlite3 commits before every DDL
-        statement on its own, so on SQLite the transaction is begun by hand (IMMEDIATE: two
-        processes starting at once migrate one after the other)."""
-        with self.engine.connect() as connection:
-            raw = connection.connection.dbapi_connection
-            sqlite = not self.postgres and raw is not None
-            if sqlite:
-                raw.isolation_level = None  # type: ignore[union-attr]  # the driver stops managing transactions
-            try:
-                with connection.begin():
-                    if sqlite:
-                        connection.exec_driver_sql("BEGIN IMMEDIATE")
-                    config = alembic_config(self.url)
-                    config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
-            finally:
-                if sqlite:
-                    raw.isolation_level = ""  # type: ignore[union-attr]  # the driver's default, for the pool
+        """Bring the schema to the newest Alembic revision (idempotent; see `schema.upgrade`)."""
+        schema.upgrade(self.engine, self.url)
+
+    def require_current_schema(self) -> None:
+        """Check, without migrating, that the schema is the newest (see `schema.require_current`)."""
+        schema.require_current(self.engine, self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -157,53 +87,22 @@ class Store:
             return {ext: h for ext, h in rows}
 
     def write_documents(self, docs: Sequence[tuple[DocumentIn, Sequence[ChunkIn]]]) -> WriteResult:
-        """Insert or replace documents with their chunks, in one transaction: a few statements for the
-        whole batch, not a few per document. Replaced chunks are deleted; the change log records both."""
-        result = WriteResult()
+        """Insert or replace documents with their chunks, in one transaction (`documents.write_documents`)."""
         with self.session() as s:
-            existing = _lock_documents(s, [d.external_id for d, _ in docs])
-            replaced = [existing[d.external_id] for d, _ in docs if d.external_id in existing]
-            removed = _delete_chunks_of(s, replaced)
-            if replaced:
-                table = _table(Document)
-                s.execute(
-                    table.update().where(table.c.id == bindparam("doc_id")),
-                    [{"doc_id": existing[d.external_id], **_columns(d)} for d, _ in docs if d.external_id in existing],
-                )
-            fresh = [d for d, _ in docs if d.external_id not in existing]
-            new_ids = iter(_insert_documents(s, fresh))
-            doc_ids = [existing.get(d.external_id) or next(new_ids) for d, _ in docs]
-            pairs = list(zip(doc_ids, docs, strict=True))
-            chunk_ids = insert_chunks_of(s, [(doc_id, chunks) for doc_id, (_, chunks) in pairs])
-            metadata_index.write_values(s, [(doc_id, d.metadata) for doc_id, (d, _) in pairs], bool(replaced))
-            for (doc, _), doc_id, ids in zip(docs, doc_ids, chunk_ids, strict=True):
-                (result.updated if doc.external_id in existing else result.added).append(doc.external_id)
-                result.new_chunk_ids.extend(ids)
-                result.written.append((doc_id, ids))
-            result.removed_chunk_ids = removed
-            changes.append(s, changes.Op.DEL, removed)
-            changes.append(s, changes.Op.ADD, result.new_chunk_ids)
-        return result
+            return documents.write_documents(s, docs)
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
         with self.session() as s:
-            ids: list[tuple[int, dict[str, Any]]] = []
-            for ext, meta in updates.items():
-                doc_id = s.scalar(
-                    update(Document).where(Document.external_id == ext).values(meta=meta).returning(Document.id)
-                )
-                if doc_id is not None:
-                    ids.append((int(doc_id), meta))
-            metadata_index.write_values(s, ids, replace=True)
+            documents.update_metadata(s, updates)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents and their chunks in one transaction, however many; returns the ids that
         existed and their chunk ids."""
         with self.session() as s:
-            found = _lock_documents(s, external_ids)
-            doc_ids = list(found.values())
-            chunk_ids = _delete_chunks_of(s, doc_ids)
+            found = lock_documents(s, external_ids)
+            doc_ids = [row.id for row in found.values()]
+            chunk_ids = delete_chunks_of(s, doc_ids)
             for id_part in id_parts(doc_ids):
                 s.execute(delete(Document).where(Document.id.in_(id_part)))
             changes.append(s, changes.Op.DEL, chunk_ids)
@@ -302,93 +201,3 @@ class Store:
         """Insert or update an index generation row."""
         with self.session() as s:
             return s.merge(generation)
-
-
-def _table(model: type[Base]) -> Table:
-    """The Core table of a model, for executemany statements keyed by column name."""
-    return cast(Table, model.__table__)
-
-
-def _columns(doc: DocumentIn) -> dict[str, Any]:
-    """A document's row values (a write always queues it for embedding again)."""
-    return {
-        "title": doc.title,
-        "text": doc.text,
-        "metadata": doc.metadata,
-        "content_hash": doc.content_hash,
-        "status": DocumentStatus.PENDING,
-        "updated_at": utcnow(),
-    }
-
-
-def _insert_documents(s: Session, docs: Sequence[DocumentIn]) -> list[int]:
-    """Insert new document rows in one executemany; returns their keys in the order given."""
-    if not docs:
-        return []
-    now = utcnow()
-    insert_rows(s, _table(Document), [{"external_id": d.external_id, **_columns(d), "created_at": now} for d in docs])
-    keys: dict[str, int] = {}
-    for part in parts([d.external_id for d in docs]):
-        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-        keys.update((ext, doc_id) for ext, doc_id in s.execute(stmt))
-    return [keys[d.external_id] for d in docs]
-
-
-def _lock_documents(s: Session, external_ids: Sequence[str]) -> dict[str, int]:
-    """The row ids of the documents that exist among `external_ids`, locked for this transaction
-    (its first statement): a writer reads what it then replaces, and another writer's commit in
-    between (the worker adding chunks to one of them) must wait, or its chunks would be deleted with
-    no entry in the change log. SQLite: the write lock at once (readers carry on, in WAL mode);
-    PostgreSQL: the documents' rows."""
-    sqlite = s.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        s.execute(text("BEGIN IMMEDIATE"))
-    found: dict[str, int] = {}
-    for part in parts(external_ids):
-        stmt = select(Document.external_id, Document.id).where(Document.external_id.in_(part))
-        found.update((ext, doc_id) for ext, doc_id in s.execute(stmt if sqlite else stmt.with_for_update()))
-    return found
-
-
-def _delete_chunks_of(s: Session, doc_ids: Sequence[int]) -> list[int]:
-    """Delete these documents' chunks; returns the keys deleted (for the change log)."""
-    out: list[int] = []
-    for part in id_parts(doc_ids):
-        out += s.scalars(delete(Chunk).where(Chunk.document_id.in_(part)).returning(Chunk.id))
-    return out
-
-
-def insert_chunks_of(s: Session, docs: Sequence[tuple[int, Sequence[ChunkIn]]]) -> list[list[int]]:
-    """Insert the chunk rows of several documents in one executemany; returns each document's new
-    chunk keys, in the order given. The caller records them in the change log."""
-    rows = [
-        {"document_id": doc_id, "ordinal": c.ordinal, "text": c.text, "start_char": c.start, "end_char": c.end}
-        for doc_id, chunks in docs
-        for c in chunks
-    ]
-    if not rows:
-        return [[] for _ in docs]
-    insert_rows(s, _table(Chunk), rows)
-    # The documents had no chunks before (new, or their old ones deleted in this transaction).
-    keys: dict[int, list[int]] = {}
-    for part in id_parts([doc_id for doc_id, _ in docs]):
-        stmt = (
-            select(Chunk.document_id, Chunk.id)
-            .where(Chunk.document_id.in_(part))
-            .order_by(Chunk.document_id, Chunk.ordinal)
-        )
-        for doc_id, chunk_id in s.execute(stmt):
-            keys.setdefault(doc_id, []).append(chunk_id)
-    return [keys.get(doc_id, []) if chunks else [] for doc_id, chunks in docs]
-
-
-def parts(items: Sequence[T], size: int = 10_000) -> Iterator[Sequence[T]]:
-    """`items` in slices small enough for one IN list (SQLite and PostgreSQL cap bound parameters)."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def id_parts(ids: Sequence[int], size: int = 10_000) -> Iterator[list[int]]:
-    """`ids` as plain ints (numpy's are not bound parameters) in slices for one IN list each."""
-    for part in parts(ids, size):
-        yield [int(i) for i in part]

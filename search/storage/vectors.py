@@ -1,4 +1,4 @@
-"""Chunk vectors in SQL and the queue of pending documents.
+"""Chunk vectors in SQL (the queue of documents waiting for them is search/storage/queue.py).
 
 The vectors of one embedding space are stored once, beside their chunk rows, and each arrival is
 recorded in the change log; the index files are built from them. So a crash never loses a committed
@@ -8,31 +8,19 @@ workers (on PostgreSQL) can embed at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from search.filters import MetadataFilter
 from search.storage import changes, metadata_index
 from search.storage.models import Chunk, ChunkVector, Document, DocumentStatus
-from search.storage.store import ChunkIn, ChunkOwner, DocumentIn, Store, WriteResult, id_parts, insert_chunks_of, parts
-
-
-@dataclass(frozen=True)
-class PendingDoc:
-    """A document waiting for vectors, with its chunks (None: not chunked yet, as `add` and the API
-    leave it) as (chunk id, chunk)."""
-
-    id: int
-    external_id: str
-    title: str
-    text: str
-    content_hash: str
-    chunks: list[tuple[int, ChunkIn]] | None
+from search.storage.records import ChunkIn, ChunkOwner
+from search.storage.rows import id_parts, insert_chunks_of, parts
+from search.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -81,29 +69,6 @@ class VectorRows:
         self.space = space
         self.dim = dim
         self.postgres = store.engine.dialect.name == "postgresql"
-
-    @contextmanager
-    def claim(self, limit: int) -> Iterator[tuple[Session, list[PendingDoc]]]:
-        """Up to `limit` pending documents, in one transaction that `commit_embedded` finishes.
-
-        On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until then, so concurrent workers
-        never take the same document. SQLite has one worker; a document changed meanwhile is caught by
-        its content hash when the vectors are committed."""
-        with self.store.session() as s:
-            stmt = select(Document).where(Document.status == DocumentStatus.PENDING).order_by(Document.id).limit(limit)
-            if self.postgres:
-                stmt = stmt.with_for_update(skip_locked=True)
-            docs = list(s.scalars(stmt))
-            chunks: dict[int, list[tuple[int, ChunkIn]]] = {}
-            if docs:
-                rows = s.execute(
-                    select(Chunk.document_id, Chunk.id, Chunk.ordinal, Chunk.text, Chunk.start, Chunk.end)
-                    .where(Chunk.document_id.in_([d.id for d in docs]))
-                    .order_by(Chunk.document_id, Chunk.ordinal)
-                )
-                for doc_id, cid, ordinal, text, start, end in rows:
-                    chunks.setdefault(doc_id, []).append((cid, ChunkIn(ordinal, text, start, end)))
-            yield s, [PendingDoc(d.id, d.external_id, d.title, d.text, d.content_hash, chunks.get(d.id)) for d in docs]
 
     def commit_embedded(self, s: Session, items: Sequence[Embedded]) -> int:
         """Store the vectors of documents whose content is still what was embedded; returns their number.
@@ -249,23 +214,3 @@ class VectorRows:
         )
         with self.store.session() as s:
             return list(s.scalars(stmt))
-
-    def pending_count(self) -> int:
-        """Documents still waiting for vectors."""
-        with self.store.session() as s:
-            return int(
-                s.scalar(select(func.count()).select_from(Document).where(Document.status == DocumentStatus.PENDING))
-                or 0
-            )
-
-
-def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:
-    """Write documents for the worker to embed (pending, not chunked yet); returns what was written and
-    the ids left as they were (same title and text: only their metadata is updated, nothing re-embedded)."""
-    stored = store.content_hashes([d.external_id for d in docs]) if docs else {}
-    same = [d for d in docs if stored.get(d.external_id) == d.content_hash]
-    if same:
-        store.update_metadata({d.external_id: d.metadata for d in same})
-    changed = [d for d in docs if stored.get(d.external_id) != d.content_hash]
-    result = store.write_documents([(d, []) for d in changed]) if changed else WriteResult()
-    return result, [d.external_id for d in same]

@@ -20,7 +20,7 @@ from indexer.write.pipeline import Indexer
 from search.components import make_encoder, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 DOCS = [
     DocumentIn("pets", "the cat sat on the mat", "Pets", {"kind": "animal"}),

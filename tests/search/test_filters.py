@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search.filters import parse_filter
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 
 META: dict[str, dict[str, Any]] = {
     "cat": {"kind": "animal", "year": 2001, "legs": 4, "wild": False},

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from search.storage.models import Chunk, Document
+from search.storage.queue import enqueue
+from search.storage.records import DocumentIn
 from search.storage.retry import retry_write
-from search.storage.store import DocumentIn, Store
-from search.storage.vectors import enqueue
+from search.storage.store import Store
 from search.validation import MAX_METADATA_DEPTH, TOO_DEEP, check_metadata, check_text, json_safe
 
 

@@ -18,7 +18,7 @@ from indexer.write.pipeline import Indexer
 from search.components import make_encoder, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 
 def test_search_post_get_and_batch(base_url: str) -> None:

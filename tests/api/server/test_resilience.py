@@ -21,7 +21,7 @@ from indexer.write.pipeline import Indexer
 from search.components import make_encoder, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 from search.storage.worker_state import WorkerState
 
 Start = Callable[[FastAPI], str]

@@ -43,7 +43,7 @@ def test_count_records(tmp_path: Path) -> None:
 
 def test_indexer_reports_after_each_batch(settings, tiny_encoder) -> None:
     from indexer.write.pipeline import open_indexer
-    from search.storage.store import DocumentIn
+    from search.storage.records import DocumentIn
 
     indexer = open_indexer(settings, encoder=tiny_encoder)
     indexer.batch_docs = 4

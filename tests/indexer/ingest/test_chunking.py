@@ -9,7 +9,7 @@ import pytest
 from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 SENTENCES = [
     "The cat sat on the mat.",

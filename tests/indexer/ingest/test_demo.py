@@ -7,7 +7,7 @@ from pathlib import Path
 
 from indexer.ingest.demo import module_document, write_corpus
 from indexer.ingest.sources import read_sources
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 
 def test_demo_corpus_is_real_indexable_text(tmp_path: Path) -> None:

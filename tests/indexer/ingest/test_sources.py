@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from indexer.ingest.sources import Rejected, read_sources
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 
 def _split(records: list[DocumentIn | Rejected]) -> tuple[list[DocumentIn], list[Rejected]]:

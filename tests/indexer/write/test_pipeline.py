@@ -11,7 +11,8 @@ from indexer.write.pipeline import Indexer
 from search.dense.catalog import IndexCatalog, IndexMismatchError
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage.store import DocumentIn, Store
+from search.storage.records import DocumentIn
+from search.storage.store import Store
 
 LONG = " ".join(["The cat sat on the mat. A dog ran in the park with a big red ball."] * 12)
 

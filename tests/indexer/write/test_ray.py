@@ -20,7 +20,8 @@ from search.components import open_searcher
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage.store import DocumentIn, Store
+from search.storage.records import DocumentIn
+from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
 WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell", "sun", "moon"]

@@ -14,7 +14,8 @@ from search.keyword import index as keyword
 from search.keyword.analyzer import Analyzer
 from search.keyword.index import NAME, KeywordIndex
 from search.storage import changes
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 
 
 def _doc(ext: str, text: str, title: str = "", **meta: object) -> tuple[DocumentIn, list[ChunkIn]]:

@@ -20,7 +20,8 @@ _SCRIPT = """
 import random, sys
 from pathlib import Path
 from search.keyword.index import KeywordIndex
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 
 words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda sigma omega gene cell".split()
 store, index = Store(sys.argv[1]), KeywordIndex(Path(sys.argv[2]))

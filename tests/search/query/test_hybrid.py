@@ -16,7 +16,7 @@ from search.query.fusion import convex, min_max, rrf
 from search.query.hybrid import FusionConfig, HybridSearcher
 from search.query.planning import RequestPlan
 from search.settings import Settings
-from search.storage.store import DocumentIn
+from search.storage.records import DocumentIn
 
 WORDS = ["cat", "dog", "bird", "fish", "tree", "sun", "moon", "star", "water", "fire", "earth", "wind", "gene", "cell"]
 

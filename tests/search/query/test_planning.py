@@ -9,7 +9,8 @@ import pytest
 from search.filters import parse_filter
 from search.query.planning import FilterPlanner
 from search.storage import metadata_index
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 
 
 def _write(store: Store, start: int, n: int, **meta: object) -> None:

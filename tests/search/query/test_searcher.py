@@ -9,7 +9,8 @@ from search.dense.index import VectorIndex
 from search.embedding.encoder import Encoder
 from search.query.searcher import Searcher
 from search.settings import Settings
-from search.storage.store import ChunkIn, DocumentIn, Store
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.store import Store
 
 
 def _setup(settings: Settings, encoder: Encoder, docs: dict[str, list[str]]) -> tuple[Searcher, dict[str, list[int]]]:

@@ -14,8 +14,10 @@ from sqlalchemy import event, inspect, update
 
 from search.storage import changes
 from search.storage.db import MMAP_BYTES, alembic_config
-from search.storage.models import Document
-from search.storage.store import ChunkIn, DocumentIn, Store, insert_chunks_of
+from search.storage.models import Document, GenerationState
+from search.storage.records import ChunkIn, DocumentIn
+from search.storage.rows import insert_chunks_of
+from search.storage.store import Store
 
 
 def _doc(ext: str, text: str, **meta: object) -> DocumentIn:
@@ -147,7 +149,7 @@ def test_a_new_generation_commits_with_its_file_name(database_url: str, tmp_path
     store = Store(database_url)
     commits: list[object] = []
     event.listen(store.engine, "commit", commits.append)
-    generation = IndexCatalog(store, tmp_path).create(tiny_encoder, "Flat", "active")
+    generation = IndexCatalog(store, tmp_path).create(tiny_encoder, "Flat", GenerationState.ACTIVE)
     assert len(commits) == 1 and generation.path == f"gen-{generation.id:06d}-{0:012d}.faiss"
     assert store.active_generation().path == generation.path  # type: ignore[union-attr]
     store.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,22 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_KEY_CHARS = 256
 INT64 = 2**63  # JSON integers outside [-INT64, INT64) have no exact SQL or FAISS type
 TOO_DEEP = "[nested too deep to show]"
+MAX_ID_CHARS = 512
+MAX_TITLE_CHARS = 4096
+# Longest document text a write accepts: a million characters is a long book, which chunking splits
+# into a few thousand vectors; with the API's default 16 MiB body limit a request holds several such
+# documents. Longer documents should be split by the client.
+MAX_DOCUMENT_CHARS = 1_000_000
+
+
+def check_id(doc_id: str) -> str:
+    """A document id as the store keeps it: 1 to 512 characters, no control characters."""
+    if not 1 <= len(doc_id) <= MAX_ID_CHARS:
+        raise ValueError(f"document id is {len(doc_id)} characters long; it must have 1 to {MAX_ID_CHARS}")
+    bad = next((c for c in doc_id if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"document id {doc_id[:40]!r} holds the control character {bad!r}")
+    return doc_id
 
 
 def is_utf8(text: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import unicodedata
 from collections import Counter
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.server.deps import HybridDep, SettingsDep, StoreDep, WorkerStateDep
-from api.server.schemas import MAX_DOCUMENT_CHARS, ErrorBody
+from api.server.schemas import ErrorBody
 from api.server.status import read_queue
 from search.keyword.index import NAME as KEYWORD
 from search.query.hybrid import HybridSearcher
@@ -26,10 +25,17 @@ from search.storage.retry import WriteConflictError, retry_write
 from search.storage.store import DocumentIn, Store
 from search.storage.vectors import enqueue
 from search.storage.worker_state import WorkerState
-from search.validation import check_metadata, check_text, json_safe
+from search.validation import (
+    MAX_DOCUMENT_CHARS,
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+    check_id,
+    check_metadata,
+    check_text,
+    json_safe,
+)
 
 MAX_WRITE_BATCH = 1000
-MAX_ID_CHARS = 512
 Status = Literal["pending", "indexed"]
 
 
@@ -44,22 +50,12 @@ register_url_convertor("anypath", _AnyPath())
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 
-def check_id(doc_id: str) -> str:
-    """A document id as the store keeps it: 1 to 512 characters, no control characters."""
-    if not 1 <= len(doc_id) <= MAX_ID_CHARS:
-        raise ValueError(f"document id is {len(doc_id)} characters long; it must have 1 to {MAX_ID_CHARS}")
-    bad = next((c for c in doc_id if unicodedata.category(c) in ("Cc", "Cs")), None)
-    if bad is not None:
-        raise ValueError(f"document id {doc_id[:40]!r} holds the control character {bad!r}")
-    return doc_id
-
-
 class DocumentBody(BaseModel):
     """A document's content: the text is chunked and embedded; the title is prepended to every chunk's
     embedding input; metadata is stored as it is and can be filtered on: a JSON object of finite
     numbers, strings and booleans, at most 32 levels deep and 64 KiB as JSON."""
 
-    title: str = Field(default="", max_length=4096)
+    title: str = Field(default="", max_length=MAX_TITLE_CHARS)
     text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The text to index.")
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from api.server.schemas import MAX_DOCUMENT_CHARS
 from search.keyword.index import KeywordIndex
 from search.storage.store import Store
+from search.validation import MAX_DOCUMENT_CHARS
 
 
 def _ids(client: httpx.Client, query: str, k: int = 10) -> list[str]:

@@ -29,9 +29,10 @@ from search.validation import (
     MAX_DOCUMENT_CHARS,
     MAX_ID_CHARS,
     MAX_TITLE_CHARS,
+    check_document_text,
     check_id,
     check_metadata,
-    check_text,
+    check_title,
     json_safe,
 )
 
@@ -55,23 +56,24 @@ class DocumentBody(BaseModel):
     embedding input; metadata is stored as it is and can be filtered on: a JSON object of finite
     numbers, strings and booleans, at most 32 levels deep and 64 KiB as JSON."""
 
-    title: str = Field(default="", max_length=MAX_TITLE_CHARS)
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The text to index.")
+    # The schema declares search.validation's limits; its rules (the validators below) apply them.
+    title: str = Field(default="", json_schema_extra={"maxLength": MAX_TITLE_CHARS})
+    text: str = Field(
+        description="The text to index.", json_schema_extra={"minLength": 1, "maxLength": MAX_DOCUMENT_CHARS}
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    # Every rule is search.validation's, which the CLI applies too: the doors refuse the same documents.
     @field_validator("text")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is blank: there is nothing to embed")
-        return check_text(value, "text")
+    def _valid_text(cls, value: str) -> str:
+        return check_document_text(value)
 
     @field_validator("title")
     @classmethod
     def _valid_title(cls, value: str) -> str:
-        return check_text(value, "title")
+        return check_title(value)
 
-    # What every later read depends on is checked here, at the door (search.validation owns the rules).
     @field_validator("metadata")
     @classmethod
     def _valid_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +83,9 @@ class DocumentBody(BaseModel):
 class DocumentWrite(DocumentBody):
     """A document with its id, for `POST /documents`."""
 
-    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Your id of the document.")
+    id: str = Field(
+        description="Your id of the document.", json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS}
+    )
 
     @field_validator("id")
     @classmethod

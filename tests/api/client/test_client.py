@@ -76,7 +76,7 @@ def test_errors_carry_the_servers_message(empty_server: str) -> None:
         # A pydantic validation error (a list) reads as `where: what`.
         with pytest.raises(InvalidRequestError, match=r"body\.top_k: Input should be less than or equal to 1000"):
             client.search("cat", top_k=5000)
-        with pytest.raises(InvalidRequestError, match="text is blank"):
+        with pytest.raises(InvalidRequestError, match="text: is blank"):
             client.put_document("x", "   ")
         with pytest.raises(NotFoundError):
             client.delete_document("never-written")

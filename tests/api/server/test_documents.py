@@ -80,7 +80,7 @@ def test_post_list_delete(worker_url: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "fragment"),
     [
-        ("put", "/documents/x", {"text": "   "}, "text is blank"),
+        ("put", "/documents/x", {"text": "   "}, "text: is blank"),
         ("put", "/documents/x", {"title": "no text"}, "Field required"),
         ("put", "/documents/x", {"text": "a" * (MAX_DOCUMENT_CHARS + 1)}, "at most 1000000 characters"),
         ("put", "/documents/" + "i" * 513, {"text": "ok"}, "must have 1 to 512"),

@@ -58,18 +58,12 @@ class AsyncSemsearchClient:
 
     async def _send(self, call: Call[T]) -> T:
         req = self._requests
+        args = req.send_args(call)
         attempt = 0
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = await self._http.request(
-                    call.method,
-                    req.base_url + call.path,
-                    params=call.params,
-                    json=call.json,
-                    headers=req.headers,
-                    timeout=call.timeout or req.timeout,
-                )
+                outcome = await self._http.request(**args)
             except httpx.TransportError as exc:
                 outcome = exc
             if not req.retry(attempt, outcome):

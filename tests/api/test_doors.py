@@ -1,5 +1,6 @@
 """Every door applies the same write rules (search.validation): what the CLI refuses from a JSON Lines
-file, the HTTP API refuses with a 422 naming the same field, and what one takes, the other takes."""
+file, the HTTP API refuses with a 422 naming the same field, and so does the client (which keeps no
+copy of the rules: the server's answer is its error); what one takes, the others take."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from api.client import InvalidRequestError, SemsearchClient
 from api.server.app import create_app
 from indexer.ingest.sources import Rejected, read_sources
 from search.settings import Settings
 from search.storage.store import DocumentIn
 from search.validation import MAX_DOCUMENT_CHARS, MAX_ID_CHARS, MAX_METADATA_DEPTH, MAX_TITLE_CHARS
+
+# The client sends with a timeout, which Starlette's TestClient warns it ignores.
+pytestmark = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
 
 # The three bad records of issue 20, with the field each must be refused for.
 NAN_METADATA = ({"id": "nan", "text": "fine", "metadata": {"score": float("nan")}}, "metadata")
@@ -112,12 +118,31 @@ def _api_verdict(api: TestClient, record: dict[str, Any]) -> str | None:
     return str(error["loc"][2])
 
 
+def _client_verdict(api: TestClient, record: dict[str, Any]) -> str | None:
+    """The field the client's `put_documents` is refused for, or None when the write went through."""
+    client = SemsearchClient("http://testserver", http_client=api, retries=0)
+    try:
+        client.put_documents([record])
+    except ValidationError as exc:  # not even a document to send (a number for a text, no id): the typed model says
+        return str(exc.errors()[0]["loc"][0])
+    except InvalidRequestError as exc:
+        assert exc.status_code == 422, exc
+        detail = exc.body["detail"]
+        if isinstance(detail, str):  # one document is a PUT, whose id is checked in the path
+            return detail.split(":")[0]
+        [error] = detail
+        assert error["loc"][0] == "body", error
+        return str(error["loc"][-1])
+    return None
+
+
 @pytest.mark.parametrize(("record", "field"), TABLE, ids=[f"{i}-{f}" for i, (_, f) in enumerate(TABLE)])
 def test_the_api_refuses_exactly_what_the_cli_refuses(
     api: TestClient, tmp_path: Path, record: dict[str, Any], field: str | None
 ) -> None:
     assert _cli_verdict(tmp_path, record) == field
     assert _api_verdict(api, record) == field
+    assert _client_verdict(api, record) == field
 
 
 @pytest.mark.parametrize(("record", "field"), [NAN_METADATA, NUL_TEXT, LONG_ID], ids=["nan", "nul", "long-id"])
@@ -138,3 +163,16 @@ def test_the_issues_three_records_get_a_422_naming_the_field(
     else:
         assert [error["loc"] for error in detail] == [["body", field]]
     assert api.get(f"/documents/{record['id']}").status_code == 404
+
+
+def test_the_client_reports_the_servers_reason_for_values_json_cannot_carry(api: TestClient) -> None:
+    # NaN and lone surrogates have no strict JSON form: the client sends them as Python's json writes
+    # them, so the server's rule refuses them by name (they once failed in httpx, naming nothing).
+    client = SemsearchClient("http://testserver", http_client=api, retries=0)
+    with pytest.raises(InvalidRequestError, match=r"metadata\.score: nan is not a finite number"):
+        client.put_document("nan", "fine", metadata={"score": float("nan")})
+    with pytest.raises(InvalidRequestError, match=r"body\.1\.title: Value error, title: holds a lone UTF-16 surrogate"):
+        client.put_documents([{"id": "a", "text": "fine"}, {"id": "b", "title": "x\ud800", "text": "fine"}])
+    with pytest.raises(InvalidRequestError, match=r"body\.query: .*unicode"):
+        client.search("the cat\udc00")
+    assert api.get("/documents/a").status_code == 404  # nothing of the refused request was stored

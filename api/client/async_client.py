@@ -10,6 +10,7 @@ import httpx
 
 from api.client.calls import (
     EMBED_BATCH,
+    PAGE_LIMIT,
     QUERY_BATCH,
     WRITE_BATCH,
     Call,
@@ -122,7 +123,7 @@ class AsyncSemsearchClient:
         """See `SemsearchClient.list_documents`."""
         return await self._send(self._requests.page(offset, limit))
 
-    async def iter_documents(self, page_size: int = 1000) -> AsyncIterator[Document]:
+    async def iter_documents(self, page_size: int = PAGE_LIMIT) -> AsyncIterator[Document]:
         """See `SemsearchClient.iter_documents`."""
         offset = 0
         while True:

@@ -21,6 +21,7 @@ import httpx
 from api.client.async_client import AsyncSemsearchClient
 from api.client.calls import (
     EMBED_BATCH,
+    PAGE_LIMIT,
     QUERY_BATCH,
     WRITE_BATCH,
     Call,
@@ -161,7 +162,7 @@ class SemsearchClient:
         """One page of documents, in the order they were first written."""
         return self._send(self._requests.page(offset, limit))
 
-    def iter_documents(self, page_size: int = 1000) -> Iterator[Document]:
+    def iter_documents(self, page_size: int = PAGE_LIMIT) -> Iterator[Document]:
         """Every stored document, a page at a time."""
         offset = 0
         while True:

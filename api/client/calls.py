@@ -27,11 +27,12 @@ from api.client.types import (
     raise_for_status,
 )
 
-# The server's own limits per request (api/server/documents.py, api/server/app.py, api/server/schemas.py):
-# more is sent in slices.
+# The server's own limits per request (api/server/documents.py, api/server/embeddings.py, api/server/schemas.py):
+# more is sent in slices. tests/api/client/test_client_schema.py checks each against the server's.
 WRITE_BATCH = 1000
 EMBED_BATCH = 2048
 QUERY_BATCH = 256
+PAGE_LIMIT = 1000  # documents per page of GET /documents
 _MAX_RETRY_AFTER = 30.0
 # Errors raised before the request left this machine: retrying them cannot apply a write twice.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -85,11 +86,13 @@ def _healthy(response: httpx.Response) -> bool:
 
 
 def merge_writes(results: Sequence[WriteResult]) -> WriteResult:
+    reasons = list(dict.fromkeys(r.reason for r in results if r.reason))
     return WriteResult(
         added=[i for r in results for i in r.added],
         updated=[i for r in results for i in r.updated],
         unchanged=[i for r in results for i in r.unchanged],
         indexed=all(r.indexed for r in results),
+        reason="; ".join(reasons) or None,
     )
 
 

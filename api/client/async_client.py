@@ -10,6 +10,7 @@ import httpx
 
 from api.client.calls import (
     EMBED_BATCH,
+    PAGE_LIMIT,
     QUERY_BATCH,
     WRITE_BATCH,
     Call,
@@ -58,18 +59,12 @@ class AsyncSemsearchClient:
 
     async def _send(self, call: Call[T]) -> T:
         req = self._requests
+        args = req.send_args(call)
         attempt = 0
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = await self._http.request(
-                    call.method,
-                    req.base_url + call.path,
-                    params=call.params,
-                    json=call.json,
-                    headers=req.headers,
-                    timeout=call.timeout or req.timeout,
-                )
+                outcome = await self._http.request(**args)
             except httpx.TransportError as exc:
                 outcome = exc
             if not req.retry(attempt, outcome):
@@ -128,7 +123,7 @@ class AsyncSemsearchClient:
         """See `SemsearchClient.list_documents`."""
         return await self._send(self._requests.page(offset, limit))
 
-    async def iter_documents(self, page_size: int = 1000) -> AsyncIterator[Document]:
+    async def iter_documents(self, page_size: int = PAGE_LIMIT) -> AsyncIterator[Document]:
         """See `SemsearchClient.iter_documents`."""
         offset = 0
         while True:

@@ -21,6 +21,7 @@ import httpx
 from api.client.async_client import AsyncSemsearchClient
 from api.client.calls import (
     EMBED_BATCH,
+    PAGE_LIMIT,
     QUERY_BATCH,
     WRITE_BATCH,
     Call,
@@ -96,18 +97,12 @@ class SemsearchClient:
 
     def _send(self, call: Call[T]) -> T:
         req = self._requests
+        args = req.send_args(call)
         attempt = 0
         while True:
             outcome: httpx.Response | Exception
             try:
-                outcome = self._http.request(
-                    call.method,
-                    req.base_url + call.path,
-                    params=call.params,
-                    json=call.json,
-                    headers=req.headers,
-                    timeout=call.timeout or req.timeout,
-                )
+                outcome = self._http.request(**args)
             except httpx.TransportError as exc:
                 outcome = exc
             if not req.retry(attempt, outcome):
@@ -167,7 +162,7 @@ class SemsearchClient:
         """One page of documents, in the order they were first written."""
         return self._send(self._requests.page(offset, limit))
 
-    def iter_documents(self, page_size: int = 1000) -> Iterator[Document]:
+    def iter_documents(self, page_size: int = PAGE_LIMIT) -> Iterator[Document]:
         """Every stored document, a page at a time."""
         offset = 0
         while True:

@@ -3,6 +3,7 @@ api/client/async_client.py), with the retry policy they share."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ from api.client.types import (
     raise_for_status,
 )
 
-# The server's own limits per request (api/server/documents.py, api/server/app.py, api/server/schemas.py):
-# more is sent in slices.
+# The server's own limits per request (api/server/documents.py, api/server/embeddings.py, api/server/schemas.py):
+# more is sent in slices. tests/api/client/test_client_schema.py checks each against the server's.
 WRITE_BATCH = 1000
 EMBED_BATCH = 2048
 QUERY_BATCH = 256
+PAGE_LIMIT = 1000  # documents per page of GET /documents
 _MAX_RETRY_AFTER = 30.0
 # Errors raised before the request left this machine: retrying them cannot apply a write twice.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -60,6 +62,16 @@ def document_path(doc_id: str) -> str:
     return "/documents/" + (quoted.replace(".", "%2E") if doc_id in (".", "..") else quoted)
 
 
+def encode_json(body: Any) -> bytes:
+    """`body` as JSON, as httpx would send it. A value strict JSON has no form for (NaN, a lone
+    surrogate) is written as Python's json writes it, which the server reads: its rules then refuse
+    the value naming the field, and the client keeps no copy of those rules (search/validation.py)."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except ValueError:  # UnicodeEncodeError is one
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
+
+
 def _model(kind: type[M]) -> Callable[[httpx.Response], M]:
     return lambda response: kind.model_validate(response.json())
 
@@ -74,11 +86,13 @@ def _healthy(response: httpx.Response) -> bool:
 
 
 def merge_writes(results: Sequence[WriteResult]) -> WriteResult:
+    reasons = list(dict.fromkeys(r.reason for r in results if r.reason))
     return WriteResult(
         added=[i for r in results for i in r.added],
         updated=[i for r in results for i in r.updated],
         unchanged=[i for r in results for i in r.unchanged],
         indexed=all(r.indexed for r in results),
+        reason="; ".join(reasons) or None,
     )
 
 
@@ -103,6 +117,24 @@ class Requests:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+
+    def send_args(self, call: Call[Any]) -> dict[str, Any]:
+        """The arguments of httpx's `request` for `call`, its body encoded once for every retry."""
+        headers = dict(self.headers)
+        content = None
+        if call.json is not None:
+            content = encode_json(call.json)
+            headers["Content-Type"] = "application/json"
+        url = self.base_url + call.path
+        timeout = call.timeout or self.timeout
+        return {
+            "method": call.method,
+            "url": url,
+            "params": call.params,
+            "content": content,
+            "headers": headers,
+            "timeout": timeout,
+        }
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
         """Seconds before retry `attempt` (0-based): the server's Retry-After when it gives seconds,
@@ -155,7 +187,8 @@ class Requests:
         # The HTTP timeout must outlast the server's own wait (30 s unless told).
         timeout = self.timeout + ((wait_timeout or 30.0) if wait else 0.0)
         parse = _model(WriteResult)
-        if len(docs) == 1:
+        # An empty id has no path: sent in a list, it is refused by the server's rule, by name.
+        if len(docs) == 1 and docs[0].id:
             body = docs[0].model_dump(exclude={"id"})
             return Call("PUT", document_path(docs[0].id), parse, params=params, json=body, timeout=timeout)
         body_list = [d.model_dump() for d in docs]

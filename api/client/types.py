@@ -1,7 +1,9 @@
 """What the semsearch HTTP API answers, as the client reads it: the errors it raises and the typed results.
 
-Every model keeps fields it does not know (a newer server's additions, such as hybrid search's
-per-retriever scores or `matched_terms`), reachable as attributes and in `model_dump()`.
+Each model has the fields of the server's schema of the same answer (tests/api/client/test_client_schema.py
+checks them against the server's OpenAPI schema); fields an older server lacks have defaults. Every
+model also keeps fields it does not know (a newer server's additions), reachable as attributes and
+in `model_dump()`.
 """
 
 from __future__ import annotations
@@ -51,8 +53,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class RetrieverSignal(_Model):
+    """What one retriever said of a document: its rank there (from 1) and its score (cosine or BM25)."""
+
+    rank: int
+    score: float
+
+
 class Hit(_Model):
-    """One ranked document with its best chunk; `start`/`end` are the chunk's offsets in the document text."""
+    """One ranked document with its best chunk; `start`/`end` are the chunk's offsets in the document text.
+    `dense` and `keyword`: each retriever's rank and score (None where it did not return the document);
+    `matched_terms`: words of the title and chunk that match the query's terms."""
 
     id: str
     chunk_id: int
@@ -62,6 +73,9 @@ class Hit(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: int
     end: int
+    dense: RetrieverSignal | None = None
+    keyword: RetrieverSignal | None = None
+    matched_terms: list[str] = Field(default_factory=list)
 
 
 class SearchResults(_Model):
@@ -87,6 +101,10 @@ class NewDocument(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+# pending: queued for the indexing worker; indexed: its vectors are committed.
+DocumentStatus = Literal["pending", "indexed"]
+
+
 class Document(_Model):
     """A stored document and how far its indexing got."""
 
@@ -94,16 +112,18 @@ class Document(_Model):
     title: str
     text: str
     metadata: dict[str, Any]
-    status: Literal["pending", "embedded", "indexed"] | str
+    status: DocumentStatus | str  # a status of a newer server is kept as its name
 
 
 class WriteResult(_Model):
-    """Ids added, updated (re-embedded) and unchanged; `indexed` is true once all are searchable."""
+    """Ids added, updated (re-embedded) and unchanged; `indexed` is true once all are searchable, and
+    `reason` says why not, when a `wait` timed out because the indexing worker is known to be failing."""
 
     added: list[str]
     updated: list[str]
     unchanged: list[str]
     indexed: bool
+    reason: str | None = None
 
 
 class DocumentPage(_Model):
@@ -122,8 +142,26 @@ class Deleted(_Model):
     chunks: int
 
 
+class QueueHealth(_Model):
+    """Written documents that are not searchable yet, and how long the oldest has waited."""
+
+    unindexed_documents: int
+    oldest_unindexed_seconds: float | None
+
+
+class WorkerHealth(_Model):
+    """The indexing worker running in the server's process (None when it runs elsewhere)."""
+
+    consecutive_failures: int
+    failures_total: int
+    last_error: str | None
+    seconds_since_last_error: float | None
+    backoff_seconds: float
+    failing: bool
+
+
 class Stats(_Model):
-    """What the service holds and how it embeds."""
+    """What the service holds and how it embeds; `queue`: what waits for the indexing worker."""
 
     documents: int
     chunks: int
@@ -134,6 +172,8 @@ class Stats(_Model):
     pooling: str
     dimension: int
     max_length: int
+    queue: QueueHealth | None = None
+    worker: WorkerHealth | None = None
 
 
 def error_message(response: httpx.Response) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import unicodedata
 from collections import Counter
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.server.deps import HybridDep, SettingsDep, StoreDep, WorkerStateDep
-from api.server.schemas import MAX_DOCUMENT_CHARS, ErrorBody
+from api.server.schemas import ErrorBody
 from api.server.status import read_queue
 from search.keyword.index import NAME as KEYWORD
 from search.query.hybrid import HybridSearcher
@@ -27,10 +26,18 @@ from search.storage.records import DocumentIn
 from search.storage.retry import WriteConflictError, retry_write
 from search.storage.store import Store
 from search.storage.worker_state import WorkerState
-from search.validation import check_metadata, check_text, json_safe
+from search.validation import (
+    MAX_DOCUMENT_CHARS,
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+    check_document_text,
+    check_id,
+    check_metadata,
+    check_title,
+    json_safe,
+)
 
 MAX_WRITE_BATCH = 1000
-MAX_ID_CHARS = 512
 Status = Literal["pending", "indexed"]
 
 
@@ -45,38 +52,29 @@ register_url_convertor("anypath", _AnyPath())
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 
-def check_id(doc_id: str) -> str:
-    """A document id as the store keeps it: 1 to 512 characters, no control characters."""
-    if not 1 <= len(doc_id) <= MAX_ID_CHARS:
-        raise ValueError(f"document id is {len(doc_id)} characters long; it must have 1 to {MAX_ID_CHARS}")
-    bad = next((c for c in doc_id if unicodedata.category(c) in ("Cc", "Cs")), None)
-    if bad is not None:
-        raise ValueError(f"document id {doc_id[:40]!r} holds the control character {bad!r}")
-    return doc_id
-
-
 class DocumentBody(BaseModel):
     """A document's content: the text is chunked and embedded; the title is prepended to every chunk's
     embedding input; metadata is stored as it is and can be filtered on: a JSON object of finite
     numbers, strings and booleans, at most 32 levels deep and 64 KiB as JSON."""
 
-    title: str = Field(default="", max_length=4096)
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS, description="The text to index.")
+    # The schema declares search.validation's limits; its rules (the validators below) apply them.
+    title: str = Field(default="", json_schema_extra={"maxLength": MAX_TITLE_CHARS})
+    text: str = Field(
+        description="The text to index.", json_schema_extra={"minLength": 1, "maxLength": MAX_DOCUMENT_CHARS}
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    # Every rule is search.validation's, which the CLI applies too: the doors refuse the same documents.
     @field_validator("text")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text is blank: there is nothing to embed")
-        return check_text(value, "text")
+    def _valid_text(cls, value: str) -> str:
+        return check_document_text(value)
 
     @field_validator("title")
     @classmethod
     def _valid_title(cls, value: str) -> str:
-        return check_text(value, "title")
+        return check_title(value)
 
-    # What every later read depends on is checked here, at the door (search.validation owns the rules).
     @field_validator("metadata")
     @classmethod
     def _valid_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +84,9 @@ class DocumentBody(BaseModel):
 class DocumentWrite(DocumentBody):
     """A document with its id, for `POST /documents`."""
 
-    id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="Your id of the document.")
+    id: str = Field(
+        description="Your id of the document.", json_schema_extra={"minLength": 1, "maxLength": MAX_ID_CHARS}
+    )
 
     @field_validator("id")
     @classmethod

@@ -11,10 +11,6 @@ from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 256
-# Longest document text the write endpoints accept: a million characters is a long book, which
-# chunking splits into a few thousand vectors; with the default 16 MiB body limit a request holds
-# several such documents. Longer documents should be split by the client.
-MAX_DOCUMENT_CHARS = 1_000_000
 
 _FILTER_DOC = (
     "Only documents whose metadata passes: equality on a field (a string, number or boolean), "

@@ -1,4 +1,7 @@
-"""Reading documents from JSON Lines, BEIR corpora and folders of text files, rejecting bad records by place."""
+"""Reading documents from JSON Lines, BEIR corpora and folders of text files, rejecting bad records by place.
+
+Every record must pass the rules the API applies (search.validation.check_document): what the CLI
+indexes, a PUT would have stored, and what it refuses, the API refuses naming the same field."""
 
 from __future__ import annotations
 
@@ -9,20 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from search.storage.records import DocumentIn
+from search.validation import FieldError, check_document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-# A larger record is almost always a mistake (a binary, a dump); it is reported, not indexed.
+# A larger record is almost always a mistake (a binary, a dump); it is reported, not read. The text's
+# own limit (search.validation.MAX_DOCUMENT_CHARS) applies to what is read.
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Rejected:
-    """A record that was not indexed: where it was and why."""
+    """A record that was not indexed: where it was and why; `field` names the part of the document
+    that broke a rule ("metadata.year"), None when the record could not be read as a document at all."""
 
     path: Path
     line: int | None
     reason: str
+    field: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
@@ -31,7 +38,7 @@ class Rejected:
 
 Record = DocumentIn | Rejected
 # Internally every record travels with its place: (file, line or None, document or the reason it failed).
-_Placed = tuple[Path, int | None, DocumentIn | str]
+_Placed = tuple[Path, int | None, DocumentIn | FieldError | str]
 
 
 def read_sources(paths: Iterable[Path], max_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[Record]:
@@ -39,6 +46,9 @@ def read_sources(paths: Iterable[Path], max_bytes: int = MAX_DOCUMENT_BYTES) -> 
     seen: dict[str, str] = {}
     for path in paths:
         for where, line, record in _read_path(Path(path), max_bytes):
+            if isinstance(record, FieldError):
+                yield Rejected(where, line, str(record), record.field)
+                continue
             if isinstance(record, str):
                 yield Rejected(where, line, record)
                 continue
@@ -86,7 +96,7 @@ def read_jsonl(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[_Pla
             yield path, number, _parse_line(raw)
 
 
-def _parse_line(raw: bytes) -> DocumentIn | str:
+def _parse_line(raw: bytes) -> DocumentIn | FieldError | str:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -99,30 +109,26 @@ def _parse_line(raw: bytes) -> DocumentIn | str:
         return f"expected a JSON object, got {type(obj).__name__}"
     try:
         return document_from_mapping(obj)
-    except ValueError as exc:
-        return str(exc)
+    except FieldError as exc:
+        return exc
 
 
 def document_from_mapping(obj: dict[str, Any]) -> DocumentIn:
-    """Validate one JSON record into a document; raises ValueError naming the faulty field."""
-    raw_id = obj.get("id", obj.get("_id"))
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id).strip() == "":
-        raise ValueError("missing or invalid 'id' (or '_id'): a non-empty string or an integer is required")
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise ValueError(f"'text' must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("'text' is empty")
-    title = obj.get("title") or ""
-    if not isinstance(title, str):
-        raise ValueError(f"'title' must be a string, got {type(title).__name__}")
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ValueError(f"'metadata' must be an object, got {type(metadata).__name__}")
-    return DocumentIn(external_id=str(raw_id), text=text, title=title, metadata=metadata)
+    """One JSON record as a document, by the rules every door applies; raises FieldError naming the
+    faulty field. Two conventions of JSON Lines corpora are read first: the id may be `_id` (BEIR)
+    and an integer, and a null title or metadata counts as absent."""
+    doc_id = obj.get("id", obj.get("_id"))
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if doc_id is None:
+        raise FieldError("id", "is required (as 'id' or '_id')")
+    title = "" if obj.get("title") is None else obj["title"]
+    metadata = {} if obj.get("metadata") is None else obj["metadata"]
+    doc_id, title, text, metadata = check_document(doc_id=doc_id, title=title, text=obj.get("text"), metadata=metadata)
+    return DocumentIn(external_id=doc_id, text=text, title=title, metadata=metadata)
 
 
-def read_text_file(path: Path, doc_id: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> DocumentIn | str:
+def read_text_file(path: Path, doc_id: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> DocumentIn | FieldError | str:
     """A whole .txt/.md file as one document; the title is its first Markdown heading or its file name."""
     try:
         size = path.stat().st_size
@@ -133,11 +139,14 @@ def read_text_file(path: Path, doc_id: str, max_bytes: int = MAX_DOCUMENT_BYTES)
         return f"cannot read: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
         return f"not UTF-8 (byte {exc.start})"
-    if not text.strip():
-        return "file is empty"
     title = path.stem
     for line in text.splitlines():
         if line.startswith("# "):
             title = line[2:].strip()
             break
-    return DocumentIn(external_id=doc_id, text=text, title=title, metadata={"path": doc_id})
+    metadata = {"path": doc_id}
+    try:
+        check_document(doc_id=doc_id, title=title, text=text, metadata=metadata)
+    except FieldError as exc:
+        return exc
+    return DocumentIn(external_id=doc_id, text=text, title=title, metadata=metadata)

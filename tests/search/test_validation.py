@@ -15,7 +15,18 @@ from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.retry import retry_write
 from search.storage.store import Store
-from search.validation import MAX_METADATA_DEPTH, TOO_DEEP, check_metadata, check_text, json_safe
+from search.validation import (
+    MAX_DOCUMENT_CHARS,
+    MAX_ID_CHARS,
+    MAX_METADATA_DEPTH,
+    MAX_TITLE_CHARS,
+    TOO_DEEP,
+    FieldError,
+    check_document,
+    check_metadata,
+    check_text,
+    json_safe,
+)
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -52,6 +63,46 @@ def test_valid_metadata_and_texts_pass_unchanged() -> None:
     assert check_text("a\x00b", "query", stored=False) == "a\x00b"  # a query is never stored
     with pytest.raises(ValueError, match="text: holds a NUL"):
         check_text("a\x00b", "text")
+
+
+GOOD: dict[str, Any] = {"doc_id": "d", "title": "", "text": "t", "metadata": {}}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"doc_id": "i" * (MAX_ID_CHARS + 1)}, "id", f"has {MAX_ID_CHARS + 1} characters; it must have 1 to 512"),
+        ({"doc_id": ""}, "id", "has 0 characters"),
+        ({"doc_id": " \t"}, "id", "is blank"),
+        ({"doc_id": "a\nb"}, "id", "holds the control character '\\n'"),
+        ({"doc_id": 7}, "id", "must be a string, got int"),
+        ({"doc_id": None}, "id", "is required"),
+        ({"title": "t" * (MAX_TITLE_CHARS + 1)}, "title", f"at most {MAX_TITLE_CHARS} characters"),
+        ({"title": "a\x00"}, "title", "holds a NUL character"),
+        ({"title": None}, "title", "is required"),
+        ({"text": "  \n"}, "text", "is blank: there is nothing to embed"),
+        ({"text": "a" * (MAX_DOCUMENT_CHARS + 1)}, "text", f"at most {MAX_DOCUMENT_CHARS} characters"),
+        ({"text": "a\ud800"}, "text", "lone UTF-16 surrogate"),
+        ({"text": 42}, "text", "must be a string, got int"),
+        ({"metadata": {"x": {"y": float("inf")}}}, "metadata.x.y", "inf is not a finite number"),
+        ({"metadata": None}, "metadata", "must be a JSON object, got NoneType"),
+    ],
+)
+def test_check_document_names_the_field_that_breaks_a_rule(change: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(FieldError) as caught:
+        check_document(**{**GOOD, **change})
+    assert caught.value.field == field and message in caught.value.reason
+    assert str(caught.value) == f"{field}: {caught.value.reason}"
+    assert isinstance(caught.value, ValueError)  # pydantic reports it as a validation error: a 422
+
+
+def test_check_document_takes_a_document_at_every_limit() -> None:
+    check_document(
+        doc_id=" " + "i" * (MAX_ID_CHARS - 1),
+        title="t" * MAX_TITLE_CHARS,
+        text="a" * MAX_DOCUMENT_CHARS,
+        metadata={"n": 2**63 - 1, "deep": _nested(MAX_METADATA_DEPTH - 1)},
+    )
 
 
 def test_json_safe_makes_any_stored_value_encodable() -> None:

@@ -15,8 +15,9 @@ from api.client import (
     SemsearchClient,
     SemsearchError,
     ServerBusyError,
+    WriteResult,
 )
-from api.client.calls import Requests, document_path
+from api.client.calls import Requests, document_path, merge_writes
 from api.client.types import error_message
 
 DOCS = [
@@ -76,7 +77,7 @@ def test_errors_carry_the_servers_message(empty_server: str) -> None:
         # A pydantic validation error (a list) reads as `where: what`.
         with pytest.raises(InvalidRequestError, match=r"body\.top_k: Input should be less than or equal to 1000"):
             client.search("cat", top_k=5000)
-        with pytest.raises(InvalidRequestError, match="text is blank"):
+        with pytest.raises(InvalidRequestError, match="text: is blank"):
             client.put_document("x", "   ")
         with pytest.raises(NotFoundError):
             client.delete_document("never-written")
@@ -102,9 +103,22 @@ def test_mode_is_sent_only_when_given() -> None:
 
 def test_fields_a_newer_server_adds_are_kept() -> None:
     raw = {"id": "d", "chunk_id": 1, "score": 0.5, "title": "", "text": "t", "metadata": {}, "start": 0, "end": 1}
-    hit = Hit.model_validate({**raw, "matched_terms": ["cat"], "dense": 0.4})
-    assert hit.matched_terms == ["cat"]  # type: ignore[attr-defined]
-    assert hit.model_dump()["dense"] == 0.4
+    hit = Hit.model_validate({**raw, "rerank_score": 0.4, "status": "new"})
+    assert hit.rerank_score == 0.4  # type: ignore[attr-defined]
+    assert hit.model_dump()["status"] == "new"
+    # And an older server's answer, without the per-retriever signals, still reads.
+    assert (hit.dense, hit.keyword, hit.matched_terms) == (None, None, [])
+
+
+def test_a_sliced_write_keeps_every_slices_reason() -> None:
+    parts = [
+        WriteResult(added=["a"], updated=[], unchanged=[], indexed=False, reason="the worker is failing"),
+        WriteResult(added=["b"], updated=[], unchanged=["c"], indexed=True),
+        WriteResult(added=[], updated=["d"], unchanged=[], indexed=False, reason="the worker is failing"),
+    ]
+    merged = merge_writes(parts)
+    assert (merged.added, merged.updated, merged.unchanged) == (["a", "b"], ["d"], ["c"])
+    assert (merged.indexed, merged.reason) == (False, "the worker is failing")
 
 
 def test_the_api_key(keyed_url: str) -> None:

@@ -7,9 +7,9 @@ import time
 import httpx
 import pytest
 
-from api.server.schemas import MAX_DOCUMENT_CHARS
 from search.keyword.index import KeywordIndex
 from search.storage.store import Store
+from search.validation import MAX_DOCUMENT_CHARS
 
 
 def _ids(client: httpx.Client, query: str, k: int = 10) -> list[str]:
@@ -80,7 +80,7 @@ def test_post_list_delete(worker_url: str) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "body", "fragment"),
     [
-        ("put", "/documents/x", {"text": "   "}, "text is blank"),
+        ("put", "/documents/x", {"text": "   "}, "text: is blank"),
         ("put", "/documents/x", {"title": "no text"}, "Field required"),
         ("put", "/documents/x", {"text": "a" * (MAX_DOCUMENT_CHARS + 1)}, "at most 1000000 characters"),
         ("put", "/documents/" + "i" * 513, {"text": "ok"}, "must have 1 to 512"),

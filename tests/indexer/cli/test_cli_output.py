@@ -98,3 +98,31 @@ def test_index_at_default_verbosity_prints_its_own_lines_only(env: Path, tmp_pat
     )
     # Progress counts documents and rejected records apart; nothing else is said.
     assert [line for line in lines[1:] if not line.startswith("progress: 3 documents, 1 rejected, 3 chunks")] == []
+
+
+@pytest.mark.parametrize("command", ["index", "add"])
+def test_records_the_api_refuses_are_reported_by_line_and_the_rest_written(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # The three records of issue 20, which the API answers with a 422; the CLI once stored them all.
+    corpus = tmp_path / "mixed.jsonl"
+    lines = [
+        '{"id": "nan", "text": "the cat", "metadata": {"score": NaN}}',
+        json.dumps({"id": "nul", "text": "the\x00cat"}),
+        json.dumps({"id": "i" * 600, "text": "the cat"}),
+        json.dumps({"id": "good", "text": "the cat sat on the mat"}),
+    ]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main([command, str(corpus), "--json"]) == 1
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert (summary["added"], summary["rejected"]) == (1, 3)
+    assert [line for line in err.splitlines() if line.startswith("rejected ")] == [
+        f"rejected {corpus}:1: metadata.score: nan is not a finite number (JSON has no NaN or Infinity)",
+        f"rejected {corpus}:2: text: holds a NUL character at position 3, which the database cannot store",
+        f"rejected {corpus}:3: id: has 600 characters; it must have 1 to 512",
+    ]
+    if command == "index":
+        assert summary["documents"] == 1 and summary["chunks"] == 1
+        assert main(["search", "the cat sat on the mat", "-k", "5", "--json"]) == 0
+        assert [hit["id"] for hit in json.loads(capsys.readouterr().out)] == ["good"]

@@ -39,15 +39,51 @@ def test_jsonl_with_bad_lines(tmp_path: Path) -> None:
     reasons = {r.line: r.reason for r in rejected}
     assert all(r.path == path for r in rejected)
     assert "malformed JSON" in reasons[2]
-    assert "'text' must be a string" in reasons[4]
-    assert "'id'" in reasons[5]
-    assert "empty" in reasons[6]
+    assert reasons[4] == "text: must be a string, got int"
+    assert reasons[5] == "id: is required (as 'id' or '_id')"
+    assert reasons[6] == "text: is blank: there is nothing to embed"
     assert "not UTF-8" in reasons[7]
     assert "JSON object" in reasons[8]
     assert "duplicate id 'a'" in reasons[10] and f"{path}:1" in reasons[10]
-    assert "'metadata' must be an object" in reasons[11]
+    assert reasons[11] == "metadata: must be a JSON object, got list"
     assert "exceeds the 1000-byte limit" in reasons[12]
     assert str(rejected[0]).startswith(f"{path}:2: ")
+
+
+def test_records_the_api_would_refuse_are_rejected_naming_the_field(tmp_path: Path) -> None:
+    # What the API answers with a 422 never reaches the store through the CLI either (search.validation).
+    path = tmp_path / "docs.jsonl"
+    lines = [
+        '{"id": "nan", "text": "fine", "metadata": {"score": NaN}}',  # Python's json reads NaN, as the API's does
+        json.dumps({"id": "nul", "text": "a\x00b"}),
+        json.dumps({"id": "i" * 600, "text": "fine"}),
+        json.dumps({"id": "good", "text": "fine", "metadata": {"score": 0.5}}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    docs, rejected = _split(list(read_sources([path])))
+    assert docs == [DocumentIn("good", "fine", "", {"score": 0.5})]
+    assert [(r.line, r.field) for r in rejected] == [(1, "metadata.score"), (2, "text"), (3, "id")]
+    assert [str(r) for r in rejected] == [
+        f"{path}:1: metadata.score: nan is not a finite number (JSON has no NaN or Infinity)",
+        f"{path}:2: text: holds a NUL character at position 1, which the database cannot store",
+        f"{path}:3: id: has 600 characters; it must have 1 to 512",
+    ]
+
+
+def test_a_text_file_the_api_would_refuse_is_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "binary.txt").write_bytes(b"looks like text\x00but is not")
+    (folder / "long-title.md").write_text("# " + "t" * 5000 + "\n\nbody\n")
+    (folder / "good.md").write_text("# Good\n\nbody\n")
+    docs, rejected = _split(list(read_sources([folder])))
+    assert [d.external_id for d in docs] == ["good.md"]
+    assert {r.path.name: (r.line, r.field) for r in rejected} == {
+        "binary.txt": (None, "text"),
+        "long-title.md": (None, "title"),
+    }
+    reason = "text: holds a NUL character at position 15, which the database cannot store"
+    assert str(rejected[0]) == f"{folder / 'binary.txt'}: {reason}"
 
 
 def test_folder_of_text_files_and_beir_directory(tmp_path: Path) -> None:
@@ -61,7 +97,7 @@ def test_folder_of_text_files_and_beir_directory(tmp_path: Path) -> None:
     docs, rejected = _split(list(read_sources([folder])))
     assert {d.external_id: d.title for d in docs} == {"intro.md": "Getting started", "sub/plain.txt": "plain"}
     assert {r.path.name: r.reason for r in rejected} == {
-        "empty.txt": "file is empty",
+        "empty.txt": "text: is blank: there is nothing to embed",
         "latin1.txt": "not UTF-8 (byte 3)",
     }
 

@@ -132,6 +132,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
+    from indexer.write.keyword_writer import KeywordWriter
     from indexer.write.locks import LockHeldError
     from indexer.write.ray_engine import require_ray
     from indexer.write.rebuild import rebuild
@@ -148,7 +149,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
     data: dict[str, object] = {
         **summary.as_dict(),
-        "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
+        "keyword_chunks": KeywordWriter(open_keyword(settings)).rebuild(open_store(settings)),
     }
     _print_fields(args, data)
     return 0
@@ -176,12 +177,14 @@ def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
     """Delete documents by id; exit status 1 when some id was not found."""
     from indexer.write import maintenance
+    from indexer.write.keyword_writer import KeywordWriter
     from indexer.write.pipeline import open_indexer
     from search.components import open_keyword
 
     indexer = open_indexer(settings)
     found, chunks = maintenance.delete(indexer, args.ids)
-    open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
+    # Readers drop deleted rows at once; this drops their terms.
+    KeywordWriter(open_keyword(settings)).catch_up(indexer.store)
     existed = set(found)
     missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:
@@ -198,12 +201,13 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     pass (embeds what lacks a vector, writes the base file afresh from SQL, mends the keyword index).
     Exit status 1 while inconsistent."""
     from indexer.write import maintenance
+    from indexer.write.keyword_writer import KeywordWriter
     from indexer.write.pipeline import open_indexer
     from search.components import open_keyword
 
     indexer = open_indexer(settings)
     state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
-    keyword = open_keyword(settings)
+    keyword = KeywordWriter(open_keyword(settings))
     words = keyword.repair(indexer.store) if args.repair else keyword.check(indexer.store)
     if args.json:
         _print_json({**state.as_dict(), "keyword": words.as_dict()})

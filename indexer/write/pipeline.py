@@ -14,6 +14,7 @@ import numpy as np
 from indexer.ingest.chunking import Chunker
 from indexer.ingest.sources import Record, Rejected
 from indexer.write.embedding import embed_missing, embed_pending, split_rows
+from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.publisher import Publisher
 from search.components import make_encoder, open_keyword, open_store
 from search.dense.catalog import IndexCatalog, IndexWatcher
@@ -238,7 +239,7 @@ def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Stor
     indexer = Indexer(
         encoder, store, catalog, chunker, settings.index_factory, checkpoint_seconds=settings.checkpoint_seconds
     )
-    indexer.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
+    indexer.publisher.keyword = KeywordWriter(open_keyword(settings))  # hybrid hook: each publish brings it up to date
     return indexer
 
 

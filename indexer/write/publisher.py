@@ -14,12 +14,12 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.locks import FileLock
 from search.dense.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
 from search.dense.index import VectorIndex, auto_factory
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
-from search.keyword.index import KeywordIndex
 from search.storage import changes
 from search.storage.models import DerivedState, IndexGeneration
 from search.storage.vectors import VectorRows
@@ -58,7 +58,7 @@ class Publisher:
         self._base_checked: int | None = None
         self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
         # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
-        self.keyword: KeywordIndex | None = None
+        self.keyword: KeywordWriter | None = None
 
     def merge_threshold(self, base_vectors: int) -> int:
         """Changes since the base file that make a merge worth its rewrite."""

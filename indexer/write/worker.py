@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from indexer.ingest.chunking import Chunker
 from indexer.write.embedding import embed_missing, embed_pending
+from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.publisher import Publisher
 from indexer.write.rebuild import run_queued
 from search.components import encoder_factory, make_encoder, open_keyword, open_store
@@ -179,7 +180,7 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         jobs=lambda: run_queued(settings, store),
         state=WorkerState(settings.worker_failure_budget, max_delay=settings.worker_max_backoff_seconds),
     )
-    worker.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
+    worker.publisher.keyword = KeywordWriter(open_keyword(settings))  # hybrid hook: each publish brings it up to date
     return worker
 
 

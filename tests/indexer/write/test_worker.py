@@ -229,13 +229,14 @@ def test_failures_back_off_exponentially_and_a_success_resets_the_budget(
 def test_keyword_search_sees_an_embedded_batch_before_the_next_publish(
     settings: Settings, tiny_encoder: Encoder
 ) -> None:
+    from indexer.write.keyword_writer import KeywordWriter
     from search.components import open_keyword
     from search.keyword.index import NAME as KEYWORD
     from search.storage import changes
 
     store = Store(settings.resolved_database_url)
     worker = _worker(settings, tiny_encoder, store, publish_seconds=3600)  # no publish during the test
-    worker.publisher.keyword = open_keyword(settings)
+    worker.publisher.keyword = KeywordWriter(open_keyword(settings))
     background = BackgroundWorker(worker)
     background.start()
     try:

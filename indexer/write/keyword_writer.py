@@ -4,13 +4,11 @@ from the seq it last applied, builds it from SQL when that cannot be done, and c
 An index without that state, behind the compacted log or ahead of it (another database) is rebuilt
 from every chunk at a snapshot. Applying is idempotent (chunk ids are never reused: delete-by-id,
 then add), so a process killed at any moment leaves an index that the next catch-up completes. One
-process writes at a time (a `flock` beside the index; tantivy allows one writer per directory)."""
+process writes at a time (a FileLock beside the index; tantivy allows one writer per directory)."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 from sqlalchemy import select
 
+from indexer.write.locks import FileLock
 from search.keyword.index import NAME, KeywordIndex
 from search.keyword.segments import Segments
 from search.keyword.state import OPS, KeywordCheck, chunk_rows, chunk_rows_of, entries_after
@@ -138,15 +137,10 @@ class KeywordWriter:
 
     @contextmanager
     def _writing(self) -> Iterator[Segments]:
-        """The index opened (created when missing) under the cross-process writer lock. The kernel
-        drops the lock when the process dies, even by SIGKILL."""
-        self.index.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.index.root / f"{self.index.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        """The index opened (created when missing) under the cross-process writer lock, which
+        waits while another process writes (the kernel drops it when that one dies, even by SIGKILL)."""
+        with FileLock(self.index.root / f"{self.index.path.name}.lock"):
             yield Segments(self.index)
-        finally:
-            os.close(fd)
 
     def check(self, store: Store) -> KeywordCheck:
         """Compare the committed index with the chunk rows. Chunks named by log entries it has not

@@ -11,7 +11,6 @@ from typing import Any
 import pytrec_eval
 
 from indexer.ingest.sources import read_sources
-from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.pipeline import open_indexer
 from search.components import open_keyword
 from search.query.hybrid import FusionConfig, HybridSearcher, check_mode
@@ -67,8 +66,9 @@ def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None, m
         started = time.perf_counter()
         indexer = open_indexer(run_settings)
         summary = indexer.run(read_sources([beir_dir / "corpus.jsonl"]))
+        if indexer.derived.failures:  # scores over a stale index would mislead
+            raise RuntimeError(f"derived indexes did not catch up with SQL: {indexer.derived.failures}")
         keyword = open_keyword(run_settings)
-        KeywordWriter(keyword).catch_up(indexer.store)  # a no-op when the indexer's publish did it already
         dense = Searcher(indexer.encoder, indexer.index, indexer.store)
         searcher = HybridSearcher(dense, keyword, FusionConfig.from_settings(run_settings))
         qids = sorted(qrels)

@@ -28,7 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class KeywordWriter:
-    """`catch_up`, `rebuild`, `check` and `repair` of one keyword index (one process at a time)."""
+    """`catch_up`, `rebuild`, `check` and `repair` of one keyword index (one process at a time): a
+    derived index (indexer/write/derived.py)."""
+
+    name = NAME
+    # Caught up after every embedded batch: keyword search (and `?wait=true`) sees only what it applied.
+    eager = True
 
     def __init__(self, index: KeywordIndex) -> None:
         self.index = index

@@ -14,7 +14,6 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.locks import FileLock
 from search.dense.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
 from search.dense.index import VectorIndex, auto_factory
@@ -57,8 +56,12 @@ class Publisher:
         self.generation: IndexGeneration | None = None
         self._base_checked: int | None = None
         self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
-        # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
-        self.keyword: KeywordWriter | None = None
+
+    def follow(self, encoder: Encoder) -> None:
+        """Publish for `encoder` from now on: the worker follows a generation of another model."""
+        self.encoder = encoder
+        self.rows = VectorRows(self.store, encoder.space.key, encoder.dim)
+        self.generation, self._base_checked = None, None
 
     def merge_threshold(self, base_vectors: int) -> int:
         """Changes since the base file that make a merge worth its rewrite."""
@@ -91,21 +94,10 @@ class Publisher:
         """Merge the log into a new base file when enough changed since the last one (always with
         `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
         vector (`check --repair`). None when nothing was merged."""
-        self.keyword_catch_up()  # hybrid hook
         merged = self._sync(force, rebuild)
         if merged is not None:  # committed: the files it replaced can go
             self.catalog.remove_files(merged.generation, before=merged.seq)
         return merged
-
-    def keyword_catch_up(self) -> None:
-        """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
-        never fatal to the vectors' work; `semsearch check` reports it)."""
-        if self.keyword is None:
-            return
-        try:
-            self.keyword.catch_up(self.store)
-        except Exception:
-            log.exception("keyword index catch-up failed; retried at the next sync")
 
     def _sync(self, force: bool, rebuild: bool) -> Merge | None:
         with self.locked() as s:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,12 @@ def _docs(n: int, prefix: str = "d") -> list[DocumentIn]:
     ]
 
 
-def _worker(settings: Settings, encoder: Encoder, store: Store, publish_seconds: float = 0.1) -> Worker:
+def _worker(
+    settings: Settings, encoder: Encoder, store: Store, publish_seconds: float = 0.1, derived: Sequence = ()
+) -> Worker:
     catalog = IndexCatalog(store, settings.index_dir)
-    return Worker(encoder, store, catalog, Chunker(encoder, 32, 4), publish_seconds=publish_seconds, batch_docs=8)
+    chunker = Chunker(encoder, 32, 4)
+    return Worker(encoder, store, catalog, chunker, publish_seconds=publish_seconds, batch_docs=8, derived=derived)
 
 
 def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -235,8 +239,8 @@ def test_keyword_search_sees_an_embedded_batch_before_the_next_publish(
     from search.storage import changes
 
     store = Store(settings.resolved_database_url)
-    worker = _worker(settings, tiny_encoder, store, publish_seconds=3600)  # no publish during the test
-    worker.publisher.keyword = KeywordWriter(open_keyword(settings))
+    keyword = [KeywordWriter(open_keyword(settings))]
+    worker = _worker(settings, tiny_encoder, store, publish_seconds=3600, derived=keyword)  # no publish meanwhile
     background = BackgroundWorker(worker)
     background.start()
     try:

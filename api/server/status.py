@@ -49,6 +49,15 @@ def health(searcher: SearcherDep, settings: SettingsDep, worker_state: WorkerSta
     return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
 
 
+def stale_index_problems(stale: dict[str, str]) -> list[str]:
+    """What each derived index that failed to catch up means, with its error."""
+    return [
+        f"the {name} index failed to catch up with SQL, so its results miss recent writes until it "
+        f"does (retried at every publish); last error: {error}"
+        for name, error in stale.items()
+    ]
+
+
 def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: Settings) -> list[str]:
     problems = []
     if worker is not None and worker.failing:
@@ -56,6 +65,8 @@ def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: 
             f"the indexing worker failed {worker.consecutive_failures} times in a row "
             f"(budget {settings.worker_failure_budget}); last error: {worker.last_error}"
         )
+    if worker is not None:
+        problems += stale_index_problems(worker.stale_indexes)
     age = None if queue is None else queue.oldest_unindexed_seconds
     if age is not None and age > settings.degraded_pending_seconds:
         problems.append(

@@ -79,10 +79,15 @@ class Worker:
         embed_missing(self.publisher.rows, self.encoder)
         return True
 
+    def _catch_up(self, eager_only: bool = False) -> None:
+        """Catch the derived indexes up; the ones that failed are in the state /health reads (a failing
+        index never stops the embedding: it is retried at the next catch-up, which mends it from SQL)."""
+        self.state.indexes_stale(self.derived.catch_up(eager_only))
+
     def start_up(self) -> None:
         """Check the serving generation (its space, a readable base file) in O(changes); pending
         documents a crashed process left are simply still pending."""
-        self.derived.catch_up()
+        self._catch_up()
 
     def step(self) -> int:
         """Embed one batch of pending documents; returns how many (0: the queue is empty)."""
@@ -94,7 +99,7 @@ class Worker:
         total = 0
         while n := self.step():
             total += n
-        self.derived.catch_up()
+        self._catch_up()
         return total
 
     def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
@@ -112,10 +117,10 @@ class Worker:
                 if busy:
                     # Keyword search sees what was embedded at once, not at the next publish (a
                     # `?wait=true` write answers then): the eager indexes commit the batch's chunks.
-                    self.derived.catch_up(eager_only=True)
+                    self._catch_up(eager_only=True)
                 if time.monotonic() - published_at >= interval:
                     started = time.monotonic()
-                    self.derived.catch_up()
+                    self._catch_up()
                     published_at = time.monotonic()
                     interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (published_at - started))
                 self.state.succeeded()
@@ -127,7 +132,7 @@ class Worker:
                 continue
             if not busy:
                 stop.wait(min(idle_poll, self.publish_seconds))
-        self._attempt(self.derived.catch_up, stop)
+        self._attempt(self._catch_up, stop)
 
     def _attempt(self, action: Callable[[], object], stop: threading.Event) -> bool:
         """Run `action`; on an error, record it and wait out the backoff. True when it went through."""

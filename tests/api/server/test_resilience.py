@@ -120,6 +120,49 @@ def test_a_stalled_queue_is_degraded_even_without_a_worker_here(settings: Settin
         assert "is an indexing worker running" in health["problems"][0]
 
 
+def _within(seconds: float, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_failing_keyword_index_is_reported_and_mends_itself(
+    settings: Settings, database_url: str, start_server: Start
+) -> None:
+    from indexer.write.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"database_url": database_url, "reload_seconds": 0.1, "publish_seconds": 0.1})
+    live.data_dir.mkdir(parents=True)
+    live.keyword_dir.write_text("not a folder")  # the keyword writer cannot make its folder: every catch-up fails
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        url = start_server(create_app(live, background.worker.state))
+        with httpx.Client(base_url=url, timeout=30) as client:
+            # The worker's start-up catch-up fails at once: /health says so within seconds, naming it.
+            _within(10, lambda: client.get("/health").json()["status"] == "degraded", "/health degraded")
+            health = client.get("/health").json()
+            assert any(p.startswith("the keyword index failed to catch up") for p in health["problems"]), health
+            assert "FileExistsError" in health["worker"]["stale_indexes"]["keyword"]
+            written = client.put("/documents/k1", params={"wait": "true", "timeout": 2}, json={"text": "a zebra"})
+            assert written.status_code == 202 and not written.json()["indexed"]
+            assert "the keyword index failed to catch up" in written.json()["reason"]
+            # The vectors went on meanwhile: only the keyword side is stale.
+            assert client.get("/stats").json()["vectors"] == 1
+            live.keyword_dir.unlink()  # the fault gone: the next catch-up builds the index from SQL
+            _within(10, lambda: client.get("/health").json()["status"] == "ok", "/health ok again")
+            assert client.get("/health").json()["worker"]["stale_indexes"] == {}
+
+            def found() -> list[str]:
+                hits = client.get("/search", params={"q": "zebra", "mode": "keyword"}).json()["results"]
+                return [h["id"] for h in hits]
+
+            _within(5, lambda: found() == ["k1"], "found by keyword search (the server reloads within 0.1 s)")
+    finally:
+        background.stop()
+
+
 def test_docs_work_with_no_internet(keyed_url: str) -> None:
     with httpx.Client(base_url=keyed_url, timeout=30) as client:
         page = client.get("/docs")

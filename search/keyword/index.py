@@ -55,6 +55,8 @@ class KeywordIndex:
         self._reader: tantivy.Index | None = None
         self._checked = 0.0
         self._reload_lock = threading.Lock()
+        # Why a built index could not be opened (None: open, or nothing built yet), for /health.
+        self.open_error: str | None = None
 
     def exists(self) -> bool:
         """True when a committed index is on disk."""
@@ -105,21 +107,47 @@ class KeywordIndex:
     def reload(self, force: bool = False) -> bool:
         """Pick up what was committed since the last look (at most once per interval unless
         `force`); returns True when an index is open. A failed reload (a writer's clean-up racing
-        it) keeps the segments already served."""
-        # Until an index exists every call looks for it (a stat); then once per interval.
-        if self._reader is not None and not force and time.monotonic() - self._checked < self.reload_seconds:
-            return True
+        it) keeps the segments already served; a built index that cannot be opened is logged once
+        and kept in `open_error` until it opens."""
+        # Until an index exists every call looks for it (a stat); then, or while it fails to open,
+        # once per interval.
+        if (self._reader is not None or self.open_error) and not force and not self._due():
+            return self._reader is not None
         with self._reload_lock:
             self._checked = time.monotonic()
             try:
                 if self._reader is None:
                     self._reader = self.open()
+                    self._opened()
                 else:
                     self._reader.reload()
             except (FileNotFoundError, ValueError, OSError) as exc:
-                if self._reader is not None:
-                    log.warning("keyword index reload failed (serving the previous one): %s", exc)
+                self._not_reloaded(exc)
         return self._reader is not None
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._checked >= self.reload_seconds
+
+    def _opened(self) -> None:
+        if self.open_error is not None:
+            log.warning("keyword index %s opened: keyword and hybrid search use it again", self.path)
+            self.open_error = None
+
+    def _not_reloaded(self, exc: Exception) -> None:
+        if self._reader is not None:
+            log.warning("keyword index reload failed (serving the previous one): %s", exc)
+        elif not self.exists():
+            self.open_error = None  # nothing built yet: no results, and nothing wrong
+        else:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if error != self.open_error:  # once, not once a request
+                log.error(
+                    "keyword index %s cannot be opened (keyword search finds nothing and hybrid search "
+                    "serves dense results alone until it can): %s",
+                    self.path,
+                    error,
+                )
+            self.open_error = error
 
     def applied(self) -> int | None:
         """The seq the served snapshot has applied (None: nothing built yet)."""

@@ -3,7 +3,9 @@ made visible (/health, /stats, /metrics, `?wait=true`), /docs with no internet, 
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from fastapi import FastAPI
 from api.server.app import create_app
 from indexer.ingest.chunking import Chunker
 from indexer.write.pipeline import Indexer
-from search.components import make_encoder, open_store
+from search.components import make_encoder, open_keyword, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
 from search.storage.store import DocumentIn
@@ -161,6 +163,33 @@ def test_a_failing_keyword_index_is_reported_and_mends_itself(
             _within(5, lambda: found() == ["k1"], "found by keyword search (the server reloads within 0.1 s)")
     finally:
         background.stop()
+
+
+def test_a_keyword_index_that_cannot_be_opened_is_logged_once_and_reported(
+    settings: Settings, start_server: Start, indexer: Indexing, caplog: pytest.LogCaptureFixture
+) -> None:
+    indexer(settings)
+    path = open_keyword(settings).path
+    path.mkdir(parents=True)
+    (path / "meta.json").write_text("garbage")  # a corrupt index: tantivy refuses to open it
+    url = start_server(create_app(settings))  # no worker here: nothing rewrites it
+    with httpx.Client(base_url=url, timeout=30) as client, caplog.at_level(logging.WARNING):
+        for _ in range(3):  # hybrid search serves the dense side alone meanwhile
+            assert client.get("/search", params={"q": "the cat sat on the mat"}).json()["results"][0]["id"] == "pets"
+        health = client.get("/health").json()
+        assert health["status"] == "degraded", health
+        assert any(
+            "keyword index" in p and "cannot be opened" in p and "Data corrupted" in p for p in health["problems"]
+        )
+        # Logged once, not once a request.
+        assert len([r for r in caplog.records if "cannot be opened" in r.getMessage()]) == 1
+        shutil.rmtree(path)
+        from indexer.write.keyword_writer import KeywordWriter  # the index rebuilt from SQL
+
+        KeywordWriter(open_keyword(settings)).rebuild(open_store(settings))
+        _within(10, lambda: client.get("/health").json()["status"] == "ok", "/health ok once it opens")
+        hits = client.get("/search", params={"q": "cat", "mode": "keyword"}).json()["results"]
+        assert [h["id"] for h in hits] == ["pets"]
 
 
 def test_docs_work_with_no_internet(keyed_url: str) -> None:

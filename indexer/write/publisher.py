@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from indexer.write.locks import FileLock
-from search.dense.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
+from search.dense.catalog import IndexCatalog, base_file_name, follow
 from search.dense.index import VectorIndex, auto_factory
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
@@ -85,8 +85,7 @@ class Publisher:
         generation = self.store.active_generation(s)
         if generation is None:
             generation = self.catalog.create(self.encoder, self.factory, "active")
-        if generation.space != self.encoder.space:
-            raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
+        follow(generation, self.encoder)  # no model switch here: another space is refused
         self.generation = generation
         return generation
 

@@ -15,7 +15,7 @@ from indexer.write.maintenance import DenseIndex
 from indexer.write.publisher import Publisher
 from indexer.write.rebuild import run_queued
 from search.components import encoder_factory, make_encoder, open_store
-from search.dense.catalog import IndexCatalog, IndexMismatchError
+from search.dense.catalog import IndexCatalog, IndexMismatchError, follow
 from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage.models import IndexGeneration
@@ -66,13 +66,19 @@ class Worker:
 
     def _follow(self) -> bool:
         """After a rebuild with another model or pooling, embed with the serving generation's encoder
-        (when `encoder_for` can make one); True when it switched."""
+        (when `encoder_for` can make one); True when it embeds for the serving generation now."""
         generation = self.store.active_generation()
-        if self.encoder_for is None or generation is None:
+        try:
+            encoder = None if generation is None else follow(generation, self.encoder, self.encoder_for)
+        except IndexMismatchError:
+            encoder = None
+        if generation is None or encoder is None:
             log.error("the serving index was rebuilt with another model; restart the worker with its settings")
             return False
+        if encoder is self.encoder:  # switched back meanwhile: nothing to follow
+            return True
         log.info("following generation %d: model %s, %s pooling", generation.id, generation.model, generation.pooling)
-        self.encoder = self.encoder_for(generation)
+        self.encoder = encoder
         self.chunker = Chunker(self.encoder, self.chunker.size, self.chunker.overlap, self.chunker.enabled)
         self.publisher.follow(self.encoder)  # the other derived indexes follow no model
         # What this worker embedded with the old model after the switch needs the new model's vectors.

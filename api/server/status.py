@@ -68,7 +68,7 @@ def _keyword_unopened(keyword: KeywordIndex) -> list[str]:
         return []
     return [
         f"the keyword index {keyword.path} cannot be opened, so keyword search finds nothing and hybrid "
-        f"search serves dense results alone: {keyword.open_error}"
+        f"search serves dense results alone (`semsearch check --repair` builds it afresh): {keyword.open_error}"
     ]
 
 

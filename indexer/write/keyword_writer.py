@@ -27,6 +27,10 @@ from search.storage.store import Store
 log = logging.getLogger(__name__)
 
 
+class UnreadableIndexError(ValueError):
+    """The keyword index on disk cannot be opened (corrupt files): `rebuild` and `repair` build it afresh."""
+
+
 class KeywordWriter:
     """`catch_up`, `rebuild`, `check` and `repair` of one keyword index (one process at a time): a
     derived index (indexer/write/derived.py)."""
@@ -67,8 +71,9 @@ class KeywordWriter:
     def rebuild(self, store: Store) -> int:
         """Index every chunk afresh (what `semsearch rebuild` runs); returns the chunks indexed.
         Readers see the old index until the new one commits, at once. Folders of other analyzer
-        languages or formats (left by a settings change) are removed."""
-        with self._writing() as segments:
+        languages or formats (left by a settings change) are removed; so is an index that cannot be
+        opened, which readers could not serve anyway."""
+        with self._writing(afresh_if_unreadable=True) as segments:
             self._build(segments, store)
             count = segments.count()
         for old in self.index.root.iterdir():
@@ -141,16 +146,31 @@ class KeywordWriter:
             changes.set_applied(s, NAME, seq)
 
     @contextmanager
-    def _writing(self) -> Iterator[Segments]:
+    def _writing(self, afresh_if_unreadable: bool = False) -> Iterator[Segments]:
         """The index opened (created when missing) under the cross-process writer lock, which
-        waits while another process writes (the kernel drops it when that one dies, even by SIGKILL)."""
+        waits while another process writes (the kernel drops it when that one dies, even by SIGKILL).
+        One that cannot be opened is removed and created empty with `afresh_if_unreadable`."""
         with FileLock(self.index.root / f"{self.index.path.name}.lock"):
-            yield Segments(self.index)
+            try:
+                segments = Segments(self.index)
+            except ValueError as exc:  # tantivy's "Data corrupted" and the like
+                if not afresh_if_unreadable:
+                    raise
+                log.warning("keyword index %s cannot be opened (%s); building it afresh", self.index.path, exc)
+                shutil.rmtree(self.index.path)
+                segments = Segments(self.index)
+            yield segments
 
     def check(self, store: Store) -> KeywordCheck:
         """Compare the committed index with the chunk rows. Chunks named by log entries it has not
         applied yet are not counted as missing or orphaned: the next catch-up settles them."""
-        applied, held = self.index.committed()
+        try:
+            applied, held = self.index.committed()
+        except ValueError as exc:
+            raise UnreadableIndexError(
+                f"the keyword index {self.index.path} cannot be opened ({exc}); `semsearch check --repair` "
+                "or `semsearch rebuild` builds it afresh from SQL"
+            ) from exc
         with store.session() as s:
             head = changes.head(s)
             stored = np.fromiter(s.scalars(select(Chunk.id).order_by(Chunk.id)), dtype=np.int64)
@@ -167,8 +187,13 @@ class KeywordWriter:
         )
 
     def repair(self, store: Store) -> KeywordCheck:
-        """Rebuild when the check finds the index wrong (not merely behind), then catch up."""
-        if not self.check(store).ok:
+        """Rebuild when the check finds the index wrong (not merely behind) or cannot open it, then
+        catch up."""
+        try:
+            wrong = not self.check(store).ok
+        except UnreadableIndexError:
+            wrong = True
+        if wrong:
             self.rebuild(store)
         self.catch_up(store)
         return self.check(store)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tantivy
 
-from indexer.write.keyword_writer import KeywordWriter
+from indexer.write.keyword_writer import KeywordWriter, UnreadableIndexError
 from search.keyword import index as keyword
 from search.keyword.analyzer import Analyzer
 from search.keyword.index import NAME, KeywordIndex
@@ -131,6 +131,23 @@ def test_rebuilt_from_sql_when_its_files_or_log_are_gone(database_url: str, tmp_
         "english-v1",
         "english-v1.lock",
     ]
+    store.close()
+
+
+def test_an_index_that_cannot_be_opened_is_reported_by_check_and_rebuilt_by_repair(
+    database_url: str, tmp_path: Path
+) -> None:
+    store = Store(database_url)
+    index = KeywordIndex(tmp_path / "keyword")
+    store.write_documents([_doc("a", "alpha"), _doc("b", "beta")])
+    KeywordWriter(index).catch_up(store)
+    (index.path / "meta.json").write_text("garbage")  # corrupt files: tantivy refuses to open them
+    reader = KeywordIndex(tmp_path / "keyword", reload_seconds=0)  # it tries again at every search
+    assert reader.search(["alpha"], 10) == [] and "Data corrupted" in (reader.open_error or "")
+    with pytest.raises(UnreadableIndexError, match=r"cannot be opened .* check --repair"):
+        KeywordWriter(index).check(store)
+    assert KeywordWriter(index).repair(store).ok
+    assert _ids(store, reader, "alpha") == ["a"] and reader.open_error is None
     store.close()
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from bench import common
 from bench.common import print_table, scifact_docs, scifact_queries, timed
 from indexer.ingest.chunking import Chunker
+from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.publisher import Publisher
 from search.components import make_encoder, open_hybrid, open_keyword, open_store
 from search.dense.catalog import IndexCatalog
@@ -96,7 +97,7 @@ def scifact(encoder: Encoder, n_queries: int, tmp: Path) -> dict[str, Any]:
     store = load(settings, encoder, docs)
     chunks = store.counts()["chunks"]
     keyword = open_keyword(settings)
-    _, kw_seconds = timed(lambda: keyword.catch_up(store))
+    _, kw_seconds = timed(lambda: KeywordWriter(keyword).catch_up(store))
     sample = docs[:300]
     _, enc_seconds = timed(lambda: encoder.encode([f"{d.title} {d.text}" for d in sample]))
     encoder_rate, keyword_rate = len(sample) / enc_seconds, len(docs) / kw_seconds
@@ -134,7 +135,7 @@ def synthetic(encoder: Encoder, n: int, n_queries: int, tmp: Path) -> dict[str, 
         ids += store.write_documents([(d, [ChunkIn(0, d.text, 0, len(d.text))]) for d in part]).new_chunk_ids
     load_seconds = time.perf_counter() - started
     keyword = open_keyword(settings)
-    _, kw_seconds = timed(lambda: keyword.catch_up(store))
+    _, kw_seconds = timed(lambda: KeywordWriter(keyword).catch_up(store))
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, encoder.dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

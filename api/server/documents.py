@@ -15,7 +15,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from api.server.deps import HybridDep, SettingsDep, StoreDep, WorkerStateDep
 from api.server.schemas import ErrorBody
-from api.server.status import read_queue
+from api.server.status import read_queue, stale_index_problems
 from search.keyword.index import NAME as KEYWORD
 from search.query.hybrid import HybridSearcher
 from search.settings import Settings
@@ -167,13 +167,16 @@ async def _write(
 
 def _why_not_indexed(store: Store, state: WorkerState | None, settings: Settings) -> str | None:
     """Why a `wait=true` timed out, when something is known to be wrong: a failing worker in this
-    process, or a queue whose oldest document has waited past the degraded threshold."""
-    if state is not None and state.failing:
-        snapshot = state.snapshot()
+    process or a derived index it failed to catch up, or a queue whose oldest document has waited
+    past the degraded threshold."""
+    snapshot = None if state is None else state.snapshot()
+    if snapshot is not None and snapshot.failing:
         return (
             f"the indexing worker is failing ({snapshot.consecutive_failures} errors in a row, next try in "
             f"{snapshot.backoff_seconds:.0f} s); last error: {snapshot.last_error}"
         )
+    if snapshot is not None and snapshot.stale_indexes:
+        return "; ".join(stale_index_problems(snapshot.stale_indexes))
     age = read_queue(store).oldest_unindexed_seconds
     if age is not None and age > settings.degraded_pending_seconds:
         return f"the oldest unindexed document has waited {age:.0f} s: is an indexing worker running?"

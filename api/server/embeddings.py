@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api.server.batcher import MicroBatcher, TextEncoder
 from api.server.deps import BatcherDep, SearcherDep
 from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
-from search.dense.catalog import Serving
+from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
 from search.query.searcher import Searcher
 
@@ -36,10 +36,13 @@ async def embedded(
     pending: Awaitable[tuple[np.ndarray, TextEncoder]], searcher: Searcher, texts: list[str]
 ) -> tuple[np.ndarray, Serving]:
     """The vectors of `texts` queued with `MicroBatcher.submit`, with the pair they belong to."""
-    vectors, encoder = await pending
+    vectors, made_by = await pending
     serving = searcher.serving
-    if serving.encoder is not encoder:  # a generation with another model was swapped in meanwhile
-        vectors = await run_in_threadpool(serving.encoder.encode, texts)
+    # A generation with another model may have been swapped in meanwhile: the vectors are made again
+    # by the serving encoder unless they are in its space (the batcher runs only Encoders here).
+    encoder = follow(serving, made_by, lambda pair: pair.encoder) if isinstance(made_by, Encoder) else serving.encoder
+    if encoder is not made_by:
+        vectors = await run_in_threadpool(encoder.encode, texts)
     return vectors, serving
 
 

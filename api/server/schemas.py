@@ -112,6 +112,11 @@ class WorkerHealth(BaseModel):
     seconds_since_last_error: float | None
     backoff_seconds: float = Field(description="How long it waits before its next try (doubles per failure).")
     failing: bool = Field(description="True once its consecutive failures used up the error budget.")
+    stale_indexes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Derived indexes (keyword, dense) whose last catch-up with SQL failed, with the error: "
+        "their results miss recent writes until a catch-up succeeds (the worker retries at every publish).",
+    )
 
 
 class QueueHealth(BaseModel):

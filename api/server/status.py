@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.server.deps import SearcherDep, SettingsDep, WorkerStateDep
+from api.server.deps import HybridDep, SearcherDep, SettingsDep, WorkerStateDep
 from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
+from search.keyword.index import KeywordIndex
 from search.settings import Settings
 from search.storage.store import Store
 from search.storage.worker_state import WorkerState, queue_state
@@ -37,16 +38,38 @@ def read_worker(state: WorkerState | None) -> WorkerHealth | None:
 
 
 @public.get("/health", response_model=Health, summary="Liveness and indexing health")
-def health(searcher: SearcherDep, settings: SettingsDep, worker_state: WorkerStateDep) -> Health:
+def health(searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep) -> Health:
     """Answers while the process serves: `ok`, or `degraded` with the problems found."""
     worker = read_worker(worker_state)
+    unopened = _keyword_unopened(hybrid.keyword)
     try:
         queue: QueueHealth | None = read_queue(searcher.store)
     except Exception as exc:  # /health must answer whatever the database does
         log.warning("health: the database did not answer: %s", exc)
-        return Health(status="degraded", problems=[f"the database did not answer: {type(exc).__name__}"], worker=worker)
-    problems = _problems(queue, worker, settings)
+        problems = [f"the database did not answer: {type(exc).__name__}", *unopened]
+        return Health(status="degraded", problems=problems, worker=worker)
+    problems = _problems(queue, worker, settings) + unopened
     return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
+
+
+def stale_index_problems(stale: dict[str, str]) -> list[str]:
+    """What each derived index that failed to catch up means, with its error."""
+    return [
+        f"the {name} index failed to catch up with SQL, so its results miss recent writes until it "
+        f"does (retried at every publish); last error: {error}"
+        for name, error in stale.items()
+    ]
+
+
+def _keyword_unopened(keyword: KeywordIndex) -> list[str]:
+    """The keyword index this process serves, when it is built but cannot be opened."""
+    keyword.reload()  # what a search does: a look at most once per interval
+    if keyword.open_error is None:
+        return []
+    return [
+        f"the keyword index {keyword.path} cannot be opened, so keyword search finds nothing and hybrid "
+        f"search serves dense results alone (`semsearch check --repair` builds it afresh): {keyword.open_error}"
+    ]
 
 
 def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: Settings) -> list[str]:
@@ -56,6 +79,8 @@ def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: 
             f"the indexing worker failed {worker.consecutive_failures} times in a row "
             f"(budget {settings.worker_failure_budget}); last error: {worker.last_error}"
         )
+    if worker is not None:
+        problems += stale_index_problems(worker.stale_indexes)
     age = None if queue is None else queue.oldest_unindexed_seconds
     if age is not None and age > settings.degraded_pending_seconds:
         problems.append(

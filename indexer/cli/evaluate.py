@@ -67,8 +67,9 @@ def evaluate(settings: Settings, beir_dir: Path, data_dir: Path | None = None, m
         migrate(run_settings)  # it indexes, so it migrates: a kept --data-dir may hold an older schema
         indexer = open_indexer(run_settings)
         summary = indexer.run(read_sources([beir_dir / "corpus.jsonl"]))
+        if indexer.derived.failures:  # scores over a stale index would mislead
+            raise RuntimeError(f"derived indexes did not catch up with SQL: {indexer.derived.failures}")
         keyword = open_keyword(run_settings)
-        keyword.catch_up(indexer.store)  # a no-op when the indexer's publish did it already
         dense = Searcher(indexer.encoder, indexer.index, indexer.store)
         searcher = HybridSearcher(dense, keyword, FusionConfig.from_settings(run_settings))
         qids = sorted(qrels)

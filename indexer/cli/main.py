@@ -54,6 +54,14 @@ def _print_fields(args: argparse.Namespace, data: Mapping[str, object]) -> None:
         print(" ".join(f"{k}={v}" for k, v in data.items()))
 
 
+def _stale(command: str, failures: Mapping[str, str]) -> int:
+    """Say which derived indexes failed to catch up (each mends itself at its next catch-up, or with
+    `semsearch check --repair`); the exit status: 1 when any did."""
+    for name, error in failures.items():
+        print(f"semsearch {command}: the {name} index did not catch up with SQL: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _print_json(data: Any) -> None:
     """JSON on stdout as UTF-8 text (not \\u escapes), whatever the locale's encoding."""
     if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8" and hasattr(sys.stdout, "reconfigure"):
@@ -62,7 +70,8 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    """Index the given paths; exit status 1 when any record was rejected."""
+    """Index the given paths; exit status 1 when any record was rejected or a derived index did not
+    catch up."""
     from indexer.cli.progress import Progress, count_records
     from indexer.ingest.sources import read_sources
     from indexer.write.pipeline import open_indexer
@@ -86,7 +95,7 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
             f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected, "
             f"{data['deleted']} deleted in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
         )
-    return 1 if summary.rejected else 0
+    return max(1 if summary.rejected else 0, _stale("index", indexer.derived.failures))
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -133,7 +142,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             _print_json({"embedded": done})
         else:
             print(f"embedded {done} documents")
-        return 0
+        return _stale("worker", worker.derived.failures)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -143,10 +152,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     """Build a new generation (index type, model or pooling from the flags) and switch readers to it."""
+    from indexer.write.derived import beside_dense
     from indexer.write.locks import LockHeldError
     from indexer.write.ray_engine import require_ray
     from indexer.write.rebuild import rebuild
-    from search.components import open_keyword, open_store
+    from search.components import open_store
 
     if args.engine == "ray":
         require_ray()  # a missing extra is reported before the lock or the database is touched
@@ -158,10 +168,10 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             raise
         return _hand_over_rebuild(args, settings)
     summary = rebuild(settings, engine=args.engine, address=args.address, actors=args.ray_actors)
-    data: dict[str, object] = {
-        **summary.as_dict(),
-        "keyword_chunks": open_keyword(settings).rebuild(open_store(settings)),
-    }
+    data: dict[str, object] = {**summary.as_dict()}
+    store = open_store(settings)
+    for index in beside_dense(settings):  # the dense one is the new generation just built
+        data[f"{index.name}_chunks"] = index.rebuild(store)
     _print_fields(args, data)
     return 0
 
@@ -187,15 +197,16 @@ def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete documents by id; exit status 1 when some id was not found."""
+    """Delete documents by id; exit status 1 when some id was not found or a derived index did not
+    catch up."""
     from indexer.write import maintenance
     from indexer.write.pipeline import open_indexer
-    from search.components import open_keyword
 
     _migrate(settings)
     indexer = open_indexer(settings)
-    found, chunks = maintenance.delete(indexer, args.ids)
-    open_keyword(settings).catch_up(indexer.store)  # readers drop deleted rows at once; this drops their terms
+    found, chunks = maintenance.delete(indexer.store, args.ids)
+    # Readers drop deleted rows at once; this drops their terms and vectors from the derived indexes.
+    failures = indexer.derived.catch_up()
     existed = set(found)
     missing = [i for i in dict.fromkeys(args.ids) if i not in existed]
     if args.json:
@@ -204,29 +215,29 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
         print(f"deleted {len(found)} documents ({chunks} chunks)")
         for doc_id in missing:
             print(f"not found: {doc_id}", file=sys.stderr)
-    return 1 if missing else 0
+    return max(1 if missing else 0, _stale("delete", failures))
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Verify rows against vectors and the keyword index against the chunks; `--repair` runs the full
     pass (embeds what lacks a vector, writes the base file afresh from SQL, mends the keyword index).
     Exit status 1 while inconsistent."""
-    from indexer.write import maintenance
     from indexer.write.pipeline import open_indexer
-    from search.components import open_keyword
 
     if args.repair:
         _migrate(settings)
     indexer = open_indexer(settings)
-    state = maintenance.repair(indexer) if args.repair else maintenance.check(indexer)
-    keyword = open_keyword(settings)
-    words = keyword.repair(indexer.store) if args.repair else keyword.check(indexer.store)
+    if args.repair:
+        indexer.resume()  # first the documents an interrupted run left pending
+    reports = indexer.derived.repair() if args.repair else indexer.derived.check()
+    dense = reports.pop("dense")  # its fields at the top level, each other index's under its name
     if args.json:
-        _print_json({**state.as_dict(), "keyword": words.as_dict()})
+        _print_json({**dense.as_dict(), **{name: r.as_dict() for name, r in reports.items()}})
     else:
-        print(" ".join(f"{k}={v}" for k, v in state.as_dict().items()))
-        print("keyword: " + " ".join(f"{k}={v}" for k, v in words.as_dict().items()))
-    return 0 if state.ok and words.ok else 1
+        print(" ".join(f"{k}={v}" for k, v in dense.as_dict().items()))
+        for name, report in reports.items():
+            print(f"{name}: " + " ".join(f"{k}={v}" for k, v in report.as_dict().items()))
+    return 0 if dense.ok and all(r.ok for r in reports.values()) else 1
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,12 +1,17 @@
-"""Keeping the index honest: deletes, and the consistency check between SQL rows and vectors."""
+"""Keeping the dense index honest: deletes, and the dense index as a derived index (DenseIndex: the
+Publisher's base files, checked against the chunk rows and mended from the vectors in SQL)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from indexer.write.pipeline import Indexer
-from search.dense.catalog import BaseFileState
+import numpy as np
+
+from indexer.write.embedding import embed_missing
+from indexer.write.publisher import Merge, Publisher
+from search.dense.catalog import BaseFileState, IndexWatcher
+from search.storage.store import Store
 
 
 @dataclass(frozen=True)
@@ -31,31 +36,63 @@ class Consistency:
         return {**asdict(self), "ok": self.ok}
 
 
-def check(indexer: Indexer) -> Consistency:
-    """Compare the store's chunk ids with the ids readers serve (the base file plus the change log)."""
-    view = indexer.index
-    orphans, missing = indexer.mismatches(view)
-    counts = indexer.store.counts()
-    return Consistency(
-        documents=counts["documents"],
-        chunks=counts["chunks"],
-        vectors=view.ntotal,
-        orphan_vectors=len(orphans),
-        missing_vectors=len(missing),
-        base_file=indexer.base_file_state(),
-    )
+class DenseIndex:
+    """The FAISS side as a derived index (indexer/write/derived.py): the active generation's base
+    file, merged from the change log by the Publisher; `store` is the Publisher's."""
+
+    name = "dense"
+    # Readers apply the change log themselves; a catch-up is a merge (O(corpus) when it happens),
+    # which the worker spaces out.
+    eager = False
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def catch_up(self, store: Store) -> Merge | None:
+        """Merge the change log into a new base file when enough changed since the last one."""
+        return self.publisher.sync()
+
+    def rebuild(self, store: Store) -> Merge | None:
+        """Write the base file afresh from the stored vectors."""
+        return self.publisher.sync(force=True, rebuild=True)
+
+    def check(self, store: Store) -> Consistency:
+        """Compare the store's chunk ids with the ids readers serve (the base file plus the change log)."""
+        publisher = self.publisher
+        view = IndexWatcher(publisher.catalog, publisher.encoder, publisher.factory).load().index
+        stored = np.asarray(store.all_chunk_ids(), dtype=np.int64)
+        held = view.ids()
+        counts = store.counts()
+        return Consistency(
+            documents=counts["documents"],
+            chunks=counts["chunks"],
+            vectors=view.ntotal,
+            orphan_vectors=len(np.setdiff1d(held, stored)),
+            missing_vectors=len(np.setdiff1d(stored, held)),
+            base_file=self._base_file(store),
+        )
+
+    def repair(self, store: Store) -> Consistency:
+        """Embed every chunk that lacks a vector, rebuild the base file from the stored vectors; the
+        check afterwards."""
+        embed_missing(self.publisher.rows, self.publisher.encoder)
+        self.rebuild(store)
+        return self.check(store)
+
+    def _base_file(self, store: Store) -> BaseFileState:
+        """Whether the active generation's base file reads (none: nothing merged yet)."""
+        catalog = self.publisher.catalog
+        generation = store.active_generation()
+        if generation is None or (generation.base_seq == 0 and not catalog.path_of(generation).exists()):
+            return BaseFileState.NONE
+        readable = catalog.load_base(generation, mmap=True) is not None
+        return BaseFileState.OK if readable else BaseFileState.UNREADABLE
 
 
-def repair(indexer: Indexer) -> Consistency:
-    """Embed what lacks a vector, rebuild the base file from the stored vectors; returns the state afterwards."""
-    indexer.reconcile()
-    return check(indexer)
-
-
-def delete(indexer: Indexer, external_ids: Sequence[str]) -> tuple[list[str], int]:
+def delete(store: Store, external_ids: Sequence[str]) -> tuple[list[str], int]:
     """Delete documents: rows and their change-log entries in one transaction (from then on they never
     show in results; readers drop their vectors at their next look, a merge from the base file).
 
     Returns the ids that existed and how many chunks went with them."""
-    found, chunk_ids = indexer.store.delete_documents(list(dict.fromkeys(external_ids)))
+    found, chunk_ids = store.delete_documents(list(dict.fromkeys(external_ids)))
     return found, len(chunk_ids)

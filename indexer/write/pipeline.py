@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 
-import numpy as np
-
 from indexer.ingest.chunking import Chunker
 from indexer.ingest.sources import Record, Rejected
-from indexer.write.embedding import embed_missing, embed_pending, split_rows
+from indexer.write.derived import DerivedIndex, DerivedIndexes, beside_dense
+from indexer.write.embedding import embed_pending, split_rows
+from indexer.write.maintenance import DenseIndex
 from indexer.write.publisher import Publisher
-from search.components import make_encoder, open_keyword, open_store
-from search.dense.catalog import BaseFileState, IndexCatalog, IndexWatcher
+from search.components import make_encoder, open_store
+from search.dense.catalog import IndexCatalog, IndexWatcher
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
@@ -67,7 +67,8 @@ class _Prepared:
 class Indexer:
     """Keeps the store and the index in step. Rows are committed first, then their vectors (in SQL,
     recorded in the change log that readers apply), and base segment files are merged from those: a
-    crash at any point leaves work that the next run finishes without redoing anything committed."""
+    crash at any point leaves work that the next run finishes without redoing anything committed.
+    `derived` are the indexes it keeps up besides the dense one (see indexer/write/derived.py)."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class Indexer:
         factory: str = "Flat",
         batch_docs: int = 512,
         checkpoint_seconds: float = 60.0,
+        derived: Sequence[DerivedIndex] = (),
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -89,6 +91,8 @@ class Indexer:
         with self.publisher.locked() as s:
             self.publisher.active(s)
         self.rows = self.publisher.rows
+        # The dense index last: its merge compacts the log, past what the others have applied by then.
+        self.derived = DerivedIndexes(store, [*derived, DenseIndex(self.publisher)])
         self.checkpoint_seconds = checkpoint_seconds
         self._saved_at = time.monotonic()
 
@@ -98,9 +102,10 @@ class Indexer:
         return IndexWatcher(self.catalog, self.encoder, self.publisher.factory).load().index
 
     def publish(self) -> None:
-        """Merge the change log into a new base file when enough changed (readers see every committed
-        vector without it; a merge keeps their start-up catch-up short)."""
-        self.publisher.sync()
+        """Catch the derived indexes up: the keyword index applies the change log, and the dense one
+        merges it into a new base file when enough changed (readers see every committed vector without
+        it; a merge keeps their start-up catch-up short). Failures are kept in `derived.failures`."""
+        self.derived.catch_up()
         self._saved_at = time.monotonic()
 
     def run(
@@ -205,31 +210,10 @@ class Indexer:
             self.rows.commit_embedded(s, items)
         summary.chunks += len(vectors)
 
-    def mismatches(self, view: SegmentView) -> tuple[np.ndarray, np.ndarray]:
-        """(vector ids without a chunk row, chunk ids without a vector) in what readers serve."""
-        stored = np.asarray(self.store.all_chunk_ids(), dtype=np.int64)
-        held = view.ids()
-        return np.setdiff1d(held, stored), np.setdiff1d(stored, held)
-
-    def base_file_state(self) -> BaseFileState:
-        """Whether the active generation's base file reads (none: nothing merged yet)."""
-        generation = self.store.active_generation()
-        if generation is None or (generation.base_seq == 0 and not self.catalog.path_of(generation).exists()):
-            return BaseFileState.NONE
-        readable = self.catalog.load_base(generation, mmap=True) is not None
-        return BaseFileState.OK if readable else BaseFileState.UNREADABLE
-
     def resume(self) -> None:
         """Finish what an interrupted run left, in O(what it left): embed the pending documents."""
         while embed_pending(self.rows, self.encoder, self.chunker, self.batch_docs)[0]:
             pass
-
-    def reconcile(self) -> None:
-        """The full re-check (`check --repair`): embed pending documents and every chunk without a
-        vector, then rebuild the base file from the stored vectors."""
-        self.resume()
-        embed_missing(self.rows, self.encoder)
-        self.publisher.sync(force=True, rebuild=True)
 
 
 def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Store | None = None) -> Indexer:
@@ -238,11 +222,15 @@ def open_indexer(settings: Settings, encoder: Encoder | None = None, store: Stor
     store = store or open_store(settings)
     chunker = Chunker(encoder, settings.chunk_size, settings.chunk_overlap, settings.chunking)
     catalog = IndexCatalog(store, settings.index_dir)
-    indexer = Indexer(
-        encoder, store, catalog, chunker, settings.index_factory, checkpoint_seconds=settings.checkpoint_seconds
+    return Indexer(
+        encoder,
+        store,
+        catalog,
+        chunker,
+        settings.index_factory,
+        checkpoint_seconds=settings.checkpoint_seconds,
+        derived=beside_dense(settings),
     )
-    indexer.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
-    return indexer
 
 
 def _batched(records: Iterable[Record], n: int) -> Iterator[list[Record]]:

@@ -15,11 +15,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from indexer.write.locks import FileLock
-from search.dense.catalog import IndexCatalog, IndexMismatchError, base_file_name, mismatch_message
+from search.dense.catalog import IndexCatalog, base_file_name, follow
 from search.dense.index import VectorIndex, auto_factory
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
-from search.keyword.index import KeywordIndex
 from search.storage import changes
 from search.storage.models import DerivedState, GenerationState, IndexGeneration
 from search.storage.vectors import VectorRows
@@ -57,8 +56,12 @@ class Publisher:
         self.generation: IndexGeneration | None = None
         self._base_checked: int | None = None
         self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
-        # Hybrid hook: the keyword index that every sync brings up to date (set by open_indexer/open_worker).
-        self.keyword: KeywordIndex | None = None
+
+    def follow(self, encoder: Encoder) -> None:
+        """Publish for `encoder` from now on: the worker follows a generation of another model."""
+        self.encoder = encoder
+        self.rows = VectorRows(self.store, encoder.space.key, encoder.dim)
+        self.generation, self._base_checked = None, None
 
     def merge_threshold(self, base_vectors: int) -> int:
         """Changes since the base file that make a merge worth its rewrite."""
@@ -82,8 +85,7 @@ class Publisher:
         generation = self.store.active_generation(s)
         if generation is None:
             generation = self.catalog.create(self.encoder, self.factory, GenerationState.ACTIVE)
-        if generation.space != self.encoder.space:
-            raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
+        follow(generation, self.encoder)  # no model switch here: another space is refused
         self.generation = generation
         return generation
 
@@ -91,21 +93,10 @@ class Publisher:
         """Merge the log into a new base file when enough changed since the last one (always with
         `force`), or when the base file cannot be read; `rebuild` builds it afresh from every stored
         vector (`check --repair`). None when nothing was merged."""
-        self.keyword_catch_up()  # hybrid hook
         merged = self._sync(force, rebuild)
         if merged is not None:  # committed: the files it replaced can go
             self.catalog.remove_files(merged.generation, before=merged.seq)
         return merged
-
-    def keyword_catch_up(self) -> None:
-        """Hybrid hook: apply the change log to the keyword index (a cache: its failure is logged,
-        never fatal to the vectors' work; `semsearch check` reports it)."""
-        if self.keyword is None:
-            return
-        try:
-            self.keyword.catch_up(self.store)
-        except Exception:
-            log.exception("keyword index catch-up failed; retried at the next sync")
 
     def _sync(self, force: bool, rebuild: bool) -> Merge | None:
         with self.locked() as s:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from indexer.ingest.chunking import Chunker
+from indexer.write.derived import DerivedIndex, DerivedIndexes, beside_dense
 from indexer.write.embedding import embed_missing, embed_pending
+from indexer.write.maintenance import DenseIndex
 from indexer.write.publisher import Publisher
 from indexer.write.rebuild import run_queued
-from search.components import encoder_factory, make_encoder, open_keyword, open_store
-from search.dense.catalog import IndexCatalog, IndexMismatchError
+from search.components import encoder_factory, make_encoder, open_store
+from search.dense.catalog import IndexCatalog, IndexMismatchError, follow
 from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage.models import IndexGeneration
@@ -31,7 +33,8 @@ PUBLISH_COST_FACTOR = 4.0
 class Worker:
     """Takes pending documents in batches, embeds them (vectors committed to SQL), and publishes what
     was embedded at most `publish_seconds` later. Several may run on PostgreSQL: each batch is claimed
-    with row locks, so no document is taken twice, and publishing is serialised by the Publisher."""
+    with row locks, so no document is taken twice, and publishing is serialised by the Publisher.
+    `derived` are the indexes it keeps up besides the dense one (see indexer/write/derived.py)."""
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class Worker:
         encoder_for: Callable[[IndexGeneration], Encoder] | None = None,
         jobs: Callable[[], bool] | None = None,
         state: WorkerState | None = None,
+        derived: Sequence[DerivedIndex] = (),
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -57,28 +61,39 @@ class Worker:
         self.jobs = jobs
         # Its error budget and backoff, read by /health, /stats and /metrics when served beside the API.
         self.state = state or WorkerState()
+        # The dense index last: its merge compacts the log, past what the others have applied by then.
+        self.derived = DerivedIndexes(store, [*derived, DenseIndex(self.publisher)])
 
     def _follow(self) -> bool:
         """After a rebuild with another model or pooling, embed with the serving generation's encoder
-        (when `encoder_for` can make one); True when it switched."""
+        (when `encoder_for` can make one); True when it embeds for the serving generation now."""
         generation = self.store.active_generation()
-        if self.encoder_for is None or generation is None:
+        try:
+            encoder = None if generation is None else follow(generation, self.encoder, self.encoder_for)
+        except IndexMismatchError:
+            encoder = None
+        if generation is None or encoder is None:
             log.error("the serving index was rebuilt with another model; restart the worker with its settings")
             return False
+        if encoder is self.encoder:  # switched back meanwhile: nothing to follow
+            return True
         log.info("following generation %d: model %s, %s pooling", generation.id, generation.model, generation.pooling)
-        self.encoder = self.encoder_for(generation)
+        self.encoder = encoder
         self.chunker = Chunker(self.encoder, self.chunker.size, self.chunker.overlap, self.chunker.enabled)
-        keyword = self.publisher.keyword  # hybrid hook: the keyword index follows no model
-        self.publisher = Publisher(self.publisher.catalog, self.encoder, self.publisher.factory)
-        self.publisher.keyword = keyword
+        self.publisher.follow(self.encoder)  # the other derived indexes follow no model
         # What this worker embedded with the old model after the switch needs the new model's vectors.
         embed_missing(self.publisher.rows, self.encoder)
         return True
 
+    def _catch_up(self, eager_only: bool = False) -> None:
+        """Catch the derived indexes up; the ones that failed are in the state /health reads (a failing
+        index never stops the embedding: it is retried at the next catch-up, which mends it from SQL)."""
+        self.state.indexes_stale(self.derived.catch_up(eager_only))
+
     def start_up(self) -> None:
         """Check the serving generation (its space, a readable base file) in O(changes); pending
         documents a crashed process left are simply still pending."""
-        self.publisher.sync()
+        self._catch_up()
 
     def step(self) -> int:
         """Embed one batch of pending documents; returns how many (0: the queue is empty)."""
@@ -90,7 +105,7 @@ class Worker:
         total = 0
         while n := self.step():
             total += n
-        self.publisher.sync()
+        self._catch_up()
         return total
 
     def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
@@ -107,11 +122,11 @@ class Worker:
                 busy = self.step() > 0
                 if busy:
                     # Keyword search sees what was embedded at once, not at the next publish (a
-                    # `?wait=true` write answers then); an O(changes) commit of the batch's chunks.
-                    self.publisher.keyword_catch_up()
+                    # `?wait=true` write answers then): the eager indexes commit the batch's chunks.
+                    self._catch_up(eager_only=True)
                 if time.monotonic() - published_at >= interval:
                     started = time.monotonic()
-                    self.publisher.sync()
+                    self._catch_up()
                     published_at = time.monotonic()
                     interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (published_at - started))
                 self.state.succeeded()
@@ -123,7 +138,7 @@ class Worker:
                 continue
             if not busy:
                 stop.wait(min(idle_poll, self.publish_seconds))
-        self._attempt(self.publisher.sync, stop)
+        self._attempt(self._catch_up, stop)
 
     def _attempt(self, action: Callable[[], object], stop: threading.Event) -> bool:
         """Run `action`; on an error, record it and wait out the backoff. True when it went through."""
@@ -178,8 +193,8 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
         encoder_for=encoder_factory(settings),
         jobs=lambda: run_queued(settings, store),
         state=WorkerState(settings.worker_failure_budget, max_delay=settings.worker_max_backoff_seconds),
+        derived=beside_dense(settings),
     )
-    worker.publisher.keyword = open_keyword(settings)  # hybrid hook: each publish brings it up to date
     return worker
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select, update
@@ -148,6 +149,27 @@ class Serving:
     encoder: Encoder
     index: SegmentView
 
+    @property
+    def space(self) -> EmbeddingSpace:
+        """The embedding space of the vectors searched."""
+        return self.encoder.space
+
+
+# What embeds in a space: a generation, or the encoder-and-segments pair readers serve.
+Target = TypeVar("Target", IndexGeneration, Serving)
+
+
+def follow(target: Target, encoder: Encoder, make: Callable[[Target], Encoder] | None = None) -> Encoder:
+    """The encoder whose vectors belong to `target`: the one rule of following a model, for readers,
+    the worker and the API alike. `encoder` itself when its embedding space is the target's; else
+    the target's own (a generation's model, pooling and length), made by `make`; with no `make` (a
+    process that cannot switch models), an IndexMismatchError that says what to do."""
+    if encoder.space == target.space:
+        return encoder
+    if make is None:
+        raise IndexMismatchError(mismatch_message(target, encoder.space))
+    return make(target)
+
 
 class IndexWatcher:
     """What readers serve: the active generation's base segment plus the change log applied on top.
@@ -181,10 +203,8 @@ class IndexWatcher:
         store = self.catalog.store
         with store.session() as s:
             generation = store.active_generation(s)
-            if generation is not None and generation.space != self.encoder.space:
-                if self.encoder_for is None:
-                    raise IndexMismatchError(mismatch_message(generation, self.encoder.space))
-                self.encoder = self.encoder_for(generation)
+            if generation is not None:
+                self.encoder = follow(generation, self.encoder, self.encoder_for)
             rows = VectorRows(store, self.encoder.space.key, self.encoder.dim)
             if generation is None:
                 view = SegmentView(VectorIndex(self.encoder.dim, "Flat"), 0, space=rows.space)
@@ -229,10 +249,11 @@ class IndexWatcher:
         return self._serving
 
 
-def mismatch_message(generation: IndexGeneration, space: EmbeddingSpace) -> str:
+def mismatch_message(target: IndexGeneration | Serving, space: EmbeddingSpace) -> str:
     """Why a generation cannot be served or extended with an encoder of `space`, and what to do."""
+    which = f" (generation {target.id})" if isinstance(target, IndexGeneration) else ""
     return (
-        f"the serving index (generation {generation.id}) holds vectors of {generation.space.describe()}; "
+        f"the serving index{which} holds vectors of {target.space.describe()}; "
         f"the settings give {space.describe()}. Run `semsearch rebuild` to re-embed in the new space, "
         "or change the settings back."
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -29,13 +30,17 @@ class WorkerSnapshot:
     seconds_since_last_error: float | None
     backoff_seconds: float
     failing: bool
+    # Derived indexes (keyword, dense) whose last catch-up with SQL failed, with the error.
+    stale_indexes: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerState:
     """A worker's error budget: after each failure it waits `base_delay` doubled per consecutive
     failure (at most `max_delay`), and past `failure_budget` consecutive failures it counts as
-    failing, which /health reports as degraded. One success resets both. Thread-safe: the worker
-    thread writes, request threads read."""
+    failing, which /health reports as degraded. One success resets both. Beside them, the derived
+    indexes that failed to catch up (stale until their next catch-up succeeds), which /health reports
+    at once: the embedding goes on while they fail. Thread-safe: the worker thread writes, request
+    threads read."""
 
     def __init__(self, failure_budget: int = 5, base_delay: float = 0.5, max_delay: float = 60.0) -> None:
         if failure_budget < 1 or base_delay <= 0 or max_delay <= 0:
@@ -49,6 +54,12 @@ class WorkerState:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._backoff = 0.0
+        self._stale: dict[str, str] = {}
+
+    def indexes_stale(self, failures: Mapping[str, str]) -> None:
+        """The derived indexes whose last catch-up failed, with their errors (none: all caught up)."""
+        with self._lock:
+            self._stale = dict(failures)
 
     def succeeded(self) -> None:
         """A step went through: the failure streak (and its backoff) ends."""
@@ -83,6 +94,7 @@ class WorkerState:
                 seconds_since_last_error=since,
                 backoff_seconds=self._backoff,
                 failing=self._consecutive >= self.failure_budget,
+                stale_indexes=dict(self._stale),
             )
 
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from search.keyword.index import KeywordIndex
+from indexer.write.keyword_writer import KeywordWriter
 from search.storage.store import Store
 from search.validation import MAX_DOCUMENT_CHARS
 
@@ -44,13 +44,13 @@ def test_put_with_wait_is_searchable_on_return(worker_url: str) -> None:
 def test_put_with_wait_is_found_by_its_words_on_return(worker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The worker brings the keyword index up to date after the vectors commit (slowly, here): a write
     # that waited is found by a keyword search at once, not only by a dense one.
-    catch_up = KeywordIndex.catch_up
+    catch_up = KeywordWriter.catch_up
 
-    def slow(self: KeywordIndex, store: Store, batch: int = 20_000) -> int:
+    def slow(self: KeywordWriter, store: Store, batch: int = 20_000) -> int:
         time.sleep(0.5)
         return catch_up(self, store, batch)
 
-    monkeypatch.setattr(KeywordIndex, "catch_up", slow)
+    monkeypatch.setattr(KeywordWriter, "catch_up", slow)
     with httpx.Client(base_url=worker_url, timeout=60) as client:
         put = client.put("/documents/rare", params={"wait": "true"}, json={"text": "the zyxquv token"})
         assert put.status_code == 200 and put.json()["indexed"] is True, put.text

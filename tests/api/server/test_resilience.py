@@ -3,7 +3,9 @@ made visible (/health, /stats, /metrics, `?wait=true`), /docs with no internet, 
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from fastapi import FastAPI
 from api.server.app import create_app
 from indexer.ingest.chunking import Chunker
 from indexer.write.pipeline import Indexer
-from search.components import make_encoder, open_store
+from search.components import make_encoder, open_keyword, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
 from search.storage.records import DocumentIn
@@ -118,6 +120,76 @@ def test_a_stalled_queue_is_degraded_even_without_a_worker_here(settings: Settin
         health = client.get("/health").json()
         assert health["worker"] is None and health["queue"]["unindexed_documents"] == 1
         assert "is an indexing worker running" in health["problems"][0]
+
+
+def _within(seconds: float, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def test_a_failing_keyword_index_is_reported_and_mends_itself(
+    settings: Settings, database_url: str, start_server: Start
+) -> None:
+    from indexer.write.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"database_url": database_url, "reload_seconds": 0.1, "publish_seconds": 0.1})
+    live.data_dir.mkdir(parents=True)
+    live.keyword_dir.write_text("not a folder")  # the keyword writer cannot make its folder: every catch-up fails
+    background = BackgroundWorker(open_worker(live))
+    background.start()
+    try:
+        url = start_server(create_app(live, background.worker.state))
+        with httpx.Client(base_url=url, timeout=30) as client:
+            # The worker's start-up catch-up fails at once: /health says so within seconds, naming it.
+            _within(10, lambda: client.get("/health").json()["status"] == "degraded", "/health degraded")
+            health = client.get("/health").json()
+            assert any(p.startswith("the keyword index failed to catch up") for p in health["problems"]), health
+            assert "FileExistsError" in health["worker"]["stale_indexes"]["keyword"]
+            written = client.put("/documents/k1", params={"wait": "true", "timeout": 2}, json={"text": "a zebra"})
+            assert written.status_code == 202 and not written.json()["indexed"]
+            assert "the keyword index failed to catch up" in written.json()["reason"]
+            # The vectors went on meanwhile: only the keyword side is stale.
+            assert client.get("/stats").json()["vectors"] == 1
+            live.keyword_dir.unlink()  # the fault gone: the next catch-up builds the index from SQL
+            _within(10, lambda: client.get("/health").json()["status"] == "ok", "/health ok again")
+            assert client.get("/health").json()["worker"]["stale_indexes"] == {}
+
+            def found() -> list[str]:
+                hits = client.get("/search", params={"q": "zebra", "mode": "keyword"}).json()["results"]
+                return [h["id"] for h in hits]
+
+            _within(5, lambda: found() == ["k1"], "found by keyword search (the server reloads within 0.1 s)")
+    finally:
+        background.stop()
+
+
+def test_a_keyword_index_that_cannot_be_opened_is_logged_once_and_reported(
+    settings: Settings, start_server: Start, indexer: Indexing, caplog: pytest.LogCaptureFixture
+) -> None:
+    indexer(settings)
+    path = open_keyword(settings).path
+    path.mkdir(parents=True)
+    (path / "meta.json").write_text("garbage")  # a corrupt index: tantivy refuses to open it
+    url = start_server(create_app(settings))  # no worker here: nothing rewrites it
+    with httpx.Client(base_url=url, timeout=30) as client, caplog.at_level(logging.WARNING):
+        for _ in range(3):  # hybrid search serves the dense side alone meanwhile
+            assert client.get("/search", params={"q": "the cat sat on the mat"}).json()["results"][0]["id"] == "pets"
+        health = client.get("/health").json()
+        assert health["status"] == "degraded", health
+        assert any(
+            "keyword index" in p and "cannot be opened" in p and "Data corrupted" in p for p in health["problems"]
+        )
+        # Logged once, not once a request.
+        assert len([r for r in caplog.records if "cannot be opened" in r.getMessage()]) == 1
+        shutil.rmtree(path)
+        from indexer.write.keyword_writer import KeywordWriter  # the index rebuilt from SQL
+
+        KeywordWriter(open_keyword(settings)).rebuild(open_store(settings))
+        _within(10, lambda: client.get("/health").json()["status"] == "ok", "/health ok once it opens")
+        hits = client.get("/search", params={"q": "cat", "mode": "keyword"}).json()["results"]
+        assert [h["id"] for h in hits] == ["pets"]
 
 
 def test_docs_work_with_no_internet(keyed_url: str) -> None:

@@ -76,3 +76,22 @@ def test_eval_in_keyword_mode(tmp_path: Path, flags: list[str], capsys: pytest.C
         1.0,
         4,
     )
+
+
+def test_a_derived_index_that_did_not_catch_up_is_named_and_mended_next_time(
+    tmp_path: Path, flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    texts = {"cat": "the cat sat on the mat", "dog": "a dog ran in the park"}
+    corpus.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    keyword_dir = tmp_path / "data" / "keyword"
+    keyword_dir.parent.mkdir(parents=True)
+    keyword_dir.write_text("not a folder")  # the keyword writer cannot make its folder
+    assert main(["index", str(corpus), *flags]) == 1  # the documents are in, their keyword index is not
+    err = capsys.readouterr().err
+    assert "semsearch index: the keyword index did not catch up with SQL: FileExistsError" in err
+    keyword_dir.unlink()
+    assert main(["delete", "dog", *flags]) == 0  # its catch-up builds the keyword index from SQL
+    capsys.readouterr()
+    assert main(["search", "mat", "--mode", "keyword", *flags]) == 0
+    assert [h["id"] for h in _json(capsys)] == ["cat"]  # type: ignore[union-attr]

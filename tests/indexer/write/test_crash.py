@@ -15,6 +15,7 @@ import numpy as np
 from cli_runner import run_cli
 from sqlalchemy import select
 
+from indexer.write.keyword_writer import KeywordWriter
 from search.components import open_keyword, open_searcher
 from search.settings import Settings
 from search.storage.models import Chunk, Document
@@ -82,7 +83,7 @@ def _state(data: Path, tiny_model_dir: Path) -> tuple[list[tuple], list[tuple], 
     # The keyword index (hybrid): exactly the chunk rows, and the same documents matched (BM25 scores
     # may move a little: a replayed entry leaves a deleted copy counted until segments merge).
     keyword = open_keyword(settings)
-    assert keyword.check(searcher.store).ok
+    assert KeywordWriter(keyword).check(searcher.store).ok
     for query in ("gene protein", "sky"):
         found = keyword.search(keyword.analyzer.query_terms(query), 100_000)
         rows = searcher.store.chunk_hits([c for c, _ in found])

@@ -86,7 +86,13 @@ def test_delete_missing_mirrors_the_input_unless_a_record_was_rejected(
 
 
 def test_a_lost_or_corrupt_base_file_is_rebuilt_from_sql(settings: Settings, tiny_encoder: Encoder) -> None:
-    from indexer.write.maintenance import check, repair
+    from indexer.write.maintenance import DenseIndex
+
+    def check(indexer: Indexer):  # type: ignore[no-untyped-def]
+        return DenseIndex(indexer.publisher).check(indexer.store)
+
+    def repair(indexer: Indexer):  # type: ignore[no-untyped-def]
+        return DenseIndex(indexer.publisher).repair(indexer.store)
 
     indexer = _indexer(settings, tiny_encoder)
     indexer.run(_docs(20))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,12 @@ def _docs(n: int, prefix: str = "d") -> list[DocumentIn]:
     ]
 
 
-def _worker(settings: Settings, encoder: Encoder, store: Store, publish_seconds: float = 0.1) -> Worker:
+def _worker(
+    settings: Settings, encoder: Encoder, store: Store, publish_seconds: float = 0.1, derived: Sequence = ()
+) -> Worker:
     catalog = IndexCatalog(store, settings.index_dir)
-    return Worker(encoder, store, catalog, Chunker(encoder, 32, 4), publish_seconds=publish_seconds, batch_docs=8)
+    chunker = Chunker(encoder, 32, 4)
+    return Worker(encoder, store, catalog, chunker, publish_seconds=publish_seconds, batch_docs=8, derived=derived)
 
 
 def _wait_for(predicate, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -230,13 +234,14 @@ def test_failures_back_off_exponentially_and_a_success_resets_the_budget(
 def test_keyword_search_sees_an_embedded_batch_before_the_next_publish(
     settings: Settings, tiny_encoder: Encoder
 ) -> None:
+    from indexer.write.keyword_writer import KeywordWriter
     from search.components import open_keyword
     from search.keyword.index import NAME as KEYWORD
     from search.storage import changes
 
     store = Store(settings.resolved_database_url)
-    worker = _worker(settings, tiny_encoder, store, publish_seconds=3600)  # no publish during the test
-    worker.publisher.keyword = open_keyword(settings)
+    keyword = [KeywordWriter(open_keyword(settings))]
+    worker = _worker(settings, tiny_encoder, store, publish_seconds=3600, derived=keyword)  # no publish meanwhile
     background = BackgroundWorker(worker)
     background.start()
     try:

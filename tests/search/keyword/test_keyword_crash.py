@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from indexer.write.keyword_writer import KeywordWriter
 from search.keyword.index import KeywordIndex
 from search.storage.store import Store
 
@@ -19,12 +20,13 @@ from search.storage.store import Store
 _SCRIPT = """
 import random, sys
 from pathlib import Path
+from indexer.write.keyword_writer import KeywordWriter
 from search.keyword.index import KeywordIndex
 from search.storage.records import ChunkIn, DocumentIn
 from search.storage.store import Store
 
 words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda sigma omega gene cell".split()
-store, index = Store(sys.argv[1]), KeywordIndex(Path(sys.argv[2]))
+store, index = Store(sys.argv[1]), KeywordWriter(KeywordIndex(Path(sys.argv[2])))
 rng = random.Random(5)
 for step in range(12):
     batch = []
@@ -77,7 +79,7 @@ def test_a_killed_catch_up_resumes_to_the_uninterrupted_state(database_url: str,
 
     want_store, got_store = Store(reference), Store(database_url)
     want, got = KeywordIndex(tmp_path / "reference"), KeywordIndex(tmp_path / "crashed")
-    state = got.check(got_store)
+    state = KeywordWriter(got).check(got_store)
     assert state.ok, state
     assert state.indexed == len(got_store.all_chunk_ids()) == len(want_store.all_chunk_ids())
     for query in ("alpha", "gene cell", "omega sigma", "title 11", "title 3"):

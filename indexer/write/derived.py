@@ -1,0 +1,120 @@
+"""The derived indexes a writing process keeps up with SQL, the source of truth: the dense index's base
+files (indexer/write/maintenance.py's DenseIndex, over the Publisher) and the keyword index
+(indexer/write/keyword_writer.py). One protocol, one list per process (`beside_dense` names the
+indexes besides the dense one, in one place), one loop per action: the worker, `index`, `delete` and
+`check` drive them the same way.
+
+A failing index never stops the others or the embedding: its failure is logged and kept under its
+name (`failures`) until its next catch-up succeeds, which mends it from SQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from indexer.write.keyword_writer import KeywordWriter
+from search.components import open_keyword
+from search.dense.catalog import IndexMismatchError
+from search.settings import Settings
+from search.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Report(Protocol):
+    """What `check` and `repair` say of an index (what `semsearch check` prints)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the index is right as of what it applied."""
+        ...
+
+    def as_dict(self) -> Mapping[str, object]:
+        """JSON-ready, with the verdict."""
+        ...
+
+
+class DerivedIndex(Protocol):
+    """A writer of one index derived from SQL; every method is safe to repeat after a crash."""
+
+    @property
+    def name(self) -> str:
+        """What messages and reports call it ("dense", "keyword")."""
+        ...
+
+    @property
+    def eager(self) -> bool:
+        """True when it is caught up after every embedded batch, not only at the publish interval:
+        readers (and `?wait=true`) see only what it applied. False when readers apply the change log
+        themselves and a catch-up is a costly merge."""
+        ...
+
+    def catch_up(self, store: Store) -> object:
+        """Apply what changed in SQL since it last did, in O(changes)."""
+        ...
+
+    def rebuild(self, store: Store) -> object:
+        """Build it afresh from SQL."""
+        ...
+
+    def check(self, store: Store) -> Report:
+        """Compare it with SQL."""
+        ...
+
+    def repair(self, store: Store) -> Report:
+        """Mend what the check finds wrong; the check afterwards."""
+        ...
+
+
+def beside_dense(settings: Settings) -> list[DerivedIndex]:
+    """The derived indexes besides the dense one that a writing process keeps: the keyword index."""
+    return [KeywordWriter(open_keyword(settings))]
+
+
+class DerivedIndexes:
+    """Every derived index one writing process keeps, driven in one loop per action."""
+
+    def __init__(self, store: Store, indexes: Sequence[DerivedIndex]) -> None:
+        self.store = store
+        self.indexes = list(indexes)
+        # The indexes whose last catch-up failed, with the error; cleared by the next that succeeds.
+        self.failures: dict[str, str] = {}
+
+    def catch_up(self, eager_only: bool = False) -> dict[str, str]:
+        """Catch every index up (with `eager_only`, those that follow every batch); returns the
+        failures afterwards. A serving generation of another model is not an index's failure: its
+        IndexMismatchError goes to the caller, which follows the model."""
+        for index in self.indexes:
+            if eager_only and not index.eager:
+                continue
+            try:
+                index.catch_up(self.store)
+            except IndexMismatchError:
+                raise
+            except Exception as exc:
+                self._failed(index.name, exc)
+            else:
+                self._caught_up(index.name)
+        return dict(self.failures)
+
+    def check(self) -> dict[str, Report]:
+        """Each index compared with SQL, by name."""
+        return {index.name: index.check(self.store) for index in self.indexes}
+
+    def repair(self) -> dict[str, Report]:
+        """Each index mended where wrong, by name; the checks afterwards."""
+        return {index.name: index.repair(self.store) for index in self.indexes}
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        # The traceback when a failure starts (or changes); a repeat of it is retried quietly.
+        if self.failures.get(name) != error:
+            log.exception("the %s index failed to catch up with SQL; retried at the next catch-up", name)
+        else:
+            log.debug("the %s index failed again: %s", name, error)
+        self.failures[name] = error
+
+    def _caught_up(self, name: str) -> None:
+        if self.failures.pop(name, None) is not None:
+            log.warning("the %s index caught up with SQL again", name)

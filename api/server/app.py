@@ -41,8 +41,8 @@ from search.filters import MetadataFilter, parse_filter
 from search.query.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
 from search.query.searcher import Searcher
 from search.settings import Settings
-from search.storage.worker_state import WorkerState
 from search.validation import json_safe
+from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")

@@ -14,7 +14,7 @@ from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.store import Store
-from search.storage.worker_state import WorkerState
+from search.work.state import WorkerState
 
 
 # The dependencies only read app state: as coroutines they run on the event loop, where plain functions

@@ -21,11 +21,9 @@ from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 from search.storage import changes
 from search.storage.models import DocumentStatus
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.retry import WriteConflictError, retry_write
 from search.storage.store import Store
-from search.storage.worker_state import WorkerState
 from search.validation import (
     MAX_DOCUMENT_CHARS,
     MAX_ID_CHARS,
@@ -36,6 +34,8 @@ from search.validation import (
     check_title,
     json_safe,
 )
+from search.work.queue import enqueue
+from search.work.state import WorkerState
 
 MAX_WRITE_BATCH = 1000
 Status = Literal["pending", "indexed"]

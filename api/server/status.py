@@ -18,7 +18,7 @@ from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
 from search.keyword.index import KeywordIndex
 from search.settings import Settings
 from search.storage.store import Store
-from search.storage.worker_state import WorkerState, queue_state
+from search.work.state import WorkerState, queue_state
 
 log = logging.getLogger(__name__)
 public = APIRouter()

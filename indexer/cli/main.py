@@ -102,7 +102,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Queue documents for the worker; exit status 1 when any record was rejected."""
     from indexer.ingest.sources import Rejected, read_sources
     from search.components import open_store
-    from search.storage.queue import enqueue
+    from search.work.queue import enqueue
 
     _migrate(settings)
     store = open_store(settings)
@@ -181,8 +181,8 @@ def _hand_over_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     rebuild for it and follow the job until it is done (readers keep answering throughout)."""
     from indexer.write.rebuild import REBUILD_FIELDS
     from search.components import open_store
-    from search.storage import jobs
     from search.storage.models import JobStatus
+    from search.work import jobs
 
     params = {name: getattr(settings, name) for name in REBUILD_FIELDS if name in settings.model_fields_set}
     store = open_store(settings)

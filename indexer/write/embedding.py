@@ -9,9 +9,9 @@ import numpy as np
 from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
-from search.storage.queue import PendingDoc, claim
 from search.storage.records import ChunkIn, DocumentIn
 from search.storage.vectors import Embedded, VectorRows
+from search.work.queue import PendingDoc, claim
 
 
 def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:

@@ -14,10 +14,11 @@ from search.dense.catalog import IndexCatalog, base_file_name
 from search.dense.segments import build_base
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage import changes, jobs
+from search.storage import changes
 from search.storage.models import GenerationState, IndexGeneration
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
+from search.work import jobs
 
 log = logging.getLogger(__name__)
 

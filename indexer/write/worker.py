@@ -20,7 +20,7 @@ from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage.models import IndexGeneration
 from search.storage.store import Store
-from search.storage.worker_state import WorkerState
+from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
 

@@ -207,7 +207,7 @@ class DerivedState(Base):
 class Job(Base):
     """Work handed to the running indexing process: on SQLite one process indexes at a time, so
     `semsearch rebuild` beside `semsearch serve` queues the rebuild here for its worker and follows
-    it (search/storage/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
+    it (search/work/jobs.py). `state`: queued, running, done or failed; `result` the summary or the error."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_state", "state"),)

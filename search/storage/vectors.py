@@ -1,4 +1,4 @@
-"""Chunk vectors in SQL (the queue of documents waiting for them is search/storage/queue.py).
+"""Chunk vectors in SQL (the queue of documents waiting for them is search/work/queue.py).
 
 The vectors of one embedding space are stored once, beside their chunk rows, and each arrival is
 recorded in the change log; the index files are built from them. So a crash never loses a committed

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 
 from search.storage.models import Chunk, Document
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.retry import retry_write
 from search.storage.store import Store
@@ -27,6 +26,7 @@ from search.validation import (
     check_text,
     json_safe,
 )
+from search.work.queue import enqueue
 
 
 def _nested(depth: int) -> dict[str, Any]:

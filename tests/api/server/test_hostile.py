@@ -28,8 +28,8 @@ from indexer.write.pipeline import Indexer
 from search.components import make_encoder, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings, settings_env
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
+from search.work.queue import enqueue
 
 KEY = "hostile-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

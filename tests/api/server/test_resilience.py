@@ -24,7 +24,7 @@ from search.components import make_encoder, open_keyword, open_store
 from search.dense.catalog import IndexCatalog
 from search.settings import Settings
 from search.storage.records import DocumentIn
-from search.storage.worker_state import WorkerState
+from search.work.state import WorkerState
 
 Start = Callable[[FastAPI], str]
 Indexing = Callable[[Settings], None]

@@ -15,10 +15,10 @@ from indexer.ingest.chunking import Chunker
 from indexer.write.pipeline import Indexer
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.retry import retry_write
 from search.storage.store import Store
+from search.work.queue import enqueue
 
 WRITERS, ROUNDS = 6, 6
 SEED = DocumentIn("race", "the cat sat on the mat", "Title", {"writer": "seed"})

@@ -15,9 +15,9 @@ from search.components import open_searcher
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.store import Store
+from search.work.queue import enqueue
 
 WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 

@@ -21,10 +21,10 @@ from search.components import open_searcher
 from search.dense.catalog import IndexCatalog
 from search.embedding.encoder import Encoder
 from search.settings import Settings
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.store import Store
-from search.storage.worker_state import WorkerState
+from search.work.queue import enqueue
+from search.work.state import WorkerState
 
 WORDS = ["cat", "dog", "gene", "virus", "python", "star", "water", "tree", "fire", "cell"]
 

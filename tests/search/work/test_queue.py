@@ -16,11 +16,11 @@ from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.storage.models import MetadataValue
-from search.storage.queue import enqueue
 from search.storage.records import DocumentIn
 from search.storage.retry import retry_write
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
+from search.work.queue import enqueue
 
 THREADS, ROUNDS = 8, 6
 

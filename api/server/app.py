@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
-from api.server import docs, documents, errors, status
+from api.server import docs, document_routes, errors, status
 from api.server.batcher import MicroBatcher
 from api.server.deps import BatcherDep, HybridDep, SearchLimiterDep, require_api_key
 from api.server.embeddings import embedded
@@ -258,6 +258,6 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.include_router(public)
     app.include_router(status.public)
     app.include_router(protected)
-    for router in (embeddings_router, status.protected, documents.router):
+    for router in (embeddings_router, status.protected, document_routes.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
     return app

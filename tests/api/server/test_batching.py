@@ -165,7 +165,7 @@ def test_searches_run_at_most_search_threads_at_once(
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         futures = [pool.submit(search, DOC_QUERIES[i % len(DOC_QUERIES)][0]) for i in range(12)]
-        limiter = app.state.search_limiter
+        limiter = app.state.search_threads.limiter
         # Two searches hold the threads; the other requests' work waits in line for them.
         wait_for(lambda: running[0] == 2 and limiter.statistics().tasks_waiting >= 10, "10 searches waiting")
         release.set()

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     batch_max_pending: int = Field(
         default=4096,
         ge=1,
-        description="Most texts the API lets wait for the encoder; past it, requests get 503 with Retry-After.",
+        description="Most texts the API lets wait for the encoder; past it, requests get 429 with Retry-After.",
     )
     worker_failure_budget: int = Field(
         default=5, ge=1, description="Consecutive failures after which the indexing worker counts as failing."

@@ -178,3 +178,27 @@ def test_the_server_searches_on_one_thread_per_core_by_default() -> None:
     cores = len(os.sched_getaffinity(0))
     assert serving_settings(Settings()).search_threads == cores
     assert serving_settings(Settings(search_threads=5)).search_threads == 5
+
+
+def test_a_full_encoder_queue_is_answered_429_with_retry_after(
+    settings: Settings, indexer: Callable[[Settings], None], start_server: Callable[[FastAPI], str]
+) -> None:
+    indexer(settings)
+    app = create_app(settings.model_copy(update={"batch_max_pending": 1}))
+    url = start_server(app)
+    gate = gate_encoder(app)
+
+    def search(query: str) -> httpx.Response:
+        return httpx.post(f"{url}/search", json={"query": query, "top_k": 1, "mode": "dense"}, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        encoding = pool.submit(search, DOC_QUERIES[0][0])
+        wait_for(gate.entered.is_set, "the first query in the model")
+        waiting = pool.submit(search, DOC_QUERIES[1][0])
+        wait_for(lambda: app.state.batcher.waiting_rows == 1, "a query waiting for the encoder")
+        refused = search(DOC_QUERIES[2][0])
+        gate.release.set()
+        assert encoding.result().status_code == waiting.result().status_code == 200
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "1 texts are waiting for the encoder" in refused.json()["detail"]
+    assert metric(httpx.get(f"{url}/metrics", timeout=30).text, "semsearch_overload_refusals_total") == 1

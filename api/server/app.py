@@ -18,8 +18,9 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
+from api.server.admission import Admission
 from api.server.batcher import MicroBatcher
-from api.server.deps import BatcherDep, HybridDep, SearchThreadsDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.limits import BodySizeLimit
@@ -49,7 +50,8 @@ _HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
 
 def serving_settings(settings: Settings) -> Settings:
     """The settings the API runs with: unless set, one search thread per core the process may use,
-    and on a CPU an encoder on one core fewer (at least one).
+    on a CPU an encoder on one core fewer (at least one), and room for as many requests as may wait
+    for the encoder plus one per search thread.
 
     A forward pass is split across its threads, and when the event loop, the index searches and the
     SQL joins take a core from one of them the others wait for it: on the 2-core AVX2 machine, 8
@@ -62,6 +64,9 @@ def serving_settings(settings: Settings) -> Settings:
     update: dict[str, int] = {}
     if settings.search_threads is None:
         update["search_threads"] = cores
+    if settings.search_max_requests is None:
+        threads = update.get("search_threads", settings.search_threads or 1)
+        update["search_max_requests"] = settings.batch_max_pending + threads
     if settings.torch_threads is None and settings.device in ("auto", "cpu") and not cuda_available():
         update["torch_threads"] = max(1, cores - 1)
     return settings.model_copy(update=update) if update else settings
@@ -77,6 +82,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
     # Created after the searcher: it finds the BLAS libraries loaded then (FAISS's among them).
     app.state.search_threads = SearchThreads(settings.search_threads or 1)
+    admission = app.state.admission = Admission(settings.search_max_requests or settings.batch_max_pending)
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
     # takes the serving encoder once per batch (a rebuild may bring another model), which the
     # reloader below swaps in: no request ever waits for a reload.
@@ -91,7 +97,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         async with batcher:
             app.state.batcher = batcher
-            yield
+            try:
+                yield
+            finally:
+                admission.close()  # from here on a new search is a 503, before the batcher stops
     finally:
         reloader.cancel()
         with suppress(asyncio.CancelledError):
@@ -173,12 +182,13 @@ async def _search(
 # shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
 async def search_post(
-    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep
+    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep, admission: AdmissionDep
 ) -> SearchResponse:
     """The `top_k` best documents for the query in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
-    lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
+    with admission.admit():
+        lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
     return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -187,6 +197,7 @@ async def search_get(
     hybrid: HybridDep,
     batcher: BatcherDep,
     threads: SearchThreadsDep,
+    admission: AdmissionDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
@@ -203,12 +214,16 @@ async def search_get(
         body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
-    return await search_post(body, hybrid, batcher, threads)
+    return await search_post(body, hybrid, batcher, threads, admission)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
 async def search_batch(
-    body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep
+    body: BatchSearchRequest,
+    hybrid: HybridDep,
+    batcher: BatcherDep,
+    threads: SearchThreadsDep,
+    admission: AdmissionDep,
 ) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
@@ -216,7 +231,8 @@ async def search_batch(
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
-    lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
+    with admission.admit():
+        lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 

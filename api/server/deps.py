@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from api.server.admission import Admission
 from api.server.batcher import MicroBatcher
 from api.server.search_threads import SearchThreads
 from search.query.hybrid import HybridSearcher
@@ -32,6 +33,11 @@ async def _hybrid(request: Request) -> HybridSearcher:
 async def _search_threads(request: Request) -> SearchThreads:
     threads: SearchThreads = request.app.state.search_threads
     return threads
+
+
+async def _admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 async def _settings(request: Request) -> Settings:
@@ -60,6 +66,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
 SearchThreadsDep = Annotated[SearchThreads, Depends(_search_threads)]
+# The one door every search and embedding request passes before it does any work.
+AdmissionDep = Annotated[Admission, Depends(_admission)]
 # The error budget of an indexing worker running in this process (None when it runs elsewhere).
 WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 

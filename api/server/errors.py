@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.server.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
 from api.server.schemas import ErrorBody
 from search.validation import json_safe
@@ -38,7 +39,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BatcherOverloadedError)
+    assert isinstance(exc, AdmissionRefusedError | BatcherOverloadedError)
     request.app.state.metrics.overloaded.inc()
     # 429, not 503: the server works, it has as much as it may take; clients retry both after Retry-After.
     return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
@@ -56,6 +57,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(AdmissionRefusedError, _overloaded)
     app.add_exception_handler(BatcherOverloadedError, _overloaded)
+    app.add_exception_handler(AdmissionClosedError, _stopped)
     app.add_exception_handler(BatcherStoppedError, _stopped)
     app.add_exception_handler(TextEncodingError, _refused_text)

@@ -43,7 +43,8 @@ from bench.common import SCIFACT, print_table, scifact_queries, serve_process
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
 from search.components import open_hybrid
-from search.query.hybrid import MODES, HybridSearcher
+from search.query.hits import MODES
+from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,8 @@ from search.dense.catalog import IndexCatalog
 from search.dense.index import VectorIndex, auto_factory
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
-from search.query.hybrid import MODES, FusionConfig, HybridSearcher
+from search.query.hits import MODES, FusionConfig
+from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage import changes

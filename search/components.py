@@ -7,7 +7,8 @@ from collections.abc import Callable
 from search.dense.catalog import IndexCatalog, IndexWatcher
 from search.embedding.encoder import Encoder
 from search.keyword.index import KeywordIndex
-from search.query.hybrid import FusionConfig, HybridSearcher
+from search.query.hits import FusionConfig
+from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage import schema

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Searches the API runs at once (index lookups, SQL joins, fusion); default one per core.",
     )
+    search_max_requests: int | None = Field(
+        default=None,
+        ge=1,
+        description="Search and embedding requests the API holds at once, running or waiting; past it, 429 with "
+        "Retry-After. Default batch_max_pending + search_threads: as many as may wait for the encoder (a text "
+        "each at least) and one running per search thread.",
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
@@ -96,7 +103,7 @@ class Settings(BaseSettings):
     batch_max_pending: int = Field(
         default=4096,
         ge=1,
-        description="Most texts the API lets wait for the encoder; past it, requests get 503 with Retry-After.",
+        description="Most texts the API lets wait for the encoder; past it, requests get 429 with Retry-After.",
     )
     worker_failure_budget: int = Field(
         default=5, ge=1, description="Consecutive failures after which the indexing worker counts as failing."

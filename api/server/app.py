@@ -7,22 +7,20 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import fields
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
-from api.server import docs, documents, errors, status
+from api.server import docs, document_routes, errors, status
+from api.server.admission import Admission
 from api.server.batcher import MicroBatcher
-from api.server.deps import BatcherDep, HybridDep, SearchLimiterDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.limits import BodySizeLimit
@@ -35,10 +33,12 @@ from api.server.schemas import (
     SearchResponse,
     SearchResult,
 )
+from api.server.search_threads import SearchThreads
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
-from search.query.hybrid import FusionConfig, HybridHit, HybridSearcher, Mode
+from search.query.hits import FusionConfig, HybridHit, Mode
+from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.validation import json_safe
@@ -47,12 +47,12 @@ from search.work.state import WorkerState
 log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
 _HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
-T = TypeVar("T")
 
 
 def serving_settings(settings: Settings) -> Settings:
     """The settings the API runs with: unless set, one search thread per core the process may use,
-    and on a CPU an encoder on one core fewer (at least one).
+    on a CPU an encoder on one core fewer (at least one), and room for as many requests as may wait
+    for the encoder plus one per search thread.
 
     A forward pass is split across its threads, and when the event loop, the index searches and the
     SQL joins take a core from one of them the others wait for it: on the 2-core AVX2 machine, 8
@@ -65,6 +65,9 @@ def serving_settings(settings: Settings) -> Settings:
     update: dict[str, int] = {}
     if settings.search_threads is None:
         update["search_threads"] = cores
+    if settings.search_max_requests is None:
+        threads = update.get("search_threads", settings.search_threads or 1)
+        update["search_max_requests"] = settings.batch_max_pending + threads
     if settings.torch_threads is None and settings.device in ("auto", "cpu") and not cuda_available():
         update["torch_threads"] = max(1, cores - 1)
     return settings.model_copy(update=update) if update else settings
@@ -78,7 +81,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
-    app.state.search_limiter = CapacityLimiter(settings.search_threads or 1)
+    # Created after the searcher: it finds the BLAS libraries loaded then (FAISS's among them).
+    app.state.search_threads = SearchThreads(settings.search_threads or 1)
+    admission = app.state.admission = Admission(settings.search_max_requests or settings.batch_max_pending)
     # Every query vector comes from this batcher, so concurrent requests share forward passes; it
     # takes the serving encoder once per batch (a rebuild may bring another model), which the
     # reloader below swaps in: no request ever waits for a reload.
@@ -90,14 +95,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_pending=settings.batch_max_pending,
     )
     reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
-    # Requests run side by side in the thread pool, so one BLAS call (a query against a delta
-    # segment, an exact re-rank) must not also split itself over the cores: 8 such calls at once
-    # took 10-20 times longer each on two OpenBLAS threads than on one. The encoder has its own count.
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            async with batcher:
-                app.state.batcher = batcher
+        async with batcher:
+            app.state.batcher = batcher
+            try:
                 yield
+            finally:
+                admission.close()  # from here on a new search is a 503, before the batcher stops
     finally:
         reloader.cancel()
         with suppress(asyncio.CancelledError):
@@ -150,7 +154,7 @@ def _results(hits: list[HybridHit]) -> list[SearchResult]:
 async def _search(
     hybrid: HybridSearcher,
     batcher: MicroBatcher,
-    limiter: CapacityLimiter,
+    threads: SearchThreads,
     queries: list[str],
     k: int,
     metadata_filter: MetadataFilter | None,
@@ -158,17 +162,13 @@ async def _search(
 ) -> list[list[HybridHit]]:
     """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
     side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
-    runs in threads, at most `limiter`'s number at once; the others wait their turn in order."""
-
-    def threaded(call: Callable[..., T], *args: Any) -> Awaitable[T]:
-        return to_thread.run_sync(partial(call, *args), limiter=limiter)
-
+    runs in `threads` (at most search_threads at once; the others wait their turn in order)."""
     if mode == "keyword":
-        return await threaded(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
-        keyword = asyncio.ensure_future(threaded(hybrid.rank_keywords, queries, k, metadata_filter))
+        keyword = asyncio.ensure_future(threads.run(hybrid.rank_keywords, queries, k, metadata_filter))
     try:
         vectors, serving = await embedded(pending, hybrid.dense, queries)
     except BaseException:
@@ -176,19 +176,20 @@ async def _search(
             keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
     ranked = None if keyword is None else await keyword
-    return await threaded(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+    return await threads.run(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
 # shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
 async def search_post(
-    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep, admission: AdmissionDep
 ) -> SearchResponse:
     """The `top_k` best documents for the query in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
-    lists = await _search(hybrid, batcher, limiter, [body.query], body.top_k, metadata_filter, body.mode)
+    with admission.admit():
+        lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
     return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -196,7 +197,8 @@ async def search_post(
 async def search_get(
     hybrid: HybridDep,
     batcher: BatcherDep,
-    limiter: SearchLimiterDep,
+    threads: SearchThreadsDep,
+    admission: AdmissionDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
@@ -213,12 +215,16 @@ async def search_get(
         body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
-    return await search_post(body, hybrid, batcher, limiter)
+    return await search_post(body, hybrid, batcher, threads, admission)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")
 async def search_batch(
-    body: BatchSearchRequest, hybrid: HybridDep, batcher: BatcherDep, limiter: SearchLimiterDep
+    body: BatchSearchRequest,
+    hybrid: HybridDep,
+    batcher: BatcherDep,
+    threads: SearchThreadsDep,
+    admission: AdmissionDep,
 ) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
@@ -226,7 +232,8 @@ async def search_batch(
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
-    lists = await _search(hybrid, batcher, limiter, body.queries, body.top_k, metadata_filter, body.mode)
+    with admission.admit():
+        lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
     return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -258,6 +265,6 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.include_router(public)
     app.include_router(status.public)
     app.include_router(protected)
-    for router in (embeddings_router, status.protected, documents.router):
+    for router in (embeddings_router, status.protected, document_routes.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
     return app

@@ -9,7 +9,7 @@ an idle server pays at most `max_wait` per query.
 Requests are isolated: when a shared forward pass fails, each of its requests is encoded again
 alone, so one text the tokenizer refuses fails only its own caller. The queue is bounded: past
 `max_pending` waiting texts a new request is refused at once with `BatcherOverloadedError`, which
-says how long the backlog should take to clear (the API answers 503 with Retry-After).
+says how long the backlog should take to clear (the API answers 429 with Retry-After).
 """
 
 from __future__ import annotations

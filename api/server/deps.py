@@ -6,10 +6,11 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from api.server.admission import Admission
 from api.server.batcher import MicroBatcher
+from api.server.search_threads import SearchThreads
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -29,9 +30,14 @@ async def _hybrid(request: Request) -> HybridSearcher:
     return hybrid
 
 
-async def _search_limiter(request: Request) -> CapacityLimiter:
-    limiter: CapacityLimiter = request.app.state.search_limiter
-    return limiter
+async def _search_threads(request: Request) -> SearchThreads:
+    threads: SearchThreads = request.app.state.search_threads
+    return threads
+
+
+async def _admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 async def _settings(request: Request) -> Settings:
@@ -59,7 +65,9 @@ HybridDep = Annotated[HybridSearcher, Depends(_hybrid)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StoreDep = Annotated[Store, Depends(_store)]
 BatcherDep = Annotated[MicroBatcher, Depends(_batcher)]
-SearchLimiterDep = Annotated[CapacityLimiter, Depends(_search_limiter)]
+SearchThreadsDep = Annotated[SearchThreads, Depends(_search_threads)]
+# The one door every search and embedding request passes before it does any work.
+AdmissionDep = Annotated[Admission, Depends(_admission)]
 # The error budget of an indexing worker running in this process (None when it runs elsewhere).
 WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.server.batcher import MicroBatcher, TextEncoder
-from api.server.deps import BatcherDep, SearcherDep
+from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
 from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
@@ -47,7 +47,9 @@ async def embedded(
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
-async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep) -> Response:
+async def embeddings(
+    body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep, admission: AdmissionDep
+) -> Response:
     """The service's own vectors (same model, pooling and normalisation as the index)."""
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_EMBED_INPUTS:
@@ -59,8 +61,9 @@ async def embeddings(body: EmbeddingsRequest, searcher: SearcherDep, batcher: Ba
             f"'dimensions' is {body.dimensions}, but model {searcher.serving.encoder.model_name!r} makes "
             f"{dim}-dimensional vectors and was not trained for shorter ones: leave 'dimensions' out or send {dim}",
         )
-    vectors, serving = await embed(batcher, searcher, texts)
-    return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors, body.encoding_format)
+    with admission.admit():
+        vectors, serving = await embed(batcher, searcher, texts)
+        return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors, body.encoding_format)
 
 
 def _embeddings_json(encoder: Encoder, texts: list[str], vectors: np.ndarray, encoding: str) -> Response:

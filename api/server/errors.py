@@ -2,8 +2,8 @@
 
 FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinity or lone UTF-16
 surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
-`json_safe` first. An overloaded or stopping encoder batcher is a 503 with Retry-After; a text the
-encoder refuses alone is a 422.
+`json_safe` first. An overloaded server is a 429 with Retry-After, a stopping one a 503 with
+Retry-After; a text the encoder refuses alone is a 422.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.server.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
 from api.server.schemas import ErrorBody
 from search.validation import json_safe
 
 # Every error any protected route can give, declared so that clients (and the schema fuzz test) know
 # them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
-# (a plain-text detail naming the problem, or the list of pydantic's validation errors), 503 an
-# overloaded server (with Retry-After).
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 503)}
+# (a plain-text detail naming the problem, or the list of pydantic's validation errors), 429 an
+# overloaded server and 503 a stopping one (both with Retry-After).
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)}
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -38,9 +39,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, BatcherOverloadedError)
+    assert isinstance(exc, AdmissionRefusedError | BatcherOverloadedError)
     request.app.state.metrics.overloaded.inc()
-    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+    # 429, not 503: the server works, it has as much as it may take; clients retry both after Retry-After.
+    return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
 
 
 async def _stopped(_request: Request, exc: Exception) -> JSONResponse:
@@ -55,6 +57,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(AdmissionRefusedError, _overloaded)
     app.add_exception_handler(BatcherOverloadedError, _overloaded)
+    app.add_exception_handler(AdmissionClosedError, _stopped)
     app.add_exception_handler(BatcherStoppedError, _stopped)
     app.add_exception_handler(TextEncodingError, _refused_text)

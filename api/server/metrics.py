@@ -56,7 +56,7 @@ class Metrics:
         )
         self.overloaded = Counter(
             "semsearch_overload_refusals",
-            "Requests refused with 503 because the encoder queue was full",
+            "Requests refused with 429 because the server was full",
             registry=self.registry,
         )
 

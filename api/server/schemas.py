@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from search.query.hybrid import Mode
+from search.query.hits import Mode
 from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096

@@ -118,7 +118,7 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _mode_name(name: str) -> str:
-    from search.query.hybrid import MODES  # imported when the flag is given: --help stays light
+    from search.query.hits import MODES  # imported when the flag is given: --help stays light
 
     if name not in MODES:
         raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(MODES)})")

@@ -13,7 +13,8 @@ import pytrec_eval
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
 from search.components import migrate, open_keyword
-from search.query.hybrid import FusionConfig, HybridSearcher, check_mode
+from search.query.hits import FusionConfig, check_mode
+from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 

@@ -13,8 +13,6 @@ import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 
@@ -23,13 +21,12 @@ from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
 from search.query.fusion import convex, rrf
+from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
-from search.settings import Fusion, Settings
 from search.storage.store import Store
 
-Mode = Literal["hybrid", "dense", "keyword"]
-MODES: tuple[str, ...] = get_args(Mode)
+# The types live in search/query/hits.py; callers take the whole hybrid API from here.
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
 _OVERFETCH = 4
 _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
@@ -38,75 +35,6 @@ _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
 # two, not their sum. With others in flight the cores are busy already: a second thread per request
 # would only add switching.
 _KEYWORD_THREADS = 2
-
-
-@dataclass(frozen=True)
-class Signal:
-    """What one retriever said of a document: its rank (from 1) and its score there."""
-
-    rank: int
-    score: float
-
-
-@dataclass(frozen=True)
-class HybridHit:
-    """One ranked document: its fused score, the chunk shown, each retriever's say (None: it did not
-    return the document, or did not run), and the words of the chunk that match the query's terms."""
-
-    id: str
-    chunk_id: int
-    score: float
-    title: str
-    text: str
-    metadata: dict[str, object]
-    start: int
-    end: int
-    dense: Signal | None
-    keyword: Signal | None
-    matched_terms: list[str]
-
-
-@dataclass(frozen=True)
-class _Fused:
-    """A document in a fused ranking before its row is read: the chunk shown, the fused score, and
-    each retriever's say."""
-
-    chunk: Ranked
-    score: float
-    dense: Signal | None
-    keyword: Signal | None
-
-
-@dataclass(frozen=True)
-class KeywordSide:
-    """The keyword retriever's part of a hybrid request, ranked before the query vectors exist (it
-    needs none), so the API runs it while the queries are embedded."""
-
-    plan: RequestPlan
-    terms: list[list[str]]
-    rankings: list[list[Ranked]]
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """How the two rankings are combined."""
-
-    method: Fusion = "convex"
-    weight: float = 0.5  # convex: the dense score's weight
-    rrf_k: int = 60
-    candidates: int = 100
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FusionConfig:
-        """The fusion the settings describe."""
-        return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
-
-
-def check_mode(mode: str) -> Mode:
-    """`mode` when it is one of MODES; else a ValueError naming the allowed values."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return mode  # type: ignore[return-value]
 
 
 class HybridSearcher:
@@ -186,10 +114,10 @@ class HybridSearcher:
         mode: str,
         serving: Serving | None,
         ranked: KeywordSide | None = None,
-    ) -> tuple[list[list[_Fused]], list[list[str]]]:
+    ) -> tuple[list[list[Fused]], list[list[str]]]:
         """Each query's fused ranking and its keyword terms."""
         depth = k if mode != "hybrid" else max(k, self.fusion.candidates)
-        fused: list[list[_Fused]] = []
+        fused: list[list[Fused]] = []
         if ranked is not None:
             assert vectors is not None  # checked by the caller
             for vector, keyword in zip(vectors, ranked.rankings, strict=True):
@@ -220,7 +148,7 @@ class HybridSearcher:
         terms = [self.keyword.analyzer.query_terms(q) for q in queries]
         return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
 
-    def _hits(self, fused: list[list[_Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
+    def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
         was ranked is left out."""
         rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
@@ -279,7 +207,7 @@ class HybridSearcher:
                 return best[:depth]
             fetch *= _OVERFETCH
 
-    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[_Fused]:
+    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[Fused]:
         rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
         if mode != "hybrid":
             scores = dict(rankings[0] if mode == "dense" else rankings[1])
@@ -305,7 +233,7 @@ class HybridSearcher:
                 assert kw is not None
                 chunk = kw[1]
             fused.append(
-                _Fused(
+                Fused(
                     chunk=chunk,
                     score=float(scores[doc]),
                     dense=None if d is None else Signal(d[0], d[1].score),

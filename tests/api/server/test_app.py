@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -38,16 +41,80 @@ def test_search_post_get_and_batch(base_url: str) -> None:
         assert len(lists) == 2 and [r["id"] for r in lists[0]] == ["pets"] and len(lists[1]) == 1
 
 
+def blas_threads(library: str = "") -> list[int]:
+    """The thread count of each loaded BLAS library (numpy's, scipy's, FAISS's) whose path holds
+    `library`, for a call made now."""
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas" and library in lib["filepath"]]
+
+
+def record_blas_in_searches(app: FastAPI) -> list[list[int]]:
+    """From now on, each dense ranking of the app appends the thread count of numpy's BLAS (which
+    does a search's products: the delta segments' and the exact re-ranking's) to the list returned."""
+    searcher, seen = app.state.searcher, []
+    rank = searcher.rank
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(blas_threads("numpy"))
+        return rank(*args, **kwargs)
+
+    searcher.rank = recording
+    return seen
+
+
 def test_the_server_runs_blas_on_one_thread_a_call(
     settings: Settings, indexer: Callable[[Settings], None], start_server: Callable[[FastAPI], str]
 ) -> None:
     # Several BLAS threads per call, under requests already running side by side, oversubscribe the cores.
     indexer(settings)
-    url = start_server(create_app(settings))
+    app = create_app(settings)
+    url = start_server(app)
+    seen = record_blas_in_searches(app)
     assert httpx.post(f"{url}/search", json={"query": "cat", "top_k": 1}, timeout=30).status_code == 200
-    # numpy's (the delta segments' and re-ranking's products); OpenMP-threaded ones count per thread.
-    numpy_blas = [lib["num_threads"] for lib in threadpool_info() if "numpy" in lib["filepath"]]
-    assert numpy_blas and set(numpy_blas) == {1}
+    assert seen and all(numpy == [1] for numpy in seen)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="on one core every BLAS library has one thread anyway")
+def test_the_indexing_worker_beside_the_server_keeps_its_blas_threads(
+    settings: Settings, indexer: Callable[[Settings], None], start_server: Callable[[FastAPI], str]
+) -> None:
+    # As `semsearch serve` runs them: the worker on a thread of the server's process.
+    from indexer.write.worker import BackgroundWorker, open_worker
+
+    live = settings.model_copy(update={"publish_seconds": 0.1})
+    indexer(live)
+    background = BackgroundWorker(open_worker(live))
+    asked, answered, answers = threading.Event(), threading.Event(), []
+    step = background.worker.step
+
+    def step_and_answer() -> int:  # the worker's loop calls this every 0.1 s at most
+        if asked.is_set():
+            square = np.ones((256, 256), dtype=np.float32)
+            answers.append((threading.current_thread().name, blas_threads(), float((square @ square)[0, 0])))
+            asked.clear()
+            answered.set()
+        return step()
+
+    def ask_worker() -> tuple[str, list[int], float]:
+        answered.clear()
+        asked.set()
+        assert answered.wait(30), "the worker never ran its BLAS call"
+        return answers[-1]
+
+    background.worker.step = step_and_answer
+    background.start()
+    try:
+        app = create_app(live, background.worker.state)
+        url = start_server(app)
+        seen = record_blas_in_searches(app)
+        name, counts, product = ask_worker()
+        assert name == "indexing-worker" and product == 256.0
+        assert counts and min(counts) > 1, f"the worker's BLAS calls are held to {counts} threads"
+        assert httpx.post(f"{url}/search", json={"query": "cat", "top_k": 1}, timeout=30).status_code == 200
+        assert seen and all(numpy == [1] for numpy in seen)  # the search's own numpy work: one thread a call
+        _name, after, _product = ask_worker()
+        assert min(after) > 1, f"a search left the worker's BLAS calls on {after} threads"
+    finally:
+        background.stop()
 
 
 def test_embeddings_are_the_index_vectors(base_url: str, settings: Settings) -> None:

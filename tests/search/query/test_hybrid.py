@@ -13,7 +13,8 @@ from search.components import open_hybrid
 from search.dense.catalog import Serving
 from search.filters import parse_filter
 from search.query.fusion import convex, min_max, rrf
-from search.query.hybrid import FusionConfig, HybridSearcher
+from search.query.hits import FusionConfig
+from search.query.hybrid import HybridSearcher
 from search.query.planning import RequestPlan
 from search.settings import Settings
 from search.storage.records import DocumentIn

@@ -1,0 +1,53 @@
+"""`semsearch serve`: the API, by default with the indexing worker on a thread beside it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from indexer.cli.shared import migrate_schema, writer_lock
+
+if TYPE_CHECKING:
+    from search.settings import Settings
+
+# uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
+# default) and starts another. A worker answers only once it has imported the app and loaded its encoder:
+# seconds of CPU on a busy 2-core machine (7 s when the app still imported torch), past the default there.
+WORKER_HEALTHCHECK_SECONDS = 120
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the API until interrupted, by default with the indexing worker on a thread beside it."""
+    import os
+
+    import uvicorn
+
+    from api.server.app import create_app
+    from indexer.write.worker import BackgroundWorker, open_worker
+    from search.settings import settings_env
+
+    migrate_schema(settings)  # once, here: the worker, the app and its worker processes only check the schema
+    background = None
+    if not args.no_worker:
+        _lock = writer_lock(settings, "semsearch serve (with its indexing worker)")
+        background = BackgroundWorker(open_worker(settings))
+        background.start()
+    try:
+        if args.workers > 1:
+            # Worker processes build their app from the environment: hand them these settings there.
+            os.environ.update(settings_env(settings))
+            uvicorn.run(
+                "api.server.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            )
+        else:
+            state = background.worker.state if background is not None else None
+            uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")
+    finally:
+        if background is not None:
+            background.stop()
+    return 0

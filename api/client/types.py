@@ -158,6 +158,8 @@ class WorkerHealth(_Model):
     seconds_since_last_error: float | None
     backoff_seconds: float
     failing: bool
+    # Derived indexes (keyword, dense) that failed to catch up with SQL, with the error: stale until mended.
+    stale_indexes: dict[str, str] = {}
 
 
 class Stats(_Model):

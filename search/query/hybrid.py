@@ -62,6 +62,12 @@ class HybridSearcher:
         """The `k` best documents for `query` (see `search_many`)."""
         return self.search_many([query], k, filter, mode)[0]
 
+    def search_by_vector(self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[HybridHit]:
+        """The `k` best documents for an already embedded query (dense mode: a vector has no words),
+        embedded by the encoder that serves now."""
+        serving = self.refresh()
+        return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving)[0]
+
     def search_many(
         self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None, mode: str = "hybrid"
     ) -> list[list[HybridHit]]:

@@ -1,4 +1,6 @@
-"""Query -> ranked documents: embed the query, search the index, join the chunks' rows, best chunk per document."""
+"""The dense retriever: an embedded query -> the best chunk per document from the vector index, within a
+filter's plan. Searches come through search/query/hybrid.py (every mode), which embeds the queries and
+joins the rows of the hits shown."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 from search.dense.catalog import IndexWatcher, Serving
 from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
-from search.filters import MetadataFilter, parse_filter
+from search.filters import MetadataFilter
 from search.query.planning import BROAD, FilterPlanner
 from search.storage.records import ChunkOwner
 from search.storage.store import Store
@@ -28,23 +30,9 @@ _EXACT_AMONG = 2048
 
 
 @dataclass(frozen=True)
-class SearchHit:
-    """One ranked document with the chunk that matched best."""
-
-    id: str
-    chunk_id: int
-    score: float
-    title: str
-    text: str
-    metadata: dict[str, Any]
-    start: int
-    end: int
-
-
-@dataclass(frozen=True)
 class Ranked:
     """A document's place in one retriever's ranking: its id (the user's), its best chunk and that
-    chunk's score. Ranking reads only these; the text and fields come for the hits shown (`hits`)."""
+    chunk's score. Ranking reads only these; the text and fields come for the hits shown."""
 
     id: str
     chunk_id: int
@@ -52,7 +40,7 @@ class Ranked:
 
 
 class Searcher:
-    """Answers queries from an encoder, a vector index and the store that owns the chunk rows."""
+    """Ranks documents for embedded queries from a vector index and the store that owns the chunk rows."""
 
     def __init__(self, encoder: Encoder, index: SegmentView, store: Store, watcher: IndexWatcher | None = None) -> None:
         self.serving = Serving(encoder, index)
@@ -78,62 +66,6 @@ class Searcher:
         if fresh is not None:
             self.serving = fresh
         return self.serving
-
-    def search(self, query: str, k: int = 10, filter: FilterSpec = None) -> list[SearchHit]:
-        """The `k` best documents for `query` among those whose metadata passes `filter`."""
-        return self.search_many([query], k, filter)[0]
-
-    def search_many(self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None) -> list[list[SearchHit]]:
-        """The `k` best documents for each query; all queries go through the model in one batch.
-
-        A bad `filter` raises ValueError before any query is embedded."""
-        parsed = parse_filter(filter)
-        serving = self.refresh()
-        return self.search_vectors(serving.encoder.encode(list(queries)), k, parsed, serving)
-
-    def search_vectors(
-        self, vectors: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
-    ) -> list[list[SearchHit]]:
-        """The `k` best documents for each embedded query; a document scores as its best chunk.
-
-        `serving` is the pair whose encoder embedded `vectors` (default: what serves now). A filter
-        runs by its estimated selectivity (two index counts): a narrow one inside the nearest-neighbour
-        search (the matching chunk ids, looked up once for all the queries, as an ID selector), a broad
-        one as a check on over-fetched results, which costs about what an unfiltered search does."""
-        parsed = parse_filter(filter)
-        index = (serving or self.refresh()).index
-        rows = np.atleast_2d(vectors)
-        if parsed is None:
-            return self.hits([self._search(index, v, k, None) for v in rows])
-        share = self.broad_share(parsed)
-        results: list[list[Ranked] | None] = [None] * len(rows)
-        if share is not None:
-            results = [self._search_checked(index, v, k, parsed, share) for v in rows]
-        if any(r is None for r in results):
-            allowed = self.matching(parsed, serving)
-            results = [
-                r if r is not None else self._search(index, v, k, allowed) for r, v in zip(results, rows, strict=True)
-            ]
-        return self.hits([r for r in results if r is not None])
-
-    def search_vector(
-        self, vector: np.ndarray, k: int, filter: FilterSpec = None, serving: Serving | None = None
-    ) -> list[SearchHit]:
-        """The `k` best documents for one embedded query (see `search_vectors`)."""
-        return self.search_vectors(np.atleast_2d(vector), k, filter, serving)[0]
-
-    def hits(self, rankings: Sequence[Sequence[Ranked]]) -> list[list[SearchHit]]:
-        """The hits of each ranking, with their chunks' text and documents' fields (one query for all);
-        a chunk deleted since it was ranked is left out."""
-        rows = self.store.chunk_hits([r.chunk_id for ranking in rankings for r in ranking])
-        return [
-            [
-                SearchHit(r.id, r.chunk_id, r.score, row.title, row.text, row.metadata, row.start, row.end)
-                for r in ranking
-                if (row := rows.get(r.chunk_id)) is not None
-            ]
-            for ranking in rankings
-        ]
 
     def rank(self, vector: np.ndarray, k: int, allowed: Matches | None, serving: Serving | None = None) -> list[Ranked]:
         """The `k` best documents for one embedded query among the `allowed` chunks (None: all),

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from cli_runner import run_cli
+from dense_path import open_dense
 from sqlalchemy import select
 
 from indexer.write.keyword_writer import KeywordWriter
-from search.components import open_keyword, open_searcher
+from search.components import open_keyword
 from search.settings import Settings
 from search.storage.models import Chunk, Document
 
@@ -67,7 +68,7 @@ def _index_cmd(corpus: Path) -> list[str]:
 
 def _state(data: Path, tiny_model_dir: Path) -> tuple[list[tuple], list[tuple], dict[str, list]]:
     settings = Settings(**{"data_dir": data, "model": str(tiny_model_dir), "dtype": "float32"})
-    searcher = open_searcher(settings)
+    searcher = open_dense(settings)
     with searcher.store.session() as s:
         docs = sorted(s.execute(select(Document.external_id, Document.title, Document.text, Document.meta)).all())
         chunks = sorted(

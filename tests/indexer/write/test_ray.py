@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+from dense_path import open_dense
 
 from indexer.cli.main import main
 from indexer.ingest.chunking import Chunker
@@ -92,7 +93,7 @@ def test_ray_engine_gives_the_local_vectors_and_a_searchable_generation(
 
     generation = stores["ray"].active_generation()
     assert generation is not None and (generation.id, generation.pooling) == (summary.generation, "cls")
-    searcher = open_searcher(remote.model_copy(update={"pooling": "cls"}), cls_encoder, stores["ray"])
+    searcher = open_dense(remote.model_copy(update={"pooling": "cls"}), cls_encoder, stores["ray"])
     assert searcher.index.ntotal == len(chunks)
     for n in (0, len(chunks) // 2, len(chunks) - 1):
         assert searcher.search_vector(vectors[n], 1)[0].chunk_id == chunks[n]

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from dense_path import open_dense
 
 from indexer.ingest.chunking import Chunker
 from indexer.write import rebuild as rebuild_module
@@ -43,7 +44,7 @@ def _counting(encoder: Encoder) -> list[int]:
 def test_a_new_index_type_reuses_the_stored_vectors(settings: Settings, tiny_encoder: Encoder) -> None:
     fast = settings.model_copy(update={"reload_seconds": 0.05})
     store = _indexed(fast, tiny_encoder)
-    searcher = open_searcher(fast, tiny_encoder, store, watch=True)
+    searcher = open_dense(fast, tiny_encoder, store, watch=True)
     query = tiny_encoder.encode(["cat dog gene"])[0]
     before = [h.id for h in searcher.search_vector(query, 10)]
     (old_file,) = fast.index_dir.glob("gen-000001*.faiss")
@@ -74,7 +75,7 @@ def test_a_pooling_change_re_embeds_everything(settings: Settings, tiny_encoder:
     assert (summary.embedded, summary.reused, summary.vectors) == (50, 0, 50)
     generation = store.active_generation()
     assert generation is not None and generation.pooling == "cls"
-    hit = open_searcher(cls, other, store).search(_docs(8)[7].text, k=1)[0]
+    hit = open_dense(cls, other, store).search(_docs(8)[7].text, k=1)[0]
     assert hit.id == "d7"
     store.close()
 
@@ -117,7 +118,7 @@ def test_readers_and_the_worker_follow_a_model_change(settings: Settings, tiny_e
 
     live = settings.model_copy(update={"reload_seconds": 0.05, "publish_seconds": 0.05})
     store = _indexed(live, tiny_encoder, 30)
-    searcher = open_searcher(live, store=store, watch=True)
+    searcher = open_dense(live, store=store, watch=True)
     background = BackgroundWorker(open_worker(live))
     background.start()
     try:

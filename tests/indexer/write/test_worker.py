@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli
+from dense_path import open_dense
 
 from indexer.ingest.chunking import Chunker
 from indexer.write.worker import BackgroundWorker, Worker
@@ -59,7 +60,7 @@ def test_queued_documents_become_searchable_and_deletes_vanish(settings: Setting
     try:
         result, same = enqueue(store, _docs(40))
         assert len(result.added) == 40 and same == []
-        searcher = open_searcher(live, tiny_encoder, store, watch=True)
+        searcher = open_dense(live, tiny_encoder, store, watch=True)
         # Published within the bounded interval: no restart of the reader, no manual step.
         _wait_for(lambda: searcher.refresh().index.ntotal == 40, "40 vectors in the served index")
         doc = store.get_document("d7")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from dense_path import Dense, dense, open_dense
 
 from search.dense.index import VectorIndex
+from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -13,7 +17,7 @@ from search.storage.records import ChunkIn, DocumentIn
 from search.storage.store import Store
 
 
-def _setup(settings: Settings, encoder: Encoder, docs: dict[str, list[str]]) -> tuple[Searcher, dict[str, list[int]]]:
+def _setup(settings: Settings, encoder: Encoder, docs: dict[str, list[str]]) -> tuple[Dense, dict[str, list[int]]]:
     store = Store(settings.resolved_database_url)
     index = VectorIndex(encoder.dim)
     ids: dict[str, list[int]] = {}
@@ -26,7 +30,7 @@ def _setup(settings: Settings, encoder: Encoder, docs: dict[str, list[str]]) -> 
         result = store.write_documents([(DocumentIn(ext, " ".join(parts), title=ext.upper()), chunks)])
         ids[ext] = result.new_chunk_ids
         index.add(np.asarray(result.new_chunk_ids), encoder.encode(parts))
-    return Searcher(encoder, index, store), ids
+    return dense(Searcher(encoder, SegmentView(index, 0), store), settings.keyword_dir), ids
 
 
 DOCS = {
@@ -74,7 +78,7 @@ def test_batch_queries_equal_single_ones(settings: Settings, tiny_encoder: Encod
         assert np.allclose([h.score for h in hits], [h.score for h in single], atol=1e-5)
 
 
-def _corpus(url: str, encoder: Encoder, factory: str) -> Searcher:
+def _corpus(url: str, encoder: Encoder, factory: str, keyword_dir: Path) -> Dense:
     """60 documents like the query (kind "near") and 12 unlike it (kind "far", with a year)."""
     store = Store(url)
     docs = [(f"near{i}", f"the cat sat on the mat {i}", {"kind": "near"}) for i in range(60)]
@@ -86,12 +90,14 @@ def _corpus(url: str, encoder: Encoder, factory: str) -> Searcher:
     index.add(np.asarray(result.new_chunk_ids), encoder.encode([text for _, text, _ in docs]))
     if index.nprobe is not None:
         index.set_nprobe(1)
-    return Searcher(encoder, index, store)
+    return dense(Searcher(encoder, SegmentView(index, 0), store), keyword_dir)
 
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF8,Flat"])
-def test_a_filter_applies_inside_the_search(database_url: str, tiny_encoder: Encoder, factory: str) -> None:
-    searcher = _corpus(database_url, tiny_encoder, factory)
+def test_a_filter_applies_inside_the_search(
+    database_url: str, tiny_encoder: Encoder, factory: str, tmp_path: Path
+) -> None:
+    searcher = _corpus(database_url, tiny_encoder, factory, tmp_path / "keyword")
     query = "the cat sat on the mat"
     unfiltered = searcher.search(query, k=5)
     assert {h.metadata["kind"] for h in unfiltered} == {"near"}  # the far ones are not in an unfiltered top 5
@@ -127,7 +133,6 @@ def test_filters_keep_best_chunk_per_document_and_batches(settings: Settings, ti
 def test_compressed_codes_are_re_ranked_with_the_exact_vectors(settings: Settings, tiny_encoder: Encoder) -> None:
     from indexer.ingest.chunking import Chunker
     from indexer.write.pipeline import Indexer
-    from search.components import open_searcher
     from search.dense.catalog import IndexCatalog
     from search.storage.vectors import VectorRows
 
@@ -139,7 +144,7 @@ def test_compressed_codes_are_re_ranked_with_the_exact_vectors(settings: Setting
     indexer = Indexer(tiny_encoder, store, IndexCatalog(store, settings.index_dir), Chunker(tiny_encoder), "SQ4")
     indexer.run(docs)
     assert indexer.publisher.sync(force=True).index_type == "SQ4"  # 4-bit codes: coarse scores
-    searcher = open_searcher(settings, tiny_encoder, store)
+    searcher = open_dense(settings, tiny_encoder, store)
     query = tiny_encoder.encode(["gene virus water"])[0]
     hits = searcher.search_vector(query, 10)
     ids, vectors = VectorRows(store, tiny_encoder.space.key, tiny_encoder.dim).fetch([h.chunk_id for h in hits])
@@ -157,7 +162,6 @@ def test_a_broad_filter_re_ranks_only_the_candidates_that_pass_it(
 ) -> None:
     from indexer.ingest.chunking import Chunker
     from indexer.write.pipeline import Indexer
-    from search.components import open_searcher
     from search.dense.catalog import IndexCatalog
     from search.query import planning
     from search.storage.vectors import VectorRows
@@ -171,7 +175,7 @@ def test_a_broad_filter_re_ranks_only_the_candidates_that_pass_it(
     indexer = Indexer(tiny_encoder, store, IndexCatalog(store, settings.index_dir), Chunker(tiny_encoder), "SQ4")
     indexer.run(docs)
     assert indexer.publisher.sync(force=True).index_type == "SQ4"
-    searcher = open_searcher(settings, tiny_encoder, store)
+    searcher = open_dense(settings, tiny_encoder, store)
     read: list[int] = []
     fetch = VectorRows.fetch
     monkeypatch.setattr(VectorRows, "fetch", lambda self, ids: read.extend(ids) or fetch(self, ids))
@@ -200,7 +204,7 @@ def test_broad_and_narrow_filters_give_what_filtering_inside_the_search_gives(
         meta = {"half": i % 2 == 0, "tenth": i % 10}
         result = store.write_documents([(DocumentIn(f"d{i}", text, metadata=meta), [ChunkIn(0, text, 0, len(text))])])
         index.add(np.asarray(result.new_chunk_ids), tiny_encoder.encode([text]))
-    searcher = Searcher(tiny_encoder, index, store)
+    searcher = dense(Searcher(tiny_encoder, SegmentView(index, 0), store), settings.keyword_dir)
     query = tiny_encoder.encode(["gene water"])[0]
     checked: list[int] = []
     original = Searcher._search_checked
@@ -225,8 +229,8 @@ def test_a_few_matches_are_scored_from_their_vectors_as_the_index_would_rank_the
     settings: Settings, database_url: str, tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from indexer.write.pipeline import open_indexer
-    from search.components import open_searcher
     from search.dense.segments import SegmentView
+    from search.filters import parse_filter
     from search.query import searcher as searcher_module
 
     live = settings.model_copy(update={"database_url": database_url})
@@ -235,18 +239,18 @@ def test_a_few_matches_are_scored_from_their_vectors_as_the_index_would_rank_the
     texts = [f"{words[i % 8]} {words[(i * 3) % 8]} text {i}" for i in range(120)]
     indexer.run([DocumentIn(f"d{i}", text, "", {"tenth": i % 10}) for i, text in enumerate(texts)])
     indexer.publish()
-    searcher = open_searcher(live, tiny_encoder, indexer.store)
+    searcher = open_dense(live, tiny_encoder, indexer.store)
     searched: list[object] = []
     real = SegmentView.search
     monkeypatch.setattr(SegmentView, "search", lambda *a, **kw: searched.append(kw.get("ids")) or real(*a, **kw))
     narrow = {"tenth": 3}  # a tenth: narrow (planning.BROAD)
-    few = searcher.matching(searcher_module.parse_filter(narrow))
+    few = searcher.matching(parse_filter(narrow))
     assert few.vectors is not None and len(few.ids) == len(few.vectors) == 12
     hits = searcher.search("gene water", k=5, filter=narrow)
     assert searched == [], "a few matches are scored from their vectors, with no index search"
     # Past the few-matches bound the ids alone restrict the (exact) index search: the same ranking.
     monkeypatch.setattr(searcher_module, "_EXACT_AMONG", 6)
-    assert searcher.matching(searcher_module.parse_filter(narrow)).vectors is None
+    assert searcher.matching(parse_filter(narrow)).vectors is None
     again = searcher.search("gene water", k=5, filter=narrow)
     assert [(h.id, round(h.score, 5)) for h in again] == [(h.id, round(h.score, 5)) for h in hits]
     assert len(hits) == 5 and all(int(h.id[1:]) % 10 == 3 for h in hits) and len(searched) == 1

@@ -87,7 +87,10 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often a long indexing run saves the index (bounds re-work after a crash)."
     )
     publish_seconds: float = Field(
-        default=1.0, gt=0, description="How often the worker publishes newly embedded documents to readers."
+        default=1.0,
+        gt=0,
+        description="How often the worker publishes: catches every derived index up with SQL (a FAISS base-file "
+        "merge when one is due, the keyword index). Readers see committed vectors without it.",
     )
     reload_seconds: float = Field(
         default=1.0, gt=0, description="How often a server looks for a newly published index."

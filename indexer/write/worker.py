@@ -1,5 +1,5 @@
-"""The long-lived indexer: embeds documents that `semsearch add` and the API queue, and publishes them
-to readers at a bounded interval."""
+"""The long-lived indexer: embeds documents that `semsearch add` and the API queue (readers see their
+vectors from SQL at once), and publishes at a bounded interval: catches every derived index up."""
 
 from __future__ import annotations
 

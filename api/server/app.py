@@ -18,12 +18,13 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
-from api.server.admission import Admission
-from api.server.batcher import MicroBatcher
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
-from api.server.limits import BodySizeLimit
+from api.server.flow.admission import Admission
+from api.server.flow.batcher import MicroBatcher
+from api.server.flow.limits import BodySizeLimit
+from api.server.flow.search_threads import SearchThreads
 from api.server.metrics import Metrics, MetricsMiddleware
 from api.server.schemas import (
     MAX_QUERY_CHARS,
@@ -33,7 +34,6 @@ from api.server.schemas import (
     SearchResponse,
     SearchResult,
 )
-from api.server.search_threads import SearchThreads
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from api.server.admission import Admission
-from api.server.batcher import MicroBatcher
-from api.server.search_threads import SearchThreads
+from api.server.flow.admission import Admission
+from api.server.flow.batcher import MicroBatcher
+from api.server.flow.search_threads import SearchThreads
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings

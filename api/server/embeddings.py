@@ -16,8 +16,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.server.batcher import MicroBatcher, TextEncoder
 from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
+from api.server.flow.batcher import MicroBatcher, TextEncoder
 from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder

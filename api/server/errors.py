@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.server.admission import AdmissionClosedError, AdmissionRefusedError
-from api.server.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
+from api.server.flow.admission import AdmissionClosedError, AdmissionRefusedError
+from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
 from api.server.schemas import ErrorBody
 from search.validation import json_safe
 

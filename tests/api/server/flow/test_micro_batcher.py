@@ -1,4 +1,4 @@
-"""Micro-batching of query embeddings: the batcher alone, with a fake encoder (tests/api/server/test_batching.py
+"""Micro-batching of query embeddings: the batcher alone, with a fake encoder (tests/api/server/flow/test_batching.py
 has the real server over HTTP).
 
 No assertion depends on timing: where a test needs requests to pile up, it holds the encoder at a
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from api.server.batcher import BatcherOverloadedError, BatcherStoppedError, MicroBatcher, TextEncodingError
+from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, MicroBatcher, TextEncodingError
 
 
 class FakeEncoder:

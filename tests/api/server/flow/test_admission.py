@@ -17,9 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.server import admission
-from api.server.admission import Admission, AdmissionClosedError, AdmissionRefusedError
+from api.server.flow import admission
 from api.server.app import create_app, serving_settings
+from api.server.flow.admission import Admission, AdmissionClosedError, AdmissionRefusedError
 from search.settings import Settings
 
 LIMIT = 3

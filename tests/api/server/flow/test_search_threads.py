@@ -9,7 +9,7 @@ import threading
 import pytest
 from threadpoolctl import threadpool_info
 
-from api.server.search_threads import BLAS, SearchThreads
+from api.server.flow.search_threads import BLAS, SearchThreads
 
 
 def numpy_blas() -> int:

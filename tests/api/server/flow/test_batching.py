@@ -1,4 +1,4 @@
-"""Micro-batching of query embeddings in the real server, over HTTP (tests/api/server/test_micro_batcher.py
+"""Micro-batching of query embeddings in the real server, over HTTP (tests/api/server/flow/test_micro_batcher.py
 has the batcher alone).
 
 No assertion depends on timing: where a test needs requests to pile up, it holds the encoder at a

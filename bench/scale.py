@@ -166,6 +166,7 @@ def measure(n: int, encoder: Encoder, root: Path, server: str | None = None) -> 
         indexer = open_indexer(settings, encoder)
         merged = indexer.publisher.sync(force=True)
         assert merged is not None
+        indexer.publish()  # the other derived indexes (keyword) catch up too, as `semsearch index` ends
         out["load_s"] = time.perf_counter() - began
         print(f"n={n}: loaded, base {merged.index_type}", flush=True)
         loaded.write_text(json.dumps(out))

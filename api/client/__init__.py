@@ -2,8 +2,9 @@
 
 It imports nothing of the server; the LangChain and LlamaIndex integrations beside it build on it."""
 
-from api.client.blocking import (
-    AsyncSemsearchClient,
+from api.client.async_client import AsyncSemsearchClient
+from api.client.blocking import SemsearchClient
+from api.client.types import (
     AuthenticationError,
     BatchResults,
     Deleted,
@@ -14,7 +15,6 @@ from api.client.blocking import (
     NewDocument,
     NotFoundError,
     SearchResults,
-    SemsearchClient,
     SemsearchError,
     ServerBusyError,
     ServerError,

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from api.client.async_client import AsyncSemsearchClient
 from api.client.calls import (
     EMBED_BATCH,
     PAGE_LIMIT,
@@ -32,42 +31,16 @@ from api.client.calls import (
     slices,
 )
 from api.client.types import (
-    AuthenticationError,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
-    Hit,
-    InvalidRequestError,
     NewDocument,
     NotFoundError,
     SearchResults,
-    SemsearchError,
-    ServerBusyError,
-    ServerError,
     Stats,
     WriteResult,
 )
-
-__all__ = [
-    "AsyncSemsearchClient",
-    "AuthenticationError",
-    "BatchResults",
-    "Deleted",
-    "Document",
-    "DocumentPage",
-    "Hit",
-    "InvalidRequestError",
-    "NewDocument",
-    "NotFoundError",
-    "SearchResults",
-    "SemsearchClient",
-    "SemsearchError",
-    "ServerBusyError",
-    "ServerError",
-    "Stats",
-    "WriteResult",
-]
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.server.flow import admission
 from api.server.app import create_app, serving_settings
+from api.server.flow import admission
 from api.server.flow.admission import Admission, AdmissionClosedError, AdmissionRefusedError
 from search.settings import Settings
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from search.storage import documents
@@ -51,14 +51,6 @@ def claim(store: Store, limit: int) -> Iterator[tuple[Session, list[PendingDoc]]
             for doc_id, cid, ordinal, text, start, end in rows:
                 chunks.setdefault(doc_id, []).append((cid, ChunkIn(ordinal, text, start, end)))
         yield s, [PendingDoc(d.id, d.external_id, d.title, d.text, d.content_hash, chunks.get(d.id)) for d in docs]
-
-
-def pending_count(store: Store) -> int:
-    """Documents still waiting for vectors."""
-    with store.session() as s:
-        return int(
-            s.scalar(select(func.count()).select_from(Document).where(Document.status == DocumentStatus.PENDING)) or 0
-        )
 
 
 def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list[str]]:

@@ -8,8 +8,9 @@ import asyncio
 import time
 from collections import Counter
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -54,6 +55,27 @@ class _AnyPath(PathConvertor):
 
 register_url_convertor("anypath", _AnyPath())
 router = APIRouter(prefix="/documents", tags=["documents"])
+
+
+def _path_id(request: Request, doc_id: str) -> str:
+    """The id in the path, refused with a 422 when its %-escapes are not UTF-8.
+
+    The server decodes them with replacement characters, so `%ED%A0%80` and `%FF%FE%FD` would both
+    name the document "\ufffd\ufffd\ufffd" and the second write replace the first one's document. The
+    id is the only variable part of these paths, so any undecodable escape in the raw path is its."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        try:
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            byte = unquote_to_bytes(raw)[exc.start : exc.start + 1].hex().upper()
+            raise HTTPException(
+                422, f"id: the path's %-escapes are not UTF-8 (the byte %{byte} cannot start or continue a character)"
+            ) from exc
+    return doc_id
+
+
+PathId = Annotated[str, Depends(_path_id)]
 
 
 def _out(doc: Any) -> DocumentOut:
@@ -154,7 +176,7 @@ async def _with_reason(
     "/{doc_id:anypath}", response_model=WriteResult, summary="Create or replace a document", responses=_ACCEPTED
 )
 async def put_document(
-    doc_id: str,
+    doc_id: PathId,
     body: DocumentBody,
     store: StoreDep,
     searcher: HybridDep,
@@ -208,7 +230,7 @@ def list_documents(
 @router.get(
     "/{doc_id:anypath}", response_model=DocumentOut, summary="One document", responses={404: {"model": ErrorBody}}
 )
-def get_document(doc_id: str, store: StoreDep) -> DocumentOut:
+def get_document(doc_id: PathId, store: StoreDep) -> DocumentOut:
     """A document by its id, with its indexing status."""
     doc = store.get_document(doc_id)
     if doc is None:
@@ -219,7 +241,7 @@ def get_document(doc_id: str, store: StoreDep) -> DocumentOut:
 @router.delete(
     "/{doc_id:anypath}", response_model=Deleted, summary="Delete a document", responses={404: {"model": ErrorBody}}
 )
-def delete_document(doc_id: str, store: StoreDep) -> Deleted:
+def delete_document(doc_id: PathId, store: StoreDep) -> Deleted:
     """Delete a document; the worker then takes its vectors out of the index file."""
     try:
         found, chunk_ids = retry_write(store.delete_documents, [doc_id])

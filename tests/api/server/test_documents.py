@@ -106,3 +106,21 @@ def test_wait_without_a_worker_answers_accepted(base_url: str) -> None:
     # Stored and queued, not failed: 202 with indexed false, and the document waits for a worker.
     assert response.status_code == 202 and response.json()["indexed"] is False
     assert httpx.get(f"{base_url}/documents/late", timeout=30).json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("escaped", ["%ED%A0%80", "%FF%FE%FD", "ok%C3", "%C3%28"])
+def test_an_id_whose_escapes_are_not_utf8_is_refused_at_every_route(base_url: str, escaped: str) -> None:
+    # The server decodes such escapes with replacement characters: two different ids were one document.
+    for method in ("put", "get", "delete"):
+        body = {"text": "two ids, one document"} if method == "put" else None
+        response = httpx.request(method, f"{base_url}/documents/{escaped}", json=body, timeout=30)
+        assert response.status_code == 422, (method, response.text)
+        assert response.json()["detail"].startswith("id: the path's %-escapes are not UTF-8")
+    assert httpx.get(f"{base_url}/documents", timeout=30).json()["total"] == 3, "nothing was stored"
+
+
+def test_an_id_holding_the_replacement_character_itself_is_an_ordinary_id(base_url: str) -> None:
+    put = httpx.put(f"{base_url}/documents/a%EF%BF%BDb", json={"text": "a real U+FFFD"}, timeout=30)
+    assert put.status_code in (200, 202) and put.json()["added"] == ["a\ufffdb"], put.text
+    assert httpx.get(f"{base_url}/documents/a%EF%BF%BDb", timeout=30).json()["id"] == "a\ufffdb"
+    assert httpx.delete(f"{base_url}/documents/a%EF%BF%BDb", timeout=30).status_code == 200

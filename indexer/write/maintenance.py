@@ -3,6 +3,7 @@ Publisher's base files, checked against the chunk rows and mended from the vecto
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -12,6 +13,8 @@ from indexer.write.embedding import embed_missing
 from indexer.write.publisher import Merge, Publisher
 from search.dense.catalog import BaseFileState, IndexWatcher
 from search.storage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,13 @@ class Consistency:
     orphan_vectors: int
     missing_vectors: int
     base_file: BaseFileState
+    stray_files: int  # files of the index directory nothing reads (`--repair` removes them)
 
     @property
     def ok(self) -> bool:
-        """True when rows and vectors match one to one and the base file can be read."""
+        """True when rows and vectors match one to one, the base file can be read and no stray file is left."""
         matched = self.orphan_vectors == 0 and self.missing_vectors == 0 and self.chunks == self.vectors
-        return matched and self.base_file is not BaseFileState.UNREADABLE
+        return matched and self.base_file is not BaseFileState.UNREADABLE and not self.stray_files
 
     def as_dict(self) -> dict[str, int | bool]:
         """The report as JSON-ready values."""
@@ -70,6 +74,7 @@ class DenseIndex:
             orphan_vectors=len(np.setdiff1d(held, stored)),
             missing_vectors=len(np.setdiff1d(stored, held)),
             base_file=self._base_file(store),
+            stray_files=self._strays(),
         )
 
     def repair(self, store: Store) -> Consistency:
@@ -78,6 +83,13 @@ class DenseIndex:
         embed_missing(self.publisher.rows, self.publisher.encoder)
         self.rebuild(store)
         return self.check(store)
+
+    def _strays(self) -> int:
+        with self.publisher.locked() as s:  # no merge between writing its file and committing it
+            strays = self.publisher.catalog.strays(s)
+        for path in strays:
+            log.warning("stray file in the index directory: %s (check --repair removes it)", path.name)
+        return len(strays)
 
     def _base_file(self, store: Store) -> BaseFileState:
         """Whether the active generation's base file reads (none: nothing merged yet)."""

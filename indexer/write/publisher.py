@@ -15,7 +15,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from indexer.write.locks import FileLock
-from search.dense.catalog import IndexCatalog, base_file_name, follow
+from search.dense.catalog import IndexCatalog, follow
+from search.dense.files import base_file_name
 from search.dense.index import VectorIndex, auto_factory
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
@@ -55,6 +56,7 @@ class Publisher:
         self._file_lock = FileLock(catalog.index_dir / ".publish.lock")
         self.generation: IndexGeneration | None = None
         self._base_checked: int | None = None
+        self._swept = False
         self.merge_min, self.merge_max = MERGE_MIN, MERGE_MAX
 
     def follow(self, encoder: Encoder) -> None:
@@ -101,6 +103,8 @@ class Publisher:
     def _sync(self, force: bool, rebuild: bool) -> Merge | None:
         with self.locked() as s:
             generation = self.active(s)
+            if not self._swept:  # once per process, at its first look: what a killed writer left
+                self._sweep(s)
             if not force and self._base_checked != generation.id:
                 # Checked once per generation and process: a lost or corrupt file is rebuilt now.
                 force = self.catalog.load_base(generation, mmap=True) is None
@@ -112,7 +116,15 @@ class Publisher:
                 return None
             return self._merge(s, generation, rebuild)
 
+    def _sweep(self, s: Session) -> None:
+        """Delete the stray files of the index directory (partial files of a killed merge, base files
+        no generation holds); under the publish lock, so no merge is between its write and its commit."""
+        self._swept = True
+        for path in self.catalog.strays(s, remove=True):
+            log.warning("removed %s: a file no index generation reads (left by an interrupted write)", path.name)
+
     def _merge(self, s: Session, generation: IndexGeneration, rebuild: bool) -> Merge:
+        self._sweep(s)
         upto = changes.head(s)
         base = None if rebuild else self.catalog.load_base(generation)
         wanted = _wanted_type(generation, upto, s, self.rows.space)

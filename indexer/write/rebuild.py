@@ -10,7 +10,8 @@ from typing import Literal, get_args
 from indexer.write.embedding import embed_missing
 from indexer.write.publisher import Publisher
 from search.components import make_encoder, open_store
-from search.dense.catalog import IndexCatalog, base_file_name
+from search.dense.catalog import IndexCatalog
+from search.dense.files import base_file_name
 from search.dense.segments import build_base
 from search.embedding.encoder import Encoder
 from search.settings import Settings

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from search.dense.files import base_file_name, remove_strays, stray_files
 from search.dense.index import VectorIndex
 from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
@@ -126,6 +127,16 @@ class IndexCatalog:
                 s.delete(generation)
         return [g.id for g in gone]
 
+    def strays(self, s: Session, remove: bool = False) -> list[Path]:
+        """Files of the index directory nothing will read (a killed writer's partial files, base files
+        no generation holds), deleted with `remove`. Only under the publish lock: a merge in flight
+        has written its new base file before its generation row says so."""
+        live: dict[int, int | None] = {
+            g.id: g.base_seq if g.state == GenerationState.ACTIVE else None  # a rebuild may be writing
+            for g in s.scalars(select(IndexGeneration))
+        }
+        return (remove_strays if remove else stray_files)(self.index_dir, live)
+
     def remove_files(self, generation_id: int, before: int | None = None) -> None:
         """Delete a generation's base files (only those older than change `before` when given: a newer
         one may be another process's). A reader that maps one keeps it alive (POSIX); one that read the
@@ -134,11 +145,6 @@ class IndexCatalog:
             seq = path.stem.rpartition("-")[2] if path.stem.count("-") == 2 else "0"
             if before is None or (seq.isdigit() and int(seq) < before):
                 path.unlink(missing_ok=True)
-
-
-def base_file_name(generation_id: int, seq: int) -> str:
-    """The file of a generation's base segment holding the change log up to `seq`."""
-    return f"gen-{generation_id:06d}-{seq:012d}.faiss"
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from search.dense.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +230,8 @@ class VectorIndex:
         if self._index is None:
             self._index = _build(self.dim, "Flat")
             self._resolved = "Flat"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            faiss.write_index(self._index, tmp)
-            with Path(tmp).open("rb") as fh:
-                os.fsync(fh.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        index = self._index
+        write_atomically(path, lambda tmp: faiss.write_index(index, tmp))
 
     @classmethod
     def load(cls, path: Path, factory: str | None = None, mmap: bool = False) -> VectorIndex:

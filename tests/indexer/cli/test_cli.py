@@ -140,6 +140,7 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
         "orphan_vectors": 0,
         "missing_vectors": 0,
         "base_file": "none",
+        "stray_files": 0,
         "ok": True,
     }
     # --repair writes the base file from the vectors in SQL; truncate it (a disk full, a crash of a copy):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
+from sqlalchemy import select
 
 from indexer.ingest.chunking import Chunker
 from search.embedding.encoder import Encoder
 from search.embedding.space import chunk_input
+from search.storage.models import Document, DocumentStatus
 from search.storage.records import ChunkIn, DocumentIn
 from search.storage.vectors import Embedded, VectorRows
 from search.work.queue import PendingDoc, claim
+
+# The most chunks one step of the worker embeds: a few seconds of work on 2 CPU cores with the default
+# model, so a document written behind a large one waits about that long, not for the whole of it.
+SLICE_CHUNKS = 256
 
 
 def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
@@ -26,20 +33,23 @@ def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: i
         if not docs:
             return 0, 0
         chunk_lists = _chunks_of(docs, chunker)
-        inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
-        vectors = encoder.encode(inputs)
-        items = [
-            Embedded(
-                doc_id=d.id,
-                content_hash=d.content_hash,
-                chunk_ids=None if d.chunks is None else [cid for cid, _ in d.chunks],
-                chunks=cs,
-                vectors=v,
-            )
-            for d, cs, v in zip(docs, chunk_lists, split_rows(vectors, [len(c) for c in chunk_lists]), strict=True)
-        ]
-        rows.commit_embedded(session, items)
-        return len(docs), len(inputs)
+        rows.commit_embedded(session, _embedded(docs, chunk_lists, encoder))
+        return len(docs), sum(map(len, chunk_lists))
+
+
+def _embedded(docs: Sequence[PendingDoc], chunk_lists: Sequence[list[ChunkIn]], encoder: Encoder) -> list[Embedded]:
+    inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
+    vectors = encoder.encode(inputs)
+    return [
+        Embedded(
+            doc_id=d.id,
+            content_hash=d.content_hash,
+            chunk_ids=None if d.chunks is None else [cid for cid, _ in d.chunks],
+            chunks=cs,
+            vectors=v,
+        )
+        for d, cs, v in zip(docs, chunk_lists, split_rows(vectors, [len(c) for c in chunk_lists]), strict=True)
+    ]
 
 
 def _chunks_of(docs: Sequence[PendingDoc], chunker: Chunker) -> list[list[ChunkIn]]:
@@ -47,6 +57,96 @@ def _chunks_of(docs: Sequence[PendingDoc], chunker: Chunker) -> list[list[ChunkI
     fresh = [d for d in docs if d.chunks is None]
     split = iter(chunker.split([DocumentIn(d.external_id, d.text, d.title) for d in fresh]))
     return [next(split) if d.chunks is None else [c for _, c in d.chunks] for d in docs]
+
+
+@dataclass
+class _Sliced:
+    """A document too large for one step, embedded a slice at a time; its vectors are committed whole."""
+
+    doc: PendingDoc
+    chunks: list[ChunkIn]
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def embedded(self) -> int:
+        return sum(len(v) for v in self.vectors)
+
+
+class FairEmbedder:
+    """The worker's embedding step, bounded to about `slice_chunks` chunks of work: documents are taken
+    in the order written while they fit; one larger than a step is embedded in slices, one per step,
+    after whatever smaller documents were written meanwhile. Its vectors are held here until its last
+    slice, then committed like any other document's (a crash loses only this process's work: the
+    document is still pending). Without it a 1,000,000-character document held every write behind it
+    for the minutes its 2,253 chunks took."""
+
+    def __init__(self, limit: int = 256, slice_chunks: int = SLICE_CHUNKS) -> None:
+        self.limit, self.slice_chunks = limit, slice_chunks
+        self._sliced: _Sliced | None = None
+        self._deferred: set[int] = set()  # large documents waiting for the slicer
+
+    def step(self, rows: VectorRows, encoder: Encoder, chunker: Chunker) -> int:
+        """Embed what fits in a step; returns the documents committed plus the slices embedded (0: idle)."""
+        done = self._small(rows, encoder, chunker)
+        if self._sliced is not None:
+            done += self._advance(rows, encoder)
+        return done
+
+    def _small(self, rows: VectorRows, encoder: Encoder, chunker: Chunker) -> int:
+        skip = self._deferred | ({self._sliced.doc.id} if self._sliced else set())
+        with claim(rows.store, self.limit, skip) as (session, docs):
+            taken, lists, budget = [], [], self.slice_chunks
+            for doc, chunks in zip(docs, _chunks_of(docs, chunker), strict=True):
+                if len(chunks) > self.slice_chunks:
+                    if self._sliced is None:
+                        self._sliced = _Sliced(doc, chunks)
+                    else:
+                        self._deferred.add(doc.id)
+                elif len(chunks) <= budget:
+                    taken.append(doc)
+                    lists.append(chunks)
+                    budget -= len(chunks)
+            if taken:
+                rows.commit_embedded(session, _embedded(taken, lists, encoder))
+        return len(taken)
+
+    def _advance(self, rows: VectorRows, encoder: Encoder) -> int:
+        sliced = self._sliced
+        assert sliced is not None
+        if not _still_pending(rows, sliced.doc):  # replaced or deleted meanwhile: its new version is queued
+            self._sliced, self._deferred = None, set()
+            return 1
+        start = sliced.embedded
+        part = sliced.chunks[start : start + self.slice_chunks]
+        sliced.vectors.append(encoder.encode([chunk_input(sliced.doc.title, c.text) for c in part]))
+        if sliced.embedded < len(sliced.chunks):
+            return 1
+        self._sliced, self._deferred = None, set()  # the deferred ones are taken in order again
+        doc = sliced.doc
+        item = Embedded(
+            doc_id=doc.id,
+            content_hash=doc.content_hash,
+            chunk_ids=None if doc.chunks is None else [cid for cid, _ in doc.chunks],
+            chunks=sliced.chunks,
+            vectors=np.concatenate(sliced.vectors),
+        )
+        with rows.store.session() as session:
+            # Committed only if the document is still pending with the content embedded (the same
+            # check as for any claimed batch); else its new version is pending and embedded later.
+            rows.commit_embedded(session, [item])
+        return 1
+
+
+def _still_pending(rows: VectorRows, doc: PendingDoc) -> bool:
+    with rows.store.session() as s:
+        found = s.scalar(
+            select(Document.id).where(
+                Document.id == doc.id,
+                Document.content_hash == doc.content_hash,
+                Document.status == DocumentStatus.PENDING,
+            )
+        )
+    return found is not None
 
 
 def embed_missing(rows: VectorRows, encoder: Encoder, block: int = 4096) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from indexer.ingest.chunking import Chunker
 from indexer.write.derived import DerivedIndex, DerivedIndexes, beside_dense
-from indexer.write.embedding import embed_missing, embed_pending
+from indexer.write.embedding import FairEmbedder, embed_missing
 from indexer.write.maintenance import DenseIndex
 from indexer.write.publisher import Publisher
 from indexer.write.rebuild import run_queued
@@ -56,6 +56,7 @@ class Worker:
         self.publisher = Publisher(catalog, encoder, factory)
         self.publish_seconds = publish_seconds
         self.batch_docs = batch_docs
+        self.embedder = FairEmbedder(batch_docs)
         self.encoder_for = encoder_for
         # Runs one job another process queued for the holder of the indexing slot (a rebuild); True if one ran.
         self.jobs = jobs
@@ -81,6 +82,7 @@ class Worker:
         self.encoder = encoder
         self.chunker = Chunker(self.encoder, self.chunker.size, self.chunker.overlap, self.chunker.enabled)
         self.publisher.follow(self.encoder)  # the other derived indexes follow no model
+        self.embedder = FairEmbedder(self.batch_docs)  # a half-embedded large document starts over
         # What this worker embedded with the old model after the switch needs the new model's vectors.
         embed_missing(self.publisher.rows, self.encoder)
         return True
@@ -96,9 +98,8 @@ class Worker:
         self._catch_up()
 
     def step(self) -> int:
-        """Embed one batch of pending documents; returns how many (0: the queue is empty)."""
-        docs, _chunks = embed_pending(self.publisher.rows, self.encoder, self.chunker, self.batch_docs)
-        return docs
+        """Embed one step's worth of pending documents (see FairEmbedder); 0 when the queue is empty."""
+        return self.embedder.step(self.publisher.rows, self.encoder, self.chunker)
 
     def drain(self) -> int:
         """Embed everything pending, then publish; returns the number of documents embedded."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,14 +30,17 @@ class PendingDoc:
 
 
 @contextmanager
-def claim(store: Store, limit: int) -> Iterator[tuple[Session, list[PendingDoc]]]:
-    """Up to `limit` pending documents, in one transaction that `commit_embedded` finishes.
+def claim(store: Store, limit: int, skip: Collection[int] = ()) -> Iterator[tuple[Session, list[PendingDoc]]]:
+    """Up to `limit` pending documents (but those whose key is in `skip`), in one transaction that
+    `commit_embedded` finishes.
 
     On PostgreSQL the rows stay locked (FOR UPDATE SKIP LOCKED) until then, so concurrent workers
     never take the same document. SQLite has one worker; a document changed meanwhile is caught by
     its content hash when the vectors are committed."""
     with store.session() as s:
         stmt = select(Document).where(Document.status == DocumentStatus.PENDING).order_by(Document.id).limit(limit)
+        if skip:
+            stmt = stmt.where(Document.id.not_in(list(skip)))
         if store.postgres:
             stmt = stmt.with_for_update(skip_locked=True)
         docs = list(s.scalars(stmt))

@@ -62,22 +62,22 @@ def write_values(s: Session, docs: Sequence[tuple[int, Mapping[str, Any]]], repl
     )
 
 
-def documents_matching(c: Condition, postgres: bool) -> Select[Any]:
+def documents_matching(c: Condition) -> Select[Any]:
     """The ids of documents whose metadata passes one condition (an index range on `metadata_values`)."""
     stmt = select(MetadataValue.document_id).where(MetadataValue.key == c.field)
     if c.op == "$in":
         assert isinstance(c.value, tuple)
-        return stmt.where(_one_of(c.value, postgres))
+        return stmt.where(_one_of(c.value))
     if c.op == "$eq":
         assert not isinstance(c.value, tuple)
-        return stmt.where(_one_of((c.value,), postgres))
+        return stmt.where(_one_of((c.value,)))
     number = _number(c.value)
     column = MetadataValue.number
     compare = {"$gt": column > number, "$gte": column >= number, "$lt": column < number, "$lte": column <= number}
     return stmt.where(MetadataValue.kind == NUMBER, compare[c.op])
 
 
-def _one_of(values: tuple[Any, ...], postgres: bool) -> ColumnElement[bool]:
+def _one_of(values: tuple[Any, ...]) -> ColumnElement[bool]:
     texts = [text_hash(v) for v in values if isinstance(v, str)]
     bools = [int(v) for v in values if isinstance(v, bool)]
     numbers = [_number(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -98,21 +98,20 @@ def _number(value: Any) -> Any:
     return literal(value, NumberType)
 
 
-def chunk_condition(flt: MetadataFilter, postgres: bool) -> ColumnElement[bool]:
+def chunk_condition(flt: MetadataFilter) -> ColumnElement[bool]:
     """A condition on `chunks` rows: their document passes every condition of the filter."""
-    return and_(*(Chunk.document_id.in_(documents_matching(c, postgres)) for c in flt.conditions))
+    return and_(*(Chunk.document_id.in_(documents_matching(c)) for c in flt.conditions))
 
 
-def chunks_matching(flt: MetadataFilter, postgres: bool) -> Select[Any]:
+def chunks_matching(flt: MetadataFilter) -> Select[Any]:
     """The ids of the chunks whose document passes every condition, ascending."""
-    return select(Chunk.id).where(chunk_condition(flt, postgres)).order_by(Chunk.id)
+    return select(Chunk.id).where(chunk_condition(flt)).order_by(Chunk.id)
 
 
-def estimate(s: Session, flt: MetadataFilter, postgres: bool) -> int:
+def estimate(s: Session, flt: MetadataFilter) -> int:
     """An upper bound on the documents that pass: the fewest any single condition matches (each
     count is an index range scan)."""
     counts = [
-        int(s.scalar(select(func.count()).select_from(documents_matching(c, postgres).subquery())) or 0)
-        for c in flt.conditions
+        int(s.scalar(select(func.count()).select_from(documents_matching(c).subquery())) or 0) for c in flt.conditions
     ]
     return min(counts)

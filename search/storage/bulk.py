@@ -18,6 +18,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql import Select
 
+from search.storage import json_text
+
 
 def insert_rows(s: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert `rows` (all with the same keys, which are column names) into `table` in transaction `s`."""
@@ -49,7 +51,7 @@ def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any
     if dialect.name == "postgresql" and isinstance(column_type, JSON):
         from psycopg.types.json import Jsonb  # the driver of PostgreSQL URLs here
 
-        return Jsonb
+        return lambda value: Jsonb(value, json_text.dumps)
     processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
     return processor
 

@@ -8,6 +8,8 @@ from typing import Any
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from search.storage import json_text
+
 MMAP_BYTES = 256 * 1024 * 1024
 
 
@@ -30,7 +32,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # JSONB would turn floats of 1e16 or more into integers (search/storage/json_text.py).
+    return create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps)
 
 
 def alembic_config(url: str) -> Config:

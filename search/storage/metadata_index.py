@@ -5,23 +5,23 @@ proportion to what it matches.
 
 Semantics (the same on SQLite and PostgreSQL): equality is on a top-level value of the same JSON type
 (a string, a number, a boolean; never membership in a list); ranges hold for numbers only; numbers
-compare by value, so 2001 equals 2001.0."""
+compare by exact value as Python compares them, so 2001 equals 2001.0 and 2**53 + 1 is greater than
+2.0**53 (the index keeps each number exactly: search/storage/models.py's ExactNumber)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Numeric, Select, Table, and_, delete, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, delete, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from search.filters import MAX_FIELD_CHARS, Condition, MetadataFilter
 from search.storage.bulk import insert_rows
-from search.storage.models import Chunk, MetadataValue
-from search.validation import INT64, is_utf8
+from search.storage.models import Chunk, MetadataValue, NumberType
+from search.validation import is_utf8
 
 TEXT, NUMBER, BOOL = "s", "n", "b"
 
@@ -43,10 +43,8 @@ def value_rows(doc_id: int, metadata: Mapping[str, Any]) -> list[dict[str, Any]]
             row.update(kind=BOOL, number=int(value))
         elif isinstance(value, str):
             row.update(kind=TEXT, text_hash=text_hash(value))
-        elif isinstance(value, int):
-            row.update(kind=NUMBER, number=value if -INT64 <= value < INT64 else float(value))
-        elif isinstance(value, float) and math.isfinite(value):
-            row.update(kind=NUMBER, number=value)
+        elif isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+            row.update(kind=NUMBER, number=value)  # kept exactly: models.ExactNumber
         else:
             continue
         rows.append(row)
@@ -64,25 +62,25 @@ def write_values(s: Session, docs: Sequence[tuple[int, Mapping[str, Any]]], repl
     )
 
 
-def documents_matching(c: Condition, postgres: bool) -> Select[Any]:
+def documents_matching(c: Condition) -> Select[Any]:
     """The ids of documents whose metadata passes one condition (an index range on `metadata_values`)."""
     stmt = select(MetadataValue.document_id).where(MetadataValue.key == c.field)
     if c.op == "$in":
         assert isinstance(c.value, tuple)
-        return stmt.where(_one_of(c.value, postgres))
+        return stmt.where(_one_of(c.value))
     if c.op == "$eq":
         assert not isinstance(c.value, tuple)
-        return stmt.where(_one_of((c.value,), postgres))
-    number = _number(c.value, postgres)
+        return stmt.where(_one_of((c.value,)))
+    number = _number(c.value)
     column = MetadataValue.number
     compare = {"$gt": column > number, "$gte": column >= number, "$lt": column < number, "$lte": column <= number}
     return stmt.where(MetadataValue.kind == NUMBER, compare[c.op])
 
 
-def _one_of(values: tuple[Any, ...], postgres: bool) -> ColumnElement[bool]:
+def _one_of(values: tuple[Any, ...]) -> ColumnElement[bool]:
     texts = [text_hash(v) for v in values if isinstance(v, str)]
     bools = [int(v) for v in values if isinstance(v, bool)]
-    numbers = [_number(v, postgres) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    numbers = [_number(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     parts: list[ColumnElement[bool]] = []
     if texts:
         parts.append(and_(MetadataValue.kind == TEXT, MetadataValue.text_hash.in_(texts)))
@@ -95,26 +93,25 @@ def _one_of(values: tuple[Any, ...], postgres: bool) -> ColumnElement[bool]:
     return or_(*parts)
 
 
-def _number(value: Any, postgres: bool) -> Any:
-    # NUMERIC on PostgreSQL compares exactly; SQLite compares its integers and reals natively.
-    return literal(Decimal(str(value)), Numeric()) if postgres else value
+def _number(value: Any) -> Any:
+    # Bound as the column's own type, which keeps the value exact on either database.
+    return literal(value, NumberType)
 
 
-def chunk_condition(flt: MetadataFilter, postgres: bool) -> ColumnElement[bool]:
+def chunk_condition(flt: MetadataFilter) -> ColumnElement[bool]:
     """A condition on `chunks` rows: their document passes every condition of the filter."""
-    return and_(*(Chunk.document_id.in_(documents_matching(c, postgres)) for c in flt.conditions))
+    return and_(*(Chunk.document_id.in_(documents_matching(c)) for c in flt.conditions))
 
 
-def chunks_matching(flt: MetadataFilter, postgres: bool) -> Select[Any]:
+def chunks_matching(flt: MetadataFilter) -> Select[Any]:
     """The ids of the chunks whose document passes every condition, ascending."""
-    return select(Chunk.id).where(chunk_condition(flt, postgres)).order_by(Chunk.id)
+    return select(Chunk.id).where(chunk_condition(flt)).order_by(Chunk.id)
 
 
-def estimate(s: Session, flt: MetadataFilter, postgres: bool) -> int:
+def estimate(s: Session, flt: MetadataFilter) -> int:
     """An upper bound on the documents that pass: the fewest any single condition matches (each
     count is an index range scan)."""
     counts = [
-        int(s.scalar(select(func.count()).select_from(documents_matching(c, postgres).subquery())) or 0)
-        for c in flt.conditions
+        int(s.scalar(select(func.count()).select_from(documents_matching(c).subquery())) or 0) for c in flt.conditions
     ]
     return min(counts)

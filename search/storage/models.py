@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -10,18 +12,18 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
-    Float,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import UserDefinedType
 
 from search.embedding.space import EmbeddingSpace
 
@@ -114,9 +116,47 @@ class Chunk(Base):
     document: Mapped[Document] = relationship(back_populates="chunks")
 
 
-# Numbers in the metadata index: exact NUMERIC on PostgreSQL; on SQLite the column is created NUMERIC
-# (integers stay exact) while SQLAlchemy binds values as they are (its Numeric would warn about Decimal).
-NumberType = Float().with_variant(Numeric(), "postgresql")
+class ExactNumber(UserDefinedType[Any]):
+    """A JSON number kept exactly in a NUMERIC column, so that SQL compares numbers as Python does:
+    by exact value, ints against floats too (2**53 + 1 > 2.0**53).
+
+    SQLite: a NUMERIC column holds 64-bit integers and doubles as they are and compares them
+    exactly, so values are bound untouched (SQLAlchemy's Float and Numeric bind every integer as a
+    double). PostgreSQL: a double bound to NUMERIC is cast with 15 significant digits, so each value
+    is bound as the Decimal of its exact binary expansion, which unconstrained NUMERIC keeps digit
+    for digit. Integers beyond 64 bits (refused at writes, but possible in older documents) are
+    exact on PostgreSQL and their nearest double on SQLite, which has no wider integer. Values read
+    back are Decimals on PostgreSQL."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "NUMERIC"
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        return _exact_decimal if dialect.name == "postgresql" else _sqlite_number
+
+    def literal_processor(self, dialect: Dialect) -> Callable[[Any], str]:
+        postgres = dialect.name == "postgresql"
+        return lambda value: f"{Decimal(value):f}" if postgres else repr(_sqlite_number(value))
+
+    def coerce_compared_value(self, op: Any, value: Any) -> ExactNumber:
+        return self  # a compared literal binds as this type, exactly (not as Python's int or float type)
+
+
+def _exact_decimal(value: Any) -> Any:
+    # Decimal(float) is the float's exact value; Decimal(str(float)) would be its shortest repr.
+    return None if value is None else Decimal(value)
+
+
+def _sqlite_number(value: Any) -> Any:
+    # The sqlite3 module cannot bind an integer beyond 64 bits at all.
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
+NumberType = ExactNumber()
 
 
 class MetadataValue(Base):
@@ -137,7 +177,7 @@ class MetadataValue(Base):
     key: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(1))
     text_hash: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    number: Mapped[float | None] = mapped_column(NumberType, nullable=True)
+    number: Mapped[int | float | Decimal | None] = mapped_column(NumberType, nullable=True)
 
 
 class IndexGeneration(Base):

@@ -155,7 +155,7 @@ class Store:
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
         looked up through the metadata index."""
-        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
+        stmt = metadata_index.chunks_matching(metadata_filter)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
@@ -163,7 +163,7 @@ class Store:
         """(at most how many documents pass the filter, how many documents there are): two index
         counts, to choose between filtering inside the search and checking its results."""
         with self.session() as s:
-            bound = metadata_index.estimate(s, metadata_filter, self.postgres)
+            bound = metadata_index.estimate(s, metadata_filter)
             total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
         return bound, total
 

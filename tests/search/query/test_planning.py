@@ -58,7 +58,7 @@ def test_a_filter_reads_its_document_ids_from_the_metadata_index_alone(database_
     _write(store, 0, 300, colour="red", size=7)
     check = parse_filter({"colour": value} if isinstance(value, str) else {"size": value})
     assert check is not None
-    stmt = metadata_index.documents_matching(check.conditions[0], store.postgres)
+    stmt = metadata_index.documents_matching(check.conditions[0])
     sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         if store.postgres:

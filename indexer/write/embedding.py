@@ -40,16 +40,14 @@ def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: i
 def _embedded(docs: Sequence[PendingDoc], chunk_lists: Sequence[list[ChunkIn]], encoder: Encoder) -> list[Embedded]:
     inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
     vectors = encoder.encode(inputs)
-    return [
-        Embedded(
-            doc_id=d.id,
-            content_hash=d.content_hash,
-            chunk_ids=None if d.chunks is None else [cid for cid, _ in d.chunks],
-            chunks=cs,
-            vectors=v,
-        )
-        for d, cs, v in zip(docs, chunk_lists, split_rows(vectors, [len(c) for c in chunk_lists]), strict=True)
-    ]
+    blocks = split_rows(vectors, [len(c) for c in chunk_lists])
+    return [_item(d, cs, v) for d, cs, v in zip(docs, chunk_lists, blocks, strict=True)]
+
+
+def _item(doc: PendingDoc, chunks: list[ChunkIn], vectors: np.ndarray) -> Embedded:
+    """A document's vectors as `commit_embedded` takes them: for its stored chunks, or new ones."""
+    chunk_ids = None if doc.chunks is None else [cid for cid, _ in doc.chunks]
+    return Embedded(doc.id, doc.content_hash, chunk_ids, chunks, vectors)
 
 
 def _chunks_of(docs: Sequence[PendingDoc], chunker: Chunker) -> list[list[ChunkIn]]:
@@ -122,14 +120,7 @@ class FairEmbedder:
         if sliced.embedded < len(sliced.chunks):
             return 1
         self._sliced, self._deferred = None, set()  # the deferred ones are taken in order again
-        doc = sliced.doc
-        item = Embedded(
-            doc_id=doc.id,
-            content_hash=doc.content_hash,
-            chunk_ids=None if doc.chunks is None else [cid for cid, _ in doc.chunks],
-            chunks=sliced.chunks,
-            vectors=np.concatenate(sliced.vectors),
-        )
+        item = _item(sliced.doc, sliced.chunks, np.concatenate(sliced.vectors))
         with rows.store.session() as session:
             # Committed only if the document is still pending with the content embedded (the same
             # check as for any claimed batch); else its new version is pending and embedded later.

@@ -103,18 +103,15 @@ class Publisher:
     def _sync(self, force: bool, rebuild: bool) -> Merge | None:
         with self.locked() as s:
             generation = self.active(s)
-            if not self._swept:  # once per process, at its first look: what a killed writer left
-                self._sweep(s)
             if not force and self._base_checked != generation.id:
                 # Checked once per generation and process: a lost or corrupt file is rebuilt now.
                 force = self.catalog.load_base(generation, mmap=True) is None
                 self._base_checked = generation.id
             pending = changes.count(s, generation.base_seq, space=self.rows.space)
-            if not pending and not force:
-                return None
-            if not force and pending < self.merge_threshold(generation.vectors):
-                return None
-            return self._merge(s, generation, rebuild)
+            merging = force or (bool(pending) and pending >= self.merge_threshold(generation.vectors))
+            if merging or not self._swept:  # every merge, and a process's first look: what a killed writer left
+                self._sweep(s)
+            return self._merge(s, generation, rebuild) if merging else None
 
     def _sweep(self, s: Session) -> None:
         """Delete the stray files of the index directory (partial files of a killed merge, base files
@@ -124,7 +121,6 @@ class Publisher:
             log.warning("removed %s: a file no index generation reads (left by an interrupted write)", path.name)
 
     def _merge(self, s: Session, generation: IndexGeneration, rebuild: bool) -> Merge:
-        self._sweep(s)
         upto = changes.head(s)
         base = None if rebuild else self.catalog.load_base(generation)
         wanted = _wanted_type(generation, upto, s, self.rows.space)

@@ -65,10 +65,11 @@ def _path_id(request: Request, doc_id: str) -> str:
     id is the only variable part of these paths, so any undecodable escape in the raw path is its."""
     raw = request.scope.get("raw_path")
     if isinstance(raw, bytes):
+        decoded = unquote_to_bytes(raw)
         try:
-            unquote_to_bytes(raw).decode("utf-8")
+            decoded.decode("utf-8")
         except UnicodeDecodeError as exc:
-            byte = unquote_to_bytes(raw)[exc.start : exc.start + 1].hex().upper()
+            byte = decoded[exc.start : exc.start + 1].hex().upper()
             raise HTTPException(
                 422, f"id: the path's %-escapes are not UTF-8 (the byte %{byte} cannot start or continue a character)"
             ) from exc

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import UserDefinedType
 
 from search.embedding.space import EmbeddingSpace
+from search.validation import INT64
 
 # JSONB on PostgreSQL so that metadata filters can use its operators and indexes.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -151,7 +152,7 @@ def _exact_decimal(value: Any) -> Any:
 
 def _sqlite_number(value: Any) -> Any:
     # The sqlite3 module cannot bind an integer beyond 64 bits at all.
-    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+    if isinstance(value, int) and not -INT64 <= value < INT64:
         return float(value)
     return value
 

@@ -17,6 +17,7 @@ from indexer.write.keyword_writer import KeywordWriter
 from search.components import open_keyword
 from search.dense.catalog import IndexMismatchError
 from search.settings import Settings
+from search.storage.outage import unavailable
 from search.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ class DerivedIndexes:
     def _failed(self, name: str, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"[:500]
         # The traceback when a failure starts (or changes); a repeat of it is retried quietly.
-        if self.failures.get(name) != error:
+        if self.failures.get(name) != error and not unavailable(exc):
             log.exception("the %s index failed to catch up with SQL; retried at the next catch-up", name)
-        else:
+        else:  # a repeat, or the database unavailable (search.storage.outage logs an outage once)
             log.debug("the %s index failed again: %s", name, error)
         self.failures[name] = error
 

@@ -1,7 +1,7 @@
 """Database errors told apart (search.storage.outage): the database unavailable, busy, or neither;
 on real errors of both databases where they can be made, and on the driver's own error classes
-where they cannot (a server starting up); each outage is logged once when it starts and once when
-it ends."""
+where they cannot (a server starting up); write retries never retry an outage; each outage is
+logged once when it starts and once when it ends."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import psycopg.errors
 import pytest
 from postgres_server import free_port
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from search.storage import outage
 from search.storage.db import make_engine
 from search.storage.outage import Failure, classify
+from search.storage.retry import WriteConflictError, retry_write
 
 
 def _wrapped(orig: BaseException) -> OperationalError:
@@ -180,3 +181,29 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     assert "the database is unavailable (the SQLite file cannot be opened)" in lines[0]
     assert "answers again" in lines[1]
     engine.dispose()
+
+
+def test_write_retries_do_not_retry_an_outage() -> None:
+    calls = []
+
+    def down() -> None:
+        calls.append(1)
+        raise _wrapped(psycopg.OperationalError("connection failed: Connection refused"))
+
+    with pytest.raises(OperationalError):
+        retry_write(down)
+    assert len(calls) == 1  # not 8 attempts, and not a "conflict"
+
+
+def test_write_retries_name_a_lock_that_outlasts_them() -> None:
+    def locked() -> None:
+        raise _wrapped(sqlite3.OperationalError("database is locked"))
+
+    with pytest.raises(WriteConflictError, match=r"database is busy \(the SQLite database is locked"):
+        retry_write(locked)
+
+    def racing() -> None:
+        raise IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
+
+    with pytest.raises(WriteConflictError, match=r"8 times in a row \(it conflicted with concurrent writes"):
+        retry_write(racing)

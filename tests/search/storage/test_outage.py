@@ -1,7 +1,7 @@
 """Database errors told apart (search.storage.outage): the database unavailable, busy, or neither;
 on real errors of both databases where they can be made, and on the driver's own error classes
-where they cannot (a server starting up); write retries never retry an outage; each outage is
-logged once when it starts and once when it ends."""
+where they cannot (a server starting up); a write whose COMMIT failed is said to be unknown; write
+retries never retry an outage; each outage is logged once when it starts and once when it ends."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ import psycopg.errors
 import pytest
 from postgres_server import free_port
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from search.storage import outage
 from search.storage.db import make_engine
-from search.storage.outage import Failure, classify
+from search.storage.outage import CommitUnknownError, Failure, classify
+from search.storage.records import DocumentIn
 from search.storage.retry import WriteConflictError, retry_write
+from search.storage.store import Store
+from search.work.queue import enqueue
 
 
 def _wrapped(orig: BaseException) -> OperationalError:
@@ -207,3 +210,48 @@ def test_write_retries_name_a_lock_that_outlasts_them() -> None:
 
     with pytest.raises(WriteConflictError, match=r"8 times in a row \(it conflicted with concurrent writes"):
         retry_write(racing)
+
+
+def _break_commit(store: Store, error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next COMMIT fails with `error`, as the driver raises it when the server goes away then."""
+
+    def failing_commit(_connection: object) -> None:
+        raise error
+
+    monkeypatch.setattr(store.engine.dialect, "do_commit", failing_commit)
+
+
+def test_a_write_whose_commit_failed_is_said_to_be_unknown(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(database_url)
+    lost = (
+        psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        if store.postgres
+        else sqlite3.OperationalError("disk I/O error")
+    )
+    _break_commit(store, lost, monkeypatch)
+    with pytest.raises(CommitUnknownError, match="may or may not have been kept") as caught:
+        enqueue(store, [DocumentIn("d1", "a cat")])
+    assert _kind(caught.value) == "unavailable"
+    # A read's failed COMMIT is only the database unavailable: it wrote nothing to be unsure of.
+    with pytest.raises(OperationalError) as read:
+        store.counts()
+    assert not isinstance(read.value, CommitUnknownError) and _kind(read.value) == "unavailable"
+    # A statement that failed before the COMMIT is no unknown either: it rolled back whole.
+    monkeypatch.undo()
+    store.engine.dispose()
+    with pytest.raises(DBAPIError), store.session(write=True) as s:
+        s.execute(text("SELECT * FROM nowhere"))
+    store.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_write_cut_off_before_its_commit_is_said_to_be_unknown(postgres_url: str) -> None:
+    store, other = Store(postgres_url), make_engine(postgres_url)
+    with pytest.raises(CommitUnknownError), store.session(write=True) as s:
+        s.execute(text("CREATE TABLE scratch (x int)"))
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with other.connect() as c:  # the server ends the session between its last statement and COMMIT
+            c.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert store.counts()["documents"] == 0  # the pool replaced the dead connection
+    store.close()
+    other.dispose()

@@ -91,7 +91,7 @@ class Worker:
     def _catch_up(self, eager_only: bool = False) -> None:
         """Catch the derived indexes up; the ones that failed are in the state /health reads (a failing
         index never stops the embedding: it is retried at the next catch-up, which mends it from SQL)."""
-        self.state.indexes_stale(self.derived.catch_up(eager_only))
+        self.state.indexes_stale(self.derived.catch_up(eager_only), self.derived.public)
 
     def start_up(self) -> None:
         """Check the serving generation (its space, a readable base file) in O(changes); pending

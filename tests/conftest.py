@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PG_BIN, PostgresServer
 
 from search.settings import Settings
 
@@ -22,7 +17,6 @@ SCIFACT = next(
     (p / "shared" / "data" / "scifact" for p in _REPO.parents if (p / "shared" / "data" / "scifact").is_dir()),
     _REPO.parent / "shared" / "data" / "scifact",
 )
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 _WORDS = " ".join(
     [
@@ -96,42 +90,17 @@ def real_encoder():  # type: ignore[no-untyped-def]
     return Encoder()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _as_postgres() -> dict[str, object]:
-    """PostgreSQL refuses to run as root: drop to the `postgres` user when we are root."""
-    if os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam("postgres")
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "env": {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}}
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL 15 server of our own in a temporary directory; yields its base URL."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL 15 is not installed ({PG_BIN}/initdb missing): apt-get install postgresql-15")
-    root = Path(tempfile.mkdtemp(prefix="semsearch-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    creds = _as_postgres()
-    if creds:
-        shutil.chown(root, "postgres", "postgres")
-        shutil.chown(sock, "postgres", "postgres")
-    port = _free_port()
-    run = {"check": True, "capture_output": True, **creds}
-    subprocess.run([PG_BIN / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], **run)  # type: ignore[call-overload]
-    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([PG_BIN / "pg_ctl", "-D", data, "-o", options, "-l", root / "log", "-w", "start"], **run)  # type: ignore[call-overload]
+    server = PostgresServer()
+    server.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield server.url
     finally:
-        subprocess.run([PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"], **{**run, "check": False})  # type: ignore[call-overload]
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from search.query.hits import FusionConfig, HybridHit, Mode
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
+from search.storage.outage import unavailable
 from search.validation import json_safe
 from search.work.state import WorkerState
 
@@ -119,8 +120,9 @@ async def _reload_forever(searcher: Searcher, interval: float) -> None:
             await asyncio.to_thread(searcher.refresh)
             last_error = ""
         except Exception as exc:
-            # The previous index keeps serving; the traceback once, not once a second.
-            if str(exc) != last_error:
+            # The previous index keeps serving; the traceback once, not once a second, and none for
+            # the database unavailable, whose outage search.storage.outage logs once.
+            if str(exc) != last_error and not unavailable(exc):
                 log.exception("loading the newly published index failed; still serving the previous one")
             last_error = str(exc)
 

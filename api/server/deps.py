@@ -72,12 +72,22 @@ AdmissionDep = Annotated[Admission, Depends(_admission)]
 WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 
 
-async def require_api_key(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """With SEMSEARCH_API_KEY set, demand `Authorization: Bearer <key>` (compared in constant time)."""
+async def _keyed(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> bool:
+    """Whether the request may see what the API key guards: it sends `Authorization: Bearer <key>`
+    (compared in constant time), or SEMSEARCH_API_KEY is not set (every route is open then)."""
     if settings.api_key is None:
-        return
+        return True
     expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
-    if authorization is None or not secrets.compare_digest(authorization.encode(), expected):
+    return authorization is not None and secrets.compare_digest(authorization.encode(), expected)
+
+
+# True for a request that sends the API key (or when none is set): a public route shows it details.
+KeyedDep = Annotated[bool, Depends(_keyed)]
+
+
+async def require_api_key(keyed: KeyedDep) -> None:
+    """With SEMSEARCH_API_KEY set, demand `Authorization: Bearer <key>`."""
+    if not keyed:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or wrong API key: send the header 'Authorization: Bearer <SEMSEARCH_API_KEY>'",

@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
@@ -32,6 +33,7 @@ from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 from search.storage import changes
 from search.storage.models import DocumentStatus
+from search.storage.outage import classify
 from search.storage.records import DocumentIn
 from search.storage.retry import WriteConflictError, retry_write
 from search.storage.store import Store
@@ -99,11 +101,27 @@ async def _write(
     except WriteConflictError as exc:
         raise _conflict(exc) from exc
     written = result.added + result.updated
-    indexed = not written or (wait and await _wait_indexed(store, searcher, written, timeout))
+    reason = None
+    try:
+        indexed = not written or (wait and await _wait_indexed(store, searcher, written, timeout))
+    except SQLAlchemyError as exc:
+        # Committed before the database went away: what is known is answered, not the outage's 503.
+        indexed, reason = False, _committed_but(exc)
     if wait and not indexed:
         # Stored, and queued for the worker, but not searchable yet: accepted, not failed.
         response.status_code = 202
-    return WriteResult(added=result.added, updated=result.updated, unchanged=same, indexed=indexed)
+    return WriteResult(added=result.added, updated=result.updated, unchanged=same, indexed=indexed, reason=reason)
+
+
+def _committed_but(exc: SQLAlchemyError) -> str:
+    """Why a committed write's `wait=true` could not see it searchable, when the database failed."""
+    failure = classify(exc)
+    if failure is None:
+        raise exc  # a fault of the program or the schema, not of the database: the 500 it is
+    return (
+        f"the documents are stored and queued for indexing, but {failure.describe()} while waiting for them "
+        "to be searchable: they will be once it is back and the worker has embedded them"
+    )
 
 
 def _why_not_indexed(store: Store, state: WorkerState | None, settings: Settings) -> str | None:
@@ -167,9 +185,12 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 async def _with_reason(
     result: WriteResult, wait: bool, store: Store, state: WorkerState | None, settings: Settings
 ) -> WriteResult:
-    if not wait or result.indexed:
+    if not wait or result.indexed or result.reason is not None:
         return result
-    reason = await run_in_threadpool(_why_not_indexed, store, state, settings)
+    try:
+        reason = await run_in_threadpool(_why_not_indexed, store, state, settings)
+    except SQLAlchemyError as exc:
+        reason = _committed_but(exc)
     return result.model_copy(update={"reason": reason})
 
 

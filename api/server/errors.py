@@ -3,7 +3,9 @@
 FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinity or lone UTF-16
 surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
 `json_safe` first. An overloaded server is a 429 with Retry-After, a stopping one a 503 with
-Retry-After; a text the encoder refuses alone is a 422.
+Retry-After; a text the encoder refuses alone is a 422. A database that is unavailable or busy, on
+any route, is a 503 with Retry-After that says so (search.storage.outage tells them from the faults
+that stay 500s), logged once per outage by the store, not once per request.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from api.server.flow.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
 from api.server.schemas import ErrorBody
+from search.storage.outage import RETRY_AFTER, CommitUnknownError, classify
 from search.validation import json_safe
 
 # Every error any protected route can give, declared so that clients (and the schema fuzz test) know
 # them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
 # (a plain-text detail naming the problem, or the list of pydantic's validation errors), 429 an
-# overloaded server and 503 a stopping one (both with Retry-After).
+# overloaded server and 503 a stopping one or an unavailable database (both with Retry-After).
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)}
 
 
@@ -53,6 +57,17 @@ async def _refused_text(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": json_safe(str(exc))}, status_code=422)
 
 
+async def _database(_request: Request, exc: Exception) -> JSONResponse:
+    failure = classify(exc)
+    if failure is None:
+        raise exc  # a fault of the program or the schema: the 500 it is, with its traceback
+    if isinstance(exc, CommitUnknownError):
+        detail = str(exc)
+    else:
+        detail = f"{failure.describe()}, so this request was not carried out; retry it in a few seconds"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER[failure.kind])})
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -62,3 +77,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AdmissionClosedError, _stopped)
     app.add_exception_handler(BatcherStoppedError, _stopped)
     app.add_exception_handler(TextEncodingError, _refused_text)
+    app.add_exception_handler(SQLAlchemyError, _database)
+    app.add_exception_handler(CommitUnknownError, _database)

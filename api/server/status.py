@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.server.deps import HybridDep, SearcherDep, SettingsDep, WorkerStateDep
+from api.server.deps import HybridDep, KeyedDep, SearcherDep, SettingsDep, WorkerStateDep
 from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
 from search.keyword.index import KeywordIndex
 from search.settings import Settings
+from search.storage.outage import describe, unavailable
 from search.storage.store import Store
 from search.work.state import WorkerState, queue_state
 
@@ -32,24 +33,48 @@ def read_queue(store: Store) -> QueueHealth:
     return QueueHealth(unindexed_documents=queue.unindexed, oldest_unindexed_seconds=queue.oldest_seconds)
 
 
-def read_worker(state: WorkerState | None) -> WorkerHealth | None:
-    """The in-process worker's error budget, when a worker runs in this process."""
-    return None if state is None else WorkerHealth(**state.snapshot().__dict__)
+def read_worker(state: WorkerState | None, keyed: bool = True) -> WorkerHealth | None:
+    """The in-process worker's error budget, when a worker runs in this process; its errors as they
+    were for a `keyed` request, else in words safe to show anyone (a driver's message names the
+    database's host, port and user)."""
+    if state is None:
+        return None
+    snapshot = state.snapshot()
+    shown = {} if keyed else {"last_error": snapshot.last_error_public, "stale_indexes": snapshot.stale_public}
+    return WorkerHealth(
+        consecutive_failures=snapshot.consecutive_failures,
+        failures_total=snapshot.failures_total,
+        last_error=snapshot.last_error,
+        seconds_since_last_error=snapshot.seconds_since_last_error,
+        backoff_seconds=snapshot.backoff_seconds,
+        failing=snapshot.failing,
+        stale_indexes=snapshot.stale_indexes,
+    ).model_copy(update=shown)
 
 
 @public.get("/health", response_model=Health, summary="Liveness and indexing health")
-def health(searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep) -> Health:
-    """Answers while the process serves: `ok`, or `degraded` with the problems found."""
-    worker = read_worker(worker_state)
+def health(
+    searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep, keyed: KeyedDep
+) -> Health:
+    """Answers while the process serves: `ok`, or `degraded` with the problems found. The errors
+    behind them are shown to a request with the API key; others get their kind alone."""
+    worker = read_worker(worker_state, keyed)
     unopened = _keyword_unopened(hybrid.keyword)
     try:
         queue: QueueHealth | None = read_queue(searcher.store)
     except Exception as exc:  # /health must answer whatever the database does
-        log.warning("health: the database did not answer: %s", exc)
-        problems = [f"the database did not answer: {type(exc).__name__}", *unopened]
+        problems = [_database_problem(exc, keyed), *_problems(None, worker, settings), *unopened]
         return Health(status="degraded", problems=problems, worker=worker)
     problems = _problems(queue, worker, settings) + unopened
     return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
+
+
+def _database_problem(exc: Exception, keyed: bool) -> str:
+    """The database's failure to answer /health, the error itself only for a keyed request."""
+    if not unavailable(exc):  # an outage is logged once by the store; anything else at every look
+        log.warning("health: the database did not answer: %s", exc)
+    problem = f"the database did not answer: {describe(exc)}"
+    return f"{problem}; error: {type(exc).__name__}: {exc}"[:1000] if keyed else problem
 
 
 def stale_index_problems(stale: dict[str, str]) -> list[str]:

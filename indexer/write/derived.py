@@ -17,6 +17,7 @@ from indexer.write.keyword_writer import KeywordWriter
 from search.components import open_keyword
 from search.dense.catalog import IndexMismatchError
 from search.settings import Settings
+from search.storage.outage import describe, unavailable
 from search.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class DerivedIndexes:
         self.indexes = list(indexes)
         # The indexes whose last catch-up failed, with the error; cleared by the next that succeeds.
         self.failures: dict[str, str] = {}
+        # The same errors in words safe to show anyone (search.storage.outage.describe).
+        self.public: dict[str, str] = {}
 
     def catch_up(self, eager_only: bool = False) -> dict[str, str]:
         """Catch every index up (with `eager_only`, those that follow every batch); returns the
@@ -109,12 +112,14 @@ class DerivedIndexes:
     def _failed(self, name: str, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"[:500]
         # The traceback when a failure starts (or changes); a repeat of it is retried quietly.
-        if self.failures.get(name) != error:
+        if self.failures.get(name) != error and not unavailable(exc):
             log.exception("the %s index failed to catch up with SQL; retried at the next catch-up", name)
-        else:
+        else:  # a repeat, or the database unavailable (search.storage.outage logs an outage once)
             log.debug("the %s index failed again: %s", name, error)
         self.failures[name] = error
+        self.public[name] = describe(exc)
 
     def _caught_up(self, name: str) -> None:
+        self.public.pop(name, None)
         if self.failures.pop(name, None) is not None:
             log.warning("the %s index caught up with SQL again", name)

@@ -19,6 +19,7 @@ from search.dense.catalog import IndexCatalog, IndexMismatchError, follow
 from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage.models import IndexGeneration
+from search.storage.outage import describe, unavailable
 from search.storage.store import Store
 from search.work.state import WorkerState
 
@@ -90,7 +91,7 @@ class Worker:
     def _catch_up(self, eager_only: bool = False) -> None:
         """Catch the derived indexes up; the ones that failed are in the state /health reads (a failing
         index never stops the embedding: it is retried at the next catch-up, which mends it from SQL)."""
-        self.state.indexes_stale(self.derived.catch_up(eager_only))
+        self.state.indexes_stale(self.derived.catch_up(eager_only), self.derived.public)
 
     def start_up(self) -> None:
         """Check the serving generation (its space, a readable base file) in O(changes); pending
@@ -169,8 +170,11 @@ class Worker:
     def _failed(self, exc: Exception) -> float:
         delay = self.state.failed(exc)
         snapshot = self.state.snapshot()
-        # The whole traceback once per streak (and when the budget runs out), then one line per failure.
-        if snapshot.consecutive_failures in (1, self.state.failure_budget):
+        # The whole traceback once per streak (and when the budget runs out), then one line per failure;
+        # none for the database unavailable, whose outage search.storage.outage logs once.
+        if unavailable(exc):
+            log.debug("worker step failed (%d in a row): %s", snapshot.consecutive_failures, describe(exc))
+        elif snapshot.consecutive_failures in (1, self.state.failure_budget):
             log.exception("worker step failed (%d in a row); retrying in %.1f s", snapshot.consecutive_failures, delay)
         else:
             log.warning(

@@ -9,6 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 from search.storage import json_text
+from search.storage.outage import watch
 
 MMAP_BYTES = 256 * 1024 * 1024
 
@@ -27,13 +28,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`, with SQLite set up for one writer beside many readers."""
+    """An engine for `url`, with SQLite set up for one writer beside many readers, whose outages are
+    logged once each (search.storage.outage). On PostgreSQL every pooled connection is pinged as it
+    is taken: after a server restart the dead ones are replaced, not handed to a request."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    # JSONB would turn floats of 1e16 or more into integers (search/storage/json_text.py).
-    return create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps)
+    else:
+        # JSONB would turn floats of 1e16 or more into integers (search/storage/json_text.py).
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps)
+    watch(engine)
+    return engine
 
 
 def alembic_config(url: str) -> Config:

@@ -5,6 +5,9 @@ violation for the second), or both tombstone the same replaced chunks; PostgreSQ
 of two transactions as a deadlock victim, and SQLite may report its database locked. Each is an
 IntegrityError or OperationalError from a transaction that rolled back whole, so running the same
 call again, after the other has committed, gives the answer a serial order would have given.
+
+An unavailable database (search.storage.outage) is no conflict: retrying it only delays the 503
+that says so, and calling it a conflict misleads, so it is raised at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+
+from search.storage.outage import classify
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -37,10 +42,12 @@ def retry_write(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return call(*args, **kwargs)
         except (IntegrityError, OperationalError) as exc:
+            failure = classify(exc)
+            if failure is not None and failure.kind == "unavailable":
+                raise
             if attempt == ATTEMPTS:
-                raise WriteConflictError(
-                    f"the write conflicted with concurrent writes {ATTEMPTS} times in a row; retry it"
-                ) from exc
+                why = "it conflicted with concurrent writes" if failure is None else failure.describe()
+                raise WriteConflictError(f"the write failed {ATTEMPTS} times in a row ({why}); retry it") from exc
             log.info("write conflict (attempt %d of %d): %s", attempt, ATTEMPTS, type(exc).__name__)
             # Random jitter, so that two writers that collided do not collide again in step.
             time.sleep(_BASE_DELAY * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
@@ -16,6 +17,7 @@ from search.storage import changes, documents, metadata_index, schema
 from search.storage.bulk import one_of
 from search.storage.db import make_engine
 from search.storage.models import Chunk, Document, GenerationState, IndexGeneration
+from search.storage.outage import CommitUnknownError, classify
 from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
 from search.storage.rows import (
     delete_chunks_of,
@@ -49,10 +51,21 @@ class Store:
         schema.require_current(self.engine, self.url)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
-        with self._sessions.begin() as session:
-            yield session
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error. With `write`, a
+        COMMIT that the database's going away interrupted is a CommitUnknownError: the client was
+        answered nothing, so it cannot know whether the write was kept."""
+        committing = False
+        try:
+            with self._sessions.begin() as session:
+                yield session
+                session.flush()  # an error from here on is the COMMIT's, and only the COMMIT's
+                committing = True
+        except DBAPIError as exc:
+            failure = classify(exc) if committing and write else None
+            if failure is not None and failure.kind == "unavailable":
+                raise CommitUnknownError(failure) from exc
+            raise
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -88,18 +101,18 @@ class Store:
 
     def write_documents(self, docs: Sequence[tuple[DocumentIn, Sequence[ChunkIn]]]) -> WriteResult:
         """Insert or replace documents with their chunks, in one transaction (`documents.write_documents`)."""
-        with self.session() as s:
+        with self.session(write=True) as s:
             return documents.write_documents(s, docs)
 
     def update_metadata(self, updates: dict[str, dict[str, Any]]) -> None:
         """Replace the metadata of existing documents (no new vectors needed)."""
-        with self.session() as s:
+        with self.session(write=True) as s:
             documents.update_metadata(s, updates)
 
     def delete_documents(self, external_ids: Sequence[str]) -> tuple[list[str], list[int]]:
         """Delete documents and their chunks in one transaction, however many; returns the ids that
         existed and their chunk ids."""
-        with self.session() as s:
+        with self.session(write=True) as s:
             found = lock_documents(s, external_ids)
             doc_ids = [row.id for row in found.values()]
             chunk_ids = delete_chunks_of(s, doc_ids)

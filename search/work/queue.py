@@ -63,6 +63,6 @@ def enqueue(store: Store, docs: Sequence[DocumentIn]) -> tuple[WriteResult, list
     again whole (`retry_write`)."""
     if not docs:
         return WriteResult(), []
-    with store.session() as s:
+    with store.session(write=True) as s:
         upserted = documents.upsert(s, docs)
     return upserted.result, upserted.unchanged

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from search.storage.models import Document, DocumentStatus
+from search.storage.outage import describe
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class WorkerSnapshot:
     failing: bool
     # Derived indexes (keyword, dense) whose last catch-up with SQL failed, with the error.
     stale_indexes: dict[str, str] = field(default_factory=dict)
+    # The same errors in words safe to show anyone (search.storage.outage.describe): a driver's
+    # message names the database's host, port and user, which only a keyed request may see.
+    last_error_public: str | None = None
+    stale_public: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerState:
@@ -55,11 +60,16 @@ class WorkerState:
         self._last_error_at: float | None = None
         self._backoff = 0.0
         self._stale: dict[str, str] = {}
+        self._last_public: str | None = None
+        self._stale_public: dict[str, str] = {}
 
-    def indexes_stale(self, failures: Mapping[str, str]) -> None:
-        """The derived indexes whose last catch-up failed, with their errors (none: all caught up)."""
+    def indexes_stale(self, failures: Mapping[str, str], public: Mapping[str, str] | None = None) -> None:
+        """The derived indexes whose last catch-up failed, with their errors (none: all caught up),
+        and the same in words safe to show anyone (by default only that it failed)."""
+        public = public or {}
         with self._lock:
             self._stale = dict(failures)
+            self._stale_public = {name: public.get(name, "failed") for name in failures}
 
     def succeeded(self) -> None:
         """A step went through: the failure streak (and its backoff) ends."""
@@ -73,6 +83,7 @@ class WorkerState:
             self._consecutive += 1
             self._total += 1
             self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._last_public = describe(exc)
             self._last_error_at = time.monotonic()
             self._backoff = min(self.max_delay, self.base_delay * 2 ** min(self._consecutive - 1, 30))
             return self._backoff
@@ -95,6 +106,8 @@ class WorkerState:
                 backoff_seconds=self._backoff,
                 failing=self._consecutive >= self.failure_budget,
                 stale_indexes=dict(self._stale),
+                last_error_public=self._last_public,
+                stale_public=dict(self._stale_public),
             )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -37,11 +36,12 @@ from api.server.schemas import (
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
+from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
-from search.validation import json_safe
+from search.validation import FieldError, json_safe
 from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,9 @@ async def search_get(
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
-        raw = None if filter is None else json.loads(filter)
+        raw = None if filter is None else loads(filter, "filter")
+    except FieldError as exc:  # nested too deep
+        raise HTTPException(422, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):

@@ -18,12 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
 from api.server.flow.batcher import MicroBatcher, TextEncoder
-from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
+from api.server.schemas import MAX_EMBED_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
 from search.query.searcher import Searcher
 
-MAX_EMBED_INPUTS = 2048
 router = APIRouter()
 
 

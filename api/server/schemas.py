@@ -11,6 +11,7 @@ from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 256
+MAX_EMBED_INPUTS = 2048
 
 _FILTER_DOC = (
     "Only documents whose metadata passes: equality on a field (a string, number or boolean), "

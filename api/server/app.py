@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
+from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
@@ -125,8 +126,8 @@ async def _reload_forever(searcher: Searcher, interval: float) -> None:
             last_error = str(exc)
 
 
-public = APIRouter()
-protected = APIRouter(dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+public = APIRouter(route_class=BoundedRoute)
+protected = APIRouter(route_class=BoundedRoute, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -259,6 +260,7 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     app.state.worker_state = worker_state
+    app.router.route_class = BoundedRoute  # the routes added to the app itself (the routers' are theirs)
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -27,6 +27,11 @@ from search.validation import MAX_METADATA_DEPTH, FieldError
 # A document write nests its metadata two levels down (the list of documents, the document), and
 # metadata may hold MAX_METADATA_DEPTH levels: its own rule names the path when it is deeper.
 MAX_JSON_DEPTH = 2 * MAX_METADATA_DEPTH
+# No request needs more items in one array or object (at most 1,000 documents, 2,048 texts, 4,096
+# filter values; 64 KiB of metadata holds at most 32,768). Past it a long text is refused from the
+# scan, before anything is built: a list of millions of items also costs every garbage collection
+# that walks it (up to 0.1 s each on the 2-core host) for as long as it lives.
+MAX_JSON_ITEMS = 65_536
 PIECE_BYTES = 64 * 1024
 SCAN_BYTES = 1024 * 1024
 _OPEN, _CLOSE, _COMMA, _COLON, _QUOTE, _BACKSLASH = b"[{", b"]}", ord(","), ord(":"), ord('"'), ord("\\")
@@ -54,14 +59,16 @@ def loads(text: str | bytes, what: str = "body") -> Any:
 
 
 def loads_in_pieces(text: str | bytes, what: str = "body", piece_bytes: int = PIECE_BYTES) -> Any:
-    """As `loads`, but no single `json.loads` call reads much more than `piece_bytes`: for long
-    texts, in a worker thread (the scan is a few numpy passes, each a few ms per MiB)."""
+    """As `loads`, but no single `json.loads` call reads much more than `piece_bytes`, and an array
+    or object of more than MAX_JSON_ITEMS items is a FieldError naming its path (`what[0].tags`)
+    before it is parsed: for long texts, in a worker thread (the scan is a few numpy passes, each a
+    few ms per MiB)."""
     data = as_utf8(text)
     if len(data) <= piece_bytes:
         return loads(data, what)
     marks = _Marks(data)
     _check_depth(marks, what)
-    return _Pieces(data, marks, piece_bytes).value(0, len(data))
+    return _Pieces(data, marks, piece_bytes).value(0, len(data), what)
 
 
 def as_utf8(text: str | bytes) -> bytes:
@@ -186,8 +193,8 @@ class _Pieces:
         order = np.argsort(_small(marks.levels[commas]), kind="stable")
         self.comma_levels, self.comma_positions = marks.levels[commas][order], marks.positions[commas][order]
 
-    def value(self, start: int, end: int) -> Any:
-        """The JSON value in data[start:end] (whitespace around it allowed)."""
+    def value(self, start: int, end: int, path: str) -> Any:
+        """The JSON value in data[start:end] (whitespace around it allowed), found at `path`."""
         first = _skip_space(self.data, start, end)
         if end - start <= self.piece_bytes or first >= end or self.data[first] not in _OPEN:
             return self._loads(start, end, b"", b"")
@@ -197,9 +204,12 @@ class _Pieces:
         if _skip_space(self.data, close + 1, end) < end:
             raise self._error("Extra data", _skip_space(self.data, close + 1, end))
         cuts = self._commas(first, close)
+        if cuts.size - 1 > MAX_JSON_ITEMS:
+            kind = "an array" if self.data[first] == ord("[") else "an object"
+            raise FieldError(path, f"{kind} of {cuts.size - 1} items; at most {MAX_JSON_ITEMS} are allowed")
         if cuts.size == 2 and _skip_space(self.data, first + 1, close) == close:
             return [] if self.data[first] == ord("[") else {}
-        return self._list(cuts) if self.data[first] == ord("[") else self._object(cuts)
+        return self._list(cuts, path) if self.data[first] == ord("[") else self._object(cuts, path)
 
     def _commas(self, opening: int, close: int) -> np.ndarray:
         """The container's own delimiters: its opening bracket, its commas, its closing bracket."""
@@ -218,7 +228,7 @@ class _Pieces:
             starts.append(cuts.size - 1)
         return [(a, b - 1, b) for a, b in itertools.pairwise(starts)]
 
-    def _list(self, cuts: np.ndarray) -> list[Any]:
+    def _list(self, cuts: np.ndarray, path: str) -> list[Any]:
         out: list[Any] = []
         for a, b, c in self._groups(cuts):
             if cuts[c] - cuts[a] <= 2 * self.piece_bytes:
@@ -226,10 +236,10 @@ class _Pieces:
                 continue
             if b > a:
                 out.extend(self._loads(int(cuts[a]) + 1, int(cuts[b]), b"[", b"]"))
-            out.append(self.value(int(cuts[b]) + 1, int(cuts[c])))
+            out.append(self.value(int(cuts[b]) + 1, int(cuts[c]), f"{path}[{b}]"))
         return out
 
-    def _object(self, cuts: np.ndarray) -> dict[str, Any]:
+    def _object(self, cuts: np.ndarray, path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for a, b, c in self._groups(cuts):
             if cuts[c] - cuts[a] <= 2 * self.piece_bytes:
@@ -237,11 +247,11 @@ class _Pieces:
                 continue
             if b > a:
                 out.update(self._loads(int(cuts[a]) + 1, int(cuts[b]), b"{", b"}"))
-            key, value = self._member(int(cuts[b]) + 1, int(cuts[c]))
+            key, value = self._member(int(cuts[b]) + 1, int(cuts[c]), path)
             out[key] = value  # later keys win, as in json.loads
         return out
 
-    def _member(self, start: int, end: int) -> tuple[str, Any]:
+    def _member(self, start: int, end: int, path: str) -> tuple[str, Any]:
         """A long `"key": value` member of an object: the key's string holds no marks, so the first
         mark after it is the member's colon."""
         at = int(np.searchsorted(self.marks.positions, start))
@@ -251,7 +261,7 @@ class _Pieces:
         key = self._loads(start, colon, b"", b"") if _skip_space(self.data, start, colon) < colon else None
         if not isinstance(key, str):
             raise self._error("Expecting property name enclosed in double quotes", _skip_space(self.data, start, end))
-        return key, self.value(colon + 1, end)
+        return key, self.value(colon + 1, end, f"{path}.{key}")
 
     def _loads(self, start: int, end: int, before: bytes, after: bytes) -> Any:
         # An empty item (`[1,,2]`, `[1,]`) left alone in a piece would read as an empty container.

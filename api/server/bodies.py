@@ -9,9 +9,10 @@ cleaning the rejected list echoed back whole in the 422's `input`, a 12.5 MB ans
 
 Here every route is a `BoundedRoute`: its request's `json()` refuses text nested deeper than
 search.json_input.MAX_JSON_DEPTH with a 422 that says so, and a body over INLINE_BYTES is parsed
-(in pieces) and validated against the route's body model in a worker thread; the route then gets the
-validated model, which pydantic passes through without a second walk. A refused long body answers
-its errors, as computed in the thread, after the route's dependencies (the API key first).
+(in pieces; an array or object past MAX_JSON_ITEMS is a 422 naming its path, before it is built)
+and validated against the route's body model in a worker thread; the route then gets the validated
+model, which pydantic passes through without a second walk. A refused long body answers its
+errors, as computed in the thread, after the route's dependencies (the API key first).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class _BoundedRequest(Request):
 def _refusing_deep(parse: Callable[[bytes], Any], body: bytes) -> Any:
     try:
         return parse(body)
-    except FieldError as exc:  # too deep; not JSON is json.JSONDecodeError, which FastAPI answers
+    except FieldError as exc:  # too deep, or too many items; not JSON is json.JSONDecodeError, which FastAPI answers
         raise HTTPException(422, str(exc)) from exc
 
 

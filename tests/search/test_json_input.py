@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search import json_input
-from search.json_input import MAX_JSON_DEPTH, loads, loads_in_pieces
+from search.json_input import MAX_JSON_DEPTH, MAX_JSON_ITEMS, loads, loads_in_pieces
 from search.validation import FieldError
 
 
@@ -118,15 +118,39 @@ def test_pieces_refuse_what_json_loads_refuses(text: str, data: st.DataObject, p
 def test_a_long_body_is_never_parsed_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     # json.loads holds the GIL for the whole call: a thread parsing a 15 MiB body in one stopped
     # the event loop for 0.4 s. In pieces, no call reads much more than two pieces.
-    body = json.dumps([{"id": "x", "text": "cat", "metadata": {"tags": ["ab"] * 2_500_000}}]).encode()
-    longest = 0
+    docs = [{"id": f"d{i}", "text": "t" * 60_000, "metadata": {"n": list(range(5_000))}} for i in range(200)]
+    body = json.dumps(docs).encode()
+    assert len(body) > 12 * 2**20
+    read: list[int] = []
     real = json.loads
 
     def measured(text: bytes) -> Any:
-        nonlocal longest
-        longest = max(longest, len(text))
+        read.append(len(text))
         return real(text)
 
     monkeypatch.setattr(json_input.json, "loads", measured)
-    assert loads_in_pieces(body) == real(body)
-    assert longest <= 2 * json_input.PIECE_BYTES + 2
+    assert loads_in_pieces(body) == docs
+    assert max(read) <= 2 * json_input.PIECE_BYTES + 2
+
+
+def test_an_array_or_object_past_the_item_bound_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 21's 2.5 million metadata strings: refused from the scan, naming where they are, and
+    # parsed no further than the members before them.
+    read: list[int] = []
+    real = json.loads
+
+    def measured(text: bytes) -> Any:
+        read.append(len(text))
+        return real(text)
+
+    tags = json.dumps([{"id": "x", "metadata": {"tags": ["ab"] * (MAX_JSON_ITEMS + 1)}}])
+    keys = json.dumps({"filter": {f"f{i}": 1 for i in range(MAX_JSON_ITEMS + 1)}})
+    monkeypatch.setattr(json_input.json, "loads", measured)
+    with pytest.raises(FieldError) as refused:
+        loads_in_pieces(tags)
+    assert str(refused.value) == f"body[0].metadata.tags: an array of 65537 items; at most {MAX_JSON_ITEMS} are allowed"
+    with pytest.raises(FieldError, match=r"^body\.filter: an object of 65537 items; at most 65536 are allowed$"):
+        loads_in_pieces(keys)
+    assert sum(read) < 100  # '{"id": "x"}' and the keys "metadata", "tags", "filter"
+    at_the_bound = json.dumps({"tags": ["ab"] * MAX_JSON_ITEMS})
+    assert loads_in_pieces(at_the_bound) == json.loads(at_the_bound)

@@ -73,19 +73,21 @@ class _BoundedRequest(Request):
         """The body as JSON (FastAPI calls this for JSON bodies only)."""
         body = await self.body()
         if len(body) <= INLINE_BYTES:
-            return _refusing_deep(loads, body)
+            return _parsed(loads, body)
         return await run_in_threadpool(_parse_and_validate, body, self._model)
 
 
-def _refusing_deep(parse: Callable[[bytes], Any], body: bytes) -> Any:
+def _parsed(parse: Callable[[bytes], Any], body: bytes) -> Any:
+    """`body` parsed by `parse`; past a bound (too deep, too many items) a 422 saying which. Text
+    that is not JSON raises json.JSONDecodeError, which FastAPI answers as its own 422."""
     try:
         return parse(body)
-    except FieldError as exc:  # too deep, or too many items; not JSON is json.JSONDecodeError, which FastAPI answers
+    except FieldError as exc:
         raise HTTPException(422, str(exc)) from exc
 
 
 def _parse_and_validate(body: bytes, model: Any) -> Any:
-    value = _refusing_deep(loads_in_pieces, body)
+    value = _parsed(loads_in_pieces, body)
     if model is None:
         return value
     validated, errors = model.validate(value, {}, loc=("body",))

@@ -88,8 +88,7 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
         raise ValueError(f"filter must be an object of field: condition, got {_show(raw)}")
     if not raw:
         return None  # {} filters nothing out: the same as no filter
-    if len(raw) > MAX_FIELDS:
-        raise ValueError(f"filter has {len(raw)} fields; at most {MAX_FIELDS} are allowed")
+    check_filter_size(raw)
     conditions: list[Condition] = []
     for field, spec in raw.items():
         _check_field(field)
@@ -101,6 +100,13 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
     if values > MAX_FILTER_VALUES:
         raise ValueError(f"filter holds {values} values over all its fields; at most {MAX_FILTER_VALUES} are allowed")
     return MetadataFilter(tuple(conditions))
+
+
+def check_filter_size(raw: object) -> None:
+    """Raise ValueError when `raw` holds more fields than a filter may: the one check that needs no
+    walk, made before anything (pydantic's copy of each key among them) walks it."""
+    if isinstance(raw, Mapping) and len(raw) > MAX_FIELDS:
+        raise ValueError(f"filter has {len(raw)} fields; at most {MAX_FIELDS} are allowed")
 
 
 def _check_field(field: object) -> None:

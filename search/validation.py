@@ -110,18 +110,27 @@ def check_text(value: str, field: str, stored: bool = True) -> str:
 
 
 def check_metadata(meta: object, field: str = "metadata") -> dict[str, Any]:
-    """`meta` as a dict when it satisfies every rule; else FieldError naming the path of the first bad value."""
+    """`meta` as a dict when it satisfies every rule; else FieldError naming the path of the first bad value.
+
+    Its size as JSON is counted from below as the walk goes, each container's share (brackets and
+    separators, two bytes an item) before any of its items: a list of millions of items is refused
+    at once, and no walk goes further than MAX_METADATA_BYTES of JSON would take it."""
     if not isinstance(meta, Mapping):
         raise FieldError(field, f"must be a JSON object, got {type(meta).__name__}")
     # Iterative: a value nested past the limit is reported, never a RecursionError.
     stack: list[tuple[str, Any, int]] = [(field, meta, 1)]
+    size = 0  # bytes that json.dumps will write at least
     while stack:
         path, value, depth = stack.pop()
         if isinstance(value, Mapping | list) and depth > MAX_METADATA_DEPTH:
             raise FieldError(path, f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        size += _least_json_bytes(value)
+        if size > MAX_METADATA_BYTES:
+            raise FieldError(field, f"at least {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
         if isinstance(value, Mapping):
             for key, item in value.items():
                 _check_key(path, key)
+                size += len(key)
                 stack.append((f"{path}.{key}", item, depth + 1))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(value))
@@ -131,6 +140,19 @@ def check_metadata(meta: object, field: str = "metadata") -> dict[str, Any]:
     if size > MAX_METADATA_BYTES:
         raise FieldError(field, f"{size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed")
     return dict(meta)
+
+
+def _least_json_bytes(value: object) -> int:
+    """The fewest bytes json.dumps writes for `value`, not counting its keys' characters or its
+    items: for a container its brackets and separators (and each key's quotes and colon), for a
+    string its quotes and characters (each one byte at least), for any other scalar one."""
+    if isinstance(value, Mapping):
+        return 6 * len(value) if value else 2  # {}, '"": ' each key, ', ' between items
+    if isinstance(value, list):
+        return 2 * len(value) if value else 2  # [], ', ' between items
+    if isinstance(value, str):
+        return 2 + len(value)
+    return 1
 
 
 def _check_key(path: str, key: object) -> None:

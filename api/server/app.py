@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
+from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
@@ -37,12 +37,13 @@ from api.server.schemas import (
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
+from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
-from search.validation import json_safe
+from search.validation import FieldError, json_safe
 from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,8 @@ async def _reload_forever(searcher: Searcher, interval: float) -> None:
             last_error = str(exc)
 
 
-public = APIRouter()
-protected = APIRouter(dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+public = APIRouter(route_class=BoundedRoute)
+protected = APIRouter(route_class=BoundedRoute, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -208,7 +209,9 @@ async def search_get(
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
-        raw = None if filter is None else json.loads(filter)
+        raw = None if filter is None else loads(filter, "filter")
+    except FieldError as exc:  # nested too deep
+        raise HTTPException(422, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, f"filter is not valid JSON: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
@@ -259,6 +262,7 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     app.state.worker_state = worker_state
+    app.router.route_class = BoundedRoute  # the routes added to the app itself (the routers' are theirs)
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

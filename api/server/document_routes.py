@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from api.server.bodies import BoundedRoute
 from api.server.deps import HybridDep, SettingsDep, StoreDep, WorkerStateDep
 from api.server.documents import (
     MAX_WRITE_BATCH,
@@ -56,7 +57,7 @@ class _AnyPath(PathConvertor):
 
 
 register_url_convertor("anypath", _AnyPath())
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(prefix="/documents", tags=["documents"], route_class=BoundedRoute)
 
 
 def _path_id(request: Request, doc_id: str) -> str:

@@ -44,9 +44,11 @@ class DocumentBody(BaseModel):
     def _valid_title(cls, value: str) -> str:
         return check_title(value)
 
-    @field_validator("metadata")
+    # Before pydantic's own walk (a copy of every key): check_metadata refuses an oversized value
+    # before walking it.
+    @field_validator("metadata", mode="before")
     @classmethod
-    def _valid_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _valid_metadata(cls, value: object) -> dict[str, Any]:
         return check_metadata(value)
 
 

@@ -16,15 +16,15 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
 from api.server.flow.batcher import MicroBatcher, TextEncoder
-from api.server.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
+from api.server.schemas import MAX_EMBED_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
 from search.query.searcher import Searcher
 
-MAX_EMBED_INPUTS = 2048
-router = APIRouter()
+router = APIRouter(route_class=BoundedRoute)
 
 
 async def embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:

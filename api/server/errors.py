@@ -2,10 +2,11 @@
 
 FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinity or lone UTF-16
 surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
-`json_safe` first. An overloaded server is a 429 with Retry-After, a stopping one a 503 with
-Retry-After; a text the encoder refuses alone is a 422. A database that is unavailable or busy, on
-any route, is a 503 with Retry-After that says so (search.storage.outage tells them from the faults
-that stay 500s), logged once per outage by the store, not once per request.
+`json_safe` first, and a long rejected value is shown as a preview (api/server/bodies.py). An
+overloaded server is a 429 with Retry-After, a stopping one a 503 with Retry-After; a text the
+encoder refuses alone is a 422. A database that is unavailable or busy, on any route, is a 503 with
+Retry-After that says so (search.storage.outage tells them from the faults that stay 500s), logged
+once per outage by the store, not once per request.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
+from api.server.bodies import RefusedBody, validation_detail
 from api.server.flow.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
 from api.server.schemas import ErrorBody
@@ -34,7 +35,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code i
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
+    # A long body was validated in a thread (api/server/bodies.py): its errors are already written.
+    detail = exc.body.detail if isinstance(exc.body, RefusedBody) else validation_detail(exc.errors())
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

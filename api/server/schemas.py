@@ -6,11 +6,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from search.filters import check_filter_size
 from search.query.hits import Mode
 from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 256
+MAX_EMBED_INPUTS = 2048
 
 _FILTER_DOC = (
     "Only documents whose metadata passes: equality on a field (a string, number or boolean), "
@@ -35,6 +37,12 @@ class SearchRequest(BaseModel):
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
 
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _filter_size(cls, value: Any) -> Any:
+        check_filter_size(value)
+        return value
+
     # Checked here, before the text can reach a forward pass shared with other requests.
     @field_validator("query")
     @classmethod
@@ -49,6 +57,12 @@ class BatchSearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _filter_size(cls, value: Any) -> Any:
+        check_filter_size(value)
+        return value
 
     @field_validator("queries")
     @classmethod
@@ -170,6 +184,9 @@ class EmbeddingsRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _texts_only(cls, value: Any) -> Any:
+        # The count first: every later check walks the list.
+        if isinstance(value, list) and len(value) > MAX_EMBED_INPUTS:
+            raise ValueError(f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(value)}")
         if isinstance(value, list) and any(isinstance(item, int | list) for item in value):
             raise ValueError(
                 "token-id inputs are not supported: this service tokenises with its own model's tokenizer; "

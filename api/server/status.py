@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api.server.bodies import BoundedRoute
 from api.server.deps import HybridDep, KeyedDep, SearcherDep, SettingsDep, WorkerStateDep
 from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
@@ -22,8 +23,8 @@ from search.storage.store import Store
 from search.work.state import WorkerState, queue_state
 
 log = logging.getLogger(__name__)
-public = APIRouter()
-protected = APIRouter()
+public = APIRouter(route_class=BoundedRoute)
+protected = APIRouter(route_class=BoundedRoute)
 
 
 def read_queue(store: Store) -> QueueHealth:

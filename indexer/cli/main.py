@@ -6,7 +6,6 @@ from __future__ import annotations
 # Only what parsing needs is imported here: `semsearch --help` must answer at once, and each command
 # imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
-import json
 import logging
 import sys
 from dataclasses import asdict
@@ -106,10 +105,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _filter_arg(text: str | None) -> dict[str, Any] | None:
     """The --filter flag as a JSON object (its meaning is checked by the searcher, naming the problem)."""
+    from search.json_input import loads
+    from search.validation import FieldError
+
     if text is None:
         return None
     try:
-        raw = json.loads(text)
+        raw = loads(text, "--filter")
+    except FieldError:  # nested too deep: the message names the flag
+        raise
     except ValueError as exc:
         raise ValueError(f"--filter is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.json_input import loads
 from search.storage.records import DocumentIn
 from search.validation import FieldError, check_document
 
@@ -102,9 +103,11 @@ def _parse_line(raw: bytes) -> DocumentIn | FieldError | str:
     except UnicodeDecodeError as exc:
         return f"not UTF-8 (byte {exc.start})"
     try:
-        obj = json.loads(line)
+        obj = loads(line, "record")
     except json.JSONDecodeError as exc:
         return f"malformed JSON: {exc.msg} at column {exc.colno}"
+    except FieldError as exc:  # nested too deep
+        return exc
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
     try:

@@ -24,7 +24,7 @@ from api.client.types import (
     WriteResult,
 )
 from api.server.app import create_app
-from api.server.embeddings import MAX_EMBED_INPUTS
+from api.server.schemas import MAX_EMBED_INPUTS
 from search.settings import Settings
 
 # Building the app loads nothing (the model, index and store load when a server starts).

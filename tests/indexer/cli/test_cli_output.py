@@ -71,6 +71,7 @@ def test_search_filter_and_utf8_json(env: Path, capsys: pytest.CaptureFixture[st
         ('{"kind": ', "--filter is not valid JSON"),
         ('["kind"]', "--filter must be a JSON object"),
         ('{"year": {"$gt": "x"}}', "filter field 'year': $gt needs a number, got 'x'"),
+        ("[" * 1000 + "]" * 1000, "--filter: JSON nested deeper than 64 levels of arrays and objects (1000 levels)"),
     ],
 )
 def test_a_bad_filter_is_one_line_naming_it(

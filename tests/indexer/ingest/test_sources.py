@@ -70,6 +70,18 @@ def test_records_the_api_would_refuse_are_rejected_naming_the_field(tmp_path: Pa
     ]
 
 
+def test_a_record_nested_too_deep_is_rejected_naming_the_depth(tmp_path: Path) -> None:
+    # json.loads raised RecursionError on it, which stopped the whole run.
+    path = tmp_path / "docs.jsonl"
+    deep = '{"id": "deep", "text": "fine", "metadata": {"x": ' + "[" * 1000 + "]" * 1000 + "}}"
+    path.write_text(deep + "\n" + json.dumps({"id": "good", "text": "fine"}) + "\n")
+    docs, rejected = _split(list(read_sources([path])))
+    assert [d.external_id for d in docs] == ["good"]
+    assert [str(r) for r in rejected] == [
+        f"{path}:1: record: JSON nested deeper than 64 levels of arrays and objects (1002 levels)"
+    ]
+
+
 def test_a_text_file_the_api_would_refuse_is_rejected(tmp_path: Path) -> None:
     folder = tmp_path / "notes"
     folder.mkdir()

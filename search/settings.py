@@ -147,7 +147,8 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="A connection the API is not answering (new, or idle after its answers) is closed unless it sends "
-        "a complete request head within this many seconds.",
+        "a complete request head within this many seconds; a request body must bring 1 KiB (or its rest) in each "
+        "such period.",
     )
     max_connections: int | None = Field(
         default=None,

@@ -9,6 +9,9 @@ most idle sockets. Here, on uvicorn's own h11 protocol:
 - a connection that is not being answered (fresh, between requests, or answered while its client still
   sends) must complete a request head within `header_timeout` seconds, or it is closed (a 408 first when
   part of a head came). Trickling bytes does not extend the deadline.
+- a request body must keep coming: at least `MIN_BODY_BYTES` (or its rest) in each `header_timeout`,
+  unless the server itself stopped reading it (the app has not taken what came) or the client waits
+  for 100 Continue; else the connection is closed (a 408 first if no answer started).
 - at most `max_connections` are open, below the process's file limit. A connection beyond it closes the
   one that has waited longest for a first request (else, when every one has had answers, the one idle
   longest after them); when none waits (every one is being answered) the newcomer gets 503 with
@@ -36,11 +39,16 @@ RETRY_AFTER_SECONDS = 1
 # close does not reset the connection before the client has read the answer; at most this many at once.
 LINGER_SECONDS = 2.0
 MAX_LINGERING = 16
+# What a request body must bring in each header timeout: about 100 bytes a second at the default 10 s.
+MIN_BODY_BYTES = 1024
 
 TIMED_OUT = Notice(
     "closed %d connection(s) that sent no complete request head within %g s (SEMSEARCH_HEADER_TIMEOUT_SECONDS)"
 )
 EVICTED = Notice("closed %d idle connection(s) for new ones at the connection limit (%d, SEMSEARCH_MAX_CONNECTIONS)")
+SLOW_BODY = Notice(
+    "closed %d connection(s) whose request body brought under 1 KiB in %g s (SEMSEARCH_HEADER_TIMEOUT_SECONDS)"
+)
 REFUSED = Notice("refused %d connection(s) with 503: all %d (SEMSEARCH_MAX_CONNECTIONS) were being answered")
 
 
@@ -116,6 +124,8 @@ class GuardedH11Protocol(H11Protocol):
         self.limits = limits if isinstance(limits, ConnectionLimits) else _default_limits()
         self.waiting = _waiting(server_state)
         self.head_timer: asyncio.TimerHandle | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.body_bytes = 0  # of the request body, since the body timer last looked
         self.answered = False  # a response went out on this connection
         self.refused = False
 
@@ -127,8 +137,11 @@ class GuardedH11Protocol(H11Protocol):
         self._track_client()
 
     def data_received(self, data: bytes) -> None:
-        if not self.refused:  # a refused connection's request is read only to be dropped
-            super().data_received(data)
+        if self.refused:  # a refused connection's request is read only to be dropped
+            return
+        if self.conn.their_state is h11.SEND_BODY:
+            self.body_bytes += len(data)
+        super().data_received(data)
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -141,6 +154,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
+        self._stop_body_timer()
         if self.refused:
             self.waiting.lingering -= 1
             return
@@ -148,13 +162,41 @@ class GuardedH11Protocol(H11Protocol):
 
     def _track_client(self) -> None:
         """Start the head deadline when the connection begins to wait for its client (nothing of it is
-        being answered), stop it when a request arrives."""
-        waiting = (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing()
+        being answered), stop it when a request arrives; watch a request's body while it comes."""
+        open_ = not self.transport.is_closing()
+        waiting = (self.cycle is None or self.cycle.response_complete) and open_
         if waiting and self.head_timer is None:
             self.head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
             self.waiting.add(self)
         elif not waiting:
             self._stop_waiting()
+        receiving = not waiting and open_ and self.conn.their_state is h11.SEND_BODY
+        if receiving and self.body_timer is None:
+            self.body_bytes = 0
+            self.body_timer = self.loop.call_later(self.limits.header_timeout, self._body_check)
+        elif not receiving:
+            self._stop_body_timer()
+
+    def _stop_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_check(self) -> None:
+        """Close a connection whose request body brought under `MIN_BODY_BYTES` in the last header timeout,
+        unless the server stopped reading it or the client waits for 100 Continue."""
+        self.body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self.body_bytes >= MIN_BODY_BYTES or self.flow.read_paused or cycle.waiting_for_100_continue:
+            self.body_bytes = 0
+            self.body_timer = self.loop.call_later(self.limits.header_timeout, self._body_check)
+            return
+        if not cycle.response_started:
+            self.transport.write(TIMEOUT_RESPONSE)
+        SLOW_BODY.add(self.limits.header_timeout)
+        self.transport.close()
 
     def _stop_waiting(self) -> None:
         if self.head_timer is not None:

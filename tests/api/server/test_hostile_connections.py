@@ -182,6 +182,32 @@ def _body_head(length: int) -> bytes:
     return head.encode() + b"\r\n\r\n"
 
 
+def test_a_stalled_request_body_gets_408_and_is_closed(served: Served) -> None:
+    seconds, received = _until_closed(_connect(served, _body_head(100) + b'{"query": '))
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert TIMEOUT * 0.8 <= seconds < 2 * TIMEOUT + 2, seconds
+
+
+def test_a_trickled_request_body_is_closed(served: Served) -> None:
+    sock = _connect(served, _body_head(100_000))
+    started = time.monotonic()
+    with suppress(OSError):  # the server closes the connection while the body still trickles in
+        for _ in range(50):  # 10 s of 10 bytes every 0.2 s (50 bytes a second), if nothing stops it
+            sock.sendall(b" " * 10)
+            time.sleep(0.2)
+    _until_closed(sock)
+    assert time.monotonic() - started < 2 * TIMEOUT + 2, time.monotonic() - started
+
+
+def test_a_steady_upload_slower_than_the_timeout_is_answered(served: Served) -> None:
+    body = b'{"query": "the cat", "top_k": 1}'.ljust(24 * 1024)  # JSON, then whitespace
+    with _connect(served, _body_head(len(body))) as sock:
+        for start in range(0, len(body), 4096):  # 8 KiB a second: 3 s in all, each 1 s brings 8 KiB
+            sock.sendall(body[start : start + 4096])
+            time.sleep(0.5)
+        assert _response(sock).startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_client_asking_steadily_keeps_its_connection(served: Served) -> None:
     with _connect(served) as sock:
         for _ in range(5):  # 3 s on one connection, each request within the timeout of the last answer
@@ -278,7 +304,8 @@ def test_more_idle_connections_than_files_leave_connected_clients_answered(serve
 
 @contextmanager
 def _stalled_bodies(served: Served, count: int) -> Iterator[list[socket.socket]]:
-    """`count` requests whose head came whole and whose body stops short: being answered, they hold on."""
+    """`count` requests whose head came whole and whose body stops short: being answered, they hold on
+    (for a header timeout)."""
     socks = [_connect(served, _body_head(100) + b"{") for _ in range(count)]
     try:
         yield socks
@@ -288,6 +315,7 @@ def _stalled_bodies(served: Served, count: int) -> Iterator[list[socket.socket]]
 
 
 def test_with_every_connection_busy_a_newcomer_gets_503_with_retry_after(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # A longer timeout: the stalled bodies hold their connections while the newcomer knocks.
     with _serve(
         tmp_path, tiny_model_dir, SEMSEARCH_MAX_CONNECTIONS="4", SEMSEARCH_HEADER_TIMEOUT_SECONDS="5"
     ) as server:

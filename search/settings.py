@@ -154,8 +154,9 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Open connections per server process; past it, the one idle longest is closed, or when every "
-        "one is being answered the new one gets 503 with Retry-After. Default: the open-file limit less a "
-        "quarter of it (at least 128), left to the database and index files.",
+        "one is being answered the new one gets 503 with Retry-After. Default: the open-file limit (serve raises "
+        "it to the hard limit) less a quarter of it (at least 128), left to the database and index files; at "
+        "most 65,536.",
     )
 
     @field_validator("chunk_overlap")

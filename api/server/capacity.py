@@ -4,6 +4,7 @@ a deadline for each request head, and a cap on open connections below the proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import time
@@ -22,6 +23,9 @@ MIN_RESERVED_FILES = 128
 ACCEPT_BURST = 8
 # A process without a file limit still gets a finite one (Linux's default most open files, fs.nr_open).
 UNLIMITED_FILES = 1 << 20
+# The default cap at most, whatever the file limit: an idle connection holds about 6 KiB of the server's
+# memory (5,000 half-open ones measured), so this many about 400 MiB.
+MAX_DEFAULT_CONNECTIONS = 65_536
 # Repeated events (a timed-out head, a refused connection) are logged at most once per this many seconds.
 NOTICE_SECONDS = 60.0
 
@@ -40,10 +44,23 @@ def file_limit() -> int:
     return UNLIMITED_FILES if soft == resource.RLIM_INFINITY or soft > UNLIMITED_FILES else soft
 
 
+def raise_file_limit() -> int:
+    """Raise the process's soft limit on open files to its hard limit, as Go's runtime does at start: the
+    soft limit (often 1,024) dates from select(), which caps descriptors at 1,024 and which nothing here
+    uses (asyncio waits with epoll, psycopg with poll). Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = UNLIMITED_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # above what the system allows (fs.nr_open): keep it
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return file_limit()
+
+
 def default_max_connections(files: int) -> int:
     """The connections a process with a limit of `files` open files may hold: the limit less a reserve of
-    a quarter of it, at least `MIN_RESERVED_FILES` (and at least one connection)."""
-    return max(files - max(MIN_RESERVED_FILES, files // 4), 1)
+    a quarter of it, at least `MIN_RESERVED_FILES` (and at least one connection; at most
+    `MAX_DEFAULT_CONNECTIONS`)."""
+    return min(max(files - max(MIN_RESERVED_FILES, files // 4), 1), MAX_DEFAULT_CONNECTIONS)
 
 
 def connection_limits(header_timeout: float, max_connections: int | None) -> ConnectionLimits:

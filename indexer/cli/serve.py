@@ -21,11 +21,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
     from api.server.app import create_app
-    from api.server.capacity import connection_limits
+    from api.server.capacity import connection_limits, raise_file_limit
     from api.server.serving import serve
     from indexer.write.worker import BackgroundWorker, open_worker
     from search.settings import settings_env
 
+    raise_file_limit()  # first: the cap on connections follows it, and worker processes inherit it
     migrate_schema(settings)  # once, here: the worker, the app and its worker processes only check the schema
     background = None
     if not args.no_worker:

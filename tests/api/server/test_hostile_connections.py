@@ -358,6 +358,18 @@ def test_out_of_files_accepting_backs_off_quietly(tmp_path: Path, tiny_model_dir
     assert 1 <= len(lines) <= 2, lines  # one line a minute, not a traceback per failed accept()
 
 
-@pytest.mark.parametrize(("files", "cap"), [(100, 1), (256, 128), (1024, 768), (4096, 3072)])
+@pytest.mark.parametrize(("files", "cap"), [(100, 1), (256, 128), (1024, 768), (4096, 3072), (1 << 20, 65_536)])
 def test_the_default_cap_leaves_a_quarter_of_the_files_and_at_least_128(files: int, cap: int) -> None:
     assert default_max_connections(files) == cap
+
+
+def test_serve_raises_its_soft_file_limit_to_the_hard_one() -> None:
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))
+
+    code = "from api.server.capacity import raise_file_limit; import resource; raise_file_limit(); "
+    code += "print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, preexec_fn=limits, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "(512, 512)"

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-scale bench-recall clean
+.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-slow-clients bench-scale bench-recall clean
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,10 @@ bench: install
 # Apart from `bench`, which must stay under 15 minutes: indexing SciFact for it alone takes 3-5.
 bench-http: install
 	$(PY) -m bench.http_load
+
+# A connected client's search latency while another process holds 1,000 idle half-open connections.
+bench-slow-clients: install
+	$(PY) -m bench.slow_clients
 
 # Writes, filters, start-up and memory at 1M synthetic chunks and at 100k (N=... to change).
 N ?= 1000000

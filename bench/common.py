@@ -85,16 +85,22 @@ def free_port() -> int:
 
 @contextmanager
 def serve_process(
-    folder: Path, wait_for: str = "/health", timeout: float = 600, args: Sequence[str] = ()
+    folder: Path,
+    wait_for: str = "/health",
+    timeout: float = 600,
+    args: Sequence[str] = (),
+    files: tuple[int, int] | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """`semsearch serve` over `folder` in its own process (this checkout's sources), with `args` added,
-    until `wait_for` answers 200; yields its URL and process id."""
+    """`semsearch serve` over `folder` in its own process (this checkout's sources), with `args` added
+    (and its soft and hard limits on open files at `files` when given), until `wait_for` answers 200;
+    yields its URL and process id."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "server.log").open("wb")
     # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
     command = [sys.executable, "-m", "indexer.cli.main", "serve", "--port", str(port), "--data-dir", str(folder), *args]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    limit = None if files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, files)
+    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

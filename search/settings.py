@@ -143,6 +143,21 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body the API accepts; larger ones get 413 before they are read into memory.",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection the API is not answering (new, or idle after its answers) is closed unless it sends "
+        "a complete request head within this many seconds; a request body must bring 1 KiB (or its rest) in each "
+        "such period.",
+    )
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        description="Open connections per server process; past it, the one idle longest is closed, or when every "
+        "one is being answered the new one gets 503 with Retry-After. Default: the open-file limit (serve raises "
+        "it to the hard limit) less a quarter of it (at least 128), left to the database and index files; at "
+        "most 65,536.",
+    )
 
     @field_validator("chunk_overlap")
     @classmethod

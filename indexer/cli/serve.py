@@ -20,24 +20,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the API until interrupted, by default with the indexing worker on a thread beside it."""
     import os
 
-    import uvicorn
-
     from api.server.app import create_app
+    from api.server.capacity import connection_limits, raise_file_limit
+    from api.server.serving import serve
     from indexer.write.worker import BackgroundWorker, open_worker
     from search.settings import settings_env
 
+    raise_file_limit()  # first: the cap on connections follows it, and worker processes inherit it
     migrate_schema(settings)  # once, here: the worker, the app and its worker processes only check the schema
     background = None
     if not args.no_worker:
         _lock = writer_lock(settings, "semsearch serve (with its indexing worker)")
         background = BackgroundWorker(open_worker(settings))
         background.start()
+    limits = connection_limits(settings.header_timeout_seconds, settings.max_connections)
     try:
         if args.workers > 1:
             # Worker processes build their app from the environment: hand them these settings there.
             os.environ.update(settings_env(settings))
-            uvicorn.run(
+            serve(
                 "api.server.app:create_app",
+                limits,
                 factory=True,
                 host=args.host,
                 port=args.port,
@@ -46,7 +49,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             state = background.worker.state if background is not None else None
-            uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")
+            serve(create_app(settings, state), limits, host=args.host, port=args.port, log_level="info")
     finally:
         if background is not None:
             background.stop()

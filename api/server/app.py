@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,13 +25,13 @@ from api.server.flow.batcher import MicroBatcher
 from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
 from api.server.metrics import Metrics, MetricsMiddleware
+from api.server.results import results
 from api.server.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
     BatchSearchResponse,
     SearchRequest,
     SearchResponse,
-    SearchResult,
 )
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
@@ -41,12 +40,10 @@ from search.query.hits import FusionConfig, HybridHit, Mode
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
-from search.validation import json_safe
 from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
-_HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
 
 
 def serving_settings(settings: Settings) -> Settings:
@@ -137,20 +134,6 @@ def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _results(hits: list[HybridHit]) -> list[SearchResult]:
-    # Metadata stored before writes were validated may hold what JSON cannot (NaN, lone surrogates,
-    # nesting past pydantic's limit): shown in a form it can, so one document never fails a search.
-    # Fields are read off the hit, not through `asdict`, whose deep copy of every value cost more
-    # than the rest of the response.
-    return [
-        SearchResult.model_validate(
-            {**{name: getattr(hit, name) for name in _HIT_FIELDS}, "metadata": json_safe(hit.metadata)},
-            from_attributes=True,  # the retrievers' signals are dataclasses
-        )
-        for hit in hits
-    ]
-
-
 async def _search(
     hybrid: HybridSearcher,
     batcher: MicroBatcher,
@@ -190,7 +173,7 @@ async def search_post(
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
     with admission.admit():
         lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
-    return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+    return SearchResponse(results=results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -234,7 +217,7 @@ async def search_batch(
     metadata_filter = _filter(body.filter)
     with admission.admit():
         lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
-    return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
+    return BatchSearchResponse(results=[results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
 
 
 @public.get("/", include_in_schema=False)

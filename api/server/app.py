@@ -17,11 +17,12 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
-from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
+from api.server.flow.budget import check_hits
 from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
 from api.server.metrics import Metrics, MetricsMiddleware
@@ -208,11 +209,14 @@ async def search_batch(
     batcher: BatcherDep,
     threads: SearchThreadsDep,
     admission: AdmissionDep,
+    settings: SettingsDep,
 ) -> BatchSearchResponse:
     """One result list per query; the queries go through the model in one batch."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
+    # A single search needs no check: its top_k (at most 1000) is within any budget the settings allow.
+    check_hits(len(body.queries), body.top_k, settings.search_max_hits)
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():

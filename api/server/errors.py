@@ -3,7 +3,8 @@
 FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinity or lone UTF-16
 surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
 `json_safe` first. An overloaded server is a 429 with Retry-After, a stopping one a 503 with
-Retry-After; a text the encoder refuses alone is a 422.
+Retry-After; a text the encoder refuses alone, or a search asking for more hits than a request may,
+is a 422.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from api.server.flow.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
+from api.server.flow.budget import SearchBudgetError
 from api.server.schemas import ErrorBody
 from search.validation import json_safe
 
@@ -53,6 +55,11 @@ async def _refused_text(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": json_safe(str(exc))}, status_code=422)
 
 
+async def _over_budget(_request: Request, exc: Exception) -> JSONResponse:
+    # 422, as for a top_k past its maximum: the request is well formed, and asks for more than one may.
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -62,3 +69,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AdmissionClosedError, _stopped)
     app.add_exception_handler(BatcherStoppedError, _stopped)
     app.add_exception_handler(TextEncodingError, _refused_text)
+    app.add_exception_handler(SearchBudgetError, _over_budget)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
+from api.server.batches import batch_body, search_batch_json
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
@@ -210,8 +211,9 @@ async def search_batch(
     threads: SearchThreadsDep,
     admission: AdmissionDep,
     settings: SettingsDep,
-) -> BatchSearchResponse:
-    """One result list per query; the queries go through the model in one batch."""
+) -> Response:
+    """One result list per query, in query order. The queries are embedded and searched a few at a time,
+    taking turns with other requests (api/server/batches.py)."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
@@ -220,8 +222,9 @@ async def search_batch(
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():
-        lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
-    return BatchSearchResponse(results=[results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
+        pieces = await search_batch_json(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
+    took_ms = (time.perf_counter() - started) * 1000
+    return Response(batch_body(pieces, took_ms), media_type="application/json")
 
 
 @public.get("/", include_in_schema=False)

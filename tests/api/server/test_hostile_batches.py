@@ -7,7 +7,11 @@ Real HTTP against the app in uvicorn, with the tiny BERT, over 203 documents."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from fastapi import FastAPI
 
 from api.client import InvalidRequestError, SemsearchClient
 from api.server.app import create_app
+from api.server.flow.slicing import SLICE_QUERIES
 from indexer.write.pipeline import open_indexer
 from search.settings import Settings
 from search.storage.records import DocumentIn
@@ -41,6 +46,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Sett
     return settings
 
 
+@contextmanager
 def _served(settings: Settings) -> Iterator[tuple[FastAPI, str]]:
     app = create_app(settings)
     for url in serve_app(app):
@@ -50,7 +56,8 @@ def _served(settings: Settings) -> Iterator[tuple[FastAPI, str]]:
 @pytest.fixture(scope="module")
 def served(data: Settings) -> Iterator[tuple[FastAPI, str]]:
     """The server with its default budget, and its app (to reach the encoder and the searcher)."""
-    yield from _served(data)
+    with _served(data) as served:
+        yield served
 
 
 def _batch(url: str, queries: list[str], top_k: int, mode: str = "hybrid") -> httpx.Response:
@@ -87,7 +94,7 @@ def test_a_batch_past_the_budget_is_a_422_naming_the_limit_and_its_cost(
 
 
 def test_the_budget_is_a_setting(data: Settings) -> None:
-    for _app, url in _served(data.model_copy(update={"search_max_hits": 2000})):
+    with _served(data.model_copy(update={"search_max_hits": 2000})) as (_app, url):
         assert _batch(url, QUERIES[:2], 1000).status_code == 200
         refused = _batch(url, QUERIES[:3], 1000)
         assert refused.status_code == 422 and "3000 hits" in refused.json()["detail"]
@@ -129,3 +136,78 @@ def test_the_client_sends_a_batch_past_the_budget_in_requests_within_it(served: 
         # What no split can bring within the budget is the server's 422, named.
         with pytest.raises(InvalidRequestError, match="top_k"):
             client.search_batch(["cat"], top_k=1001)
+
+
+class Recorder:
+    """Wraps the served app's encoder and search calls: records each forward pass's texts and how many
+    search calls of the batch run at once, and slows both (per text, sleeping, so without holding a
+    core) so that the batch lasts long enough for others to arrive while it runs."""
+
+    def __init__(self, app: FastAPI, batch: list[str]) -> None:
+        self.batch = set(batch)
+        self.passes: list[list[str]] = []
+        self.batch_searching = threading.Event()  # set once the batch's first search call starts
+        self.running = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        encoder, hybrid = app.state.batcher.encoder, app.state.hybrid
+        encode, search = encoder.encode, hybrid.search_prepared
+
+        def slow_encode(texts: Sequence[str]) -> Any:
+            self.passes.append(list(texts))
+            time.sleep(0.003 * len(texts))
+            return encode(texts)
+
+        def slow_search(queries: Sequence[str], *args: Any) -> Any:
+            mine = bool(self.batch & set(queries))
+            with self._lock:
+                self.running += mine
+                self.most = max(self.most, self.running)
+            if mine:
+                self.batch_searching.set()
+            try:
+                time.sleep(0.005 * len(queries))
+                return search(queries, *args)
+            finally:
+                with self._lock:
+                    self.running -= mine
+
+        encoder.encode, hybrid.search_prepared = slow_encode, slow_search
+
+    def pass_of(self, text: str) -> int:
+        """The index of the (first) forward pass that embedded `text`."""
+        return next(i for i, texts in enumerate(self.passes) if text in texts)
+
+
+# Queries of the fixture's own documents, none of them in the batch.
+SINGLES = ["the cat sat on the mat", "the sun and the moon and a star in the sky", "cancer patients study results"]
+
+
+@pytest.mark.parametrize("search_threads", [1, 2])
+def test_single_searches_take_turns_with_the_largest_legal_batch(data: Settings, search_threads: int) -> None:
+    batch = QUERIES
+    finished: dict[str, float] = {}
+    with _served(data.model_copy(update={"search_threads": search_threads})) as (app, url):
+        recorder = Recorder(app, batch)
+
+        def send_batch() -> httpx.Response:
+            response = _batch(url, batch, LIMIT // len(batch))
+            finished["batch"] = time.monotonic()
+            return response
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sent = pool.submit(send_batch)
+            assert recorder.batch_searching.wait(120), "the batch never reached the search threads"
+            for query in SINGLES:  # one client's searches, one after another, while the batch runs
+                assert len(_single(url, query, 10)) == 10
+                finished[query] = time.monotonic()
+            assert sent.result().status_code == 200
+        # Each single search was answered before the batch was: it never waited for the whole batch.
+        assert all(finished[query] < finished["batch"] for query in SINGLES), finished
+        # At the encoder: each single went through a forward pass before the batch's last query did,
+        # and no pass held more than a slice of the batch.
+        last = max(recorder.pass_of(query) for query in batch)
+        assert all(recorder.pass_of(query) < last for query in SINGLES), "a single waited for the whole batch"
+        assert max(len(recorder.batch & set(texts)) for texts in recorder.passes) <= SLICE_QUERIES
+        # In the search threads: the batch never held more than one, whatever their number.
+        assert recorder.most == 1

@@ -20,11 +20,15 @@ T = TypeVar("T")
 V = TypeVar("V")
 R = TypeVar("R")
 
-# Measured on the 2-core AVX512-BF16 host with SciFact (OpenVINO in bf16, one thread): a query takes
-# about 10 ms to embed, 8 in one pass about 70 ms (batching gains little there), so a single query
-# waits at most ~80 ms for the encoder behind a slice. A hybrid search takes ~30 ms a query at top_k
-# 10, ~400 ms at top_k 1,000, mostly building the hits: a slice holds at most 1,000 of them.
-SLICE_QUERIES = 8
+# A single query waits at the encoder for about two forward passes, each holding one slice of a batch
+# running beside it. On the 2-core AVX512-BF16 host (OpenVINO in bf16, one encoder thread, SciFact,
+# the host shared with other work), single searches beside batches of 256 queries at top_k 39 took
+# p50 170-330 ms and p99 0.55-0.9 s with slices of 8 queries, nearly all of it waiting for the
+# encoder; with slices of 2, p50 90-150 ms and p99 0.24-0.35 s, and the batch took no longer (10-13 s):
+# its searches (~30 ms a query), not its embedding, set its pace. One a slice helped no further and
+# slowed the batch. A hybrid search at top_k 1,000 takes ~400 ms, most of it building the hits: a
+# slice holds at most 1,000 of them.
+SLICE_QUERIES = 2
 SLICE_HITS = 1000
 
 

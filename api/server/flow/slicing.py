@@ -28,13 +28,13 @@ R = TypeVar("R")
 # its searches (~30 ms a query), not its embedding, set its pace. One a slice helped no further and
 # slowed the batch. A hybrid search at top_k 1,000 takes ~400 ms, most of it building the hits: a
 # slice holds at most 1,000 of them.
-SLICE_QUERIES = 2
+SLICE_TEXTS = 2  # a request's texts in one forward pass: queries of a batch, inputs of /v1/embeddings
 SLICE_HITS = 1000
 
 
 def slice_size(top_k: int) -> int:
-    """Queries per slice of a batch at `top_k`: at most SLICE_QUERIES, and SLICE_HITS hits (one at least)."""
-    return max(1, min(SLICE_QUERIES, SLICE_HITS // max(top_k, 1)))
+    """Queries per slice of a search batch at `top_k`: at most SLICE_TEXTS, and SLICE_HITS hits (one at least)."""
+    return max(1, min(SLICE_TEXTS, SLICE_HITS // max(top_k, 1)))
 
 
 async def in_slices(

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from api.client import InvalidRequestError, SemsearchClient
 from api.server.app import create_app
-from api.server.flow.slicing import SLICE_QUERIES
+from api.server.flow.slicing import SLICE_TEXTS
 from indexer.write.pipeline import open_indexer
 from search.settings import Settings
 from search.storage.records import DocumentIn
@@ -208,6 +208,6 @@ def test_single_searches_take_turns_with_the_largest_legal_batch(data: Settings,
         # and no pass held more than a slice of the batch.
         last = max(recorder.pass_of(query) for query in batch)
         assert all(recorder.pass_of(query) < last for query in SINGLES), "a single waited for the whole batch"
-        assert max(len(recorder.batch & set(texts)) for texts in recorder.passes) <= SLICE_QUERIES
+        assert max(len(recorder.batch & set(texts)) for texts in recorder.passes) <= SLICE_TEXTS
         # In the search threads: the batch never held more than one, whatever their number.
         assert recorder.most == 1

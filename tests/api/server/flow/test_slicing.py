@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from api.server.flow.slicing import SLICE_HITS, SLICE_QUERIES, in_slices, slice_size
+from api.server.flow.slicing import SLICE_HITS, SLICE_TEXTS, in_slices, slice_size
 
 
 def test_a_slice_holds_few_queries_and_hits_and_one_query_at_least() -> None:
-    assert slice_size(10) == SLICE_QUERIES
+    assert slice_size(10) == SLICE_TEXTS
     assert slice_size(SLICE_HITS // 2) == 2
     assert slice_size(1000) == 1 == slice_size(SLICE_HITS * 5)
 

@@ -7,7 +7,8 @@ search thread for seconds: other clients' single searches waited up to 42 s behi
 (issue 21). Entering each queue one slice at a time, a batch lets whatever arrives meanwhile in after
 at most one of its slices, in each queue: the queues' own order makes the turns round-robin between
 requests, with no queue of their own to keep. The batch still overlaps its two stages: slice i+1 is
-embedded while slice i is searched.
+embedded while slice i is searched. `/v1/embeddings` queues its inputs the same way, SLICE_TEXTS at a
+time (api/server/embeddings.py).
 """
 
 from __future__ import annotations

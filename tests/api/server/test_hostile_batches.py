@@ -146,6 +146,7 @@ class Recorder:
     def __init__(self, app: FastAPI, batch: list[str]) -> None:
         self.batch = set(batch)
         self.passes: list[list[str]] = []
+        self.batch_encoding = threading.Event()  # set once a pass holds some of the batch's texts
         self.batch_searching = threading.Event()  # set once the batch's first search call starts
         self.running = 0
         self.most = 0
@@ -155,6 +156,8 @@ class Recorder:
 
         def slow_encode(texts: Sequence[str]) -> Any:
             self.passes.append(list(texts))
+            if self.batch & set(texts):
+                self.batch_encoding.set()
             time.sleep(0.003 * len(texts))
             return encode(texts)
 
@@ -211,3 +214,37 @@ def test_single_searches_take_turns_with_the_largest_legal_batch(data: Settings,
         assert max(len(recorder.batch & set(texts)) for texts in recorder.passes) <= SLICE_TEXTS
         # In the search threads: the batch never held more than one, whatever their number.
         assert recorder.most == 1
+
+
+def test_single_searches_take_turns_with_a_large_embedding_request(data: Settings) -> None:
+    inputs = [f"{query} {i}" for i, query in enumerate(QUERIES * 2)]  # 512 texts, all different
+    finished: dict[str, float] = {}
+    with _served(data) as (app, url):
+        recorder = Recorder(app, inputs)
+
+        def send_inputs() -> httpx.Response:
+            response = httpx.post(
+                f"{url}/v1/embeddings", json={"input": inputs, "encoding_format": "float"}, timeout=300
+            )
+            finished["embeddings"] = time.monotonic()
+            return response
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sent = pool.submit(send_inputs)
+            assert recorder.batch_encoding.wait(120), "the embedding request never reached the encoder"
+            for query in SINGLES:
+                assert len(_single(url, query, 10)) == 10
+                finished[query] = time.monotonic()
+            response = sent.result()
+        # Its vectors are each input's own, in order, as when embedded alone.
+        assert response.status_code == 200, response.text
+        vectors = [item["embedding"] for item in response.json()["data"]]
+        for i in (0, 1, 2, 255, 511):
+            alone = httpx.post(
+                f"{url}/v1/embeddings", json={"input": inputs[i], "encoding_format": "float"}, timeout=60
+            )
+            assert np.allclose(vectors[i], alone.json()["data"][0]["embedding"], atol=1e-5)
+    assert all(finished[query] < finished["embeddings"] for query in SINGLES), finished
+    last = max(recorder.pass_of(text) for text in inputs)
+    assert all(recorder.pass_of(query) < last for query in SINGLES), "a single waited for all the inputs"
+    assert max(len(recorder.batch & set(texts)) for texts in recorder.passes) <= SLICE_TEXTS

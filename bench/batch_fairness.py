@@ -4,8 +4,9 @@ SciFact (issue 21: one legal batch held other clients' searches up to 42 s).
 1. Builds (or reuses) the SciFact index of bench/http_load.py (the first `--docs` documents, 2,000 by
    default) and starts `semsearch serve` over it with its default settings.
 2. One client sends single `POST /search` requests (top_k 10, one after another) for `--seconds`:
-   alone first, then while a second client sends batches of each `--batches` shape (QUERIESxTOP_K)
-   back to back, each waiting for its answer before sending the next.
+   alone first, then while a second client sends batches of each `--batches` shape (QUERIESxTOP_K),
+   then `/v1/embeddings` requests of `--embeddings` SciFact abstracts, back to back, each waiting
+   for its answer before sending the next.
 3. Sends one batch past the budget (256 x 1,000, both per-field maxima) and reports its status and
    how long the refusal took.
 
@@ -15,6 +16,7 @@ with nothing beside it) and answer size. The target: single
 search p99 < 1 s while the largest legal batch runs.
 
     .venv/bin/python -m bench.batch_fairness [--seconds 30] [--docs 2000] [--batches 256x39,10x1000,256x10]
+        [--embeddings 512]
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
 from api.server.app import serving_settings
-from bench.common import print_table, scifact_queries, serve_process
+from bench.common import print_table, scifact_docs, scifact_queries, serve_process
 from bench.http_load import build_index, cpu_flags
 from search.settings import Settings
 
@@ -65,36 +68,52 @@ def _singles(url: str, queries: list[str], seconds: float, load: Load) -> None:
             i += 1
 
 
-def _batches(
-    url: str, queries: list[str], top_k: int, stop: threading.Event, started: threading.Event, load: Load
-) -> None:
+@dataclass(frozen=True)
+class Batch:
+    """A large request that a second client sends back to back."""
+
+    name: str
+    path: str
+    body: dict[str, Any]
+
+
+def search_batch(queries: list[str], count: int, top_k: int) -> Batch:
+    """`count` queries at `top_k` (others than the single client's first ones)."""
+    body = {"queries": queries[::-1][:count], "top_k": top_k}
+    return Batch(f"batches of {count} x top_k {top_k}", "/search/batch", body)
+
+
+def embedding_batch(count: int) -> Batch:
+    """The first `count` SciFact abstracts (the model reads 256 tokens of each) for `/v1/embeddings`."""
+    texts = [doc["text"] for doc in scifact_docs(count + 50) if str(doc["text"]).strip()][:count]
+    return Batch(
+        f"/v1/embeddings of {count} abstracts", "/v1/embeddings", {"input": texts, "encoding_format": "base64"}
+    )
+
+
+def _batches(url: str, batch: Batch, stop: threading.Event, started: threading.Event, load: Load) -> None:
     """Batches back to back until `stop`; the answer is read, not parsed (the client's own CPU time
     would take a core from the server on a small host)."""
     with httpx.Client(base_url=url, timeout=600) as client:
-        i = 0
         while not stop.is_set():
-            body = {"queries": [queries[(i + j) % len(queries)] for j in range(len(queries))], "top_k": top_k}
             sent = time.perf_counter()
             started.set()
-            response = client.post("/search/batch", json=body)
+            response = client.post(batch.path, json=batch.body)
             if response.status_code == 200:
                 load.batches.append(time.perf_counter() - sent)
                 load.batch_bytes = len(response.content)
             else:
                 load.batch_errors += 1
-            i += 1
 
 
-def measure(url: str, queries: list[str], seconds: float, shape: tuple[int, int] | None) -> Load:
-    """Single searches for `seconds`, alone or beside batches of `shape` (queries, top_k)."""
+def measure(url: str, queries: list[str], seconds: float, batch: Batch | None) -> Load:
+    """Single searches for `seconds`, alone or beside `batch` sent back to back."""
     load = Load()
-    if shape is None:
+    if batch is None:
         _singles(url, queries, seconds, load)
         return load
-    count, top_k = shape
     stop, started = threading.Event(), threading.Event()
-    batch_queries = queries[::-1][:count]  # other queries than the single client's first ones
-    sender = threading.Thread(target=_batches, args=(url, batch_queries, top_k, stop, started, load))
+    sender = threading.Thread(target=_batches, args=(url, batch, stop, started, load))
     sender.start()
     started.wait()
     time.sleep(0.5)  # the batch is under way when the single searches begin
@@ -106,13 +125,12 @@ def measure(url: str, queries: list[str], seconds: float, shape: tuple[int, int]
     return load
 
 
-def batch_alone(url: str, queries: list[str], shape: tuple[int, int]) -> float:
-    """Seconds one batch of `shape` takes with nothing beside it."""
-    count, top_k = shape
+def batch_alone(url: str, batch: Batch) -> float:
+    """Seconds one `batch` takes with nothing beside it."""
     sent = time.perf_counter()
-    response = httpx.post(f"{url}/search/batch", json={"queries": queries[::-1][:count], "top_k": top_k}, timeout=600)
+    response = httpx.post(url + batch.path, json=batch.body, timeout=600)
     if response.status_code != 200:
-        raise RuntimeError(f"a batch of {count} x top_k {top_k} was answered {response.status_code}: {response.text}")
+        raise RuntimeError(f"{batch.name}: answered {response.status_code}: {response.text}")
     return time.perf_counter() - sent
 
 
@@ -138,6 +156,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per load")
     parser.add_argument("--docs", type=int, default=2000, help="index the first N SciFact documents")
     parser.add_argument("--batches", default="256x39,10x1000,256x10", help="batch shapes QUERIESxTOP_K")
+    parser.add_argument("--embeddings", type=int, default=512, help="abstracts a /v1/embeddings request (0: none)")
     args = parser.parse_args()
     shapes = [(int(q), int(k)) for q, k in (s.lower().split("x") for s in args.batches.split(",") if s.strip())]
     queries = scifact_queries()
@@ -155,15 +174,17 @@ def main() -> None:
         for query in queries[:20]:  # warm-up
             httpx.post(f"{url}/search", json={"query": query, "top_k": TOP_K}, timeout=60)
         print(f"encoder: {encoder_line(folder, settings)}", flush=True)
-        for shape in [None, *shapes]:
-            load = measure(url, queries, args.seconds, shape)
-            name = "alone" if shape is None else f"beside batches of {shape[0]} x top_k {shape[1]}"
-            alone = "-" if shape is None else f"{batch_alone(url, queries, shape):.1f}"
-            batch = "-" if shape is None else f"{len(load.batches)} in {np.mean(load.batches or [np.nan]):.1f} s"
-            size = "-" if shape is None else f"{load.batch_bytes / 2**20:.1f}"
+        batches = [search_batch(queries, count, top_k) for count, top_k in shapes]
+        batches += [embedding_batch(args.embeddings)] if args.embeddings else []
+        for batch in [None, *batches]:
+            load = measure(url, queries, args.seconds, batch)
+            name = "alone" if batch is None else f"beside {batch.name}"
+            alone = "-" if batch is None else f"{batch_alone(url, batch):.1f}"
+            sent = "-" if batch is None else f"{len(load.batches)} in {np.mean(load.batches or [np.nan]):.1f} s"
+            size = "-" if batch is None else f"{load.batch_bytes / 2**20:.1f}"
             worst = max(load.singles, default=float("nan")) * 1000
             errors = load.single_errors + load.batch_errors
-            rows.append([name, len(load.singles), load.ms(50), load.ms(99), worst, errors, batch, alone, size])
+            rows.append([name, len(load.singles), load.ms(50), load.ms(99), worst, errors, sent, alone, size])
             print(f"  {name}: p50 {load.ms(50):.0f} ms, p99 {load.ms(99):.0f} ms", flush=True)
         print(f"past the budget: {refusal(url, queries)}")
     print_table(

@@ -25,10 +25,11 @@ R = TypeVar("R")
 # running beside it. On the 2-core AVX512-BF16 host (OpenVINO in bf16, one encoder thread, SciFact,
 # the host shared with other work), single searches beside batches of 256 queries at top_k 39 took
 # p50 170-330 ms and p99 0.55-0.9 s with slices of 8 queries, nearly all of it waiting for the
-# encoder; with slices of 2, p50 90-150 ms and p99 0.24-0.35 s, and the batch took no longer (10-13 s):
-# its searches (~30 ms a query), not its embedding, set its pace. One a slice helped no further and
-# slowed the batch. A hybrid search at top_k 1,000 takes ~400 ms, most of it building the hits: a
-# slice holds at most 1,000 of them.
+# encoder; with slices of 2, p50 90-150 ms and p99 0.24-0.35 s, and the batch took no longer there
+# (10-13 s). On a quiet host a batch of short queries takes up to 1.4x as long as unsliced (a forward
+# pass of 2 texts costs 10 % more a text, and each pass and search call its own overhead): the price
+# of other clients' turns. One a slice helped the singles no further and slowed the batch. A hybrid
+# search at top_k 1,000 takes ~400 ms, most of it building the hits: a slice holds at most 1,000.
 SLICE_TEXTS = 2  # a request's texts in one forward pass: queries of a batch, inputs of /v1/embeddings
 SLICE_HITS = 1000
 

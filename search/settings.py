@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         "Retry-After. Default batch_max_pending + search_threads: as many as may wait for the encoder (a text "
         "each at least) and one running per search thread.",
     )
+    # The idea and the default of Elasticsearch's index.max_result_window: no request makes the server
+    # build more hits than this, whatever its shape (api/server/flow/budget.py).
+    search_max_hits: int = Field(
+        default=10_000,
+        ge=1000,  # one search at the largest top_k (1000) always fits
+        description="Most hits one search request may ask for (its queries x top_k); past it, 422.",
+    )
     chunking: bool = True
     chunk_size: int = Field(default=256, ge=16, description="Tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")

@@ -11,13 +11,13 @@ import httpx
 from api.client.calls import (
     EMBED_BATCH,
     PAGE_LIMIT,
-    QUERY_BATCH,
     WRITE_BATCH,
     Call,
     Requests,
     merge_batches,
     merge_writes,
     new_documents,
+    query_slices,
     slices,
 )
 from api.client.types import (
@@ -87,7 +87,7 @@ class AsyncSemsearchClient:
         mode: str | None = None,
     ) -> BatchResults:
         """See `SemsearchClient.search_batch`."""
-        calls = [self._requests.search_batch(s, top_k, filter, mode) for s in slices(queries, QUERY_BATCH)]
+        calls = [self._requests.search_batch(s, top_k, filter, mode) for s in query_slices(queries, top_k)]
         return merge_batches([await self._send(c) for c in calls])
 
     async def put_document(

@@ -21,13 +21,13 @@ import httpx
 from api.client.calls import (
     EMBED_BATCH,
     PAGE_LIMIT,
-    QUERY_BATCH,
     WRITE_BATCH,
     Call,
     Requests,
     merge_batches,
     merge_writes,
     new_documents,
+    query_slices,
     slices,
 )
 from api.client.types import (
@@ -97,8 +97,9 @@ class SemsearchClient:
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
     ) -> BatchResults:
-        """One hit list per query, in query order (sent QUERY_BATCH queries a request)."""
-        parts = [self._send(self._requests.search_batch(s, top_k, filter, mode)) for s in slices(queries, QUERY_BATCH)]
+        """One hit list per query, in query order, sent in requests of at most QUERY_BATCH queries and
+        QUERY_HITS hits (queries x top_k) each."""
+        parts = [self._send(self._requests.search_batch(s, top_k, filter, mode)) for s in query_slices(queries, top_k)]
         return merge_batches(parts)
 
     def put_document(

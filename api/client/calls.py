@@ -32,6 +32,8 @@ from api.client.types import (
 WRITE_BATCH = 1000
 EMBED_BATCH = 2048
 QUERY_BATCH = 256
+# Hits (queries x top_k) one search request may ask for at the server's default (SEMSEARCH_SEARCH_MAX_HITS).
+QUERY_HITS = 10_000
 PAGE_LIMIT = 1000  # documents per page of GET /documents
 _MAX_RETRY_AFTER = 30.0
 # Errors raised before the request left this machine: retrying them cannot apply a write twice.
@@ -102,6 +104,12 @@ def merge_batches(parts: Sequence[BatchResults]) -> BatchResults:
 
 def slices(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def query_slices(queries: Sequence[str], top_k: int) -> list[Sequence[str]]:
+    """`queries` in requests the server takes: at most QUERY_BATCH queries and QUERY_HITS hits each. A
+    top_k the server refuses anyway goes one query a request, for its 422 to name the problem."""
+    return slices(queries, max(1, min(QUERY_BATCH, QUERY_HITS // max(top_k, 1))))
 
 
 def new_documents(docs: Iterable[NewDocument | Mapping[str, Any]]) -> list[NewDocument]:

@@ -8,31 +8,32 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
 from api.server import docs, document_routes, errors, status
+from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
-from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
+from api.server.flow.budget import check_hits
 from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
 from api.server.metrics import Metrics, MetricsMiddleware
+from api.server.results import results
 from api.server.schemas import (
     MAX_QUERY_CHARS,
     BatchSearchRequest,
     BatchSearchResponse,
     SearchRequest,
     SearchResponse,
-    SearchResult,
 )
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
@@ -43,12 +44,11 @@ from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
-from search.validation import FieldError, json_safe
+from search.validation import FieldError
 from search.work.state import WorkerState
 
 log = logging.getLogger(__name__)
 _STATIC = Path(__file__).with_name("static")
-_HIT_FIELDS = tuple(f.name for f in fields(HybridHit))
 
 
 def serving_settings(settings: Settings) -> Settings:
@@ -140,20 +140,6 @@ def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
         raise HTTPException(422, str(exc)) from exc
 
 
-def _results(hits: list[HybridHit]) -> list[SearchResult]:
-    # Metadata stored before writes were validated may hold what JSON cannot (NaN, lone surrogates,
-    # nesting past pydantic's limit): shown in a form it can, so one document never fails a search.
-    # Fields are read off the hit, not through `asdict`, whose deep copy of every value cost more
-    # than the rest of the response.
-    return [
-        SearchResult.model_validate(
-            {**{name: getattr(hit, name) for name in _HIT_FIELDS}, "metadata": json_safe(hit.metadata)},
-            from_attributes=True,  # the retrievers' signals are dataclasses
-        )
-        for hit in hits
-    ]
-
-
 async def _search(
     hybrid: HybridSearcher,
     batcher: MicroBatcher,
@@ -193,7 +179,7 @@ async def search_post(
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
     with admission.admit():
         lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
-    return SearchResponse(results=_results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+    return SearchResponse(results=results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -230,16 +216,21 @@ async def search_batch(
     batcher: BatcherDep,
     threads: SearchThreadsDep,
     admission: AdmissionDep,
-) -> BatchSearchResponse:
-    """One result list per query; the queries go through the model in one batch."""
+    settings: SettingsDep,
+) -> Response:
+    """One result list per query, in query order. The queries are embedded and searched a few at a time,
+    taking turns with other requests (api/server/batches.py)."""
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
+    # A single search needs no check: its top_k (at most 1000) is within any budget the settings allow.
+    check_hits(len(body.queries), body.top_k, settings.search_max_hits)
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():
-        lists = await _search(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
-    return BatchSearchResponse(results=[_results(h) for h in lists], took_ms=(time.perf_counter() - started) * 1000)
+        pieces = await search_batch_json(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
+    took_ms = (time.perf_counter() - started) * 1000
+    return Response(batch_body(pieces, took_ms), media_type="application/json")
 
 
 @public.get("/", include_in_schema=False)

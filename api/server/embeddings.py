@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
 from api.server.flow.batcher import MicroBatcher, TextEncoder
+from api.server.flow.slicing import SLICE_TEXTS
 from api.server.schemas import MAX_EMBED_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
@@ -28,8 +29,23 @@ router = APIRouter(route_class=BoundedRoute)
 
 
 async def embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> tuple[np.ndarray, Serving]:
-    """Query vectors from the shared batcher, with the encoder-and-index pair they belong to."""
-    return await embedded(batcher.submit(texts), searcher, texts)
+    """Vectors of `texts` from the shared batcher, with the encoder-and-index pair they belong to.
+
+    The texts are queued a slice at a time (api/server/flow/slicing.py), so that other requests' texts
+    go through the encoder between the slices: 512 SciFact abstracts queued at once held every single
+    search behind them for 28 s. Should the serving encoder change between slices, the earlier
+    slices are embedded again by the last one's, so that every vector is in one space."""
+    parts = [texts[i : i + SLICE_TEXTS] for i in range(0, len(texts), SLICE_TEXTS)]
+    made = []
+    for i, part in enumerate(parts):
+        # Only the first slice may be refused for a backlog at the encoder: past it, the request is in.
+        made.append(await embedded(batcher.submit(part, continuing=i > 0), searcher, part))
+    serving = made[-1][1]
+    vectors = [
+        v if s.encoder is serving.encoder else await run_in_threadpool(serving.encoder.encode, part)
+        for part, (v, s) in zip(parts, made, strict=True)
+    ]
+    return np.concatenate(vectors), serving
 
 
 async def embedded(

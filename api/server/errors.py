@@ -4,9 +4,10 @@ FastAPI's own 422 handler echoes the rejected value, and a rejected NaN, Infinit
 surrogate cannot be written as JSON: the 422 became a 500. Here each error body goes through
 `json_safe` first, and a long rejected value is shown as a preview (api/server/bodies.py). An
 overloaded server is a 429 with Retry-After, a stopping one a 503 with Retry-After; a text the
-encoder refuses alone is a 422. A database that is unavailable or busy, on any route, is a 503 with
-Retry-After that says so (search.storage.outage tells them from the faults that stay 500s), logged
-once per outage by the store, not once per request.
+encoder refuses alone, or a search asking for more hits than a request may, is a 422. A database
+that is unavailable or busy, on any route, is a 503 with Retry-After that says so
+(search.storage.outage tells them from the faults that stay 500s), logged once per outage by the
+store, not once per request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException
 from api.server.bodies import RefusedBody, validation_detail
 from api.server.flow.admission import AdmissionClosedError, AdmissionRefusedError
 from api.server.flow.batcher import BatcherOverloadedError, BatcherStoppedError, TextEncodingError
+from api.server.flow.budget import SearchBudgetError
 from api.server.schemas import ErrorBody
 from search.storage.outage import RETRY_AFTER, CommitUnknownError, classify
 from search.validation import json_safe
@@ -71,6 +73,11 @@ async def _database(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(RETRY_AFTER[failure.kind])})
 
 
+async def _over_budget(_request: Request, exc: Exception) -> JSONResponse:
+    # 422, as for a top_k past its maximum: the request is well formed, and asks for more than one may.
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -82,3 +89,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TextEncodingError, _refused_text)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(CommitUnknownError, _database)
+    app.add_exception_handler(SearchBudgetError, _over_budget)

@@ -53,7 +53,12 @@ class SearchRequest(BaseModel):
 class BatchSearchRequest(BaseModel):
     """Several queries, embedded in one batch."""
 
-    queries: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    queries: list[str] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="The queries; with top_k, at most SEMSEARCH_SEARCH_MAX_HITS (default 10,000) hits in all "
+        "(len(queries) x top_k), else 422: send more in several requests.",
+    )
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)

@@ -153,14 +153,20 @@ class MicroBatcher:
         """As `embed`, with the encoder that made the vectors (whose index they must be searched in)."""
         return await self.submit(texts)
 
-    def submit(self, texts: Sequence[str]) -> asyncio.Future[tuple[np.ndarray, TextEncoder]]:
+    def submit(
+        self, texts: Sequence[str], *, continuing: bool = False
+    ) -> asyncio.Future[tuple[np.ndarray, TextEncoder]]:
         """Queue `texts` (from a coroutine); refused at once, before any other work is spent on the
-        request, when the batcher is stopped or overloaded. The future gives the vectors and their encoder."""
+        request, when the batcher is stopped or overloaded. The future gives the vectors and their encoder.
+
+        `continuing`: the texts are a later slice of a request let in already (a batch comes slice by
+        slice, api/server/flow/slicing.py): never refused for a backlog, which would throw away the
+        work done for its earlier slices."""
         if self._task is None or self._task.done():
             raise BatcherStoppedError("the encoder batcher is not running")
         # A request larger than the bound still goes when nothing else waits: it is refused only
         # behind a backlog, never for its own size (the routes bound that).
-        if self._waiting_rows and self._waiting_rows + len(texts) > self.max_pending:
+        if not continuing and self._waiting_rows and self._waiting_rows + len(texts) > self.max_pending:
             wait = math.ceil(self._waiting_rows * self._seconds_per_row) if self._seconds_per_row else 1
             raise BatcherOverloadedError(self._waiting_rows, self.max_pending, max(1, wait))
         loop = asyncio.get_running_loop()

@@ -136,3 +136,8 @@ def test_the_clients_request_limits_are_the_servers() -> None:
         "documents a page": calls.PAGE_LIMIT,
     }
     assert client == server
+
+
+def test_the_clients_hits_a_request_are_the_servers_default() -> None:
+    # The budget is a setting: the client slices for its default (a lower one answers 422, naming it).
+    assert Settings.model_fields["search_max_hits"].default == calls.QUERY_HITS

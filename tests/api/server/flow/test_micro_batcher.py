@@ -123,6 +123,27 @@ def test_the_queue_is_bounded_and_a_refusal_says_when_to_retry() -> None:
     assert np.array_equal(large, rows(0, 1, 2, 3, 4, 5))
 
 
+def test_a_later_slice_of_a_request_let_in_is_queued_past_the_bound() -> None:
+    fake = FakeEncoder(hold=True)
+
+    async def main() -> tuple[np.ndarray, int]:
+        async with MicroBatcher(fake, max_wait=0.0, max_pending=2) as batcher:
+            first = asyncio.create_task(batcher.embed(["1"]))
+            assert await asyncio.to_thread(fake.entered.wait, 30), "the first batch never reached the encoder"
+            queued = batcher.submit(["2", "3"])
+            with pytest.raises(BatcherOverloadedError):
+                batcher.submit(["4"])  # a new request behind the backlog
+            later = batcher.submit(["4"], continuing=True)  # the next slice of one already in
+            waiting = batcher.waiting_rows
+            fake.release.set()
+            await asyncio.gather(first, queued)
+            vectors, _encoder = await later
+            return vectors, waiting
+
+    vectors, waiting = asyncio.run(main())
+    assert waiting == 3 and np.array_equal(vectors, rows(4))
+
+
 def test_the_current_encoder_is_asked_for_off_the_event_loop() -> None:
     fake = FakeEncoder()
     threads: list[str] = []

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 from indexer.cli.shared import migrate_schema, writer_lock
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from search.settings import Settings
+    from search.work.state import WorkerState
 
 # uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
 # default) and starts another. A worker answers only once it has imported the app and loaded its encoder:
@@ -22,7 +25,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
-    from api.server.app import create_app
     from indexer.write.worker import BackgroundWorker, open_worker
     from search.settings import settings_env
 
@@ -37,7 +39,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             # Worker processes build their app from the environment: hand them these settings there.
             os.environ.update(settings_env(settings))
             uvicorn.run(
-                "api.server.app:create_app",
+                "indexer.cli.serve:serving_app",
                 factory=True,
                 host=args.host,
                 port=args.port,
@@ -46,8 +48,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             state = background.worker.state if background is not None else None
-            uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="info")
+            uvicorn.run(serving_app(settings, state), host=args.host, port=args.port, log_level="info")
     finally:
         if background is not None:
             background.stop()
     return 0
+
+
+def serving_app(settings: Settings | None = None, worker_state: WorkerState | None = None) -> FastAPI:
+    """The API as `serve` runs it (each of its worker processes calls this with no arguments: the
+    settings come from the environment): it keeps the keyword index of its data directory caught up
+    with the change log itself wherever no worker does (a replica; see indexer/write/keyword_follower.py)."""
+    from api.server.app import create_app
+    from indexer.write.keyword_follower import KeywordFollower
+    from search.settings import Settings
+
+    settings = settings or Settings()
+    return create_app(settings, worker_state, KeywordFollower(settings.reload_seconds))

@@ -25,7 +25,7 @@ from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
 from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
-from api.server.index_lag import KeywordKeeper
+from api.server.index_lag import IndexLags, KeywordKeeper, observe_forever
 from api.server.metrics import Metrics, MetricsMiddleware
 from api.server.schemas import (
     MAX_QUERY_CHARS,
@@ -85,6 +85,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     keeper: KeywordKeeper | None = app.state.keyword_keeper
     if keeper is not None:
         keeper.start(store, hybrid.keyword)
+    app.state.index_lags = IndexLags(hybrid, keeper)
     # Created after the searcher: it finds the BLAS libraries loaded then (FAISS's among them).
     app.state.search_threads = SearchThreads(settings.search_threads or 1)
     admission = app.state.admission = Admission(settings.search_max_requests or settings.batch_max_pending)
@@ -99,6 +100,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_pending=settings.batch_max_pending,
     )
     reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
+    observer = asyncio.create_task(observe_forever(app.state.index_lags, settings.reload_seconds), name="index-lags")
     try:
         async with batcher:
             app.state.batcher = batcher
@@ -107,7 +109,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             finally:
                 admission.close()  # from here on a new search is a 503, before the batcher stops
     finally:
-        for task in (reloader,):
+        for task in (reloader, observer):
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.server.deps import HybridDep, SearcherDep, SettingsDep, WorkerStateDep
+from api.server.deps import HybridDep, IndexLagsDep, SearcherDep, SettingsDep, WorkerStateDep
 from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
 from search.keyword.index import KeywordIndex
@@ -38,18 +38,23 @@ def read_worker(state: WorkerState | None) -> WorkerHealth | None:
 
 
 @public.get("/health", response_model=Health, summary="Liveness and indexing health")
-def health(searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep) -> Health:
+def health(
+    searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep, lags: IndexLagsDep
+) -> Health:
     """Answers while the process serves: `ok`, or `degraded` with the problems found."""
     worker = read_worker(worker_state)
     unopened = _keyword_unopened(hybrid.keyword)
     try:
         queue: QueueHealth | None = read_queue(searcher.store)
+        indexes = lags.read()
     except Exception as exc:  # /health must answer whatever the database does
         log.warning("health: the database did not answer: %s", exc)
         problems = [f"the database did not answer: {type(exc).__name__}", *unopened]
         return Health(status="degraded", problems=problems, worker=worker)
-    problems = _problems(queue, worker, settings) + unopened
-    return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
+    problems = _problems(queue, worker, settings) + unopened + lags.problems(indexes, settings)
+    return Health(
+        status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker, indexes=indexes
+    )
 
 
 def stale_index_problems(stale: dict[str, str]) -> list[str]:
@@ -91,7 +96,7 @@ def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: 
 
 
 @protected.get("/stats", response_model=Stats, summary="Index and model facts")
-def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
+def stats(searcher: SearcherDep, worker_state: WorkerStateDep, lags: IndexLagsDep) -> Stats:
     """Documents, chunks and vectors held; index type and generation; model, pooling, dimension; the
     indexing queue and worker."""
     serving = searcher.serving
@@ -110,6 +115,7 @@ def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
         max_length=encoder.max_length,
         queue=read_queue(searcher.store),
         worker=read_worker(worker_state),
+        indexes=lags.read(),
     )
 
 

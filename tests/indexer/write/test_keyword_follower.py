@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_runner import run_cli
 
+from api.server.index_lag import LagClock
 from indexer.write.keyword_follower import KeywordFollower
 from indexer.write.keyword_writer import KeywordWriter
 from search.keyword.index import NAME, KeywordIndex
@@ -124,6 +125,18 @@ def test_one_keeper_per_data_directory(database_url: str, tmp_path: Path) -> Non
     store.write_documents([_doc("d", "delta")])
     assert server.tick() == 0 and own.catch_up(store) == 1
     store.close()
+
+
+def test_the_lag_clock_counts_from_the_first_head_not_reached() -> None:
+    clock = LagClock()
+    assert clock.observe(10, 10, now=0.0) == 0.0
+    assert clock.observe(12, 10, now=1.0) == 0.0  # behind since now
+    assert clock.observe(13, 10, now=3.0) == 2.0
+    assert clock.observe(14, 12, now=4.0) == 1.0  # 12 reached: behind since 13 was seen
+    assert clock.observe(14, 14, now=5.0) == 0.0
+    for t in range(200):  # held behind while the head moves on: the first head stays the measure
+        behind = clock.observe(20 + t, 15, now=10.0 + t)
+    assert behind == 199.0
 
 
 def test_search_catches_its_data_directorys_keyword_index_up(tmp_path: Path, tiny_model_dir: Path) -> None:

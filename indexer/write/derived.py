@@ -68,8 +68,12 @@ class DerivedIndex(Protocol):
 
 
 def beside_dense(settings: Settings) -> list[DerivedIndex]:
-    """The derived indexes besides the dense one that a writing process keeps: the keyword index."""
-    return [KeywordWriter(open_keyword(settings))]
+    """The derived indexes besides the dense one that a writing process keeps: the keyword index.
+    Its directory's keeper lock is taken now, so that a server started beside this process (`serve`
+    with its worker) leaves that index to it from the start."""
+    keyword = KeywordWriter(open_keyword(settings))
+    keyword.claim()
+    return [keyword]
 
 
 class DerivedIndexes:

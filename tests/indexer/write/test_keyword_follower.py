@@ -14,9 +14,12 @@ import pytest
 from cli_runner import run_cli
 
 from api.server.index_lag import LagClock
+from indexer.write.derived import beside_dense
 from indexer.write.keyword_follower import KeywordFollower
 from indexer.write.keyword_writer import KeywordWriter
+from search.components import migrate, open_keyword, open_store
 from search.keyword.index import NAME, KeywordIndex
+from search.settings import Settings
 from search.storage import changes
 from search.storage.records import ChunkIn, DocumentIn
 from search.storage.store import Store
@@ -151,3 +154,16 @@ def test_search_catches_its_data_directorys_keyword_index_up(tmp_path: Path, tin
     found = run_cli(["search", "zqx-4471", "--mode", "keyword", "--json"], replica)
     assert found.returncode == 0, found.stderr
     assert [hit["id"] for hit in json.loads(found.stdout)] == ["part"]
+
+
+def test_a_writing_process_keeps_its_directory_from_the_start(settings: Settings) -> None:
+    """`serve` with its worker: the worker's keyword writer is made before the app's follower starts."""
+    migrate(settings)
+    store = open_store(settings)
+    store.write_documents([_doc("a", "alpha")])
+    kept = beside_dense(settings)
+    follower = KeywordFollower(interval=60)
+    follower.attach(store, open_keyword(settings))
+    assert follower.tick() == 0 and not follower.keeping and not open_keyword(settings).exists()
+    del kept
+    store.close()

@@ -40,7 +40,10 @@ class KeywordFollower:
     @property
     def keeping(self) -> bool:
         """True while this process applies the log to its data directory's keyword index."""
-        return self._writer is not None and self._writer.claim()
+        try:
+            return self._writer is not None and self._writer.claim()
+        except OSError:
+            return False
 
     def attach(self, store: Store, index: KeywordIndex) -> None:
         """Keep `index` (the one this process serves, so that a search sees each catch-up at once)
@@ -74,11 +77,13 @@ class KeywordFollower:
     def tick(self) -> int:
         """One look: apply what the log holds beyond the index, when this process keeps it; returns
         the entries applied."""
-        if self._writer is None or self._store is None or not self._writer.claim():
+        if self._writer is None or self._store is None:
             return 0
         try:
+            if not self._writer.claim():
+                return 0
             done = self._writer.catch_up(self._store)
-        except Exception as exc:
+        except Exception as exc:  # an unwritable folder too: reported, retried
             self._failed(exc)
             return 0
         if self.error is not None:
@@ -97,9 +102,9 @@ def catch_up_once(store: Store, index: KeywordIndex) -> str | None:
     """One catch-up for a one-shot reader (`semsearch search`) of a data directory that no process
     keeps now; returns why it failed (the index then serves what it holds)."""
     writer = KeywordWriter(index, record=False)
-    if not writer.claim():
-        return None
     try:
+        if not writer.claim():
+            return None
         writer.catch_up(store)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"[:500]

@@ -61,7 +61,8 @@ class KeywordWriter:
     def claim(self) -> bool:
         """Hold this data directory's keeper lock from now on (without waiting); True when this
         writer holds it. A follower applies the log only while it does; a worker takes it so that
-        the servers of its directory leave the index to it."""
+        the servers of its directory leave the index to it. OSError when the lock file cannot be
+        made (nor, then, the index)."""
         if not self._keeping:
             self._keeping = self._keeper.acquire(blocking=False)
         return self._keeping

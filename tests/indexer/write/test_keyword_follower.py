@@ -167,3 +167,17 @@ def test_a_writing_process_keeps_its_directory_from_the_start(settings: Settings
     assert follower.tick() == 0 and not follower.keeping and not open_keyword(settings).exists()
     del kept
     store.close()
+
+
+def test_a_follower_that_cannot_write_its_folder_says_so_and_goes_on(database_url: str, tmp_path: Path) -> None:
+    store = Store(database_url)
+    store.write_documents([_doc("a", "alpha")])
+    root = tmp_path / "replica"
+    root.write_text("not a folder")  # neither the keeper lock nor the index can be made
+    follower = KeywordFollower(interval=60)
+    follower.attach(store, KeywordIndex(root))
+    assert follower.tick() == 0 and follower.error is not None and "FileExistsError" in follower.error
+    root.unlink()
+    follower.tick()
+    assert follower.error is None and _ids(store, KeywordIndex(root), "alpha") == ["a"]
+    store.close()

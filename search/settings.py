@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         gt=0,
         description="/health says degraded once a written document has waited this long to become searchable.",
     )
+    degraded_index_lag_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/health says degraded once a derived index a server searches (its own keyword index, the "
+        "dense view) has been behind the change log this long.",
+    )
     api_key: SecretStr | None = None
     # Hybrid retrieval (search/query/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
     keyword_language: KeywordLanguage = Field(

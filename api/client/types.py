@@ -162,6 +162,16 @@ class WorkerHealth(_Model):
     stale_indexes: dict[str, str] = {}
 
 
+class IndexLag(_Model):
+    """How far one derived index the server searches has applied the change log: `lag` entries still
+    to apply after seq `applied`, for `behind_seconds` as far as the server has seen."""
+
+    applied: int | None
+    head: int
+    lag: int
+    behind_seconds: float
+
+
 class Stats(_Model):
     """What the service holds and how it embeds; `queue`: what waits for the indexing worker."""
 
@@ -176,6 +186,8 @@ class Stats(_Model):
     max_length: int
     queue: QueueHealth | None = None
     worker: WorkerHealth | None = None
+    # Each derived index (dense, keyword) this server searches.
+    indexes: dict[str, IndexLag] | None = None
 
 
 def error_message(response: httpx.Response) -> str:

@@ -26,6 +26,7 @@ from api.server.flow.batcher import MicroBatcher
 from api.server.flow.budget import check_hits
 from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
+from api.server.index_lag import IndexLags, KeywordKeeper, observe_forever
 from api.server.metrics import Metrics, MetricsMiddleware
 from api.server.results import results
 from api.server.schemas import (
@@ -82,7 +83,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
-    app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    hybrid = app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    keeper: KeywordKeeper | None = app.state.keyword_keeper
+    if keeper is not None:
+        keeper.start(store, hybrid.keyword)
+    app.state.index_lags = IndexLags(hybrid, keeper)
     # Created after the searcher: it finds the BLAS libraries loaded then (FAISS's among them).
     app.state.search_threads = SearchThreads(settings.search_threads or 1)
     admission = app.state.admission = Admission(settings.search_max_requests or settings.batch_max_pending)
@@ -97,6 +102,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_pending=settings.batch_max_pending,
     )
     reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
+    observer = asyncio.create_task(observe_forever(app.state.index_lags, settings.reload_seconds), name="index-lags")
     try:
         async with batcher:
             app.state.batcher = batcher
@@ -105,9 +111,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             finally:
                 admission.close()  # from here on a new search is a 503, before the batcher stops
     finally:
-        reloader.cancel()
-        with suppress(asyncio.CancelledError):
-            await reloader
+        for task in (reloader, observer):
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        if keeper is not None:
+            await asyncio.to_thread(keeper.stop)
         store.close()
 
 
@@ -239,9 +248,15 @@ def page() -> FileResponse:
     return FileResponse(_STATIC / "index.html", media_type="text/html")
 
 
-def create_app(settings: Settings | None = None, worker_state: WorkerState | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    worker_state: WorkerState | None = None,
+    keyword_keeper: KeywordKeeper | None = None,
+) -> FastAPI:
     """The application for `settings` (from the environment when not given); `worker_state` is the
-    error budget of an indexing worker running beside it in this process, for /health and /stats."""
+    error budget of an indexing worker running beside it in this process, for /health and /stats;
+    `keyword_keeper` applies the change log to the keyword index of its data directory where no
+    worker does (`semsearch serve` hands one over; without it, only a worker keeps that index)."""
     app = FastAPI(
         title="semsearch",
         version="0.1.0",
@@ -254,6 +269,7 @@ def create_app(settings: Settings | None = None, worker_state: WorkerState | Non
     app.state.metrics = Metrics()
     app.state.worker_state = worker_state
     app.router.route_class = BoundedRoute  # the routes added to the app itself (the routers' are theirs)
+    app.state.keyword_keeper = keyword_keeper
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -11,6 +11,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
 from api.server.flow.search_threads import SearchThreads
+from api.server.index_lag import IndexLags
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -55,6 +56,11 @@ async def _batcher(request: Request) -> MicroBatcher:
     return batcher
 
 
+async def _index_lags(request: Request) -> IndexLags:
+    lags: IndexLags = request.app.state.index_lags
+    return lags
+
+
 async def _worker_state(request: Request) -> WorkerState | None:
     state: WorkerState | None = request.app.state.worker_state
     return state
@@ -70,6 +76,8 @@ SearchThreadsDep = Annotated[SearchThreads, Depends(_search_threads)]
 AdmissionDep = Annotated[Admission, Depends(_admission)]
 # The error budget of an indexing worker running in this process (None when it runs elsewhere).
 WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
+# How far the derived indexes this server searches have applied the change log.
+IndexLagsDep = Annotated[IndexLags, Depends(_index_lags)]
 
 
 async def _keyed(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> bool:

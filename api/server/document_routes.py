@@ -29,7 +29,6 @@ from api.server.documents import (
 )
 from api.server.schemas import ErrorBody
 from api.server.status import read_queue, stale_index_problems
-from search.keyword.index import NAME as KEYWORD
 from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 from search.storage import changes
@@ -144,9 +143,10 @@ def _why_not_indexed(store: Store, state: WorkerState | None, settings: Settings
 
 
 async def _wait_indexed(store: Store, searcher: HybridSearcher, ids: list[str], timeout: float) -> bool:
-    """Poll the documents' status until the worker embedded them, then the keyword index until the
-    worker's catch-up applied the log as far as it reached then (it runs after the vectors commit);
-    then load both here. False when `timeout` passed first."""
+    """Poll the documents' status until the worker embedded them, then this server's own keyword
+    index until it applied the log as far as it reached then (a worker in this data directory applies
+    it after the vectors commit; a replica's follower, woken now, on its thread); then load the dense
+    side here too. False when `timeout` passed first."""
     deadline = time.monotonic() + timeout
     target: int | None = None
     while True:
@@ -156,7 +156,8 @@ async def _wait_indexed(store: Store, searcher: HybridSearcher, ids: list[str], 
                 statuses.get(i, DocumentStatus.INDEXED) == DocumentStatus.INDEXED for i in ids
             ):  # one deleted meanwhile counts as done
                 target = await run_in_threadpool(_log_head, store)
-        if target is not None and await run_in_threadpool(_keyword_applied, store) >= target:
+                searcher.keyword.catch_up_now()
+        if target is not None and (await run_in_threadpool(searcher.keyword.applied, True) or 0) >= target:
             await run_in_threadpool(searcher.refresh, True)
             return True
         if time.monotonic() > deadline:
@@ -167,11 +168,6 @@ async def _wait_indexed(store: Store, searcher: HybridSearcher, ids: list[str], 
 def _log_head(store: Store) -> int:
     with store.session() as s:
         return changes.head(s)
-
-
-def _keyword_applied(store: Store) -> int:
-    with store.session() as s:
-        return changes.applied(s, KEYWORD) or 0
 
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {

@@ -145,6 +145,20 @@ class QueueHealth(BaseModel):
     oldest_unindexed_seconds: float | None
 
 
+class IndexLag(BaseModel):
+    """How far one derived index this server searches has applied the change log."""
+
+    applied: int | None = Field(description="The last log seq it applied (null: never built).")
+    head: int = Field(description="The newest log seq.")
+    lag: int = Field(
+        description="Log entries after `applied` it still has to apply (head - applied, less entries of no use "
+        "to it; all of head - applied when the log was compacted past it and it must be rebuilt)."
+    )
+    behind_seconds: float = Field(
+        description="How long ago this server first saw a log entry the index has not applied yet (0: caught up)."
+    )
+
+
 class Health(BaseModel):
     """Liveness, and whether indexing keeps up: `degraded`, with the reasons, when the worker is failing,
     a written document has waited too long, or the database does not answer."""
@@ -153,6 +167,8 @@ class Health(BaseModel):
     problems: list[str] = Field(default_factory=list)
     queue: QueueHealth | None = None
     worker: WorkerHealth | None = None
+    # Absent when the database did not answer.
+    indexes: dict[str, IndexLag] | None = None
 
 
 class Stats(BaseModel):
@@ -169,6 +185,7 @@ class Stats(BaseModel):
     max_length: int
     queue: QueueHealth
     worker: WorkerHealth | None
+    indexes: dict[str, IndexLag] | None = None
 
 
 class EmbeddingsRequest(BaseModel):

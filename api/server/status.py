@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.server.bodies import BoundedRoute
-from api.server.deps import HybridDep, KeyedDep, SearcherDep, SettingsDep, WorkerStateDep
+from api.server.deps import HybridDep, IndexLagsDep, KeyedDep, SearcherDep, SettingsDep, WorkerStateDep
 from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
 from search.keyword.index import KeywordIndex
@@ -55,7 +55,12 @@ def read_worker(state: WorkerState | None, keyed: bool = True) -> WorkerHealth |
 
 @public.get("/health", response_model=Health, summary="Liveness and indexing health")
 def health(
-    searcher: SearcherDep, hybrid: HybridDep, settings: SettingsDep, worker_state: WorkerStateDep, keyed: KeyedDep
+    searcher: SearcherDep,
+    hybrid: HybridDep,
+    settings: SettingsDep,
+    worker_state: WorkerStateDep,
+    keyed: KeyedDep,
+    lags: IndexLagsDep,
 ) -> Health:
     """Answers while the process serves: `ok`, or `degraded` with the problems found. The errors
     behind them are shown to a request with the API key; others get their kind alone."""
@@ -63,11 +68,14 @@ def health(
     unopened = _keyword_unopened(hybrid.keyword)
     try:
         queue: QueueHealth | None = read_queue(searcher.store)
+        indexes = lags.read()
     except Exception as exc:  # /health must answer whatever the database does
         problems = [_database_problem(exc, keyed), *_problems(None, worker, settings), *unopened]
         return Health(status="degraded", problems=problems, worker=worker)
-    problems = _problems(queue, worker, settings) + unopened
-    return Health(status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker)
+    problems = _problems(queue, worker, settings) + unopened + lags.problems(indexes, settings)
+    return Health(
+        status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker, indexes=indexes
+    )
 
 
 def _database_problem(exc: Exception, keyed: bool) -> str:
@@ -117,7 +125,7 @@ def _problems(queue: QueueHealth | None, worker: WorkerHealth | None, settings: 
 
 
 @protected.get("/stats", response_model=Stats, summary="Index and model facts")
-def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
+def stats(searcher: SearcherDep, worker_state: WorkerStateDep, lags: IndexLagsDep) -> Stats:
     """Documents, chunks and vectors held; index type and generation; model, pooling, dimension; the
     indexing queue and worker."""
     serving = searcher.serving
@@ -136,6 +144,7 @@ def stats(searcher: SearcherDep, worker_state: WorkerStateDep) -> Stats:
         max_length=encoder.max_length,
         queue=read_queue(searcher.store),
         worker=read_worker(worker_state),
+        indexes=lags.read(),
     )
 
 

@@ -123,12 +123,18 @@ def _filter_arg(text: str | None) -> dict[str, Any] | None:
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query (among those whose metadata passes --filter)."""
+    from indexer.write.keyword_follower import catch_up_once
     from search.components import open_hybrid
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
     metadata_filter = _filter_arg(args.filter)
-    hits = open_hybrid(settings).search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
+    hybrid = open_hybrid(settings)
+    # The data directory's keyword index may be behind the log (a replica's, or one no worker writes).
+    failed = None if args.mode == "dense" else catch_up_once(hybrid.store, hybrid.keyword)
+    if failed is not None:
+        print(f"semsearch search: the keyword index did not catch up with SQL: {failed}", file=sys.stderr)
+    hits = hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
     if args.json:
         print_json([asdict(hit) for hit in hits])
         return 0

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 from indexer.cli.shared import migrate_schema, writer_lock
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from search.settings import Settings
+    from search.work.state import WorkerState
 
 # uvicorn kills a worker process that does not answer its health check within this many seconds (5 by
 # default) and starts another. A worker answers only once it has imported the app and loaded its encoder:
@@ -20,7 +23,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the API until interrupted, by default with the indexing worker on a thread beside it."""
     import os
 
-    from api.server.app import create_app
     from api.server.capacity import connection_limits, raise_file_limit
     from api.server.serving import serve
     from indexer.write.worker import BackgroundWorker, open_worker
@@ -39,7 +41,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             # Worker processes build their app from the environment: hand them these settings there.
             os.environ.update(settings_env(settings))
             serve(
-                "api.server.app:create_app",
+                "indexer.cli.serve:serving_app",
                 limits,
                 factory=True,
                 host=args.host,
@@ -49,8 +51,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             state = background.worker.state if background is not None else None
-            serve(create_app(settings, state), limits, host=args.host, port=args.port, log_level="info")
+            serve(serving_app(settings, state), limits, host=args.host, port=args.port, log_level="info")
     finally:
         if background is not None:
             background.stop()
     return 0
+
+
+def serving_app(settings: Settings | None = None, worker_state: WorkerState | None = None) -> FastAPI:
+    """The API as `serve` runs it (each of its worker processes calls this with no arguments: the
+    settings come from the environment): it keeps the keyword index of its data directory caught up
+    with the change log itself wherever no worker does (a replica; see indexer/write/keyword_follower.py)."""
+    from api.server.app import create_app
+    from indexer.write.keyword_follower import KeywordFollower
+    from search.settings import Settings
+
+    settings = settings or Settings()
+    return create_app(settings, worker_state, KeywordFollower(settings.reload_seconds))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Protocol
 
 from indexer.write.keyword_writer import KeywordWriter
@@ -69,8 +70,13 @@ class DerivedIndex(Protocol):
 
 
 def beside_dense(settings: Settings) -> list[DerivedIndex]:
-    """The derived indexes besides the dense one that a writing process keeps: the keyword index."""
-    return [KeywordWriter(open_keyword(settings))]
+    """The derived indexes besides the dense one that a writing process keeps: the keyword index.
+    Its directory's keeper lock is taken now, so that a server started beside this process (`serve`
+    with its worker) leaves that index to it from the start."""
+    keyword = KeywordWriter(open_keyword(settings))
+    with suppress(OSError):  # a folder that cannot be made: its catch-up fails and says so
+        keyword.claim()
+    return [keyword]
 
 
 class DerivedIndexes:

@@ -4,7 +4,13 @@ from the seq it last applied, builds it from SQL when that cannot be done, and c
 An index without that state, behind the compacted log or ahead of it (another database) is rebuilt
 from every chunk at a snapshot. Applying is idempotent (chunk ids are never reused: delete-by-id,
 then add), so a process killed at any moment leaves an index that the next catch-up completes. One
-process writes at a time (a FileLock beside the index; tantivy allows one writer per directory)."""
+process writes at a time (a FileLock beside the index; tantivy allows one writer per directory).
+
+Each data directory has its own keyword index. The worker's records what it applied in SQL
+(derived_state), which holds log compaction back and which nothing else may overwrite; a server's
+own (a replica's, kept by indexer/write/keyword_follower.py) records nothing, so the log may be
+compacted past it: it then rebuilds from the chunk rows. The process that keeps a data directory's
+index holds its keeper lock, so that a server beside a worker in one directory leaves it alone."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -27,6 +34,11 @@ from search.storage.store import Store
 log = logging.getLogger(__name__)
 
 
+def keeper_lock_path(index: KeywordIndex) -> Path:
+    """The lock held by the process that keeps this keyword index caught up (see the module's doc)."""
+    return index.root / f"{index.path.name}.keeper.lock"
+
+
 class UnreadableIndexError(ValueError):
     """The keyword index on disk cannot be opened (corrupt files): `rebuild` and `repair` build it afresh."""
 
@@ -39,34 +51,74 @@ class KeywordWriter:
     # Caught up after every embedded batch: keyword search (and `?wait=true`) sees only what it applied.
     eager = True
 
-    def __init__(self, index: KeywordIndex) -> None:
+    def __init__(self, index: KeywordIndex, record: bool = True) -> None:
         self.index = index
+        # False for a server's own index: its seq must not stand for the worker's in derived_state.
+        self.record = record
+        self._keeper = FileLock(keeper_lock_path(index))
+        self._keeping = False
+
+    def claim(self) -> bool:
+        """Hold this data directory's keeper lock from now on (without waiting); True when this
+        writer holds it. A follower applies the log only while it does; a worker takes it so that
+        the servers of its directory leave the index to it. OSError when the lock file cannot be
+        made (nor, then, the index)."""
+        if not self._keeping:
+            self._keeping = self._keeper.acquire(blocking=False)
+        return self._keeping
+
+    def release(self) -> None:
+        """Let go of the keeper lock (a process that ends lets go of it anyway)."""
+        self._keeper.release()
+        self._keeping = False
 
     def catch_up(self, store: Store, batch: int = 20_000) -> int:
         """Apply the change log since the applied seq (building from scratch when there is none);
         returns the number of entries applied. Waits while another process writes."""
+        if self.record:
+            self.claim()
         done = 0
         with self._writing() as segments:
             applied = segments.applied()
             with store.session() as s:
                 head, floor = changes.head(s), changes.floor(s)
             if applied is None or applied < floor or applied > head:
-                log.info(
-                    "keyword index %s: building from SQL (applied %s, log %d..%d)",
-                    self.index.path,
-                    applied,
-                    floor,
-                    head,
-                )
-                applied = self._build(segments, store)
+                applied = self._rebuild_behind(segments, store, applied, floor, head)
             while True:
-                reached, n = self._apply_batch(segments, store, applied, batch)
+                step = self._apply_batch(segments, store, applied, batch)
+                if step is None:  # the log was compacted past `applied` meanwhile
+                    with store.session() as s:
+                        head, floor = changes.head(s), changes.floor(s)
+                    applied = self._rebuild_behind(segments, store, applied, floor, head)
+                    continue
+                reached, n = step
                 done += n
                 if reached == applied:
                     break
                 applied = reached
+        self._record_applied(store, applied)
         self.index.reload_if_open()
         return done
+
+    def _rebuild_behind(self, segments: Segments, store: Store, applied: int | None, floor: int, head: int) -> int:
+        log.log(
+            logging.WARNING if applied is not None and self.record is False else logging.INFO,
+            "keyword index %s: building from SQL (applied %s, log %d..%d)",
+            self.index.path,
+            applied,
+            floor,
+            head,
+        )
+        return self._build(segments, store)
+
+    def _record_applied(self, store: Store, applied: int) -> None:
+        """Say in SQL what the index holds when another process applied it (a server sharing the
+        directory): a catch-up with nothing left to apply commits nothing, so records nothing."""
+        if not self.record:
+            return
+        with store.session() as s:
+            if changes.applied(s, NAME) != applied:
+                changes.set_applied(s, NAME, applied)
 
     def rebuild(self, store: Store) -> int:
         """Index every chunk afresh (what `semsearch rebuild` runs); returns the chunks indexed.
@@ -77,7 +129,7 @@ class KeywordWriter:
             self._build(segments, store)
             count = segments.count()
         for old in self.index.root.iterdir():
-            if old.name in (self.index.path.name, f"{self.index.path.name}.lock"):
+            if old.name in (self.index.path.name, f"{self.index.path.name}.lock", keeper_lock_path(self.index).name):
                 continue
             if old.is_dir():
                 shutil.rmtree(old)
@@ -103,13 +155,19 @@ class KeywordWriter:
         self._commit(segments, store, head)
         return head
 
-    def _apply_batch(self, segments: Segments, store: Store, applied: int, batch: int) -> tuple[int, int]:
-        """Apply up to `batch` log entries after `applied`; returns (the seq now applied, entries)."""
+    def _apply_batch(self, segments: Segments, store: Store, applied: int, batch: int) -> tuple[int, int] | None:
+        """Apply up to `batch` log entries after `applied`; returns (the seq now applied, entries),
+        or None when compaction deleted entries after `applied` (only an index that records nothing
+        in derived_state can be passed by it): then it must be built from SQL."""
         with store.session() as s:
             head = changes.head(s)
             if head <= applied:
                 return applied, 0
             page = changes.read(s, after=applied, limit=batch, ops=OPS)
+            # Read after the page: a compaction that committed before the page was read shows here
+            # (one that commits after it deleted nothing the page lacks).
+            if changes.floor(s) > applied:
+                return None
             # On SQLite each SELECT may see a newer snapshot than `head`: entries past it wait.
             entries = [e for e in page if e.seq <= head]
             reached = entries[-1].seq if len(page) == batch and len(entries) == len(page) else head
@@ -137,13 +195,13 @@ class KeywordWriter:
             segments.delete(held)
             self._commit(segments, store, seq)
 
-    @staticmethod
-    def _commit(segments: Segments, store: Store, seq: int) -> None:
+    def _commit(self, segments: Segments, store: Store, seq: int) -> None:
         """Commit with `seq` recorded inside the index, then tell the log: never the other way round,
         or compaction could drop entries not yet applied."""
         segments.commit(seq)
-        with store.session() as s:
-            changes.set_applied(s, NAME, seq)
+        if self.record:
+            with store.session() as s:
+                changes.set_applied(s, NAME, seq)
 
     @contextmanager
     def _writing(self, afresh_if_unreadable: bool = False) -> Iterator[Segments]:

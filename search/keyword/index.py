@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,9 @@ class KeywordIndex:
         self._reload_lock = threading.Lock()
         # Why a built index could not be opened (None: open, or nothing built yet), for /health.
         self.open_error: str | None = None
+        # Called when a request waits to see a write: a process that applies the change log to this
+        # index itself (a server's keyword follower) sets it, to apply it now rather than at its tick.
+        self.catch_up_now: Callable[[], None] = lambda: None
 
     def exists(self) -> bool:
         """True when a committed index is on disk."""
@@ -149,9 +152,10 @@ class KeywordIndex:
                 )
             self.open_error = error
 
-    def applied(self) -> int | None:
-        """The seq the served snapshot has applied (None: nothing built yet)."""
-        self.reload()
+    def applied(self, force: bool = False) -> int | None:
+        """The seq the served snapshot has applied (None: nothing built yet); with `force`, what is
+        committed now, which searches then serve."""
+        self.reload(force)
         return None if self._reader is None else self.applied_in(self._reader)
 
     def search(self, terms: Sequence[str], limit: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:

@@ -93,6 +93,7 @@ def test_rebuilt_from_sql_when_its_files_or_log_are_gone(database_url: str, tmp_
     assert KeywordWriter(fresh).rebuild(store) == 2
     assert not german.path.exists() and sorted(p.name for p in (tmp_path / "keyword").iterdir()) == [
         "english-v1",
+        "english-v1.keeper.lock",
         "english-v1.lock",
     ]
     store.close()

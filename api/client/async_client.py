@@ -73,10 +73,16 @@ class AsyncSemsearchClient:
             attempt += 1
 
     async def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        min_score: float | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
-        return await self._send(self._requests.search(query, top_k, filter, mode))
+        return await self._send(self._requests.search(query, top_k, filter, mode, min_score))
 
     async def search_batch(
         self,
@@ -85,9 +91,10 @@ class AsyncSemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
     ) -> BatchResults:
         """See `SemsearchClient.search_batch`."""
-        calls = [self._requests.search_batch(s, top_k, filter, mode) for s in query_slices(queries, top_k)]
+        calls = [self._requests.search_batch(s, top_k, filter, mode, min_score) for s in query_slices(queries, top_k)]
         return merge_batches([await self._send(c) for c in calls])
 
     async def put_document(

@@ -84,10 +84,17 @@ class SemsearchClient:
             attempt += 1
 
     def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        min_score: float | None = None,
     ) -> SearchResults:
-        """The `top_k` best documents for `query` whose metadata passes `filter`; `mode` where the server has modes."""
-        return self._send(self._requests.search(query, top_k, filter, mode))
+        """The `top_k` best documents for `query` whose metadata passes `filter` and whose score is at
+        least `min_score`; `mode` where the server has modes."""
+        return self._send(self._requests.search(query, top_k, filter, mode, min_score))
 
     def search_batch(
         self,
@@ -96,10 +103,14 @@ class SemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
     ) -> BatchResults:
         """One hit list per query, in query order, sent in requests of at most QUERY_BATCH queries and
         QUERY_HITS hits (queries x top_k) each."""
-        parts = [self._send(self._requests.search_batch(s, top_k, filter, mode)) for s in query_slices(queries, top_k)]
+        parts = [
+            self._send(self._requests.search_batch(s, top_k, filter, mode, min_score))
+            for s in query_slices(queries, top_k)
+        ]
         return merge_batches(parts)
 
     def put_document(

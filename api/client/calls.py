@@ -169,22 +169,38 @@ class Requests:
         return call.parse(outcome)
 
     @staticmethod
-    def _query(top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> dict[str, Any]:
+    def _query(
+        top_k: int, filter: Mapping[str, Any] | None, mode: str | None, min_score: float | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"top_k": top_k}
         if filter is not None:
             body["filter"] = dict(filter)
         if mode is not None:  # sent only when asked for: a server without search modes then refuses nothing
             body["mode"] = mode
+        if min_score is not None:
+            body["min_score"] = min_score
         return body
 
-    def search(self, query: str, top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> Call[SearchResults]:
-        body = {"query": query, **self._query(top_k, filter, mode)}
+    def search(
+        self,
+        query: str,
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        mode: str | None,
+        min_score: float | None = None,
+    ) -> Call[SearchResults]:
+        body = {"query": query, **self._query(top_k, filter, mode, min_score)}
         return Call("POST", "/search", _model(SearchResults), json=body)
 
     def search_batch(
-        self, queries: Sequence[str], top_k: int, filter: Mapping[str, Any] | None, mode: str | None
+        self,
+        queries: Sequence[str],
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        mode: str | None,
+        min_score: float | None = None,
     ) -> Call[BatchResults]:
-        body = {"queries": list(queries), **self._query(top_k, filter, mode)}
+        body = {"queries": list(queries), **self._query(top_k, filter, mode, min_score)}
         return Call("POST", "/search/batch", _model(BatchResults), json=body)
 
     def write(self, docs: Sequence[NewDocument], wait: bool, wait_timeout: float | None) -> Call[WriteResult]:

@@ -40,7 +40,7 @@ from search.components import make_encoder, open_keyword, open_searcher, open_st
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
-from search.query.hits import FusionConfig, HybridHit, Mode
+from search.query.hits import FusionConfig, HybridHit, Mode, at_least
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -188,7 +188,8 @@ async def search_post(
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
     with admission.admit():
         lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
-    return SearchResponse(results=results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+    hits = at_least(lists[0], body.min_score)
+    return SearchResponse(results=results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -201,6 +202,7 @@ async def search_get(
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
     mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
+    min_score: Annotated[float | None, Query(description="Only hits scoring at least this.")] = None,
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
@@ -212,9 +214,11 @@ async def search_get(
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
     try:
-        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode, min_score=min_score)
     except ValidationError as exc:
-        raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
+        raise HTTPException(
+            422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from exc
     return await search_post(body, hybrid, batcher, threads, admission)
 
 
@@ -237,7 +241,9 @@ async def search_batch(
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():
-        pieces = await search_batch_json(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
+        pieces = await search_batch_json(
+            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, body.min_score
+        )
     took_ms = (time.perf_counter() - started) * 1000
     return Response(batch_body(pieces, took_ms), media_type="application/json")
 

@@ -27,6 +27,11 @@ _MODE_DOC = (
     "hybrid (default): the dense and keyword (BM25) rankings fused per document; dense: vectors only; "
     "keyword: BM25 only (the query is not embedded)."
 )
+_MIN_SCORE_DOC = (
+    "Only hits scoring at least this (fewer than top_k then, or none). A score is the document's own: in hybrid "
+    "mode in [0, 1] (half its cosine, half its BM25 over the query's bound), in dense mode its cosine, in "
+    "keyword mode its BM25."
+)
 
 
 class SearchRequest(BaseModel):
@@ -36,6 +41,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -62,6 +68,7 @@ class BatchSearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
 
     @field_validator("filter", mode="before")
     @classmethod

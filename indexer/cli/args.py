@@ -101,6 +101,9 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search.add_argument(
         "--filter", metavar="JSON", help='only documents whose metadata passes, e.g. \'{"year": {"$gte": 2000}}\''
     )
+    p_search.add_argument(
+        "--min-score", type=float, metavar="SCORE", help="only hits scoring at least SCORE (as the API's min_score)"
+    )
     _mode(p_search)
     _common(p_search)
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")

@@ -7,6 +7,7 @@ from __future__ import annotations
 # imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
 import logging
+import math
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -125,16 +126,19 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query (among those whose metadata passes --filter)."""
     from indexer.write.keyword_follower import catch_up_once
     from search.components import open_hybrid
+    from search.query.hits import at_least
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
+    if args.min_score is not None and not math.isfinite(args.min_score):
+        raise ValueError(f"--min-score must be a finite number, got {args.min_score}")
     metadata_filter = _filter_arg(args.filter)
     hybrid = open_hybrid(settings)
     # The data directory's keyword index may be behind the log (a replica's, or one no worker writes).
     failed = None if args.mode == "dense" else catch_up_once(hybrid.store, hybrid.keyword)
     if failed is not None:
         print(f"semsearch search: the keyword index did not catch up with SQL: {failed}", file=sys.stderr)
-    hits = hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
+    hits = at_least(hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode), args.min_score)
     if args.json:
         print_json([asdict(hit) for hit in hits])
         return 0

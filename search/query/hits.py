@@ -65,8 +65,8 @@ class KeywordSide:
 class FusionConfig:
     """How the two rankings are combined."""
 
-    method: Fusion = "convex"
-    weight: float = 0.5  # convex: the dense score's weight
+    method: Fusion = "bounded"
+    weight: float = 0.5  # bounded and convex: the dense score's weight
     rrf_k: int = 60
     candidates: int = 100
 
@@ -74,6 +74,12 @@ class FusionConfig:
     def from_settings(cls, settings: Settings) -> FusionConfig:
         """The fusion the settings describe."""
         return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
+
+
+def at_least(hits: list[HybridHit], min_score: float | None) -> list[HybridHit]:
+    """The hits scoring `min_score` or more (all of them for None): what a threshold keeps, with the
+    same meaning whatever else matched, since a score is the document's own (search/query/signals.py)."""
+    return hits if min_score is None else [hit for hit in hits if hit.score >= min_score]
 
 
 def check_mode(mode: str) -> Mode:

@@ -56,9 +56,15 @@ def test_every_file_is_indexed_or_listed_with_its_reason(folder: Path, capsys: p
     assert (summary["documents"], summary["rejected"], summary["skipped"]) == (4, 1, 1)
     [skipped] = summary["skipped_files"]
     assert skipped["path"] == str(folder / "logo.png") and skipped["reason"].startswith("unknown type (.png)")
-    assert [line for line in err.splitlines() if line.startswith("rejected ")] == [
-        line for line in err.splitlines() if line.startswith(f"rejected {folder / 'broken.pdf'}: not a readable PDF")
-    ] != []
+    assert (
+        [line for line in err.splitlines() if line.startswith("rejected ")]
+        == [
+            line
+            for line in err.splitlines()
+            if line.startswith(f"rejected {folder / 'broken.pdf'}: not a readable PDF")
+        ]
+        != []
+    )
 
     assert main(["index", str(folder), "--exclude", "broken.pdf"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -132,7 +132,16 @@ def test_a_reader_added_by_a_user_is_found_by_extension_and_media_type() -> None
 
 def test_every_built_in_type_has_a_reader() -> None:
     assert supported_suffixes() == [
-        ".docx", ".htm", ".html", ".markdown", ".md", ".pdf", ".rst", ".text", ".txt", ".xhtml"
+        ".docx",
+        ".htm",
+        ".html",
+        ".markdown",
+        ".md",
+        ".pdf",
+        ".rst",
+        ".text",
+        ".txt",
+        ".xhtml",
     ]
     assert reader_for("x.pdf", None) is reader_for("blob", "application/pdf")
     assert reader_for("photo.png", "image/png") is None

@@ -222,7 +222,7 @@ def raise_for_status(response: httpx.Response) -> None:
     except ValueError:
         body = response.text
     kind: type[SemsearchError] = {401: AuthenticationError, 404: NotFoundError}.get(status, SemsearchError)
-    if status in (400, 413, 422):
+    if status in (400, 413, 415, 422):
         kind = InvalidRequestError
     elif status in RETRY_STATUSES:
         kind = ServerBusyError

@@ -94,3 +94,12 @@ def test_file_metadata_filters_pages_and_offsets(folder: Path, capsys: pytest.Ca
         "hr/leave.md",
         "q3.pdf",
     }
+
+
+def test_add_lists_skipped_files_too(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["add", str(folder), "--exclude", "*.docx", "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert (summary["added"], summary["rejected"], summary["skipped"]) == (3, 0, 1)
+    assert [s["path"] for s in summary["skipped_files"]] == [str(folder / "logo.png")]
+    assert f"skipped {folder / 'logo.png'}: unknown type (.png)" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from indexer.ingest.readers.base import Extracted, ReadError
@@ -19,6 +20,9 @@ class HtmlReader:
         import lxml.html
         import trafilatura
         from lxml.etree import ParserError
+
+        # trafilatura logs its heuristics' steps ("discarding data") at WARNING; the outcome is what matters.
+        logging.getLogger("trafilatura").setLevel(logging.ERROR)
 
         try:
             # lxml honours the page's declared charset (and falls back to guessing from the bytes).

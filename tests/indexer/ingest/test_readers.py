@@ -3,6 +3,7 @@ and its metadata, and refuses a file it cannot read with a reason a user can act
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -64,6 +65,16 @@ def test_an_html_page_gives_its_main_text_title_and_language() -> None:
     assert ARTICLE in got.text and "archived after a week" in got.text
     for noise in ("NAVLINK", "SCRIPTCODE", "STYLERULE", "FOOTERTEXT"):
         assert noise not in got.text
+
+
+def test_a_page_without_main_text_is_refused_without_library_noise(caplog: pytest.LogCaptureFixture) -> None:
+    # trafilatura logged "discarding data: None" at WARNING for each such page, between the CLI's own lines.
+    caplog.set_level(logging.DEBUG)
+    tiny = _read("tiny.html", b"<html><body><nav><a href='/'>Home</a></nav><p>Short note.</p></body></html>")
+    assert "Short note." in tiny.text and tiny.title is None
+    with pytest.raises(ReadError, match="no text found in the page's body"):
+        _read("empty.html", b"<html><body><script>x = 1</script></body></html>")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_a_docx_gives_headings_and_paragraphs_in_order() -> None:

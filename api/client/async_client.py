@@ -14,6 +14,7 @@ from api.client.calls import (
     WRITE_BATCH,
     Call,
     Requests,
+    UploadSource,
     merge_batches,
     merge_writes,
     new_documents,
@@ -121,6 +122,19 @@ class AsyncSemsearchClient:
         """See `SemsearchClient.put_documents`."""
         batches = slices(new_documents(docs), WRITE_BATCH)
         return merge_writes([await self._send(self._requests.write(b, wait, wait_timeout)) for b in batches])
+
+    async def upload_document(
+        self,
+        file: UploadSource,
+        *,
+        name: str | None = None,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """See `SemsearchClient.upload_document`."""
+        return await self._send(self._requests.upload(file, name, doc_id, metadata, wait, wait_timeout))
 
     async def get_document(self, doc_id: str) -> Document:
         """See `SemsearchClient.get_document`."""

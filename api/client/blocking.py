@@ -24,6 +24,7 @@ from api.client.calls import (
     WRITE_BATCH,
     Call,
     Requests,
+    UploadSource,
     merge_batches,
     merge_writes,
     new_documents,
@@ -138,6 +139,21 @@ class SemsearchClient:
         """Create or replace many documents ({"id", "text", "title"?, "metadata"?} each), WRITE_BATCH a request."""
         batches = slices(new_documents(docs), WRITE_BATCH)
         return merge_writes([self._send(self._requests.write(b, wait, wait_timeout)) for b in batches])
+
+    def upload_document(
+        self,
+        file: UploadSource,
+        *,
+        name: str | None = None,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """Send a file (a path, or bytes with `name`) to be read by the server's reader of its type
+        (.pdf, .html, .docx, .md, .txt) and stored under `doc_id` (default: its name); `metadata` is
+        laid over what the file gives. An unknown type or an unreadable file is InvalidRequestError."""
+        return self._send(self._requests.upload(file, name, doc_id, metadata, wait, wait_timeout))
 
     def get_document(self, doc_id: str) -> Document:
         """A stored document with its status; NotFoundError when there is none."""

@@ -63,7 +63,8 @@ class RetrieverSignal(_Model):
 class Hit(_Model):
     """One ranked document with its best chunk; `start`/`end` are the chunk's offsets in the document text.
     `dense` and `keyword`: each retriever's rank and score (None where it did not return the document);
-    `matched_terms`: words of the title and chunk that match the query's terms."""
+    `matched_terms`: words of the title and chunk that match the query's terms; `page`: the page the
+    chunk starts on, for documents read from paged files (PDF), else None."""
 
     id: str
     chunk_id: int
@@ -76,6 +77,7 @@ class Hit(_Model):
     dense: RetrieverSignal | None = None
     keyword: RetrieverSignal | None = None
     matched_terms: list[str] = Field(default_factory=list)
+    page: int | None = None
 
 
 class SearchResults(_Model):
@@ -220,7 +222,7 @@ def raise_for_status(response: httpx.Response) -> None:
     except ValueError:
         body = response.text
     kind: type[SemsearchError] = {401: AuthenticationError, 404: NotFoundError}.get(status, SemsearchError)
-    if status in (400, 413, 422):
+    if status in (400, 413, 415, 422):
         kind = InvalidRequestError
     elif status in RETRY_STATUSES:
         kind = ServerBusyError

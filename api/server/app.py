@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, status
+from api.server import docs, document_routes, errors, status, upload_route
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
@@ -284,6 +284,6 @@ def create_app(
     app.include_router(public)
     app.include_router(status.public)
     app.include_router(protected)
-    for router in (embeddings_router, status.protected, document_routes.router):
+    for router in (embeddings_router, status.protected, document_routes.router, upload_route.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
     return app

@@ -113,6 +113,10 @@ class SearchResult(BaseModel):
     matched_terms: list[str] = Field(
         default_factory=list, description="Words of the title and chunk (as written) that match the query's terms."
     )
+    page: int | None = Field(
+        default=None,
+        description="The page (from 1) the chunk starts on, for documents read from paged files (PDF); else null.",
+    )
 
 
 class SearchResponse(BaseModel):

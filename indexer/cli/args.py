@@ -40,6 +40,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true")
 
 
+def _globs(parser: argparse.ArgumentParser) -> None:
+    """--include and --exclude: which files of the folders given are read."""
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="read only files of the folders whose path (relative to the folder) or name matches; repeatable",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files of the folders whose relative path or name matches, e.g. 'drafts/*'; repeatable",
+    )
+
+
 def _engine(name: str) -> str:
     """An --engine value, checked against the engines indexer.write.rebuild knows (imported only when given)."""
     from indexer.write.rebuild import ENGINES
@@ -53,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="semsearch", description="Self-hosted semantic search.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
+    p_index = sub.add_parser(
+        "index", help="index JSON Lines files, BEIR corpora, or folders of .txt, .md, .html, .pdf, .docx files"
+    )
     p_index.add_argument("paths", nargs="+", type=Path)
+    _globs(p_index)
     p_index.add_argument(
         "--delete-missing",
         action="store_true",
@@ -63,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_index)
     p_add = sub.add_parser("add", help="queue documents for the worker (no embedding here)")
     p_add.add_argument("paths", nargs="+", type=Path)
+    _globs(p_add)
     _common(p_add)
     p_worker = sub.add_parser("worker", help="embed queued documents and publish them, until stopped")
     p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")

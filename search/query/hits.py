@@ -25,7 +25,8 @@ class Signal:
 @dataclass(frozen=True)
 class HybridHit:
     """One ranked document: its fused score, the chunk shown, each retriever's say (None: it did not
-    return the document, or did not run), and the words of the chunk that match the query's terms."""
+    return the document, or did not run), the words of the chunk that match the query's terms, and
+    the page the chunk starts on where its document is paged (search/pages.py), else None."""
 
     id: str
     chunk_id: int
@@ -38,6 +39,7 @@ class HybridHit:
     dense: Signal | None
     keyword: Signal | None
     matched_terms: list[str]
+    page: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from search.dense.catalog import Serving
 from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
+from search.pages import page_of
 from search.query.fusion import bounded, convex, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
 from search.query.planning import RequestPlan
@@ -183,6 +184,7 @@ class HybridSearcher:
                         dense=f.dense,
                         keyword=f.keyword,
                         matched_terms=matched,
+                        page=page_of(row.metadata, row.start),
                     )
                 )
             out.append(hits)

@@ -47,7 +47,7 @@ async def search_batch_json(
         nonlocal slices_sent
         texts = list(part)
         # Only the first slice may be refused for a backlog at the encoder: past it, the request is in.
-        pending = batcher.submit(texts, continuing=slices_sent > 0)
+        pending = batcher.submit(texts, continuing=slices_sent > 0, bulk=True)
         slices_sent += 1
         return await embedded(pending, hybrid.dense, texts)
 

@@ -176,8 +176,8 @@ class Store:
         """(at most how many documents pass the filter, how many documents there are): two index
         counts, to choose between filtering inside the search and checking its results."""
         with self.session() as s:
-            bound = metadata_index.estimate(s, metadata_filter)
             total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+            bound = metadata_index.estimate(s, metadata_filter, total)
         return bound, total
 
     def external_ids(self) -> list[str]:

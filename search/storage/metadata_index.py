@@ -118,19 +118,23 @@ def _number(value: Any) -> Any:
     return literal(value, NumberType)
 
 
-def chunk_condition(flt: MetadataFilter) -> ColumnElement[bool]:
+def chunk_condition(flt: MetadataFilter, postgres: bool) -> ColumnElement[bool]:
     """A condition on `chunks` rows: their document passes the filter."""
-    return _passes(flt.root)
+    return _passes(flt.root, postgres)
 
 
-def _passes(node: Node) -> ColumnElement[bool]:
+def _passes(node: Node, postgres: bool) -> ColumnElement[bool]:
     documents = _documents(node)
     if documents is not None:
         return Chunk.document_id.in_(documents)
     if isinstance(node, Condition):
-        # NOT EXISTS rather than NOT IN: an anti-join, however many documents the positive form matches.
-        return ~exists(documents_matching(node).where(MetadataValue.document_id == Chunk.document_id))
-    parts = [_passes(part) for part in node.parts]
+        # A negation costs what its positive form matches, on either database: PostgreSQL runs NOT
+        # EXISTS as an anti-join (its NOT IN is a per-row scan once the list outgrows work_mem);
+        # SQLite builds a NOT IN list once (its NOT EXISTS would scan the key's rows for every chunk).
+        if postgres:
+            return ~exists(documents_matching(node).where(MetadataValue.document_id == Chunk.document_id))
+        return Chunk.document_id.not_in(documents_matching(node))
+    parts = [_passes(part, postgres) for part in node.parts]
     return and_(*parts) if isinstance(node, AllOf) else or_(*parts)
 
 
@@ -144,9 +148,9 @@ def _documents(node: Node) -> Select[Any] | CompoundSelect[Any] | None:
     return None
 
 
-def chunks_matching(flt: MetadataFilter) -> Select[Any]:
+def chunks_matching(flt: MetadataFilter, postgres: bool) -> Select[Any]:
     """The ids of the chunks whose document passes the filter, ascending."""
-    return select(Chunk.id).where(chunk_condition(flt)).order_by(Chunk.id)
+    return select(Chunk.id).where(chunk_condition(flt, postgres)).order_by(Chunk.id)
 
 
 def estimate(s: Session, flt: MetadataFilter, total: int) -> int:

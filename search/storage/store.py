@@ -168,7 +168,7 @@ class Store:
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
         looked up through the metadata index."""
-        stmt = metadata_index.chunks_matching(metadata_filter)
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
 

@@ -23,6 +23,7 @@ from search.dense.segments import SegmentView
 from search.embedding.encoder import Encoder
 from search.filters import MAX_DEPTH, parse_filter
 from search.query.searcher import Searcher
+from search.storage import metadata_index
 from search.storage.records import ChunkIn, DocumentIn
 from search.storage.store import Store
 
@@ -185,3 +186,27 @@ def test_the_estimate_bounds_what_passes(database_url: str, tiny_encoder: Encode
         passing = sum(_passes(meta, raw) for meta in metas)
         assert total == N_DOCS and passing <= bound <= total, raw
     searcher.store.close()
+
+
+@pytest.mark.parametrize("raw", [{"k": {"$ne": 1}}, {"k": {"$exists": False}}, {"$not": {"k": {"$gt": 1}}}])
+def test_a_negation_is_looked_up_once_not_once_per_chunk(database_url: str, raw: dict[str, Any]) -> None:
+    """A negation's positive matches are gathered once (SQLite: a NOT IN list; PostgreSQL: an anti-join);
+    SQLite's correlated NOT EXISTS scanned the key's index rows again for every chunk."""
+    store = Store(database_url)
+    docs = [(DocumentIn(f"d{i}", "t", metadata={"k": i % 3}), [ChunkIn(0, "t", 0, 1)]) for i in range(300)]
+    store.write_documents(docs)
+    parsed = parse_filter(raw)
+    assert parsed is not None
+    stmt = metadata_index.chunks_matching(parsed, store.postgres)
+    sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        if store.postgres:
+            c.exec_driver_sql("ANALYZE")
+            plan = " ".join(row[0] for row in c.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "Anti Join" in plan, plan
+        else:
+            plan = " ".join(str(row[-1]) for row in c.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "CORRELATED" not in plan and "LIST SUBQUERY" in plan, plan
+    expected = sum(1 for i in range(300) if _passes({"k": i % 3}, raw))
+    assert len(store.matching_chunk_ids(parsed)) == expected
+    store.close()

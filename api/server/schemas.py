@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from search.filters import check_filter_size
 from search.query.hits import Mode
@@ -15,12 +15,17 @@ MAX_BATCH = 256
 MAX_EMBED_INPUTS = 2048
 
 _FILTER_DOC = (
-    "Only documents whose metadata passes: equality on a field (a string, number or boolean), "
-    '{"field": {"$in": [values]}}, or numeric {"field": {"$gt"|"$gte"|"$lt"|"$lte": number}}. '
-    "Several operators on one field, and several fields, must all hold. The filter applies inside the "
+    "Only documents whose metadata passes: equality on a field (a string, number or boolean), or "
+    '{"field": {op: value}} with $eq, $ne, $gt, $gte, $lt, $lte (numbers), $in, $nin (lists), $exists '
+    "(true/false) or $not; filters join with $and, $or (lists) and $not. Several keys of one object must all "
+    "hold; $ne, $nin, $not and $exists: false pass documents without the field. The filter applies inside the "
     "nearest-neighbour search, so top_k matching documents come back whenever that many exist."
 )
-_FILTER_EXAMPLES: list[Any] = [{"kind": "animal"}, {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}}]
+_FILTER_EXAMPLES: list[Any] = [
+    {"kind": "animal"},
+    {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}},
+    {"$or": [{"kind": "sky"}, {"year": {"$lt": 1970}}]},
+]
 
 
 _MODE_DOC = (
@@ -34,7 +39,13 @@ _MIN_SCORE_DOC = (
 )
 
 
-class SearchRequest(BaseModel):
+class RequestBody(BaseModel):
+    """Every JSON request body: a field the route does not know is a 422 naming it, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(RequestBody):
     """A query and how many documents to return."""
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
@@ -56,7 +67,7 @@ class SearchRequest(BaseModel):
         return check_text(value, "query", stored=False)
 
 
-class BatchSearchRequest(BaseModel):
+class BatchSearchRequest(RequestBody):
     """Several queries, embedded in one batch."""
 
     queries: list[str] = Field(
@@ -199,7 +210,7 @@ class Stats(BaseModel):
     indexes: dict[str, IndexLag] | None = None
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(RequestBody):
     """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
 
     input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")

@@ -182,7 +182,7 @@ class Store:
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
         looked up through the metadata index."""
-        stmt = metadata_index.chunks_matching(metadata_filter)
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
@@ -190,8 +190,8 @@ class Store:
         """(at most how many documents pass the filter, how many documents there are): two index
         counts, to choose between filtering inside the search and checking its results."""
         with self.session() as s:
-            bound = metadata_index.estimate(s, metadata_filter)
             total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+            bound = metadata_index.estimate(s, metadata_filter, total)
         return bound, total
 
     def external_ids(self) -> list[str]:

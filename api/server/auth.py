@@ -128,7 +128,8 @@ async def request_access(request: Request, authorization: Annotated[str | None, 
 
 AccessDep = Annotated[Access | None, Depends(request_access)]
 
-UNAUTHORIZED = "missing, wrong, expired or revoked API key: send the header 'Authorization: Bearer <key>'"
+# Begins as it did before scoped keys, for clients that match the message.
+UNAUTHORIZED = "missing or wrong API key (or one expired or revoked): send the header 'Authorization: Bearer <key>'"
 
 
 def require(role: Role, collection: str | None = DEFAULT_COLLECTION) -> Any:

@@ -56,6 +56,7 @@ class KeyCheck:
         self._legacy = None if legacy is None else legacy.get_secret_value().encode()
         self._pepper = secrets.token_bytes(32)  # this process's own: the cache's digests mean nothing elsewhere
         self._verified: dict[bytes, tuple[float, Access | None]] = {}
+        self._pending: dict[bytes, asyncio.Future[Access | None]] = {}
         self._open: tuple[float, bool] | None = None
         self._open_lock = asyncio.Lock()
 
@@ -93,9 +94,14 @@ class KeyCheck:
     async def _key_access(self, token: str) -> Access | None:
         digest = hmac.new(self._pepper, token.encode(), hashlib.sha256).digest()
         cached = self._verified.get(digest)
-        now = time.monotonic()
-        if cached is None or now >= cached[0]:
-            cached = (now + self.ttl, await asyncio.to_thread(self._verify, token))
+        if cached is None or time.monotonic() >= cached[0]:
+            # One verification per key at a time: a burst of requests with a key not yet remembered
+            # waits for the first one's scrypt, rather than each running its own.
+            pending = self._pending.get(digest)
+            if pending is None:
+                pending = self._pending[digest] = asyncio.ensure_future(asyncio.to_thread(self._verify, token))
+                pending.add_done_callback(lambda done: self._forget(digest, done))
+            cached = (time.monotonic() + self.ttl, await asyncio.shield(pending))
             if len(self._verified) >= _CACHE_ENTRIES:
                 self._verified.clear()
             self._verified[digest] = cached
@@ -103,6 +109,11 @@ class KeyCheck:
         if found is not None and found.until is not None and datetime.now(UTC) >= found.until:
             return None  # expired since it was verified
         return found
+
+    def _forget(self, digest: bytes, done: asyncio.Future[Access | None]) -> None:
+        self._pending.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: each waiter raises it, and none may be left to
 
     def _verify(self, token: str) -> Access | None:
         with self.store.session() as session:

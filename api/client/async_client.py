@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -22,10 +23,12 @@ from api.client.calls import (
     slices,
 )
 from api.client.types import (
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     NotFoundError,
     SearchResults,
@@ -180,6 +183,25 @@ class AsyncSemsearchClient:
     async def health(self) -> bool:
         """See `SemsearchClient.health`."""
         return await self._send(self._requests.health())
+
+    async def create_key(
+        self,
+        role: str,
+        *,
+        collections: Sequence[str] | None = None,
+        expires_at: datetime | str | None = None,
+        name: str = "",
+    ) -> NewApiKey:
+        """See `SemsearchClient.create_key`."""
+        return await self._send(self._requests.create_key(role, collections, expires_at, name))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """See `SemsearchClient.list_keys`."""
+        return await self._send(self._requests.list_keys())
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        """See `SemsearchClient.revoke_key`."""
+        return await self._send(self._requests.revoke_key(key_id))
 
     async def aclose(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -32,10 +33,12 @@ from api.client.calls import (
     slices,
 )
 from api.client.types import (
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     NotFoundError,
     SearchResults,
@@ -198,6 +201,27 @@ class SemsearchClient:
     def health(self) -> bool:
         """True while the server answers."""
         return self._send(self._requests.health())
+
+    def create_key(
+        self,
+        role: str,
+        *,
+        collections: Sequence[str] | None = None,
+        expires_at: datetime | str | None = None,
+        name: str = "",
+    ) -> NewApiKey:
+        """A new API key (this needs an admin key for every collection): `role` read, write or admin,
+        the `collections` it reaches (None: all), `expires_at` a time or a duration such as "30d".
+        Its `key` is the secret, which the server shows this once."""
+        return self._send(self._requests.create_key(role, collections, expires_at, name))
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, revoked and expired ones too; never a secret."""
+        return self._send(self._requests.list_keys())
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke an API key by id (every server refuses it within seconds); NotFoundError when there is none."""
+        return self._send(self._requests.revoke_key(key_id))
 
     def close(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

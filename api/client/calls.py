@@ -9,6 +9,7 @@ import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -18,10 +19,12 @@ from pydantic import BaseModel
 
 from api.client.types import (
     RETRY_STATUSES,
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     SearchResults,
     SemsearchError,
@@ -89,6 +92,10 @@ def _model(kind: type[M]) -> Callable[[httpx.Response], M]:
 def _embeddings(response: httpx.Response) -> list[list[float]]:
     data = sorted(response.json()["data"], key=lambda item: item["index"])
     return [item["embedding"] for item in data]
+
+
+def _api_keys(response: httpx.Response) -> list[ApiKey]:
+    return [ApiKey.model_validate(key) for key in response.json()["keys"]]
 
 
 def _healthy(response: httpx.Response) -> bool:
@@ -277,3 +284,16 @@ class Requests:
 
     def health(self) -> Call[bool]:
         return Call("GET", "/health", _healthy)
+
+    def create_key(
+        self, role: str, collections: Sequence[str] | None, expires_at: datetime | str | None, name: str
+    ) -> Call[NewApiKey]:
+        expiry = expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+        body = {"role": role, "collections": None if collections is None else list(collections), "name": name}
+        return Call("POST", "/keys", _model(NewApiKey), json={**body, "expires_at": expiry})
+
+    def list_keys(self) -> Call[list[ApiKey]]:
+        return Call("GET", "/keys", _api_keys)
+
+    def revoke_key(self, key_id: str) -> Call[ApiKey]:
+        return Call("DELETE", "/keys/" + quote(key_id, safe=""), _model(ApiKey))

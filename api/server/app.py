@@ -11,14 +11,15 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, status, upload_route
+from api.server import docs, document_routes, errors, key_routes, status, upload_route
+from api.server.auth import KeyCheck, require
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
-from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.flow.admission import Admission
@@ -36,6 +37,7 @@ from api.server.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from search.access import Role
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
@@ -84,6 +86,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     hybrid = app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    key_check = app.state.key_check = KeyCheck(store, settings.api_key)
+    await key_check.is_open()  # known from the start: /health shows its details on an open server during an outage
     keeper: KeywordKeeper | None = app.state.keyword_keeper
     if keeper is not None:
         keeper.start(store, hybrid.keyword)
@@ -138,7 +142,7 @@ async def _reload_forever(searcher: Searcher, interval: float) -> None:
 
 
 public = APIRouter(route_class=BoundedRoute)
-protected = APIRouter(route_class=BoundedRoute, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+protected = APIRouter(route_class=BoundedRoute)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -283,7 +287,16 @@ def create_app(
     docs.install(app)
     app.include_router(public)
     app.include_router(status.public)
-    app.include_router(protected)
-    for router in (embeddings_router, status.protected, document_routes.router, upload_route.router):
-        app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+    # Every protected route and the role it needs, here alone (search.access says what each role may).
+    roles = (
+        (protected, require(Role.READ)),  # search
+        (embeddings_router, require(Role.READ)),
+        (status.protected, require(Role.READ)),  # /stats, /metrics
+        (document_routes.reads, require(Role.READ)),
+        (document_routes.writes, require(Role.WRITE)),
+        (upload_route.router, require(Role.WRITE)),
+        (key_routes.router, require(Role.ADMIN, collection=None)),  # keys belong to no one collection
+    )
+    for router, needed in roles:
+        app.include_router(router, dependencies=[needed], responses=errors.ERRORS)
     return app

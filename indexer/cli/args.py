@@ -112,7 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p_migrate)
     _add_query_commands(sub)
+    _add_key_commands(sub)
     return parser
+
+
+def _add_key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """keys create, list and revoke (their values are checked by search.access.KeySpec, as the API's)."""
+    p_keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys.add_parser("create", help="create an API key and print it (shown this once)")
+    p_create.add_argument("--role", required=True, help="read, write or admin")
+    p_create.add_argument(
+        "--collection",
+        action="append",
+        dest="collections",
+        metavar="NAME",
+        help="a collection the key reaches (repeat for several; default: all)",
+    )
+    p_create.add_argument("--expires", help="ISO 8601 time or a duration such as 30d, 12h, 90m (default: never)")
+    p_create.add_argument("--name", default="", help="what the key is for")
+    _common(p_create)
+    _common(keys.add_parser("list", help="list API keys (never their secrets)"))
+    p_revoke = keys.add_parser("revoke", help="revoke an API key: every server refuses it within seconds")
+    p_revoke.add_argument("id", help="the key's id, as `keys list` shows it")
+    _common(p_revoke)
 
 
 def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

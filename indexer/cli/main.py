@@ -1,5 +1,5 @@
 """The `semsearch` command: index, add, worker, search and eval here; rebuild, delete and check in
-maintenance.py, serve in serve.py."""
+maintenance.py, serve in serve.py, keys in keys.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from indexer.cli.args import build_parser, settings_from
+from indexer.cli.keys import cmd_keys
 from indexer.cli.maintenance import cmd_check, cmd_delete, cmd_migrate, cmd_rebuild
 from indexer.cli.serve import cmd_serve
 from indexer.cli.shared import migrate_schema, print_fields, print_json, report_rejected, stale, writer_lock
@@ -193,6 +194,7 @@ _COMMANDS = {
     "search": cmd_search,
     "eval": cmd_eval,
     "serve": cmd_serve,
+    "keys": cmd_keys,
 }
 
 

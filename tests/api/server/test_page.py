@@ -209,3 +209,47 @@ def test_an_error_without_json_shows_its_text(overloaded, browser: webdriver.Chr
     _search(browser, "the cat sat on the mat")
     settled(browser)
     assert browser.find_element(By.ID, "status").text == ""
+
+
+def _encoder_rows(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return float(re.search(r"^semsearch_encoder_batch_rows_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+
+
+def test_shading_a_page_costs_a_bounded_number_of_encoder_rows(worker_url: str, browser: webdriver.Chrome) -> None:
+    from api.client import SemsearchClient
+
+    # 25 short sentences in one chunk, one of them the query: the model weighs 3 of them, not 25.
+    words = [
+        "Rain",
+        "Snow",
+        "Wind",
+        "Hail",
+        "Fog",
+        "Mist",
+        "Sleet",
+        "Frost",
+        "Dew",
+        "Ice",
+        "Cloud",
+        "Storm",
+        "Thunder",
+        "Sun",
+        "Heat",
+        "Cold",
+    ]
+    filler = [f"{word} falls." for word in [*words, *words][:24]]
+    text = " ".join([*filler[:12], "The cat sat on the mat.", *filler[12:]])
+    with SemsearchClient(worker_url) as client:
+        assert client.put_document("long", text, title="Long", wait=True).indexed
+        hits = len(client.search("the cat sat on the mat", top_k=100).results)
+    browser.get(worker_url + "/")
+    before = _encoder_rows(worker_url)
+    _search(browser, "the cat sat on the mat")
+    settled(browser)
+    long = next(h for h in browser.find_elements(By.CSS_SELECTOR, ".hit") if "Long" in h.text)
+    assert long.find_element(By.CSS_SELECTOR, ".snippet .best").text == "The cat sat on the mat."
+    assert "Rain falls." in long.text and "Cold falls." in long.text  # the whole chunk is shown
+    # The search's query, then the shading: the query again and at most 3 sentences per hit shown.
+    shown = min(hits, 10)
+    assert _encoder_rows(worker_url) - before <= 1 + 1 + 3 * shown

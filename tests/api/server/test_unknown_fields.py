@@ -41,7 +41,9 @@ def test_unknown_query_parameters_are_a_422_naming_them(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         unknown = client.get("/search", params={"q": "cat", "k": 2, "offset": 10})
         assert unknown.status_code == 422
-        assert unknown.json()["detail"] == "unknown query parameter 'offset'; /search takes filter, k, mode, q"
+        assert (
+            unknown.json()["detail"] == "unknown query parameter 'offset'; /search takes filter, k, min_score, mode, q"
+        )
         assert "'top_k'" in client.get("/search", params={"q": "cat", "top_k": 2}).json()["detail"]
         assert "'sort'" in client.get("/documents", params={"limit": 2, "sort": "id"}).json()["detail"]
         assert client.get("/stats", params={"verbose": 1}).status_code == 422

@@ -64,3 +64,56 @@ def test_a_full_database_disk_is_a_507_logged_once_and_on_health(
         assert client.get("/health").json()["status"] == "ok"
     assert any("writes are stored again" in r.getMessage() for r in caplog.records)
     assert len(_full_lines(caplog)) == 1
+
+
+def test_index_files_on_a_full_disk_are_named_on_health_and_logged_once_each(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    indexer: Callable[[Settings], None],
+    start_server: Callable[[FastAPI], str],
+) -> None:
+    """The keyword index's tantivy commit and the dense index's FAISS file both meet a full disk (their
+    own messages: FAISS's names another temporary file each time) at every catch-up: each is logged
+    once, in one line, and /health names the data directory's disk until space returns."""
+    import faiss
+
+    from indexer.write.worker import open_worker
+    from search.keyword.segments import Segments
+    from search.storage.records import DocumentIn
+    from search.work.queue import enqueue
+
+    indexer(settings)
+    worker = open_worker(settings)
+    worker.publisher.merge_min = 1  # a merge (a new FAISS file) at every catch-up
+    url = start_server(create_app(settings, worker.state))
+    calls = iter(range(1000))
+
+    def tantivy_full(*_args: object) -> None:
+        raise ValueError("An IO error occurred: 'No space left on device (os error 28)'")
+
+    def faiss_full(_index: object, path: str) -> None:
+        raise RuntimeError(f"write error in {path}.{next(calls)}: 0 != 4096 (No space left on device)")
+
+    monkeypatch.setattr(Segments, "commit", tantivy_full)
+    monkeypatch.setattr(faiss, "write_index", faiss_full)
+    caplog.set_level(logging.WARNING)
+    for i in range(4):
+        enqueue(worker.store, [DocumentIn(f"late{i}", f"a late cat {i}")])
+        worker.drain()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded", health
+        for name in ("keyword", "dense"):
+            error = health["worker"]["stale_indexes"][name]
+            assert error.startswith("the data directory's disk is full (no space left for the index files)"), error
+            assert any(p.startswith(f"the {name} index failed to catch up") and error in p for p in health["problems"])
+        failed = [r for r in caplog.records if "failed to catch up" in r.getMessage()]
+        assert sorted(r.getMessage().split(" failed")[0] for r in failed) == ["the dense index", "the keyword index"]
+        assert all(r.exc_info is None and "\n" not in r.getMessage() for r in failed)  # one line, no traceback
+
+        monkeypatch.undo()  # space is freed
+        worker.drain()
+        health = client.get("/health").json()
+    assert health["status"] == "ok", health
+    assert len([r for r in caplog.records if "caught up with SQL again" in r.getMessage()]) == 2

@@ -36,6 +36,11 @@ class Report(Protocol):
         """JSON-ready, with the verdict."""
         ...
 
+    @property
+    def lag(self) -> str | None:
+        """How far behind the change log it is, in words, when that makes it not ok (None: it is not)."""
+        ...
+
 
 class DerivedIndex(Protocol):
     """A writer of one index derived from SQL; every method is safe to repeat after a crash."""

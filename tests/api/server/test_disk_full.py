@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from full_disk import FullDisk
 
+from api.client import SemsearchClient, ServerError
 from api.server.app import create_app
 from search.settings import Settings
 
@@ -51,6 +52,10 @@ def test_a_full_database_disk_is_a_507_logged_once_and_on_health(
                 assert detail.startswith(f"the database's disk is full ({which}), so this request was not carried out")
                 assert "retry-after" not in response.headers
             assert client.get("/documents/pets").status_code == 200  # reads go on, and end nothing
+        # The client door: raised at once (no retries: it stays full), with the server's words.
+        with SemsearchClient(url, retries=3) as typed, pytest.raises(ServerError) as raised:
+            typed.put_document("typed", " ".join(f"typed{j}" for j in range(3000)))
+        assert raised.value.status_code == 507 and "the database's disk is full" in raised.value.message
         health = client.get("/health").json()
         assert health["status"] == "degraded", health
         assert any(p.startswith(f"the database's disk is full ({which})") for p in health["problems"]), health

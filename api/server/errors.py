@@ -5,9 +5,10 @@ surrogate cannot be written as JSON: the 422 became a 500. Here each error body 
 `json_safe` first, and a long rejected value is shown as a preview (api/server/bodies.py). An
 overloaded server is a 429 with Retry-After, a stopping one a 503 with Retry-After; a text the
 encoder refuses alone, or a search asking for more hits than a request may, is a 422. A database
-that is unavailable or busy, on any route, is a 503 with Retry-After that says so
-(search.storage.outage tells them from the faults that stay 500s), logged once per outage by the
-store, not once per request.
+that is unavailable or busy, on any route, is a 503 with Retry-After that says so, and one whose
+disk is full a 507 (Insufficient Storage) that says which disk (search.storage.outage tells them
+from the faults that stay 500s), logged once per outage or full disk by the store, not once per
+request.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from search.validation import json_safe
 # them: 400 an unreadable body, 401 a missing or wrong key, 403 a key whose role is too low, 404 a key
 # that does not reach the collection (or no such thing), 413 a body over the size limit, 422 a bad request
 # (a plain-text detail naming the problem, or the list of pydantic's validation errors), 429 an
-# overloaded server and 503 a stopping one or an unavailable database (both with Retry-After).
-_CODES = (400, 401, 403, 404, 413, 422, 429, 503)
+# overloaded server, 503 a stopping one or an unavailable database (both with Retry-After) and 507
+# a full disk.
+_CODES = (400, 401, 403, 404, 413, 422, 429, 503, 507)
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in _CODES}
 
 
@@ -68,6 +70,9 @@ async def _database(_request: Request, exc: Exception) -> JSONResponse:
     failure = classify(exc)
     if failure is None:
         raise exc  # a fault of the program or the schema: the 500 it is, with its traceback
+    if failure.kind == "disk_full":
+        detail = f"{failure.describe()}, so this request was not carried out; free space on that disk and retry it"
+        return JSONResponse({"detail": detail}, status_code=507)
     if isinstance(exc, CommitUnknownError):
         detail = str(exc)
     else:

@@ -18,7 +18,7 @@ from api.server.metrics import Metrics
 from api.server.schemas import Health, QueueHealth, Stats, WorkerHealth
 from search.keyword.index import KeywordIndex
 from search.settings import Settings
-from search.storage.outage import describe, unavailable
+from search.storage.outage import describe, outage_of, unavailable
 from search.storage.store import Store
 from search.work.state import WorkerState, queue_state
 
@@ -65,14 +65,14 @@ def health(
     """Answers while the process serves: `ok`, or `degraded` with the problems found. The errors
     behind them are shown to a request with the API key; others get their kind alone."""
     worker = read_worker(worker_state, keyed)
-    unopened = _keyword_unopened(hybrid.keyword)
+    local = _keyword_unopened(hybrid.keyword) + _full_disk(searcher.store)
     try:
         queue: QueueHealth | None = read_queue(searcher.store)
         indexes = lags.read()
     except Exception as exc:  # /health must answer whatever the database does
-        problems = [_database_problem(exc, keyed), *_problems(None, worker, settings), *unopened]
+        problems = [_database_problem(exc, keyed), *_problems(None, worker, settings), *local]
         return Health(status="degraded", problems=problems, worker=worker)
-    problems = _problems(queue, worker, settings) + unopened + lags.problems(indexes, settings)
+    problems = _problems(queue, worker, settings) + local + lags.problems(indexes, settings)
     return Health(
         status="degraded" if problems else "ok", problems=problems, queue=queue, worker=worker, indexes=indexes
     )
@@ -84,6 +84,18 @@ def _database_problem(exc: Exception, keyed: bool) -> str:
         log.warning("health: the database did not answer: %s", exc)
     problem = f"the database did not answer: {describe(exc)}"
     return f"{problem}; error: {type(exc).__name__}: {exc}"[:1000] if keyed else problem
+
+
+def _full_disk(store: Store) -> list[str]:
+    """The database's disk, while this process's last write met it full (a write stored ends it)."""
+    full = outage_of(store.engine).disk.state
+    if full is None:
+        return []
+    what, seconds = full
+    return [
+        f"{what}, for {seconds:.0f} s now: writes are refused with 507 and no document is indexed until "
+        "space is freed on it"
+    ]
 
 
 def stale_index_problems(stale: dict[str, str]) -> list[str]:

@@ -9,6 +9,8 @@ import argparse
 import logging
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -198,26 +200,57 @@ _COMMANDS = {
 }
 
 
+# After a command's line saying the database failed (search.storage.outage), what to do about it.
+_WHAT_NEXT = {
+    "disk_full": "free space on it and run the command again (what was stored before it filled is kept)",
+    "unavailable": "run the command again once it answers",
+    "busy": "run the command again",
+}
+
+
+@contextmanager
+def _told_once(args: argparse.Namespace) -> Iterator[None]:
+    """A command that ends when the database's disk fills ends with a line saying so: the log line of
+    the episode (search.storage.disk) is for the processes that go on, `serve` and `worker`."""
+    record = logging.getLogger("search.storage.disk")
+    level = record.level
+    if args.command not in ("serve", "worker") and not args.verbose:
+        record.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        record.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `semsearch` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    # The errors a user can act on (bad settings, input, index, lock or schema) end in one line, not a traceback.
+    # The errors a user can act on (bad settings, input, index, lock or schema, the database unavailable
+    # or its disk full, a full disk of the data directory) end in one line, not a traceback.
     from pydantic import ValidationError
 
     from indexer.write.locks import LockHeldError
     from indexer.write.ray_engine import RayMissingError
     from search.dense.catalog import IndexMismatchError
+    from search.storage.outage import classify
     from search.storage.schema import SchemaBehindError
 
     actionable = (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError, RayMissingError, SchemaBehindError)
     try:
         settings = settings_from(args)
-        return _COMMANDS[args.command](args, settings)
+        with _told_once(args):
+            return _COMMANDS[args.command](args, settings)
     except ValidationError as exc:
         print(f"semsearch: invalid settings: {exc}", file=sys.stderr)
-    except actionable as exc:
-        print(f"semsearch {args.command}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is not None:
+            print(f"semsearch {args.command}: {failure.describe()}; {_WHAT_NEXT[failure.kind]}", file=sys.stderr)
+        elif isinstance(exc, actionable):
+            print(f"semsearch {args.command}: {exc}", file=sys.stderr)
+        else:
+            raise
     return 2
 
 

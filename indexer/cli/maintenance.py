@@ -81,9 +81,9 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Verify rows against vectors and the keyword index against the chunks; `--repair` runs the full
-    pass (embeds what lacks a vector, writes the base file afresh from SQL, mends the keyword index).
-    Exit status 1 while inconsistent."""
+    """Verify rows against vectors and the keyword index against the chunks, and that no derived index
+    is behind the change log; `--repair` runs the full pass (embeds what lacks a vector, writes the base
+    file afresh from SQL, mends and catches up the keyword index). Exit status 1 while inconsistent."""
     from indexer.write.pipeline import open_indexer
 
     if args.repair:
@@ -99,6 +99,12 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         print(" ".join(f"{k}={v}" for k, v in dense.as_dict().items()))
         for name, report in reports.items():
             print(f"{name}: " + " ".join(f"{k}={v}" for k, v in report.as_dict().items()))
+    for name, report in {"dense": dense, **reports}.items():
+        if report.lag is not None:  # its catch-ups failed (a full disk), or it is catching up now
+            print(
+                f"semsearch check: the {name} index is {report.lag}: `semsearch check --repair` catches it up",
+                file=sys.stderr,
+            )
     return 0 if dense.ok and all(r.ok for r in reports.values()) else 1
 
 

@@ -4,8 +4,8 @@ files (indexer/write/maintenance.py's DenseIndex, over the Publisher) and the ke
 indexes besides the dense one, in one place), one loop per action: the worker, `index`, `delete` and
 `check` drive them the same way.
 
-A failing index never stops the others or the embedding: its failure is logged and kept under its
-name (`failures`) until its next catch-up succeeds, which mends it from SQL."""
+A failing index never stops the others or the embedding: its failure is logged (once while it
+lasts) and kept under its name (`failures`) until its next catch-up succeeds, which mends it from SQL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from indexer.write.keyword_writer import KeywordWriter
 from search.components import open_keyword
 from search.dense.catalog import IndexMismatchError
 from search.settings import Settings
-from search.storage.outage import describe, unavailable
+from search.storage.outage import classify, describe, error_text, logged_here
 from search.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ class Report(Protocol):
 
     def as_dict(self) -> Mapping[str, object]:
         """JSON-ready, with the verdict."""
+        ...
+
+    @property
+    def lag(self) -> str | None:
+        """How far behind the change log it is, in words, when that makes it not ok (None: it is not)."""
         ...
 
 
@@ -116,16 +121,30 @@ class DerivedIndexes:
         return {index.name: index.repair(self.store) for index in self.indexes}
 
     def _failed(self, name: str, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:500]
-        # The traceback when a failure starts (or changes); a repeat of it is retried quietly.
-        if self.failures.get(name) != error and not unavailable(exc):
-            log.exception("the %s index failed to catch up with SQL; retried at the next catch-up", name)
-        else:  # a repeat, or the database unavailable (search.storage.outage logs an outage once)
-            log.debug("the %s index failed again: %s", name, error)
-        self.failures[name] = error
+        self.failures[name] = log_failure(
+            f"the {name} index", exc, self.failures.get(name), "retried at the next catch-up"
+        )
         self.public[name] = describe(exc)
 
     def _caught_up(self, name: str) -> None:
         self.public.pop(name, None)
         if self.failures.pop(name, None) is not None:
             log.warning("the %s index caught up with SQL again", name)
+
+
+def log_failure(what: str, exc: Exception, last: str | None, retried: str) -> str:
+    """Log that `what` failed to catch up with SQL, once while the failure lasts (`last`: the text
+    this returned for the previous one, None after a success): the traceback when a failure starts
+    or changes, one line for a full disk (whose message may name another file each time), nothing
+    for the database unavailable or full, which search.storage.outage logs. Returns the failure's
+    text to keep (search.storage.outage.error_text)."""
+    error = error_text(exc)
+    failure = classify(exc)
+    full = None if failure is None or failure.kind != "disk_full" else failure.describe()
+    if last == error or (full is not None and last is not None and last.startswith(full)) or logged_here(exc):
+        log.debug("%s failed again: %s", what, error)
+    elif full is not None:
+        log.error("%s failed to catch up with SQL: %s; %s", what, error, retried)
+    else:
+        log.exception("%s failed to catch up with SQL; %s", what, retried)
+    return error

@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 
+from indexer.write.derived import log_failure
 from indexer.write.keyword_writer import KeywordWriter
 from search.keyword.index import KeywordIndex
+from search.storage.outage import error_text
 from search.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -92,10 +94,8 @@ class KeywordFollower:
         return done
 
     def _failed(self, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:500]
-        if error != self.error:  # the traceback when a failure starts or changes, not once a tick
-            log.exception("the keyword index failed to catch up with SQL; retried every %.1f s", self.interval)
-        self.error = error
+        # Logged when a failure starts or changes, not once a tick.
+        self.error = log_failure("the keyword index", exc, self.error, f"retried every {self.interval:.1f} s")
 
 
 def catch_up_once(store: Store, index: KeywordIndex) -> str | None:
@@ -107,7 +107,7 @@ def catch_up_once(store: Store, index: KeywordIndex) -> str | None:
             return None
         writer.catch_up(store)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:500]
+        return error_text(exc)
     finally:
         writer.release()
     return None

@@ -248,7 +248,7 @@ class KeywordWriter:
         """Rebuild when the check finds the index wrong (not merely behind) or cannot open it, then
         catch up."""
         try:
-            wrong = not self.check(store).ok
+            wrong = not self.check(store).right
         except UnreadableIndexError:
             wrong = True
         if wrong:

@@ -12,6 +12,7 @@ import numpy as np
 from indexer.write.embedding import embed_missing
 from indexer.write.publisher import Merge, Publisher
 from search.dense.catalog import BaseFileState, IndexWatcher
+from search.storage import changes
 from search.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Consistency:
-    """What `semsearch check` reports: every chunk row should have one vector, and no vector lack a row."""
+    """What `semsearch check` reports: every chunk row should have one vector, and no vector lack a row;
+    and the base file should not be behind the change log by a merge or more (one that failed, as on a
+    full disk: readers then apply ever more of the log at every start)."""
 
     documents: int
     chunks: int
@@ -28,12 +31,28 @@ class Consistency:
     missing_vectors: int
     base_file: BaseFileState
     stray_files: int  # files of the index directory nothing reads (`--repair` removes them)
+    base_seq: int  # the change log seq the active generation's base file holds
+    head: int  # the newest log seq
+    unmerged: int  # log entries of its space after `base_seq`, which readers apply themselves
+    merge_at: int  # unmerged entries that make a merge due (`--repair` merges them)
 
     @property
     def ok(self) -> bool:
-        """True when rows and vectors match one to one, the base file can be read and no stray file is left."""
+        """True when rows and vectors match one to one, the base file can be read and no stray file is
+        left, and no merge is overdue."""
         matched = self.orphan_vectors == 0 and self.missing_vectors == 0 and self.chunks == self.vectors
-        return matched and self.base_file is not BaseFileState.UNREADABLE and not self.stray_files
+        files = self.base_file is not BaseFileState.UNREADABLE and not self.stray_files
+        return matched and files and self.unmerged < self.merge_at
+
+    @property
+    def lag(self) -> str | None:
+        """How far behind the change log it is, in words, when a merge is overdue."""
+        if self.unmerged < self.merge_at:
+            return None
+        return (
+            f"{self.unmerged} entries behind the change log in its base file (base seq {self.base_seq}, head "
+            f"{self.head}; a merge is due at {self.merge_at})"
+        )
 
     def as_dict(self) -> dict[str, int | bool]:
         """The report as JSON-ready values."""
@@ -67,6 +86,11 @@ class DenseIndex:
         stored = np.asarray(store.all_chunk_ids(), dtype=np.int64)
         held = view.ids()
         counts = store.counts()
+        generation = store.active_generation()
+        base_seq = 0 if generation is None else generation.base_seq
+        with store.session() as s:
+            head = changes.head(s)
+            unmerged = 0 if generation is None else changes.count(s, base_seq, space=publisher.rows.space)
         return Consistency(
             documents=counts["documents"],
             chunks=counts["chunks"],
@@ -75,6 +99,10 @@ class DenseIndex:
             missing_vectors=len(np.setdiff1d(stored, held)),
             base_file=self._base_file(store),
             stray_files=self._strays(),
+            base_seq=base_seq,
+            head=head,
+            unmerged=unmerged,
+            merge_at=publisher.merge_threshold(0 if generation is None else generation.vectors),
         )
 
     def repair(self, store: Store) -> Consistency:

@@ -19,7 +19,7 @@ from search.dense.catalog import IndexCatalog, IndexMismatchError, follow
 from search.embedding.encoder import Encoder
 from search.settings import Settings
 from search.storage.models import IndexGeneration
-from search.storage.outage import describe, unavailable
+from search.storage.outage import describe, logged_here
 from search.storage.store import Store
 from search.work.state import WorkerState
 
@@ -171,8 +171,8 @@ class Worker:
         delay = self.state.failed(exc)
         snapshot = self.state.snapshot()
         # The whole traceback once per streak (and when the budget runs out), then one line per failure;
-        # none for the database unavailable, whose outage search.storage.outage logs once.
-        if unavailable(exc):
+        # none for the database unavailable or its disk full, which search.storage.outage logs once.
+        if logged_here(exc):
             log.debug("worker step failed (%d in a row): %s", snapshot.consecutive_failures, describe(exc))
         elif snapshot.consecutive_failures in (1, self.state.failure_budget):
             log.exception("worker step failed (%d in a row); retrying in %.1f s", snapshot.consecutive_failures, delay)

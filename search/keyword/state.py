@@ -29,15 +29,28 @@ class KeywordCheck:
     indexed: int  # chunks the committed index holds
     applied: int | None  # the log seq it has applied (None: never built)
     head: int  # the newest log seq
-    behind: int  # "add" and "del" entries after `applied`: the next catch-up's work, not a fault
+    behind: int  # "add" and "del" entries after `applied`: what the next catch-up applies
     missing: int  # chunk rows it lacks, though it applied their "add"
     orphans: int  # chunks it holds, though it applied their "del"
 
     @property
-    def ok(self) -> bool:
+    def right(self) -> bool:
         """Built, and right as of the seq it applied (deleted chunks it still holds never show:
-        results are joined with the chunk rows)."""
+        results are joined with the chunk rows): what a catch-up completes, without a rebuild."""
         return self.applied is not None and self.missing == 0 and self.orphans == 0
+
+    @property
+    def ok(self) -> bool:
+        """Right, and caught up with the change log: one left behind (its catch-ups failing, as on a
+        full disk) misses what was written since, which `check` must not call ok."""
+        return self.right and self.behind == 0
+
+    @property
+    def lag(self) -> str | None:
+        """How far behind the change log it is, in words (None: caught up)."""
+        if not self.behind:
+            return None
+        return f"{self.behind} entries behind the change log (applied seq {self.applied}, head {self.head})"
 
     def as_dict(self) -> dict[str, int | bool | None]:
         """JSON-ready, with the verdict."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Any
 
 from alembic.config import Config
@@ -27,6 +28,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _not_a_pipeline_aborted(record: logging.LogRecord) -> bool:
+    """psycopg logs a warning when it ends a pipeline whose statement failed (a full disk, a conflict):
+    that failure is raised, and reported, anyway; the warning only repeats it once per write, naming
+    the database's host, port and user."""
+    return not (record.msg == "error ignored terminating %r: %s" and "pipeline aborted" in str(record.args))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`, with SQLite set up for one writer beside many readers, whose outages are
     logged once each (search.storage.outage). On PostgreSQL every pooled connection is pinged as it
@@ -37,6 +45,7 @@ def make_engine(url: str) -> Engine:
     else:
         # JSONB would turn floats of 1e16 or more into integers (search/storage/json_text.py).
         engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps)
+        logging.getLogger("psycopg").addFilter(_not_a_pipeline_aborted)  # once: the same filter is kept once
     watch(engine)
     return engine
 

@@ -1,15 +1,18 @@
 """What a database error means, told the same way at every door: the database is unavailable (it
 cannot be reached or does not take connections now: an outage), busy (a lock or a conflict that
-outlasted its retries), or neither (a fault of the program or the schema, left to surface as one).
+outlasted its retries), its disk is full, or neither (a fault of the program or the schema, left to
+surface as one). A full disk of the data directory (the index files: an OSError, or a library's
+message that says so) is told here too, as the data directory's.
 
-The API answers the first two with 503 and Retry-After, the write retries never retry an outage,
-/health and the worker's error budget show a reason from a fixed vocabulary (the driver's text names
-the host, port and user), and each outage is logged once when it starts and once when it ends,
-whichever request or thread met it.
+The API answers the first two with 503 and Retry-After and a full disk with 507, the write retries
+never retry an outage or a full disk, /health and the worker's error budget show a reason from a
+fixed vocabulary (the driver's text names the host, port and user), and each outage and each time
+the database's disk fills is logged once when it starts and once when it ends, whichever request or
+thread met it.
 
 SQLite: a locked or busy database is contention between writers of this host, not an outage: the
 write retries take it as a conflict and, past them, it is answered as busy. A file that cannot be
-opened, an I/O error or a full disk is unavailable.
+opened or an I/O error is unavailable; SQLITE_FULL is a full disk (reads still work).
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from search.storage.disk import FullDisk, count_write, disk_full
+
 log = logging.getLogger(__name__)
 
-Kind = Literal["unavailable", "busy"]
-# Seconds a client should wait before retrying, per kind (the Retry-After the API sends).
+Kind = Literal["unavailable", "busy", "disk_full"]
+# Seconds a client should wait before retrying, per kind (the Retry-After the API sends with a 503;
+# a full disk is a 507 without one: it stays full until someone frees space).
 RETRY_AFTER: dict[Kind, int] = {"unavailable": 5, "busy": 1}
 # An outage ends at the first success after this long without a failure: while a server shuts down,
 # statements on connections it has not ended yet still succeed for a moment, which ends nothing.
@@ -43,9 +49,13 @@ class Failure:
 
     kind: Kind
     reason: str
+    # False for a full disk met writing the data directory's files, not the database.
+    database: bool = True
 
     def describe(self) -> str:
-        """`the database is unavailable (connection refused)`."""
+        """`the database is unavailable (connection refused)`, `the database's disk is full (...)`."""
+        if self.kind == "disk_full":
+            return f"the {'database' if self.database else 'data directory'}'s disk is full ({self.reason})"
         return f"the database is {self.kind} ({self.reason})"
 
 
@@ -76,10 +86,25 @@ def unavailable(exc: BaseException) -> bool:
     return failure is not None and failure.kind == "unavailable"
 
 
+def logged_here(exc: BaseException) -> bool:
+    """True when `exc` is the database unavailable or its disk full: each such episode is logged
+    once, here, so whoever meets it need not log it again."""
+    failure = classify(exc)
+    return failure is not None and failure.database and failure.kind in ("unavailable", "disk_full")
+
+
 def describe(exc: BaseException) -> str:
     """`exc` in words safe to show anyone: a database failure's reason, else only its type."""
     failure = classify(exc)
     return type(exc).__name__ if failure is None else failure.describe()
+
+
+def error_text(exc: BaseException) -> str:
+    """`exc` as logs and a keyed /health show it: its type and message (500 characters at most),
+    after what it means when that is a full disk, which a library's message may bury."""
+    failure = classify(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    return (text if failure is None or failure.kind != "disk_full" else f"{failure.describe()}: {text}")[:500]
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -108,7 +133,12 @@ def _classify_one(error: BaseException) -> Failure | None:
         return _sqlite(error)
     if type(error).__module__.startswith("psycopg"):
         return _postgres(error)
+    if disk_full(error):  # not the database's: a file of the data directory
+        return DATA_DIR_FULL
     return None
+
+
+DATA_DIR_FULL = Failure("disk_full", "no space left for the index files", database=False)
 
 
 # SQLite's primary result codes (the low byte of the extended one).
@@ -116,7 +146,7 @@ _SQLITE_CODES: dict[int, Failure] = {
     5: Failure("busy", "the SQLite database is locked by another writer"),
     6: Failure("busy", "a SQLite table is locked"),
     10: Failure("unavailable", "a disk I/O error"),
-    13: Failure("unavailable", "the disk is full"),
+    13: Failure("disk_full", "the SQLite file cannot grow"),
     14: Failure("unavailable", "the SQLite file cannot be opened"),
 }
 # The same, by message, for an error raised without its code.
@@ -146,7 +176,6 @@ _PG_UNAVAILABLE = {
     "57P01": "the server ended the connection",
     "57P02": "the server crashed",
     "53300": "too many connections",
-    "53100": "the server's disk is full",
     "53200": "the server is out of memory",
 }
 # Connection-level failures say what they are only in their message; matched lower-cased, in order.
@@ -165,8 +194,14 @@ _CONNECTION_MESSAGES = [
 ]
 
 
+_PG_DISK_FULL = Failure("disk_full", "the PostgreSQL server has no space left")
+
+
 def _postgres(error: BaseException) -> Failure | None:
     state: str | None = getattr(error, "sqlstate", None)
+    # disk_full, or a write error that says why (58030 io_error "could not extend file ...").
+    if state == "53100" or disk_full(error):
+        return _PG_DISK_FULL
     if state in _PG_BUSY:
         return Failure("busy", _PG_BUSY[state])
     if state in _PG_UNAVAILABLE:
@@ -184,13 +219,16 @@ def _postgres(error: BaseException) -> Failure | None:
 
 class Outage:
     """One database's outage, shared by every engine on it in this process: logged when the first
-    failure shows it, and when a statement succeeds again after QUIET_SECONDS without failures."""
+    failure shows it, and when a statement succeeds again after QUIET_SECONDS without failures.
+    Beside it, the database's disk being full: logged when the first write fails on it, and when a
+    write is stored again (reads go on succeeding meanwhile, so they end nothing)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._lock = threading.Lock()
         self._since: float | None = None
         self._last_failure = 0.0
+        self.disk = FullDisk(name)
 
     @property
     def down(self) -> bool:
@@ -198,7 +236,10 @@ class Outage:
         return self._since is not None
 
     def failed(self, failure: Failure) -> None:
-        """A connection-level failure was met."""
+        """A connection-level failure, or a full disk, was met."""
+        if failure.kind == "disk_full":
+            self.disk.filled(failure.describe())
+            return
         with self._lock:
             self._last_failure = time.monotonic()
             if self._since is None:
@@ -239,11 +280,12 @@ def watch(engine: Engine) -> None:
         failure = classify(context.original_exception)
         if failure is None and context.is_disconnect:
             failure = Failure("unavailable", "connection lost")
-        if failure is not None and failure.kind == "unavailable":
+        if failure is not None and failure.database and failure.kind in ("unavailable", "disk_full"):
             outage.failed(failure)
 
-    def on_success(*_args: Any) -> None:
+    def on_success(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         outage.answered()
+        count_write(statement)
 
     event.listen(engine, "handle_error", on_error)
     event.listen(engine, "after_cursor_execute", on_success)

@@ -6,8 +6,8 @@ of two transactions as a deadlock victim, and SQLite may report its database loc
 IntegrityError or OperationalError from a transaction that rolled back whole, so running the same
 call again, after the other has committed, gives the answer a serial order would have given.
 
-An unavailable database (search.storage.outage) is no conflict: retrying it only delays the 503
-that says so, and calling it a conflict misleads, so it is raised at once.
+An unavailable database or a full disk (search.storage.outage) is no conflict: retrying it only
+delays the answer that says so, and calling it a conflict misleads, so it is raised at once.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def retry_write(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
             return call(*args, **kwargs)
         except (IntegrityError, OperationalError) as exc:
             failure = classify(exc)
-            if failure is not None and failure.kind == "unavailable":
+            if failure is not None and failure.kind in ("unavailable", "disk_full"):
                 raise
             if attempt == ATTEMPTS:
                 why = "it conflicted with concurrent writes" if failure is None else failure.describe()

@@ -16,8 +16,9 @@ from search.filters import MetadataFilter
 from search.storage import changes, documents, metadata_index, schema
 from search.storage.bulk import one_of
 from search.storage.db import make_engine
+from search.storage.disk import writes_in_thread
 from search.storage.models import Chunk, Document, GenerationState, IndexGeneration
-from search.storage.outage import CommitUnknownError, classify
+from search.storage.outage import CommitUnknownError, classify, outage_of
 from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
 from search.storage.rows import (
     delete_chunks_of,
@@ -40,6 +41,7 @@ class Store:
         self.engine = make_engine(url)
         self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._full_disk = outage_of(self.engine).disk
         if upgrade:
             self.upgrade()
 
@@ -55,8 +57,10 @@ class Store:
     def session(self, write: bool = False) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error. With `write`, a
         COMMIT that the database's going away interrupted is a CommitUnknownError: the client was
-        answered nothing, so it cannot know whether the write was kept."""
+        answered nothing, so it cannot know whether the write was kept. A write committed ends a
+        full disk of the database (search.storage.disk)."""
         committing = False
+        writes = writes_in_thread()
         try:
             with self._sessions.begin() as session:
                 yield session
@@ -67,6 +71,8 @@ class Store:
             if failure is not None and failure.kind == "unavailable":
                 raise CommitUnknownError(failure) from exc
             raise
+        if writes_in_thread() != writes:
+            self._full_disk.stored()
 
     def close(self) -> None:
         """Release pooled connections."""

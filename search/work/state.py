@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from search.storage.models import Document, DocumentStatus
-from search.storage.outage import describe
+from search.storage.outage import describe, error_text
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class WorkerState:
         with self._lock:
             self._consecutive += 1
             self._total += 1
-            self._last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._last_error = error_text(exc)
             self._last_public = describe(exc)
             self._last_error_at = time.monotonic()
             self._backoff = min(self.max_delay, self.base_delay * 2 ** min(self._consecutive - 1, 30))

@@ -141,6 +141,10 @@ def test_delete_and_check_with_repair(tmp_path: Path, env: dict[str, str]) -> No
         "missing_vectors": 0,
         "base_file": "none",
         "stray_files": 0,
+        "base_seq": 0,
+        "head": report["head"],
+        "unmerged": report["unmerged"],
+        "merge_at": 20_000,
         "ok": True,
     }
     # --repair writes the base file from the vectors in SQL; truncate it (a disk full, a crash of a copy):

@@ -91,7 +91,7 @@ def parse_filter(raw: Mapping[str, Any] | MetadataFilter | None) -> MetadataFilt
     check_filter_size(raw)
     conditions: list[Condition] = []
     for field, spec in raw.items():
-        _check_field(field)
+        check_field(field)
         if isinstance(spec, Mapping):
             conditions.extend(_operators(field, spec))
         else:
@@ -109,14 +109,16 @@ def check_filter_size(raw: object) -> None:
         raise ValueError(f"filter has {len(raw)} fields; at most {MAX_FIELDS} are allowed")
 
 
-def _check_field(field: object) -> None:
+def check_field(field: object, role: str = "filter field") -> None:
+    """The rules of every metadata field a request names (`role`: what names it, for the message):
+    filters, and search/query/paging.py's sort and facets."""
     if not isinstance(field, str) or not field:
-        raise ValueError(f"filter field names must be non-empty strings, got {_show(field)}")
+        raise ValueError(f"{role} names must be non-empty strings, got {_show(field)}")
     if field.startswith("$"):
-        raise ValueError(f"filter field {field!r}: top-level operators are not supported; name a metadata field")
+        raise ValueError(f"{role} {field!r}: top-level operators are not supported; name a metadata field")
     if len(field) > MAX_FIELD_CHARS or _BAD_FIELD.search(field) or not is_utf8(field):
         raise ValueError(
-            f"filter field {field[:40]!r}: field names have at most {MAX_FIELD_CHARS} characters "
+            f"{role} {field[:40]!r}: field names have at most {MAX_FIELD_CHARS} characters "
             "and no quotes, backslashes or control characters"
         )
 

@@ -73,10 +73,19 @@ class AsyncSemsearchClient:
             attempt += 1
 
     async def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        offset: int = 0,
+        sort: str | Mapping[str, Any] | None = None,
+        facets: Sequence[str] | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
-        return await self._send(self._requests.search(query, top_k, filter, mode))
+        paging = self._requests.paging(offset, sort, facets)
+        return await self._send(self._requests.search(query, top_k, filter, mode, paging))
 
     async def search_batch(
         self,

@@ -84,10 +84,22 @@ class SemsearchClient:
             attempt += 1
 
     def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        offset: int = 0,
+        sort: str | Mapping[str, Any] | None = None,
+        facets: Sequence[str] | None = None,
     ) -> SearchResults:
-        """The `top_k` best documents for `query` whose metadata passes `filter`; `mode` where the server has modes."""
-        return self._send(self._requests.search(query, top_k, filter, mode))
+        """The `top_k` best documents for `query` whose metadata passes `filter`, after the first `offset`;
+        `mode` where the server has modes. `sort`: a metadata field to order the most relevant documents
+        by, as {"field": "year", "order": "desc"} or "-year"; `facets`: fields to count values of (in
+        the answer's `facets`)."""
+        paging = self._requests.paging(offset, sort, facets)
+        return self._send(self._requests.search(query, top_k, filter, mode, paging))
 
     def search_batch(
         self,

@@ -169,6 +169,18 @@ class Requests:
         return call.parse(outcome)
 
     @staticmethod
+    def paging(offset: int, sort: str | Mapping[str, Any] | None, facets: Sequence[str] | None) -> dict[str, Any]:
+        """The paging fields of a search body that differ from the server's defaults."""
+        sent: dict[str, Any] = {}
+        if offset:
+            sent["offset"] = offset
+        if sort is not None:
+            sent["sort"] = sort if isinstance(sort, str) else dict(sort)
+        if facets:
+            sent["facets"] = list(facets)
+        return sent
+
+    @staticmethod
     def _query(top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"top_k": top_k}
         if filter is not None:
@@ -177,8 +189,16 @@ class Requests:
             body["mode"] = mode
         return body
 
-    def search(self, query: str, top_k: int, filter: Mapping[str, Any] | None, mode: str | None) -> Call[SearchResults]:
-        body = {"query": query, **self._query(top_k, filter, mode)}
+    def search(
+        self,
+        query: str,
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        mode: str | None,
+        paging: Mapping[str, Any] | None = None,
+    ) -> Call[SearchResults]:
+        """`paging`: offset, sort and facets, each sent only when set (a server without them then refuses nothing)."""
+        body = {"query": query, **self._query(top_k, filter, mode), **(paging or {})}
         return Call("POST", "/search", _model(SearchResults), json=body)
 
     def search_batch(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, status
+from api.server import docs, document_routes, errors, pages, status
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
 from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
@@ -41,7 +41,7 @@ from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode
-from search.query.hybrid import HybridSearcher
+from search.query.hybrid import Arrange, HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
@@ -157,12 +157,14 @@ async def _search(
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
+    arrange: Arrange | None = None,
 ) -> list[list[HybridHit]]:
     """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
     side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
-    runs in `threads` (at most search_threads at once; the others wait their turn in order)."""
+    runs in `threads` (at most search_threads at once; the others wait their turn in order). `arrange`
+    cuts each ranking of `k` to the page shown (api/server/pages.py)."""
     if mode == "keyword":
-        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode, None, None, arrange)
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
@@ -174,21 +176,33 @@ async def _search(
             keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
     ranked = None if keyword is None else await keyword
-    return await threads.run(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+    return await threads.run(
+        hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked, arrange
+    )
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
 # shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
 async def search_post(
-    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep, admission: AdmissionDep
+    body: SearchRequest,
+    hybrid: HybridDep,
+    batcher: BatcherDep,
+    threads: SearchThreadsDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
 ) -> SearchResponse:
-    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
+    """The `top_k` best documents for the query in `mode` after the first `offset` (in relevance order, or
+    in `sort`'s), each with its best chunk, and the value counts of the `facets` fields."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
+    page = pages.pager(hybrid.store, pages.request_view(body, settings.search_max_hits))
     with admission.admit():
-        lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
-    return SearchResponse(results=results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+        lists = await _search(
+            hybrid, batcher, threads, [body.query], page.shown.depth, metadata_filter, body.mode, page
+        )
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResponse(results=results(lists[0]), took_ms=took_ms, facets=pages.facets(page))
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -197,12 +211,16 @@ async def search_get(
     batcher: BatcherDep,
     threads: SearchThreadsDep,
     admission: AdmissionDep,
+    settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
     mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
+    offset: Annotated[int, Query(ge=0, description="Results to skip (see the POST form).")] = 0,
+    sort: Annotated[str | None, Query(description='A metadata field, "-field" for descending.')] = None,
+    facets: Annotated[list[str] | None, Query(description="A field to count values of; repeat for several.")] = None,
 ) -> SearchResponse:
-    """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
+    """`GET /search?q=...&k=10&filter={...}&offset=10&sort=-year&facets=team`, the same as the POST form."""
     try:
         raw = None if filter is None else loads(filter, "filter")
     except FieldError as exc:  # nested too deep
@@ -212,10 +230,10 @@ async def search_get(
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
     try:
-        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode, offset=offset, sort=sort, facets=facets or [])
     except ValidationError as exc:
         raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
-    return await search_post(body, hybrid, batcher, threads, admission)
+    return await search_post(body, hybrid, batcher, threads, admission, settings)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")

@@ -6,6 +6,7 @@ from __future__ import annotations
 # Only what parsing needs is imported here: `semsearch --help` must answer at once, and each command
 # imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
+import json
 import logging
 import sys
 from dataclasses import asdict
@@ -125,28 +126,38 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query (among those whose metadata passes --filter)."""
     from indexer.write.keyword_follower import catch_up_once
     from search.components import open_hybrid
+    from search.query.paging import Pager, view
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
     metadata_filter = _filter_arg(args.filter)
+    shown = view(args.k, args.offset, args.sort, args.facet, settings.search_max_hits)
     hybrid = open_hybrid(settings)
     # The data directory's keyword index may be behind the log (a replica's, or one no worker writes).
     failed = None if args.mode == "dense" else catch_up_once(hybrid.store, hybrid.keyword)
     if failed is not None:
         print(f"semsearch search: the keyword index did not catch up with SQL: {failed}", file=sys.stderr)
-    hits = hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
+    pager = Pager.over(hybrid.store, shown)
+    hits = hybrid.search(args.query, k=shown.depth, filter=metadata_filter, mode=args.mode, arrange=pager)
+    facets = {name: [asdict(f) for f in values] for name, values in (pager.facets or [{}])[0].items()}
     if args.json:
-        print_json([asdict(hit) for hit in hits])
+        # With --facet, an object: the hits alone stay the list they always were.
+        print_json(
+            {"results": [asdict(hit) for hit in hits], "facets": facets} if facets else [asdict(h) for h in hits]
+        )
         return 0
     if not hits:
         hint = "none passes the filter" if metadata_filter else "is anything indexed? run `semsearch index PATH` first"
+        hint = f"none past the first {args.offset}" if args.offset else hint
         print(f"no results ({hint})")
-    for rank, hit in enumerate(hits, start=1):
+    for rank, hit in enumerate(hits, start=args.offset + 1):
         snippet = " ".join(hit.text.split())[:200]
         said = ", ".join(
             f"{name} #{s.rank} {s.score:.4f}" for name, s in (("dense", hit.dense), ("keyword", hit.keyword)) if s
         )
         print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}  [{said}]\n       {snippet}")
+    for name, values in facets.items():
+        print(f"{name}: " + (", ".join(f"{json.dumps(f['value'])} ({f['count']})" for f in values) or "(no values)"))
     return 0
 
 

@@ -105,9 +105,9 @@ def view(
     for name in facets:
         check_field(name, "facets field")
     shown = View(top_k, offset, key, tuple(dict.fromkeys(facets)))
-    if key is not None or facets:
-        bound, why = SORT_CANDIDATES, f"sort and facets look at the {SORT_CANDIDATES} most relevant documents"
-    else:
+    bound: int | None = SORT_CANDIDATES
+    why = f"sort and facets look at the {SORT_CANDIDATES} most relevant documents"
+    if key is None and not facets:
         bound, why = max_hits, f"a search reaches at most {max_hits} documents deep (SEMSEARCH_SEARCH_MAX_HITS)"
     if bound is not None and offset + top_k > bound:
         raise ValueError(f"offset {offset} + top_k {top_k} = {offset + top_k} is past the limit of {bound}: {why}")

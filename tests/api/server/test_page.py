@@ -209,3 +209,27 @@ def test_an_error_without_json_shows_its_text(overloaded, browser: webdriver.Chr
     _search(browser, "the cat sat on the mat")
     settled(browser)
     assert browser.find_element(By.ID, "status").text == ""
+
+
+def test_facet_links_filter_and_the_sort_selector_orders(hybrid_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(hybrid_url + "/")
+    browser.find_element(By.ID, "fields").send_keys("kind")
+    Select(browser.find_element(By.ID, "sort")).select_by_value("-kind")  # offered once the field is typed
+    _search(browser, "gene")
+    settled(browser)
+    links = browser.find_elements(By.CSS_SELECTOR, "#facets a.facet")
+    assert [a.text for a in links] == ["loud (30)", "quiet (12)", "part (1)", "zh (1)"]
+    # kind descending: zh, the quiet ones, part, then the loud ones.
+    shown = [
+        h.find_element(By.CLASS_NAME, "meta").text.split(" · ")[0]
+        for h in browser.find_elements(By.CSS_SELECTOR, ".hit")
+    ]
+    assert shown[0] == "zh" and all(i.startswith("quiet") for i in shown[1:10])
+    assert "sort=-kind" in browser.current_url and "fields=kind" in browser.current_url
+    links[1].click()  # quiet: added to the filter, searched again
+    WebDriverWait(browser, 30).until(
+        lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "#facets a.facet")] == ["quiet (12)"]
+    )
+    assert browser.find_element(By.ID, "filter").get_property("value") == '{"kind":"quiet"}'
+    settled(browser)
+    assert browser.find_element(By.ID, "page-info").text == "1–10 of 12"

@@ -7,6 +7,7 @@ from fastapi import HTTPException
 from api.server.schemas import FacetValue, SearchRequest
 from search.query.paging import Pager, View, view
 from search.storage.store import Store
+from search.validation import json_safe
 
 
 def request_view(body: SearchRequest, max_hits: int) -> View:
@@ -25,4 +26,7 @@ def pager(store: Store, shown: View) -> Pager:
 def facets(cut: Pager) -> dict[str, list[FacetValue]]:
     """The facet counts of the request's one query, as the response carries them."""
     counted = cut.facets[0] if cut.facets else {}
-    return {name: [FacetValue(value=f.value, count=f.count) for f in values] for name, values in counted.items()}
+    # A string stored before writes were validated may hold a lone surrogate: shown as results show it.
+    return {
+        name: [FacetValue(value=json_safe(f.value), count=f.count) for f in values] for name, values in counted.items()
+    }

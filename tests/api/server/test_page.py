@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -227,7 +228,8 @@ def test_facet_links_filter_and_the_sort_selector_orders(hybrid_url: str, browse
     assert shown[0] == "zh" and all(i.startswith("quiet") for i in shown[1:10])
     assert "sort=-kind" in browser.current_url and "fields=kind" in browser.current_url
     links[1].click()  # quiet: added to the filter, searched again
-    WebDriverWait(browser, 30).until(
+    # The facet links are redrawn by the new answer: a link read as it is replaced is read again.
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "#facets a.facet")] == ["quiet (12)"]
     )
     assert browser.find_element(By.ID, "filter").get_property("value") == '{"kind":"quiet"}'

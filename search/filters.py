@@ -208,7 +208,7 @@ def _object(raw: object, path: str, depth: int, budget: _Budget) -> Node:
         if isinstance(key, str) and key.startswith("$"):
             parts.append(_logical(key, spec, f"{path}.{key}" if path else key, depth, budget))
         else:
-            _check_field(key)
+            check_field(key)
             parts.append(_field(key, spec, path, depth, budget))
     return _joined(AllOf, parts)
 
@@ -232,12 +232,16 @@ def _logical(op: str, spec: object, path: str, depth: int, budget: _Budget) -> N
     return _joined(AllOf if op == "$and" else AnyOf, parts)
 
 
-def _check_field(field: object) -> None:
+def check_field(field: object, role: str = "filter field") -> None:
+    """The rules of every metadata field a request names (`role`: what names it, for the message):
+    filters, and search/query/paging.py's sort and facets."""
     if not isinstance(field, str) or not field:
-        raise ValueError(f"filter field names must be non-empty strings, got {_show(field)}")
+        raise ValueError(f"{role} names must be non-empty strings, got {_show(field)}")
+    if field.startswith("$"):
+        raise ValueError(f"{role} {field!r}: top-level operators are not supported; name a metadata field")
     if len(field) > MAX_FIELD_CHARS or _BAD_FIELD.search(field) or not is_utf8(field):
         raise ValueError(
-            f"filter field {field[:40]!r}: field names have at most {MAX_FIELD_CHARS} characters "
+            f"{role} {field[:40]!r}: field names have at most {MAX_FIELD_CHARS} characters "
             "and no quotes, backslashes or control characters"
         )
 

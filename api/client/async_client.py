@@ -84,9 +84,13 @@ class AsyncSemsearchClient:
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        offset: int = 0,
+        sort: str | Mapping[str, Any] | None = None,
+        facets: Sequence[str] | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
-        return await self._send(self._requests.search(query, top_k, filter, mode, min_score))
+        paging = self._requests.paging(offset, sort, facets)
+        return await self._send(self._requests.search(query, top_k, filter, mode, paging, min_score))
 
     async def search_batch(
         self,

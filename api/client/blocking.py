@@ -95,10 +95,16 @@ class SemsearchClient:
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        offset: int = 0,
+        sort: str | Mapping[str, Any] | None = None,
+        facets: Sequence[str] | None = None,
     ) -> SearchResults:
         """The `top_k` best documents for `query` whose metadata passes `filter` and whose score is at
-        least `min_score`; `mode` where the server has modes."""
-        return self._send(self._requests.search(query, top_k, filter, mode, min_score))
+        least `min_score`, after the first `offset`; `mode` where the server has modes. `sort`: a
+        metadata field to order the most relevant documents by, as {"field": "year", "order": "desc"}
+        or "-year"; `facets`: fields to count values of (in the answer's `facets`)."""
+        paging = self._requests.paging(offset, sort, facets)
+        return self._send(self._requests.search(query, top_k, filter, mode, paging, min_score))
 
     def search_batch(
         self,

@@ -186,6 +186,18 @@ class Requests:
         return call.parse(outcome)
 
     @staticmethod
+    def paging(offset: int, sort: str | Mapping[str, Any] | None, facets: Sequence[str] | None) -> dict[str, Any]:
+        """The paging fields of a search body that differ from the server's defaults."""
+        sent: dict[str, Any] = {}
+        if offset:
+            sent["offset"] = offset
+        if sort is not None:
+            sent["sort"] = sort if isinstance(sort, str) else dict(sort)
+        if facets:
+            sent["facets"] = list(facets)
+        return sent
+
+    @staticmethod
     def _query(
         top_k: int, filter: Mapping[str, Any] | None, mode: str | None, min_score: float | None = None
     ) -> dict[str, Any]:
@@ -204,9 +216,11 @@ class Requests:
         top_k: int,
         filter: Mapping[str, Any] | None,
         mode: str | None,
+        paging: Mapping[str, Any] | None = None,
         min_score: float | None = None,
     ) -> Call[SearchResults]:
-        body = {"query": query, **self._query(top_k, filter, mode, min_score)}
+        """`paging`: offset, sort and facets, each sent only when set (a server without them then refuses nothing)."""
+        body = {"query": query, **self._query(top_k, filter, mode, min_score), **(paging or {})}
         return Call("POST", "/search", _model(SearchResults), json=body)
 
     def search_batch(

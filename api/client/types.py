@@ -86,11 +86,20 @@ class Hit(_Model):
     page: int | None = None
 
 
+class FacetValue(_Model):
+    """One value of a facet field and how many of the search's candidates hold it."""
+
+    value: str | int | float | bool
+    count: int
+
+
 class SearchResults(_Model):
-    """The ranked hits of one query and the server's time for it."""
+    """The ranked hits of one query, the server's time for it, and the value counts of the fields asked
+    for as `facets` ({field: most frequent values first})."""
 
     results: list[Hit]
     took_ms: float
+    facets: dict[str, list[FacetValue]] = Field(default_factory=dict)
 
 
 class BatchResults(_Model):

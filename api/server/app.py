@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, key_routes, status, upload_route
+from api.server import docs, document_routes, errors, key_routes, pages, status, upload_route
 from api.server.auth import KeyCheck, require
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
@@ -43,7 +43,7 @@ from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode, at_least
-from search.query.hybrid import HybridSearcher
+from search.query.hybrid import Arrange, HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
@@ -161,12 +161,14 @@ async def _search(
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
+    arrange: Arrange | None = None,
 ) -> list[list[HybridHit]]:
     """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
     side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
-    runs in `threads` (at most search_threads at once; the others wait their turn in order)."""
+    runs in `threads` (at most search_threads at once; the others wait their turn in order). `arrange`
+    cuts each ranking of `k` to the page shown (api/server/pages.py)."""
     if mode == "keyword":
-        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode, None, None, arrange)
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
@@ -178,22 +180,34 @@ async def _search(
             keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
     ranked = None if keyword is None else await keyword
-    return await threads.run(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+    return await threads.run(
+        hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked, arrange
+    )
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
 # shared batcher (the model runs in its thread), the index searches and the SQL join in the thread pool.
 @protected.post("/search", response_model=SearchResponse, summary="Search documents")
 async def search_post(
-    body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep, admission: AdmissionDep
+    body: SearchRequest,
+    hybrid: HybridDep,
+    batcher: BatcherDep,
+    threads: SearchThreadsDep,
+    admission: AdmissionDep,
+    settings: SettingsDep,
 ) -> SearchResponse:
-    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
+    """The `top_k` best documents for the query in `mode` after the first `offset` (in relevance order, or
+    in `sort`'s), each with its best chunk, and the value counts of the `facets` fields."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
+    page = pages.pager(hybrid.store, pages.request_view(body, settings.search_max_hits))
     with admission.admit():
-        lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
+        lists = await _search(
+            hybrid, batcher, threads, [body.query], page.shown.depth, metadata_filter, body.mode, page
+        )
     hits = at_least(lists[0], body.min_score)
-    return SearchResponse(results=results(hits), took_ms=(time.perf_counter() - started) * 1000)
+    took_ms = (time.perf_counter() - started) * 1000
+    return SearchResponse(results=results(hits), took_ms=took_ms, facets=pages.facets(page))
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -202,13 +216,17 @@ async def search_get(
     batcher: BatcherDep,
     threads: SearchThreadsDep,
     admission: AdmissionDep,
+    settings: SettingsDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
     mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
     min_score: Annotated[float | None, Query(description="Only hits scoring at least this.")] = None,
+    offset: Annotated[int, Query(ge=0, description="Results to skip (see the POST form).")] = 0,
+    sort: Annotated[str | None, Query(description='A metadata field, "-field" for descending.')] = None,
+    facets: Annotated[list[str] | None, Query(description="A field to count values of; repeat for several.")] = None,
 ) -> SearchResponse:
-    """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
+    """`GET /search?q=...&k=10&filter={...}&offset=10&sort=-year&facets=team`, the same as the POST form."""
     try:
         raw = None if filter is None else loads(filter, "filter")
     except FieldError as exc:  # nested too deep
@@ -218,12 +236,14 @@ async def search_get(
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
     try:
-        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode, min_score=min_score)
+        body = SearchRequest(
+            query=q, top_k=k, filter=raw, mode=mode, min_score=min_score, offset=offset, sort=sort, facets=facets or []
+        )
     except ValidationError as exc:
         raise HTTPException(
             422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         ) from exc
-    return await search_post(body, hybrid, batcher, threads, admission)
+    return await search_post(body, hybrid, batcher, threads, admission, settings)
 
 
 @protected.post("/search/batch", response_model=BatchSearchResponse, summary="Search several queries at once")

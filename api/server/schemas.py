@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from search.filters import check_filter_size
 from search.query.hits import Mode
+from search.query.paging import FACET_VALUES, MAX_FACETS, SORT_CANDIDATES
 from search.validation import check_text
 
 MAX_QUERY_CHARS = 4096
@@ -39,6 +40,24 @@ _MIN_SCORE_DOC = (
 )
 
 
+_OFFSET_DOC = (
+    "Results to skip: a page is items offset+1 to offset+top_k of the ranking, the same items whatever the page "
+    "size. offset + top_k is at most SEMSEARCH_SEARCH_MAX_HITS (default 10,000), and at most "
+    f"{SORT_CANDIDATES} with sort or facets; past it, 422."
+)
+_SORT_DOC = (
+    f"Order the {SORT_CANDIDATES} most relevant documents matching the query and filter by a metadata field: "
+    '{"field": "year", "order": "desc"} or the short form "-year" ("year": ascending). Ascending: numbers, '
+    "then false, true, then strings (by code point); descending is the reverse. Documents without the field "
+    "come last; equal values keep relevance order."
+)
+_SORT_EXAMPLES: list[Any] = [{"field": "year", "order": "desc"}, "-year"]
+_FACETS_DOC = (
+    f"Up to {MAX_FACETS} metadata fields to count values of, over the {SORT_CANDIDATES} most relevant documents "
+    "matching the query and filter (the candidates sort orders); named like filter fields."
+)
+
+
 class RequestBody(BaseModel):
     """Every JSON request body: a field the route does not know is a 422 naming it, never ignored."""
 
@@ -53,6 +72,9 @@ class SearchRequest(RequestBody):
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
     min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
+    offset: int = Field(default=0, ge=0, description=_OFFSET_DOC)
+    sort: str | dict[str, Any] | None = Field(default=None, description=_SORT_DOC, examples=_SORT_EXAMPLES)
+    facets: list[str] = Field(default_factory=list, description=_FACETS_DOC)
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -130,11 +152,23 @@ class SearchResult(BaseModel):
     )
 
 
+class FacetValue(BaseModel):
+    """One value of a facet field and how many candidates hold it."""
+
+    value: str | int | float | bool
+    count: int
+
+
 class SearchResponse(BaseModel):
     """Ranked results and the server-side time they took."""
 
     results: list[SearchResult]
     took_ms: float
+    facets: dict[str, list[FacetValue]] = Field(
+        default_factory=dict,
+        description=f"Per field asked for in `facets`: its {FACET_VALUES} most frequent values among the candidates "
+        "(most frequent first, ties in sort order).",
+    )
 
 
 class BatchSearchResponse(BaseModel):

@@ -149,6 +149,15 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search.add_argument(
         "--min-score", type=float, metavar="SCORE", help="only hits scoring at least SCORE (as the API's min_score)"
     )
+    p_search.add_argument("--offset", type=int, default=0, help="results to skip, for the next page (default 0)")
+    p_search.add_argument(
+        "--sort",
+        metavar="FIELD",
+        help="order the most relevant documents by a metadata field; --sort=-FIELD: descending",
+    )
+    p_search.add_argument(
+        "--facet", action="append", default=[], metavar="FIELD", help="count the values of a metadata field (repeat)"
+    )
     _mode(p_search)
     _common(p_search)
     p_eval = sub.add_parser("eval", help="nDCG@10 and Recall@100 on a BEIR-format directory")

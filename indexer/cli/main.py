@@ -6,6 +6,7 @@ from __future__ import annotations
 # Only what parsing needs is imported here: `semsearch --help` must answer at once, and each command
 # imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
+import json
 import logging
 import math
 import sys
@@ -148,31 +149,42 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.write.keyword_follower import catch_up_once
     from search.components import open_hybrid
     from search.query.hits import at_least
+    from search.query.paging import Pager, view
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
     if args.min_score is not None and not math.isfinite(args.min_score):
         raise ValueError(f"--min-score must be a finite number, got {args.min_score}")
     metadata_filter = _filter_arg(args.filter)
+    shown = view(args.k, args.offset, args.sort, args.facet, settings.search_max_hits)
     hybrid = open_hybrid(settings)
     # The data directory's keyword index may be behind the log (a replica's, or one no worker writes).
     failed = None if args.mode == "dense" else catch_up_once(hybrid.store, hybrid.keyword)
     if failed is not None:
         print(f"semsearch search: the keyword index did not catch up with SQL: {failed}", file=sys.stderr)
-    hits = at_least(hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode), args.min_score)
+    pager = Pager.over(hybrid.store, shown)
+    found = hybrid.search(args.query, k=shown.depth, filter=metadata_filter, mode=args.mode, arrange=pager)
+    hits = at_least(found, args.min_score)
+    facets = {name: [asdict(f) for f in values] for name, values in (pager.facets or [{}])[0].items()}
     if args.json:
-        print_json([asdict(hit) for hit in hits])
+        # With --facet, an object: the hits alone stay the list they always were.
+        print_json(
+            {"results": [asdict(hit) for hit in hits], "facets": facets} if facets else [asdict(h) for h in hits]
+        )
         return 0
     if not hits:
         hint = "none passes the filter" if metadata_filter else "is anything indexed? run `semsearch index PATH` first"
+        hint = f"none past the first {args.offset}" if args.offset else hint
         print(f"no results ({hint})")
-    for rank, hit in enumerate(hits, start=1):
+    for rank, hit in enumerate(hits, start=args.offset + 1):
         snippet = " ".join(hit.text.split())[:200]
         said = ", ".join(
             f"{name} #{s.rank} {s.score:.4f}" for name, s in (("dense", hit.dense), ("keyword", hit.keyword)) if s
         )
         page = f" (page {hit.page})" if hit.page is not None else ""
         print(f"{rank:>3}. {hit.score:.4f}  {hit.id}{page}  {hit.title}  [{said}]\n       {snippet}")
+    for name, values in facets.items():
+        print(f"{name}: " + (", ".join(f"{json.dumps(f['value'])} ({f['count']})" for f in values) or "(no values)"))
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,6 +37,9 @@ _UNRANKED = 1 << 62  # the rank of a document a retriever did not return
 # two, not their sum. With others in flight the cores are busy already: a second thread per request
 # would only add switching.
 _KEYWORD_THREADS = 2
+# What a caller may do to each fused ranking before its rows are read: cut a page, sort it
+# (search/query/paging.py's Pager).
+Arrange = Callable[[list[Fused]], list[Fused]]
 
 
 class HybridSearcher:
@@ -60,9 +63,11 @@ class HybridSearcher:
         self.keyword.reload(force)
         return self.dense.refresh(force)
 
-    def search(self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid") -> list[HybridHit]:
+    def search(
+        self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid", arrange: Arrange | None = None
+    ) -> list[HybridHit]:
         """The `k` best documents for `query` (see `search_many`)."""
-        return self.search_many([query], k, filter, mode)[0]
+        return self.search_many([query], k, filter, mode, arrange)[0]
 
     def search_by_vector(self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[HybridHit]:
         """The `k` best documents for an already embedded query (dense mode: a vector has no words),
@@ -71,7 +76,12 @@ class HybridSearcher:
         return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None, mode: str = "hybrid"
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: FilterSpec = None,
+        mode: str = "hybrid",
+        arrange: Arrange | None = None,
     ) -> list[list[HybridHit]]:
         """The `k` best documents for each query among those passing `filter`; the queries are
         embedded in one batch, and not at all in keyword mode. A bad mode or filter raises
@@ -80,7 +90,7 @@ class HybridSearcher:
         parsed = parse_filter(filter)
         serving = self.refresh()
         vectors = None if mode == "keyword" else serving.encoder.encode(list(queries))
-        return self.search_prepared(queries, vectors, k, parsed, mode, serving)
+        return self.search_prepared(queries, vectors, k, parsed, mode, serving, arrange=arrange)
 
     def search_prepared(
         self,
@@ -91,10 +101,12 @@ class HybridSearcher:
         mode: str = "hybrid",
         serving: Serving | None = None,
         keyword: KeywordSide | None = None,
+        arrange: Arrange | None = None,
     ) -> list[list[HybridHit]]:
         """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
         keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
-        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter)."""
+        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter).
+        `arrange`, when given, makes each query's ranking of `k` into the hits shown."""
         check_mode(mode)
         parsed = parse_filter(filter)
         if k <= 0:
@@ -108,7 +120,8 @@ class HybridSearcher:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
+            fused, terms = self._rank_all(queries, vectors, k, plan, mode, serving, keyword)
+            return self._hits([arrange(f) for f in fused] if arrange else fused, terms)
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1

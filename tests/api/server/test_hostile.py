@@ -143,7 +143,7 @@ def test_after_hostile_metadata_every_read_still_answers(served: tuple[str, Sett
     # Rows as they were stored before writes were validated (straight into the store, as an old
     # server did): a NaN, nesting past pydantic's serialisation limit, a lone surrogate in a key.
     store = open_store(settings)
-    old = {"kind": "animal", "x": float("nan"), "deep": json.loads(_nested(256)), "\ud800": "key"}
+    old = {"kind": "animal", "x": float("nan"), "deep": json.loads(_nested(256)), "\ud800": "key", "tag": "\udc00"}
     enqueue(store, [DocumentIn("old-poison", "the cat sat on the mat again", "Old", old)])
     store.close()
     _wait_until_indexed(url, ["old-poison"])
@@ -155,6 +155,10 @@ def test_after_hostile_metadata_every_read_still_answers(served: tuple[str, Sett
         assert plain.status_code == 200, plain.text
         hit = next(r for r in plain.json()["results"] if r["id"] == "old-poison")
         assert hit["metadata"]["x"] == "NaN" and hit["metadata"]["\ufffd"] == "key"
+        # Sorted and counted too: a NaN and a nested object are no value, a lone surrogate shown as U+FFFD.
+        counted = client.post("/search", json={"query": "cat", "sort": "-x", "facets": ["tag", "x", "deep"]})
+        assert counted.status_code == 200, counted.text
+        assert counted.json()["facets"] == {"tag": [{"value": "\ufffd", "count": 1}], "x": [], "deep": []}
         one = client.get("/documents/old-poison")
         assert one.status_code == 200 and one.json()["metadata"]["kind"] == "animal"
         page = client.get("/documents", params={"limit": 1000})

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -253,3 +254,28 @@ def test_shading_a_page_costs_a_bounded_number_of_encoder_rows(worker_url: str, 
     # The search's query, then the shading: the query again and at most 3 sentences per hit shown.
     shown = min(hits, 10)
     assert _encoder_rows(worker_url) - before <= 1 + 1 + 3 * shown
+
+
+def test_facet_links_filter_and_the_sort_selector_orders(hybrid_url: str, browser: webdriver.Chrome) -> None:
+    browser.get(hybrid_url + "/")
+    browser.find_element(By.ID, "fields").send_keys("kind")
+    Select(browser.find_element(By.ID, "sort")).select_by_value("-kind")  # offered once the field is typed
+    _search(browser, "gene")
+    settled(browser)
+    links = browser.find_elements(By.CSS_SELECTOR, "#facets a.facet")
+    assert [a.text for a in links] == ["loud (30)", "quiet (12)", "part (1)", "zh (1)"]
+    # kind descending: zh, the quiet ones, part, then the loud ones.
+    shown = [
+        h.find_element(By.CLASS_NAME, "meta").text.split(" · ")[0]
+        for h in browser.find_elements(By.CSS_SELECTOR, ".hit")
+    ]
+    assert shown[0] == "zh" and all(i.startswith("quiet") for i in shown[1:10])
+    assert "sort=-kind" in browser.current_url and "fields=kind" in browser.current_url
+    links[1].click()  # quiet: added to the filter, searched again
+    # The facet links are redrawn by the new answer: a link read as it is replaced is read again.
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: [a.text for a in d.find_elements(By.CSS_SELECTOR, "#facets a.facet")] == ["quiet (12)"]
+    )
+    assert browser.find_element(By.ID, "filter").get_property("value") == '{"kind":"quiet"}'
+    settled(browser)
+    assert browser.find_element(By.ID, "page-info").text == "1–10 of 12"

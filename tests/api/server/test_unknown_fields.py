@@ -1,5 +1,6 @@
 """No field is silently ignored: a JSON body field or query parameter a route does not know is a 422
-naming it (a misspelt or unsupported `offset`, `sort`, `mmr` was answered 200 as if it were not there)."""
+naming it (a misspelt or unsupported field, such as `offset`, `sort` and `mmr` before the routes took them, was
+answered 200 as if it were not there)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _names(response: httpx.Response) -> list[tuple[Any, str]]:
 
 def test_unknown_body_fields_are_a_422_naming_them(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        for field, value in (("offset", 5), ("sort", "date"), ("mmr", True)):
+        for field, value in (("ofset", 5), ("order_by", "date"), ("diversity", True)):
             names = _names(client.post("/search", json={"query": "cat", field: value}))
             assert names == [(("body", field), f"unknown field {field!r}: this request has no such field")]
         batch = client.post("/search/batch", json={"queries": ["cat"], "topk": 3})
@@ -39,10 +40,10 @@ def test_unknown_body_fields_are_a_422_naming_them(base_url: str) -> None:
 
 def test_unknown_query_parameters_are_a_422_naming_them(base_url: str) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        unknown = client.get("/search", params={"q": "cat", "k": 2, "offset": 10})
+        unknown = client.get("/search", params={"q": "cat", "k": 2, "page": 10})
         assert unknown.status_code == 422
-        assert (
-            unknown.json()["detail"] == "unknown query parameter 'offset'; /search takes filter, k, min_score, mode, q"
+        assert unknown.json()["detail"] == (
+            "unknown query parameter 'page'; /search takes facets, filter, k, min_score, mode, offset, q, sort"
         )
         assert "'top_k'" in client.get("/search", params={"q": "cat", "top_k": 2}).json()["detail"]
         assert "'sort'" in client.get("/documents", params={"limit": 2, "sort": "id"}).json()["detail"]

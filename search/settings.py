@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     snapshot_dir: Path | None = Field(
         default=None,
-        description="Where POST /snapshots writes snapshots (a folder each); unset, the route answers 503.",
+        description="Where POST /snapshots writes snapshots (a folder each); unset, the route answers 404.",
     )
     # Hybrid retrieval (search/query/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
     keyword_language: KeywordLanguage = Field(

@@ -1,7 +1,8 @@
 """Restoring a snapshot into an empty data directory and an empty database (never over a deployment):
 its manifest and checksums are checked first, a snapshot of a newer schema is refused, one of an older
 schema is migrated after the restore. The index files come back as they were; their applied seq is at
-most the SQL copy's, so the first catch-up applies only the log after it."""
+most the SQL copy's, so catching up applies only the log after it (the keyword index is caught up
+here, and built from SQL when the snapshot held none)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 
+from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.snapshot.manifest import Manifest, SnapshotError, read
 from indexer.write.snapshot.sql_copy import POSTGRES_FILE, SQLITE_FILE, pg_restore, require_empty, sqlite_path
-from search.components import migrate
+from search.components import migrate, open_keyword, open_store
 from search.settings import Settings
 from search.storage.db import alembic_config
 from search.storage.store import Store
@@ -40,7 +42,20 @@ def restore(settings: Settings, source: Path) -> Manifest:
         _undo(data_dir, created)
         raise
     migrate(settings)
+    _catch_up_keyword(settings)
     return manifest
+
+
+def _catch_up_keyword(settings: Settings) -> None:
+    """Apply the log after the keyword index's seq (O(changes)); build it from SQL when the snapshot
+    held none. The dense index needs nothing: readers apply the log after its base file themselves."""
+    store = open_store(settings)
+    writer = KeywordWriter(open_keyword(settings))
+    try:
+        writer.catch_up(store)
+    finally:
+        writer.release()
+        store.close()
 
 
 def _check_target(settings: Settings, manifest: Manifest) -> None:

@@ -6,15 +6,23 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-slow-clients bench-scale bench-recall clean
+.PHONY: install install-serve system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-slow-clients bench-scale bench-recall clean
 
+# Two installs into one .venv: what serving needs (`make run`: the package and its dependencies), and
+# on top of it the `dev` and `ray` extras (`make test` and the benchmarks). pip is not quiet: a first
+# install downloads hundreds of MiB, and its progress bars show that it is moving (sizes and times: README).
+install-serve: $(VENV)/.installed-serve
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-serve: pyproject.toml
 	test -x $(PY) || { PYTHON=$(PYTHON) .ci/system-packages venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray]"
+	$(PY) -m pip install "$(TORCH)"
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-serve
+	$(PY) -m pip install -e ".[dev,ray]"
 	touch $@
 
 lint: install
@@ -41,7 +49,7 @@ test: system-packages install lint typecheck
 test-quality: install
 	$(VENV)/bin/pytest -m quality
 
-demo-corpus: install
+demo-corpus: install-serve
 	$(PY) -m indexer.ingest.demo $(DEMO_DATA)/corpus
 
 HOST ?= 127.0.0.1

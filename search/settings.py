@@ -133,6 +133,10 @@ class Settings(BaseSettings):
         "dense view) has been behind the change log this long.",
     )
     api_key: SecretStr | None = None
+    snapshot_dir: Path | None = Field(
+        default=None,
+        description="Where POST /snapshots writes snapshots (a folder each); unset, the route answers 404.",
+    )
     # Hybrid retrieval (search/query/hybrid.py): a BM25 keyword index beside the vectors, fused per document.
     keyword_language: KeywordLanguage = Field(
         default="english", description="Keyword analyzer language: stemming and stopwords (none: neither)."

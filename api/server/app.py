@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, key_routes, pages, status, upload_route
+from api.server import docs, document_routes, errors, key_routes, pages, snapshots, status, upload_route
 from api.server.auth import KeyCheck, require
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
@@ -282,11 +282,13 @@ def create_app(
     settings: Settings | None = None,
     worker_state: WorkerState | None = None,
     keyword_keeper: KeywordKeeper | None = None,
+    take_snapshot: snapshots.SnapshotTaker | None = None,
 ) -> FastAPI:
     """The application for `settings` (from the environment when not given); `worker_state` is the
     error budget of an indexing worker running beside it in this process, for /health and /stats;
     `keyword_keeper` applies the change log to the keyword index of its data directory where no
-    worker does (`semsearch serve` hands one over; without it, only a worker keeps that index)."""
+    worker does (`semsearch serve` hands one over; without it, only a worker keeps that index);
+    `take_snapshot` writes the snapshots POST /snapshots asks for (without it, that route answers 404)."""
     app = FastAPI(
         title="semsearch",
         version="0.1.0",
@@ -300,6 +302,7 @@ def create_app(
     app.state.worker_state = worker_state
     app.router.route_class = BoundedRoute  # the routes added to the app itself (the routers' are theirs)
     app.state.keyword_keeper = keyword_keeper
+    app.state.take_snapshot = take_snapshot
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
@@ -316,6 +319,7 @@ def create_app(
         (document_routes.writes, require(Role.WRITE)),
         (upload_route.router, require(Role.WRITE)),
         (key_routes.router, require(Role.ADMIN, collection=None)),  # keys belong to no one collection
+        (snapshots.router, require(Role.ADMIN, collection=None)),  # a snapshot holds every collection
     )
     for router, needed in roles:
         app.include_router(router, dependencies=[needed], responses=errors.ERRORS)

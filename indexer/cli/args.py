@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="bring the database to the newest schema (writing commands and serve do it as they start)"
     )
     _common(p_migrate)
+    p_snapshot = sub.add_parser(
+        "snapshot", help="write a consistent copy of the running deployment (SQL and index files) into a new folder"
+    )
+    p_snapshot.add_argument("out", type=Path)
+    _common(p_snapshot)
+    p_restore = sub.add_parser("restore", help="restore a snapshot into an empty data directory and database")
+    p_restore.add_argument("snapshot", type=Path)
+    _common(p_restore)
     _add_query_commands(sub)
     _add_key_commands(sub)
     return parser

@@ -1,5 +1,5 @@
 """The `semsearch` command: index, add, worker, search and eval here; rebuild, delete and check in
-maintenance.py, serve in serve.py, keys in keys.py."""
+maintenance.py, serve in serve.py, keys in keys.py, snapshot and restore in snapshot.py."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from indexer.cli.keys import cmd_keys
 from indexer.cli.maintenance import cmd_check, cmd_delete, cmd_migrate, cmd_rebuild
 from indexer.cli.serve import cmd_serve
 from indexer.cli.shared import migrate_schema, print_fields, print_json, report_rejected, stale, writer_lock
+from indexer.cli.snapshot import cmd_restore, cmd_snapshot
 
 if TYPE_CHECKING:
     from indexer.ingest.files import Skipped
@@ -205,6 +206,8 @@ _COMMANDS = {
     "delete": cmd_delete,
     "check": cmd_check,
     "migrate": cmd_migrate,
+    "snapshot": cmd_snapshot,
+    "restore": cmd_restore,
     "search": cmd_search,
     "eval": cmd_eval,
     "serve": cmd_serve,

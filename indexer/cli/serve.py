@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from indexer.cli.shared import migrate_schema, writer_lock
 
@@ -67,4 +68,11 @@ def serving_app(settings: Settings | None = None, worker_state: WorkerState | No
     from search.settings import Settings
 
     settings = settings or Settings()
-    return create_app(settings, worker_state, KeywordFollower(settings.reload_seconds))
+    return create_app(settings, worker_state, KeywordFollower(settings.reload_seconds), snapshot_manifest)
+
+
+def snapshot_manifest(settings: Settings, out: Path) -> dict[str, Any]:
+    """Take a snapshot into `out` and answer its manifest (what POST /snapshots runs, in a thread)."""
+    from indexer.write.snapshot.take import take_snapshot
+
+    return take_snapshot(settings, out).as_dict()

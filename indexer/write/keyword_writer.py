@@ -39,6 +39,12 @@ def keeper_lock_path(index: KeywordIndex) -> Path:
     return index.root / f"{index.path.name}.keeper.lock"
 
 
+def writer_lock_path(index: KeywordIndex) -> Path:
+    """The lock held while the index is written (tantivy allows one writer per directory): holding it,
+    another process sees the committed index stand still."""
+    return index.root / f"{index.path.name}.lock"
+
+
 class UnreadableIndexError(ValueError):
     """The keyword index on disk cannot be opened (corrupt files): `rebuild` and `repair` build it afresh."""
 
@@ -129,7 +135,7 @@ class KeywordWriter:
             self._build(segments, store)
             count = segments.count()
         for old in self.index.root.iterdir():
-            if old.name in (self.index.path.name, f"{self.index.path.name}.lock", keeper_lock_path(self.index).name):
+            if old.name in (self.index.path.name, writer_lock_path(self.index).name, keeper_lock_path(self.index).name):
                 continue
             if old.is_dir():
                 shutil.rmtree(old)
@@ -208,7 +214,7 @@ class KeywordWriter:
         """The index opened (created when missing) under the cross-process writer lock, which
         waits while another process writes (the kernel drops it when that one dies, even by SIGKILL).
         One that cannot be opened is removed and created empty with `afresh_if_unreadable`."""
-        with FileLock(self.index.root / f"{self.index.path.name}.lock"):
+        with FileLock(writer_lock_path(self.index)):
             try:
                 segments = Segments(self.index)
             except ValueError as exc:  # tantivy's "Data corrupted" and the like

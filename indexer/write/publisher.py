@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select, text
@@ -22,6 +23,7 @@ from search.dense.segments import SegmentView, build_base, catch_up
 from search.embedding.encoder import Encoder
 from search.storage import changes
 from search.storage.models import DerivedState, GenerationState, IndexGeneration
+from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,25 @@ class Merge:
     retrained: bool
 
 
+@contextmanager
+def publish_locked(store: Store, file_lock: FileLock) -> Iterator[Session]:
+    """A transaction of `store` during which no other process publishes (nor compacts the log): the
+    advisory lock on PostgreSQL, else `file_lock` (`.publish.lock` beside the index files)."""
+    if store.postgres:
+        with store.session() as s:
+            # Held until this transaction ends, so a crash releases it with the connection.
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUBLISH_LOCK})
+            yield s
+        return
+    with file_lock, store.session() as s:
+        yield s
+
+
+def publish_lock_file(index_dir: Path) -> FileLock:
+    """The lock publishing processes of one index directory share on SQLite."""
+    return FileLock(index_dir / ".publish.lock")
+
+
 class Publisher:
     """Folds the change log into base segment files of the active generation."""
 
@@ -53,7 +74,7 @@ class Publisher:
         self.encoder = encoder
         self.factory = factory
         self.rows = VectorRows(self.store, encoder.space.key, encoder.dim)
-        self._file_lock = FileLock(catalog.index_dir / ".publish.lock")
+        self._file_lock = publish_lock_file(catalog.index_dir)
         self.generation: IndexGeneration | None = None
         self._base_checked: int | None = None
         self._swept = False
@@ -72,13 +93,7 @@ class Publisher:
     @contextmanager
     def locked(self) -> Iterator[Session]:
         """A transaction during which no other process publishes."""
-        if self.rows.postgres:
-            with self.store.session() as s:
-                # Held until this transaction ends, so a crash releases it with the connection.
-                s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_PUBLISH_LOCK})
-                yield s
-            return
-        with self._file_lock, self.store.session() as s:
+        with publish_locked(self.store, self._file_lock) as s:
             yield s
 
     def active(self, s: Session) -> IndexGeneration:

@@ -1,0 +1,1 @@
+"""Snapshots of a live deployment (`semsearch snapshot`, POST /snapshots) and their restore (`semsearch restore`)."""

@@ -20,11 +20,13 @@ from search.dense.catalog import Serving
 from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
-from search.query.fusion import convex, rrf
+from search.query.fusion import convex, min_max, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
+from search.query.mmr import MMR, mmr_order
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.storage.store import Store
+from search.storage.vectors import VectorRows
 
 # The types live in search/query/hits.py; callers take the whole hybrid API from here.
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
@@ -58,27 +60,38 @@ class HybridSearcher:
         self.keyword.reload(force)
         return self.dense.refresh(force)
 
-    def search(self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid") -> list[HybridHit]:
+    def search(
+        self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid", mmr: MMR | None = None
+    ) -> list[HybridHit]:
         """The `k` best documents for `query` (see `search_many`)."""
-        return self.search_many([query], k, filter, mode)[0]
+        return self.search_many([query], k, filter, mode, mmr)[0]
 
-    def search_by_vector(self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[HybridHit]:
+    def search_by_vector(
+        self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None, mmr: MMR | None = None
+    ) -> list[HybridHit]:
         """The `k` best documents for an already embedded query (dense mode: a vector has no words),
         embedded by the encoder that serves now."""
         serving = self.refresh()
-        return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving)[0]
+        return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving, mmr=mmr)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, filter: FilterSpec = None, mode: str = "hybrid"
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: FilterSpec = None,
+        mode: str = "hybrid",
+        mmr: MMR | None = None,
     ) -> list[list[HybridHit]]:
-        """The `k` best documents for each query among those passing `filter`; the queries are
-        embedded in one batch, and not at all in keyword mode. A bad mode or filter raises
-        ValueError before any model time is spent."""
+        """The `k` best documents for each query among those passing `filter` (diversified by `mmr`
+        when given); the queries are embedded in one batch, and not at all in keyword mode. A bad
+        mode or filter raises ValueError before any model time is spent."""
         check_mode(mode)
         parsed = parse_filter(filter)
+        if mmr is not None:
+            mmr.check_k(k)
         serving = self.refresh()
         vectors = None if mode == "keyword" else serving.encoder.encode(list(queries))
-        return self.search_prepared(queries, vectors, k, parsed, mode, serving)
+        return self.search_prepared(queries, vectors, k, parsed, mode, serving, mmr=mmr)
 
     def search_prepared(
         self,
@@ -89,14 +102,18 @@ class HybridSearcher:
         mode: str = "hybrid",
         serving: Serving | None = None,
         keyword: KeywordSide | None = None,
+        mmr: MMR | None = None,
     ) -> list[list[HybridHit]]:
         """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
         keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
-        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter)."""
+        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter, to
+        `mmr.fetch_k` documents when given)."""
         check_mode(mode)
         parsed = parse_filter(filter)
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        if mmr is not None:
+            mmr.check_k(k)
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
         if keyword is not None and (mode != "hybrid" or len(keyword.rankings) != len(queries)):
@@ -106,7 +123,10 @@ class HybridSearcher:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
+            if mmr is None:
+                return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
+            fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
+            return self._hits([self._diversify(f, k, mmr, mode, serving) for f in fused], terms)
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
@@ -153,6 +173,22 @@ class HybridSearcher:
         depth = max(k, self.fusion.candidates)
         terms = [self.keyword.analyzer.query_terms(q) for q in queries]
         return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
+
+    def _diversify(self, ranking: list[Fused], k: int, mmr: MMR, mode: str, serving: Serving | None) -> list[Fused]:
+        """The `k` documents of `ranking` (its fetch_k best) MMR picks, novelty judged by the stored
+        vectors of their chunks shown (read from SQL, exact whatever the index type; a chunk without
+        one, not embedded yet, is like nothing). Relevance is the cosine in dense mode; other scores
+        are scaled to [0, 1] to weigh against cosines."""
+        if not ranking:
+            return ranking
+        index = (serving or self.dense.serving).index
+        found, stored = VectorRows(self.store, index.space, index.dim).fetch([f.chunk.chunk_id for f in ranking])
+        by_chunk = dict(zip(found.tolist(), stored, strict=True))
+        none = np.zeros(index.dim, dtype=np.float32)
+        vectors = np.stack([by_chunk.get(f.chunk.chunk_id, none) for f in ranking])
+        scores = [(i, f.score) for i, f in enumerate(ranking)]
+        relevance = np.array([s for _, s in scores] if mode == "dense" else list(min_max(scores).values()))
+        return [ranking[i] for i in mmr_order(relevance, vectors, k, mmr.lambda_)]
 
     def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it

@@ -29,7 +29,7 @@ class MMR:
     def check_k(self, k: int) -> None:
         """Refuse (ValueError) a page of `k` documents picked among fewer candidates."""
         if self.fetch_k < k:
-            raise ValueError(f"mmr fetch_k ({self.fetch_k}) must be at least top_k ({k}): MMR picks top_k among fetch_k")
+            raise ValueError(f"mmr fetch_k ({self.fetch_k}) must be at least top_k ({k}): MMR picks top_k among them")
 
 
 def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lambda_: float) -> list[int]:
@@ -62,4 +62,3 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lambda_: float
         free[best] = False
         nearest = np.maximum(nearest, vecs @ vecs[best])
     return picked
-

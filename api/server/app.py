@@ -36,12 +36,14 @@ from api.server.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from api.server.search_options import search_by_vector
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode
 from search.query.hybrid import HybridSearcher
+from search.query.mmr import MMR
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
@@ -157,16 +159,18 @@ async def _search(
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
+    mmr: MMR | None = None,
 ) -> list[list[HybridHit]]:
-    """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
-    side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
-    runs in `threads` (at most search_threads at once; the others wait their turn in order)."""
+    """Ranked hits per query in `mode` (diversified by `mmr`); keyword mode spends no model time. In
+    hybrid mode the keyword side (it needs no vectors) is ranked while the batcher embeds the queries.
+    The index and SQL work runs in `threads` (at most search_threads at once; the others wait their turn)."""
     if mode == "keyword":
-        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode)
+        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode, None, None, mmr)
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
-        keyword = asyncio.ensure_future(threads.run(hybrid.rank_keywords, queries, k, metadata_filter))
+        depth = k if mmr is None else mmr.fetch_k
+        keyword = asyncio.ensure_future(threads.run(hybrid.rank_keywords, queries, depth, metadata_filter))
     try:
         vectors, serving = await embedded(pending, hybrid.dense, queries)
     except BaseException:
@@ -174,7 +178,7 @@ async def _search(
             keyword.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
     ranked = None if keyword is None else await keyword
-    return await threads.run(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked)
+    return await threads.run(hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked, mmr)
 
 
 # The search routes are coroutines that never block the event loop: query vectors come from the
@@ -183,12 +187,18 @@ async def _search(
 async def search_post(
     body: SearchRequest, hybrid: HybridDep, batcher: BatcherDep, threads: SearchThreadsDep, admission: AdmissionDep
 ) -> SearchResponse:
-    """The `top_k` best documents for the query in `mode`, each with its best chunk."""
+    """The `top_k` best documents for the query (or its vector) in `mode`, each with its best chunk."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
+    mmr = None if body.mmr is None else body.mmr.settings()
     with admission.admit():
-        lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode)
-    return SearchResponse(results=results(lists[0]), took_ms=(time.perf_counter() - started) * 1000)
+        if body.vector is not None:
+            hits = await search_by_vector(hybrid, threads, body.vector, body.top_k, metadata_filter, mmr)
+        else:
+            assert body.query is not None  # one of the two, checked by SearchRequest
+            lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode, mmr)
+            hits = lists[0]
+    return SearchResponse(results=results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
 @protected.get("/search", response_model=SearchResponse, summary="Search documents (query string)")
@@ -232,12 +242,16 @@ async def search_batch(
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
-    # A single search needs no check: its top_k (at most 1000) is within any budget the settings allow.
-    check_hits(len(body.queries), body.top_k, settings.search_max_hits)
+    # A single search needs no check: its top_k and fetch_k (at most 1000) are within any budget the
+    # settings allow. MMR's candidates are counted as hits: each is ranked and its vector read.
+    mmr = None if body.mmr is None else body.mmr.settings()
+    check_hits(len(body.queries), body.top_k if mmr is None else mmr.fetch_k, settings.search_max_hits)
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():
-        pieces = await search_batch_json(hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode)
+        pieces = await search_batch_json(
+            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, mmr
+        )
     took_ms = (time.perf_counter() - started) * 1000
     return Response(batch_body(pieces, took_ms), media_type="application/json")
 

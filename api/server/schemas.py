@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from api.server.search_options import MAX_VECTOR_DIM, MMR_DOC, VECTOR_DOC, FiniteFloat, MMRRequest
 from search.filters import check_filter_size
 from search.query.hits import Mode
 from search.validation import check_text
@@ -30,12 +31,31 @@ _MODE_DOC = (
 
 
 class SearchRequest(BaseModel):
-    """A query and how many documents to return."""
+    """A query (or its vector) and how many documents to return."""
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
+    query: str | None = Field(
+        default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents."
+    )
+    vector: list[FiniteFloat] | None = Field(
+        default=None, min_length=1, max_length=MAX_VECTOR_DIM, description=VECTOR_DOC
+    )
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
-    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC + " With a vector: dense, the only mode it has.")
+    mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
+
+    @model_validator(mode="after")
+    def _query_or_vector(self) -> SearchRequest:
+        if (self.query is None) == (self.vector is None):
+            raise ValueError("send either 'query' (text) or 'vector' (its embedding), exactly one of them")
+        if self.vector is not None:
+            if "mode" not in self.model_fields_set:
+                self.mode = "dense"
+            elif self.mode != "dense":
+                raise ValueError(f"mode {self.mode!r} needs a query text: a 'vector' searches in dense mode only")
+        if self.mmr is not None:
+            self.mmr.settings().check_k(self.top_k)
+        return self
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -46,8 +66,8 @@ class SearchRequest(BaseModel):
     # Checked here, before the text can reach a forward pass shared with other requests.
     @field_validator("query")
     @classmethod
-    def _valid_unicode(cls, value: str) -> str:
-        return check_text(value, "query", stored=False)
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        return value if value is None else check_text(value, "query", stored=False)
 
 
 class BatchSearchRequest(BaseModel):
@@ -62,6 +82,13 @@ class BatchSearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
+
+    @model_validator(mode="after")
+    def _mmr_depth(self) -> BatchSearchRequest:
+        if self.mmr is not None:
+            self.mmr.settings().check_k(self.top_k)
+        return self
 
     @field_validator("filter", mode="before")
     @classmethod

@@ -73,10 +73,17 @@ class AsyncSemsearchClient:
             attempt += 1
 
     async def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
-        return await self._send(self._requests.search(query, top_k, filter, mode))
+        return await self._send(self._requests.search(query, top_k, filter, mode, vector, mmr))
 
     async def search_batch(
         self,
@@ -85,9 +92,10 @@ class AsyncSemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """See `SemsearchClient.search_batch`."""
-        calls = [self._requests.search_batch(s, top_k, filter, mode) for s in query_slices(queries, top_k)]
+        calls = [self._requests.search_batch(s, top_k, filter, mode, mmr) for s in query_slices(queries, top_k, mmr)]
         return merge_batches([await self._send(c) for c in calls])
 
     async def put_document(

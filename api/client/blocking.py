@@ -84,10 +84,19 @@ class SemsearchClient:
             attempt += 1
 
     def search(
-        self, query: str, *, top_k: int = 10, filter: Mapping[str, Any] | None = None, mode: str | None = None
+        self,
+        query: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> SearchResults:
-        """The `top_k` best documents for `query` whose metadata passes `filter`; `mode` where the server has modes."""
-        return self._send(self._requests.search(query, top_k, filter, mode))
+        """The `top_k` best documents for `query`, or for its embedding `vector` (dense mode), whose
+        metadata passes `filter`; `mode` where the server has modes; `mmr` (e.g. `{"lambda": 0.5,
+        "fetch_k": 20}`) diversifies them by maximal marginal relevance."""
+        return self._send(self._requests.search(query, top_k, filter, mode, vector, mmr))
 
     def search_batch(
         self,
@@ -96,10 +105,14 @@ class SemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """One hit list per query, in query order, sent in requests of at most QUERY_BATCH queries and
         QUERY_HITS hits (queries x top_k) each."""
-        parts = [self._send(self._requests.search_batch(s, top_k, filter, mode)) for s in query_slices(queries, top_k)]
+        parts = [
+            self._send(self._requests.search_batch(s, top_k, filter, mode, mmr))
+            for s in query_slices(queries, top_k, mmr)
+        ]
         return merge_batches(parts)
 
     def put_document(

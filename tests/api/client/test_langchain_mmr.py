@@ -13,14 +13,7 @@ from api.client.langchain import SemsearchVectorStore
 from api.client.types import InvalidRequestError
 
 COPY = "the cat sat on the mat by the door"
-OTHERS = [
-    f"{w} {v} in the {p}"
-    for w, v, p in zip(
-        ["a dog", "the sun", "a gene", "the moon"],
-        ["ran", "shone", "mutated", "rose"],
-        ["park", "sky", "cell", "night"],
-    )
-]
+OTHERS = ["a dog ran in the park", "the sun shone in the sky", "a gene mutated in the cell", "the moon rose at night"]
 
 
 @pytest.fixture

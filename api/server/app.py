@@ -28,6 +28,8 @@ from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
 from api.server.index_lag import IndexLags, KeywordKeeper, observe_forever
 from api.server.metrics import Metrics, MetricsMiddleware
+from api.server.openai_errors import OPENAI_ERRORS, OpenAIErrors
+from api.server.openai_models import router as models_router
 from api.server.results import results
 from api.server.schemas import (
     MAX_QUERY_CHARS,
@@ -287,11 +289,14 @@ def create_app(
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(OpenAIErrors)  # outermost: every error under /v1, the refused bodies' too
     errors.install(app)
     docs.install(app)
     app.include_router(public)
     app.include_router(status.public)
     app.include_router(protected)
-    for router in (embeddings_router, status.protected, document_routes.router):
+    for router in (status.protected, document_routes.router):
         app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+    for router in (embeddings_router, models_router):  # errors in OpenAI's shape (api/server/openai_errors.py)
+        app.include_router(router, dependencies=[Depends(require_api_key)], responses=OPENAI_ERRORS)
     return app

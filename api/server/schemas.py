@@ -219,7 +219,10 @@ class EmbeddingsRequest(BaseModel):
     """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
 
     input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")
-    model: str | None = Field(default=None, description="Accepted for compatibility; the service's model is used.")
+    model: str | None = Field(
+        default=None,
+        description="The serving model's name (GET /v1/models), or left out; another name is a 404 model_not_found.",
+    )
     encoding_format: Literal["float", "base64"] = Field(
         default="float",
         description="float: lists of numbers; base64: each vector's little-endian float32 bytes in base64 "

@@ -73,7 +73,7 @@ def _slice_json(
     """In a search thread: the slice's hit lists, each a JSON array, comma-separated. In hybrid mode
     the keyword side is ranked here too, in the same turn (ranked beside the embedding, as a single
     search does, it would take a second search thread)."""
-    lists = hybrid.search_prepared(queries, vectors, k, metadata_filter, mode, serving, mmr=mmr)
+    lists = hybrid.search_prepared(queries, vectors, k, metadata_filter, mode, serving, None, mmr)
     return _LISTS.dump_json([results(hits) for hits in lists])[1:-1]
 
 

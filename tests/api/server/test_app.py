@@ -141,7 +141,7 @@ def test_stats(base_url: str, settings: Settings) -> None:
         ("post", "/search", {"query": "", "top_k": 3}, "at least 1 character"),
         ("post", "/search", {"query": "cat", "top_k": 0}, "greater than or equal to 1"),
         ("post", "/search", {"query": "cat", "top_k": 1001}, "less than or equal to 1000"),
-        ("post", "/search", {"top_k": 3}, "Field required"),
+        ("post", "/search", {"top_k": 3}, "either 'query' (text) or 'vector'"),
         ("post", "/search/batch", {"queries": []}, "at least 1 item"),
         ("post", "/v1/embeddings", {"input": []}, "1 to 2048 texts"),
     ],

@@ -128,8 +128,8 @@ def test_every_setting_is_documented() -> None:
 @pytest.mark.parametrize(
     ("cell", "default", "same"),
     [
-        ("`convex`", "convex", True),
-        ("`rrf`", "convex", False),
+        ("`bounded`", "bounded", True),
+        ("`rrf`", "bounded", False),
         ("`true`", True, True),
         ("`false`", True, False),
         ("`60`", 60.0, True),

@@ -5,6 +5,7 @@ It imports nothing of the server; the LangChain and LlamaIndex integrations besi
 from api.client.async_client import AsyncSemsearchClient
 from api.client.blocking import SemsearchClient
 from api.client.types import (
+    ApiKey,
     AuthenticationError,
     BatchResults,
     Deleted,
@@ -12,8 +13,10 @@ from api.client.types import (
     DocumentPage,
     Hit,
     InvalidRequestError,
+    NewApiKey,
     NewDocument,
     NotFoundError,
+    PermissionDeniedError,
     SearchResults,
     SemsearchError,
     ServerBusyError,
@@ -23,6 +26,7 @@ from api.client.types import (
 )
 
 __all__ = [
+    "ApiKey",
     "AsyncSemsearchClient",
     "AuthenticationError",
     "BatchResults",
@@ -31,8 +35,10 @@ __all__ = [
     "DocumentPage",
     "Hit",
     "InvalidRequestError",
+    "NewApiKey",
     "NewDocument",
     "NotFoundError",
+    "PermissionDeniedError",
     "SearchResults",
     "SemsearchClient",
     "SemsearchError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -14,6 +15,7 @@ from api.client.calls import (
     WRITE_BATCH,
     Call,
     Requests,
+    UploadSource,
     merge_batches,
     merge_writes,
     new_documents,
@@ -21,10 +23,12 @@ from api.client.calls import (
     slices,
 )
 from api.client.types import (
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     NotFoundError,
     SearchResults,
@@ -80,10 +84,11 @@ class AsyncSemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
-        return await self._send(self._requests.search(query, top_k, filter, mode, vector, mmr))
+        return await self._send(self._requests.search(query, top_k, filter, mode, min_score, vector, mmr))
 
     async def search_batch(
         self,
@@ -92,10 +97,14 @@ class AsyncSemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """See `SemsearchClient.search_batch`."""
-        calls = [self._requests.search_batch(s, top_k, filter, mode, mmr) for s in query_slices(queries, top_k, mmr)]
+        calls = [
+            self._requests.search_batch(s, top_k, filter, mode, min_score, mmr)
+            for s in query_slices(queries, top_k, mmr)
+        ]
         return merge_batches([await self._send(c) for c in calls])
 
     async def put_document(
@@ -122,6 +131,19 @@ class AsyncSemsearchClient:
         """See `SemsearchClient.put_documents`."""
         batches = slices(new_documents(docs), WRITE_BATCH)
         return merge_writes([await self._send(self._requests.write(b, wait, wait_timeout)) for b in batches])
+
+    async def upload_document(
+        self,
+        file: UploadSource,
+        *,
+        name: str | None = None,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """See `SemsearchClient.upload_document`."""
+        return await self._send(self._requests.upload(file, name, doc_id, metadata, wait, wait_timeout))
 
     async def get_document(self, doc_id: str) -> Document:
         """See `SemsearchClient.get_document`."""
@@ -167,6 +189,25 @@ class AsyncSemsearchClient:
     async def health(self) -> bool:
         """See `SemsearchClient.health`."""
         return await self._send(self._requests.health())
+
+    async def create_key(
+        self,
+        role: str,
+        *,
+        collections: Sequence[str] | None = None,
+        expires_at: datetime | str | None = None,
+        name: str = "",
+    ) -> NewApiKey:
+        """See `SemsearchClient.create_key`."""
+        return await self._send(self._requests.create_key(role, collections, expires_at, name))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """See `SemsearchClient.list_keys`."""
+        return await self._send(self._requests.list_keys())
+
+    async def revoke_key(self, key_id: str) -> ApiKey:
+        """See `SemsearchClient.revoke_key`."""
+        return await self._send(self._requests.revoke_key(key_id))
 
     async def aclose(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -24,6 +25,7 @@ from api.client.calls import (
     WRITE_BATCH,
     Call,
     Requests,
+    UploadSource,
     merge_batches,
     merge_writes,
     new_documents,
@@ -31,10 +33,12 @@ from api.client.calls import (
     slices,
 )
 from api.client.types import (
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     NotFoundError,
     SearchResults,
@@ -91,12 +95,13 @@ class SemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> SearchResults:
         """The `top_k` best documents for `query`, or for its embedding `vector` (dense mode), whose
-        metadata passes `filter`; `mode` where the server has modes; `mmr` (e.g. `{"lambda": 0.5,
-        "fetch_k": 20}`) diversifies them by maximal marginal relevance."""
-        return self._send(self._requests.search(query, top_k, filter, mode, vector, mmr))
+        metadata passes `filter` and whose score is at least `min_score`; `mode` where the server has
+        modes; `mmr` (e.g. `{"lambda": 0.5, "fetch_k": 20}`) diversifies them by maximal marginal relevance."""
+        return self._send(self._requests.search(query, top_k, filter, mode, min_score, vector, mmr))
 
     def search_batch(
         self,
@@ -105,12 +110,13 @@ class SemsearchClient:
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """One hit list per query, in query order, sent in requests of at most QUERY_BATCH queries and
         QUERY_HITS hits (queries x top_k) each."""
         parts = [
-            self._send(self._requests.search_batch(s, top_k, filter, mode, mmr))
+            self._send(self._requests.search_batch(s, top_k, filter, mode, min_score, mmr))
             for s in query_slices(queries, top_k, mmr)
         ]
         return merge_batches(parts)
@@ -140,6 +146,21 @@ class SemsearchClient:
         """Create or replace many documents ({"id", "text", "title"?, "metadata"?} each), WRITE_BATCH a request."""
         batches = slices(new_documents(docs), WRITE_BATCH)
         return merge_writes([self._send(self._requests.write(b, wait, wait_timeout)) for b in batches])
+
+    def upload_document(
+        self,
+        file: UploadSource,
+        *,
+        name: str | None = None,
+        doc_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+    ) -> WriteResult:
+        """Send a file (a path, or bytes with `name`) to be read by the server's reader of its type
+        (.pdf, .html, .docx, .md, .txt) and stored under `doc_id` (default: its name); `metadata` is
+        laid over what the file gives. An unknown type or an unreadable file is InvalidRequestError."""
+        return self._send(self._requests.upload(file, name, doc_id, metadata, wait, wait_timeout))
 
     def get_document(self, doc_id: str) -> Document:
         """A stored document with its status; NotFoundError when there is none."""
@@ -184,6 +205,27 @@ class SemsearchClient:
     def health(self) -> bool:
         """True while the server answers."""
         return self._send(self._requests.health())
+
+    def create_key(
+        self,
+        role: str,
+        *,
+        collections: Sequence[str] | None = None,
+        expires_at: datetime | str | None = None,
+        name: str = "",
+    ) -> NewApiKey:
+        """A new API key (this needs an admin key for every collection): `role` read, write or admin,
+        the `collections` it reaches (None: all), `expires_at` a time or a duration such as "30d".
+        Its `key` is the secret, which the server shows this once."""
+        return self._send(self._requests.create_key(role, collections, expires_at, name))
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every API key, revoked and expired ones too; never a secret."""
+        return self._send(self._requests.list_keys())
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke an API key by id (every server refuses it within seconds); NotFoundError when there is none."""
+        return self._send(self._requests.revoke_key(key_id))
 
     def close(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

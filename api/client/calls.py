@@ -4,9 +4,13 @@ api/client/async_client.py), with the retry policy they share."""
 from __future__ import annotations
 
 import json
+import mimetypes
+import os
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -15,10 +19,12 @@ from pydantic import BaseModel
 
 from api.client.types import (
     RETRY_STATUSES,
+    ApiKey,
     BatchResults,
     Deleted,
     Document,
     DocumentPage,
+    NewApiKey,
     NewDocument,
     SearchResults,
     SemsearchError,
@@ -42,6 +48,8 @@ _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+# A file to upload: its path, or its bytes (with a name to tell its type).
+UploadSource = str | os.PathLike[str] | bytes
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ class Call(Generic[T]):
     params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     timeout: float | None = None
+    # A multipart form instead of JSON: {field: (file name, bytes, media type)} and text fields.
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    data: dict[str, str] | None = None
 
 
 def document_path(doc_id: str) -> str:
@@ -82,6 +93,10 @@ def _model(kind: type[M]) -> Callable[[httpx.Response], M]:
 def _embeddings(response: httpx.Response) -> list[list[float]]:
     data = sorted(response.json()["data"], key=lambda item: item["index"])
     return [item["embedding"] for item in data]
+
+
+def _api_keys(response: httpx.Response) -> list[ApiKey]:
+    return [ApiKey.model_validate(key) for key in response.json()["keys"]]
 
 
 def _healthy(response: httpx.Response) -> bool:
@@ -146,6 +161,8 @@ class Requests:
             "content": content,
             "headers": headers,
             "timeout": timeout,
+            "files": call.files,
+            "data": call.data,
         }
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
@@ -174,13 +191,19 @@ class Requests:
 
     @staticmethod
     def _query(
-        top_k: int, filter: Mapping[str, Any] | None, mode: str | None, mmr: Mapping[str, Any] | None = None
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        mode: str | None,
+        min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"top_k": top_k}
         if filter is not None:
             body["filter"] = dict(filter)
         if mode is not None:  # sent only when asked for: a server without search modes then refuses nothing
             body["mode"] = mode
+        if min_score is not None:
+            body["min_score"] = min_score
         if mmr is not None:
             body["mmr"] = dict(mmr)
         return body
@@ -191,11 +214,12 @@ class Requests:
         top_k: int,
         filter: Mapping[str, Any] | None,
         mode: str | None,
+        min_score: float | None = None,
         vector: Sequence[float] | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> Call[SearchResults]:
         """A search by `query` or by `vector` (the server refuses both, or neither, by name)."""
-        body: dict[str, Any] = self._query(top_k, filter, mode, mmr)
+        body: dict[str, Any] = self._query(top_k, filter, mode, min_score, mmr)
         if query is not None:
             body["query"] = query
         if vector is not None:
@@ -208,9 +232,10 @@ class Requests:
         top_k: int,
         filter: Mapping[str, Any] | None,
         mode: str | None,
+        min_score: float | None = None,
         mmr: Mapping[str, Any] | None = None,
     ) -> Call[BatchResults]:
-        body = {"queries": list(queries), **self._query(top_k, filter, mode, mmr)}
+        body = {"queries": list(queries), **self._query(top_k, filter, mode, min_score, mmr)}
         return Call("POST", "/search/batch", _model(BatchResults), json=body)
 
     def write(self, docs: Sequence[NewDocument], wait: bool, wait_timeout: float | None) -> Call[WriteResult]:
@@ -227,6 +252,38 @@ class Requests:
             return Call("PUT", document_path(docs[0].id), parse, params=params, json=body, timeout=timeout)
         body_list = [d.model_dump() for d in docs]
         return Call("POST", "/documents", parse, params=params, json=body_list, timeout=timeout)
+
+    def upload(
+        self,
+        file: UploadSource,
+        name: str | None,
+        doc_id: str | None,
+        metadata: Mapping[str, Any] | None,
+        wait: bool,
+        wait_timeout: float | None,
+    ) -> Call[WriteResult]:
+        """A file for POST /documents/upload: read by the server with the reader of its type."""
+        if isinstance(file, bytes):
+            if not name:
+                raise ValueError("upload_document needs `name` (with its extension) when given bytes")
+            content = file
+        else:
+            content = Path(file).read_bytes()
+            name = name or Path(file).name
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        form: dict[str, str] = {}
+        if doc_id is not None:
+            form["id"] = doc_id
+        if metadata is not None:
+            form["metadata"] = encode_json(dict(metadata)).decode("utf-8")
+        params: dict[str, Any] = {"wait": "true"} if wait else {}
+        if wait and wait_timeout is not None:
+            params["timeout"] = wait_timeout
+        timeout = self.timeout + ((wait_timeout or 30.0) if wait else 0.0)
+        files = {"file": (name, content, media_type)}
+        return Call(
+            "POST", "/documents/upload", _model(WriteResult), params=params, timeout=timeout, files=files, data=form
+        )
 
     def get(self, doc_id: str) -> Call[Document]:
         return Call("GET", document_path(doc_id), _model(Document))
@@ -245,3 +302,16 @@ class Requests:
 
     def health(self) -> Call[bool]:
         return Call("GET", "/health", _healthy)
+
+    def create_key(
+        self, role: str, collections: Sequence[str] | None, expires_at: datetime | str | None, name: str
+    ) -> Call[NewApiKey]:
+        expiry = expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+        body = {"role": role, "collections": None if collections is None else list(collections), "name": name}
+        return Call("POST", "/keys", _model(NewApiKey), json={**body, "expires_at": expiry})
+
+    def list_keys(self) -> Call[list[ApiKey]]:
+        return Call("GET", "/keys", _api_keys)
+
+    def revoke_key(self, key_id: str) -> Call[ApiKey]:
+        return Call("DELETE", "/keys/" + quote(key_id, safe=""), _model(ApiKey))

@@ -36,7 +36,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from api.client import AsyncSemsearchClient, SemsearchClient
-from api.client.llamaindex_filters import to_semsearch_filter as to_semsearch_filter  # where it was
+from api.client.llamaindex_filters import to_semsearch_filter as to_semsearch_filter  # public here too
 from api.client.llamaindex_query import search_args
 from api.client.types import Hit, NewDocument, NotFoundError, SemsearchError
 
@@ -177,7 +177,8 @@ def _result(hits: list[Hit]) -> VectorStoreQueryResult:
 
 
 class SemsearchRetriever(BaseRetriever):
-    """Retrieves straight from a semsearch server, without an index object: `top_k` nodes per query,
+    """Retrieves straight from a semsearch server, without an index object: `similarity_top_k` nodes
+    per query (as LlamaIndex's own retrievers take it; `top_k` is the same, kept for older code),
     `filters` (the server's filter dict, or LlamaIndex `MetadataFilters`), and `mode` when given."""
 
     def __init__(
@@ -185,23 +186,38 @@ class SemsearchRetriever(BaseRetriever):
         base_url: str = "http://127.0.0.1:8000",
         *,
         api_key: str | None = None,
-        top_k: int = 5,
+        similarity_top_k: int | None = None,
+        top_k: int | None = None,
         filters: dict[str, Any] | MetadataFilters | None = None,
         mode: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if similarity_top_k is not None and top_k is not None and similarity_top_k != top_k:
+            raise ValueError(f"similarity_top_k={similarity_top_k} and top_k={top_k} differ; give one of them")
         super().__init__(**kwargs)
-        self.base_url, self.api_key, self.top_k, self.mode = base_url, api_key, top_k, mode
+        self.base_url, self.api_key, self.mode = base_url, api_key, mode
+        self.similarity_top_k = similarity_top_k if similarity_top_k is not None else top_k if top_k is not None else 5
         self.filter = to_semsearch_filter(filters) if isinstance(filters, MetadataFilters) else filters
         self.client = SemsearchClient(base_url, api_key=api_key)
 
+    @property
+    def top_k(self) -> int:
+        """The same as `similarity_top_k`."""
+        return self.similarity_top_k
+
+    @top_k.setter
+    def top_k(self, value: int) -> None:
+        self.similarity_top_k = value
+
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        hits = self.client.search(query_bundle.query_str, top_k=self.top_k, filter=self.filter, mode=self.mode).results
+        top_k = self.similarity_top_k
+        hits = self.client.search(query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode).results
         return [NodeWithScore(node=hit_node(h), score=h.score) for h in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
-            found = await client.search(query_bundle.query_str, top_k=self.top_k, filter=self.filter, mode=self.mode)
+            top_k = self.similarity_top_k
+            found = await client.search(query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode)
         return [NodeWithScore(node=hit_node(h), score=h.score) for h in found.results]
 
 

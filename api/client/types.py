@@ -8,6 +8,7 @@ in `model_dump()`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -29,11 +30,16 @@ class SemsearchError(Exception):
 
 
 class AuthenticationError(SemsearchError):
-    """401: the API key is missing or wrong."""
+    """401: the API key is missing, wrong, expired or revoked."""
+
+
+class PermissionDeniedError(SemsearchError):
+    """403: the API key is valid, but its role (or the collections it reaches) may not do this."""
 
 
 class NotFoundError(SemsearchError):
-    """404: no document with that id (or no such route: is the base URL right?)."""
+    """404: no document (or API key) with that id, a key that does not reach the collection, or no such
+    route (is the base URL right?)."""
 
 
 class InvalidRequestError(SemsearchError):
@@ -63,7 +69,8 @@ class RetrieverSignal(_Model):
 class Hit(_Model):
     """One ranked document with its best chunk; `start`/`end` are the chunk's offsets in the document text.
     `dense` and `keyword`: each retriever's rank and score (None where it did not return the document);
-    `matched_terms`: words of the title and chunk that match the query's terms."""
+    `matched_terms`: words of the title and chunk that match the query's terms; `page`: the page the
+    chunk starts on, for documents read from paged files (PDF), else None."""
 
     id: str
     chunk_id: int
@@ -76,6 +83,7 @@ class Hit(_Model):
     dense: RetrieverSignal | None = None
     keyword: RetrieverSignal | None = None
     matched_terms: list[str] = Field(default_factory=list)
+    page: int | None = None
 
 
 class SearchResults(_Model):
@@ -140,6 +148,27 @@ class Deleted(_Model):
 
     id: str
     chunks: int
+
+
+KeyRole = Literal["read", "write", "admin"]
+
+
+class ApiKey(_Model):
+    """An API key as the server lists it (never its secret): `collections` None reaches every collection."""
+
+    id: str
+    name: str
+    role: KeyRole | str  # a role of a newer server is kept as its name
+    collections: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewApiKey(ApiKey):
+    """A key just created: `key` is the secret to pass as `api_key`, which the server shows this once."""
+
+    key: str
 
 
 class QueueHealth(_Model):
@@ -221,8 +250,9 @@ def raise_for_status(response: httpx.Response) -> None:
         body = response.json()
     except ValueError:
         body = response.text
-    kind: type[SemsearchError] = {401: AuthenticationError, 404: NotFoundError}.get(status, SemsearchError)
-    if status in (400, 413, 422):
+    kinds: dict[int, type[SemsearchError]] = {401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError}
+    kind = kinds.get(status, SemsearchError)
+    if status in (400, 413, 415, 422):
         kind = InvalidRequestError
     elif status in RETRY_STATUSES:
         kind = ServerBusyError

@@ -11,14 +11,15 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, status
+from api.server import docs, document_routes, errors, key_routes, status, upload_route
+from api.server.auth import KeyCheck, require
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
-from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep, require_api_key
+from api.server.deps import AdmissionDep, BatcherDep, HybridDep, SearchThreadsDep, SettingsDep
 from api.server.embeddings import embedded
 from api.server.embeddings import router as embeddings_router
 from api.server.flow.admission import Admission
@@ -39,11 +40,12 @@ from api.server.schemas import (
     SearchResponse,
 )
 from api.server.search_options import search_by_vector
+from search.access import Role
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
-from search.query.hits import FusionConfig, HybridHit, Mode
+from search.query.hits import FusionConfig, HybridHit, Mode, at_least
 from search.query.hybrid import HybridSearcher
 from search.query.mmr import MMR
 from search.query.searcher import Searcher
@@ -88,6 +90,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
     hybrid = app.state.hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+    key_check = app.state.key_check = KeyCheck(store, settings.api_key)
+    await key_check.is_open()  # known from the start: /health shows its details on an open server during an outage
     keeper: KeywordKeeper | None = app.state.keyword_keeper
     if keeper is not None:
         keeper.start(store, hybrid.keyword)
@@ -142,7 +146,7 @@ async def _reload_forever(searcher: Searcher, interval: float) -> None:
 
 
 public = APIRouter(route_class=BoundedRoute)
-protected = APIRouter(route_class=BoundedRoute, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
+protected = APIRouter(route_class=BoundedRoute)
 
 
 def _filter(raw: dict[str, Any] | None) -> MetadataFilter | None:
@@ -200,6 +204,7 @@ async def search_post(
             assert body.query is not None  # one of the two, checked by SearchRequest
             lists = await _search(hybrid, batcher, threads, [body.query], body.top_k, metadata_filter, body.mode, mmr)
             hits = lists[0]
+    hits = at_least(hits, body.min_score)
     return SearchResponse(results=results(hits), took_ms=(time.perf_counter() - started) * 1000)
 
 
@@ -213,6 +218,7 @@ async def search_get(
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     filter: Annotated[str | None, Query(description='A metadata filter as JSON, e.g. {"kind": "animal"}.')] = None,
     mode: Annotated[Mode, Query(description="hybrid (default), dense or keyword.")] = "hybrid",
+    min_score: Annotated[float | None, Query(description="Only hits scoring at least this.")] = None,
 ) -> SearchResponse:
     """`GET /search?q=...&k=10&filter={...}`, the same as the POST form."""
     try:
@@ -224,9 +230,11 @@ async def search_get(
     if raw is not None and not isinstance(raw, dict):
         raise HTTPException(422, f"filter must be a JSON object of field: condition, got {str(filter)[:60]!r}")
     try:
-        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode)
+        body = SearchRequest(query=q, top_k=k, filter=raw, mode=mode, min_score=min_score)
     except ValidationError as exc:
-        raise HTTPException(422, "; ".join(str(e["msg"]) for e in exc.errors())) from exc
+        raise HTTPException(
+            422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from exc
     return await search_post(body, hybrid, batcher, threads, admission)
 
 
@@ -252,7 +260,7 @@ async def search_batch(
     metadata_filter = _filter(body.filter)
     with admission.admit():
         pieces = await search_batch_json(
-            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, mmr
+            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, body.min_score, mmr
         )
     took_ms = (time.perf_counter() - started) * 1000
     return Response(batch_body(pieces, took_ms), media_type="application/json")
@@ -294,9 +302,19 @@ def create_app(
     docs.install(app)
     app.include_router(public)
     app.include_router(status.public)
-    app.include_router(protected)
-    for router in (status.protected, document_routes.router):
-        app.include_router(router, dependencies=[Depends(require_api_key)], responses=errors.ERRORS)
-    for router in (embeddings_router, models_router):  # errors in OpenAI's shape (api/server/openai_errors.py)
-        app.include_router(router, dependencies=[Depends(require_api_key)], responses=OPENAI_ERRORS)
+    # Every protected route and the role it needs, here alone (search.access says what each role may).
+    roles = (
+        (protected, require(Role.READ)),  # search
+        (embeddings_router, require(Role.READ)),
+        (models_router, require(Role.READ)),
+        (status.protected, require(Role.READ)),  # /stats, /metrics
+        (document_routes.reads, require(Role.READ)),
+        (document_routes.writes, require(Role.WRITE)),
+        (upload_route.router, require(Role.WRITE)),
+        (key_routes.router, require(Role.ADMIN, collection=None)),  # keys belong to no one collection
+    )
+    for router, needed in roles:
+        # The OpenAI-compatible routes declare their errors in OpenAI's shape (api/server/openai_errors.py).
+        declared = OPENAI_ERRORS if router in (embeddings_router, models_router) else errors.ERRORS
+        app.include_router(router, dependencies=[needed], responses=declared)
     return app

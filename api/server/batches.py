@@ -22,7 +22,7 @@ from api.server.results import results
 from api.server.schemas import SearchResult
 from search.dense.catalog import Serving
 from search.filters import MetadataFilter
-from search.query.hits import Mode
+from search.query.hits import Mode, at_least
 from search.query.hybrid import HybridSearcher
 from search.query.mmr import MMR
 
@@ -37,6 +37,7 @@ async def search_batch_json(
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
+    min_score: float | None = None,
     mmr: MMR | None = None,
 ) -> list[bytes]:
     """The hit lists of `queries`, in order, as pieces of one JSON array's items (`batch_body` joins
@@ -48,13 +49,13 @@ async def search_batch_json(
         nonlocal slices_sent
         texts = list(part)
         # Only the first slice may be refused for a backlog at the encoder: past it, the request is in.
-        pending = batcher.submit(texts, continuing=slices_sent > 0)
+        pending = batcher.submit(texts, continuing=slices_sent > 0, bulk=True)
         slices_sent += 1
         return await embedded(pending, hybrid.dense, texts)
 
     async def search(part: Sequence[str], made: tuple[np.ndarray, Serving] | None) -> bytes:
         vectors, serving = made if made is not None else (None, None)
-        return await threads.run(_slice_json, hybrid, part, vectors, k, metadata_filter, mode, serving, mmr)
+        return await threads.run(_slice_json, hybrid, part, vectors, k, metadata_filter, mode, serving, min_score, mmr)
 
     depth = k if mmr is None else mmr.fetch_k
     return await in_slices(queries, slice_size(depth), search, None if mode == "keyword" else embed)
@@ -68,13 +69,14 @@ def _slice_json(
     metadata_filter: MetadataFilter | None,
     mode: Mode,
     serving: Serving | None,
+    min_score: float | None,
     mmr: MMR | None,
 ) -> bytes:
     """In a search thread: the slice's hit lists, each a JSON array, comma-separated. In hybrid mode
     the keyword side is ranked here too, in the same turn (ranked beside the embedding, as a single
     search does, it would take a second search thread)."""
     lists = hybrid.search_prepared(queries, vectors, k, metadata_filter, mode, serving, None, mmr)
-    return _LISTS.dump_json([results(hits) for hits in lists])[1:-1]
+    return _LISTS.dump_json([results(at_least(hits, min_score)) for hits in lists])[1:-1]
 
 
 def batch_body(pieces: list[bytes], took_ms: float) -> bytes:

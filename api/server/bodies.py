@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -57,11 +58,29 @@ class BoundedRoute(APIRoute):
         # The model FastAPI validates the body against, when the body is that one model (not
         # several parameters embedded in one object): a long body is validated against it early.
         model = self.body_field if self.body_field is not None and not self._embed_body_fields else None
+        # Query parameters the route does not declare are refused, as unknown body fields are (a
+        # misspelt `?top_k=` silently ignored would answer another question); the page is left alone.
+        known = _query_names(self.dependant)
+        takes = ", ".join(sorted(known)) or "no query parameters"
 
         async def bounded(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in known]
+            if unknown and self.include_in_schema:
+                raise HTTPException(422, f"unknown query parameter {unknown[0]!r}; {self.path} takes {takes}")
             return await handler(_BoundedRequest(request.scope, request.receive, model))
 
         return bounded
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' (the API key's among them) included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(param.alias for param in current.query_params)
+        stack.extend(current.dependencies)
+    return names
 
 
 class _BoundedRequest(Request):
@@ -101,6 +120,9 @@ def validation_detail(errors: Sequence[Any]) -> Any:
 
 
 def _trimmed(error: Any) -> Any:
+    if isinstance(error, dict) and error.get("type") == "extra_forbidden" and error.get("loc"):
+        # pydantic's "Extra inputs are not permitted" names the field in `loc` only.
+        error = {**error, "msg": f"unknown field {error['loc'][-1]!r}: this request has no such field"}
     if not isinstance(error, dict) or "input" not in error or _small(error["input"]):
         return error
     return {**error, "input": _PREVIEW.repr(error["input"])}

@@ -1,17 +1,18 @@
 """What routes get injected: the searcher (with its store) and the settings, as Annotated aliases, and
-the API-key check every protected route depends on."""
+whether a request holds a valid API key (api/server/auth.py checks the keys)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, Request
 
+from api.server.auth import request_access
 from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
 from api.server.flow.search_threads import SearchThreads
 from api.server.index_lag import IndexLags
+from search.access import DEFAULT_COLLECTION
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -80,24 +81,15 @@ WorkerStateDep = Annotated[WorkerState | None, Depends(_worker_state)]
 IndexLagsDep = Annotated[IndexLags, Depends(_index_lags)]
 
 
-async def _keyed(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> bool:
-    """Whether the request may see what the API key guards: it sends `Authorization: Bearer <key>`
-    (compared in constant time), or SEMSEARCH_API_KEY is not set (every route is open then)."""
-    if settings.api_key is None:
-        return True
-    expected = f"Bearer {settings.api_key.get_secret_value()}".encode()
-    return authorization is not None and secrets.compare_digest(authorization.encode(), expected)
+async def _keyed(request: Request, authorization: Annotated[str | None, Header()] = None) -> bool:
+    """Whether the request may see what the API keys guard: it sends a valid key that reaches the
+    default collection, or the server has no key at all (every route is open then)."""
+    try:
+        access = await request_access(request, authorization)
+    except Exception:  # the database is away (the public /health must answer): show nothing guarded
+        return False
+    return access is not None and access.reaches(DEFAULT_COLLECTION)
 
 
-# True for a request that sends the API key (or when none is set): a public route shows it details.
+# True for a request that sends a valid key (or when none is set): a public route shows it details.
 KeyedDep = Annotated[bool, Depends(_keyed)]
-
-
-async def require_api_key(keyed: KeyedDep) -> None:
-    """With SEMSEARCH_API_KEY set, demand `Authorization: Bearer <key>`."""
-    if not keyed:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong API key: send the header 'Authorization: Bearer <SEMSEARCH_API_KEY>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )

@@ -56,7 +56,9 @@ class _AnyPath(PathConvertor):
 
 
 register_url_convertor("anypath", _AnyPath())
-router = APIRouter(prefix="/documents", tags=["documents"], route_class=BoundedRoute)
+# Reading and writing need different roles (api/server/app.py includes each with its own).
+reads = APIRouter(prefix="/documents", tags=["documents"], route_class=BoundedRoute)
+writes = APIRouter(prefix="/documents", tags=["documents"], route_class=BoundedRoute)
 
 
 def _path_id(request: Request, doc_id: str) -> str:
@@ -191,7 +193,7 @@ async def _with_reason(
     return result.model_copy(update={"reason": reason})
 
 
-@router.put(
+@writes.put(
     "/{doc_id:anypath}", response_model=WriteResult, summary="Create or replace a document", responses=_ACCEPTED
 )
 async def put_document(
@@ -215,7 +217,7 @@ async def put_document(
     return await _with_reason(result, wait, store, worker_state, settings)
 
 
-@router.post("", response_model=WriteResult, summary="Create or replace several documents", responses=_ACCEPTED)
+@writes.post("", response_model=WriteResult, summary="Create or replace several documents", responses=_ACCEPTED)
 async def post_documents(
     body: Annotated[list[DocumentWrite], Field(min_length=1, max_length=MAX_WRITE_BATCH)],
     store: StoreDep,
@@ -235,7 +237,7 @@ async def post_documents(
     return await _with_reason(result, wait, store, worker_state, settings)
 
 
-@router.get("", response_model=DocumentPage, summary="List documents")
+@reads.get("", response_model=DocumentPage, summary="List documents")
 def list_documents(
     store: StoreDep,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
@@ -246,7 +248,7 @@ def list_documents(
     return DocumentPage(documents=[_out(d) for d in docs], total=total, offset=offset, limit=limit)
 
 
-@router.get(
+@reads.get(
     "/{doc_id:anypath}", response_model=DocumentOut, summary="One document", responses={404: {"model": ErrorBody}}
 )
 def get_document(doc_id: PathId, store: StoreDep) -> DocumentOut:
@@ -257,7 +259,7 @@ def get_document(doc_id: PathId, store: StoreDep) -> DocumentOut:
     return _out(doc)
 
 
-@router.delete(
+@writes.delete(
     "/{doc_id:anypath}", response_model=Deleted, summary="Delete a document", responses={404: {"model": ErrorBody}}
 )
 def delete_document(doc_id: PathId, store: StoreDep) -> Deleted:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from api.server.schemas import RequestBody
 from search.validation import (
     MAX_DOCUMENT_CHARS,
     MAX_ID_CHARS,
@@ -21,7 +22,7 @@ MAX_WRITE_BATCH = 1000
 Status = Literal["pending", "indexed"]
 
 
-class DocumentBody(BaseModel):
+class DocumentBody(RequestBody):
     """A document's content: the text is chunked and embedded; the title is prepended to every chunk's
     embedding input; metadata is stored as it is and can be filtered on: a JSON object of finite
     numbers, strings and booleans, at most 32 levels deep and 64 KiB as JSON."""

@@ -40,7 +40,7 @@ async def embed(batcher: MicroBatcher, searcher: Searcher, texts: list[str]) -> 
     made = []
     for i, part in enumerate(parts):
         # Only the first slice may be refused for a backlog at the encoder: past it, the request is in.
-        made.append(await embedded(batcher.submit(part, continuing=i > 0), searcher, part))
+        made.append(await embedded(batcher.submit(part, continuing=i > 0, bulk=True), searcher, part))
     serving = made[-1][1]
     vectors = [
         v if s.encoder is serving.encoder else await run_in_threadpool(serving.encoder.encode, part)

@@ -29,10 +29,12 @@ from search.storage.outage import RETRY_AFTER, CommitUnknownError, classify
 from search.validation import json_safe
 
 # Every error any protected route can give, declared so that clients (and the schema fuzz test) know
-# them: 400 an unreadable body, 401 a missing key, 413 a body over the size limit, 422 a bad request
+# them: 400 an unreadable body, 401 a missing or wrong key, 403 a key whose role is too low, 404 a key
+# that does not reach the collection (or no such thing), 413 a body over the size limit, 422 a bad request
 # (a plain-text detail naming the problem, or the list of pydantic's validation errors), 429 an
 # overloaded server and 503 a stopping one or an unavailable database (both with Retry-After).
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)}
+_CODES = (400, 401, 403, 404, 413, 422, 429, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in _CODES}
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

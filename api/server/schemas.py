@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.server.search_options import MAX_VECTOR_DIM, MMR_DOC, VECTOR_DOC, FiniteFloat, MMRRequest
 from search.filters import check_filter_size
@@ -16,21 +16,37 @@ MAX_BATCH = 256
 MAX_EMBED_INPUTS = 2048
 
 _FILTER_DOC = (
-    "Only documents whose metadata passes: equality on a field (a string, number or boolean), "
-    '{"field": {"$in": [values]}}, or numeric {"field": {"$gt"|"$gte"|"$lt"|"$lte": number}}. '
-    "Several operators on one field, and several fields, must all hold. The filter applies inside the "
+    "Only documents whose metadata passes: equality on a field (a string, number or boolean), or "
+    '{"field": {op: value}} with $eq, $ne, $gt, $gte, $lt, $lte (numbers), $in, $nin (lists), $exists '
+    "(true/false) or $not; filters join with $and, $or (lists) and $not. Several keys of one object must all "
+    "hold; $ne, $nin, $not and $exists: false pass documents without the field. The filter applies inside the "
     "nearest-neighbour search, so top_k matching documents come back whenever that many exist."
 )
-_FILTER_EXAMPLES: list[Any] = [{"kind": "animal"}, {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}}]
+_FILTER_EXAMPLES: list[Any] = [
+    {"kind": "animal"},
+    {"kind": {"$in": ["animal", "sky"]}, "year": {"$gte": 2000}},
+    {"$or": [{"kind": "sky"}, {"year": {"$lt": 1970}}]},
+]
 
 
 _MODE_DOC = (
     "hybrid (default): the dense and keyword (BM25) rankings fused per document; dense: vectors only; "
     "keyword: BM25 only (the query is not embedded)."
 )
+_MIN_SCORE_DOC = (
+    "Only hits scoring at least this (fewer than top_k then, or none). A score is the document's own: in hybrid "
+    "mode in [0, 1] (half its cosine, half its BM25 over the query's bound), in dense mode its cosine, in "
+    "keyword mode its BM25."
+)
 
 
-class SearchRequest(BaseModel):
+class RequestBody(BaseModel):
+    """Every JSON request body: a field the route does not know is a 422 naming it, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(RequestBody):
     """A query (or its vector) and how many documents to return."""
 
     query: str | None = Field(
@@ -42,6 +58,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC + " With a vector: dense, the only mode it has.")
+    min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
     mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
 
     @model_validator(mode="after")
@@ -70,7 +87,7 @@ class SearchRequest(BaseModel):
         return value if value is None else check_text(value, "query", stored=False)
 
 
-class BatchSearchRequest(BaseModel):
+class BatchSearchRequest(RequestBody):
     """Several queries, embedded in one batch."""
 
     queries: list[str] = Field(
@@ -82,6 +99,7 @@ class BatchSearchRequest(BaseModel):
     top_k: int = Field(default=10, ge=1, le=1000)
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
     mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
 
     @model_validator(mode="after")
@@ -132,6 +150,10 @@ class SearchResult(BaseModel):
     )
     matched_terms: list[str] = Field(
         default_factory=list, description="Words of the title and chunk (as written) that match the query's terms."
+    )
+    page: int | None = Field(
+        default=None,
+        description="The page (from 1) the chunk starts on, for documents read from paged files (PDF); else null.",
     )
 
 
@@ -215,7 +237,7 @@ class Stats(BaseModel):
     indexes: dict[str, IndexLag] | None = None
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(RequestBody):
     """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
 
     input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")

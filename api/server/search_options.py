@@ -30,7 +30,7 @@ VECTOR_DOC = (
 class MMRRequest(BaseModel):
     """Diversify the page by maximal marginal relevance."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     lambda_: float = Field(
         default=0.5,

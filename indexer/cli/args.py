@@ -40,6 +40,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-v", "--verbose", action="store_true")
 
 
+def _globs(parser: argparse.ArgumentParser) -> None:
+    """--include and --exclude: which files of the folders given are read."""
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="read only files of the folders whose path (relative to the folder) or name matches; repeatable",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files of the folders whose relative path or name matches, e.g. 'drafts/*'; repeatable",
+    )
+
+
 def _engine(name: str) -> str:
     """An --engine value, checked against the engines indexer.write.rebuild knows (imported only when given)."""
     from indexer.write.rebuild import ENGINES
@@ -53,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="semsearch", description="Self-hosted semantic search.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_index = sub.add_parser("index", help="index JSON Lines files, BEIR corpora or folders of .txt/.md")
+    p_index = sub.add_parser(
+        "index", help="index JSON Lines files, BEIR corpora, or folders of .txt, .md, .html, .pdf, .docx files"
+    )
     p_index.add_argument("paths", nargs="+", type=Path)
+    _globs(p_index)
     p_index.add_argument(
         "--delete-missing",
         action="store_true",
@@ -63,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_index)
     p_add = sub.add_parser("add", help="queue documents for the worker (no embedding here)")
     p_add.add_argument("paths", nargs="+", type=Path)
+    _globs(p_add)
     _common(p_add)
     p_worker = sub.add_parser("worker", help="embed queued documents and publish them, until stopped")
     p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")
@@ -90,7 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p_migrate)
     _add_query_commands(sub)
+    _add_key_commands(sub)
     return parser
+
+
+def _add_key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """keys create, list and revoke (their values are checked by search.access.KeySpec, as the API's)."""
+    p_keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys.add_parser("create", help="create an API key and print it (shown this once)")
+    p_create.add_argument("--role", required=True, help="read, write or admin")
+    p_create.add_argument(
+        "--collection",
+        action="append",
+        dest="collections",
+        metavar="NAME",
+        help="a collection the key reaches (repeat for several; default: all)",
+    )
+    p_create.add_argument("--expires", help="ISO 8601 time or a duration such as 30d, 12h, 90m (default: never)")
+    p_create.add_argument("--name", default="", help="what the key is for")
+    _common(p_create)
+    _common(keys.add_parser("list", help="list API keys (never their secrets)"))
+    p_revoke = keys.add_parser("revoke", help="revoke an API key: every server refuses it within seconds")
+    p_revoke.add_argument("id", help="the key's id, as `keys list` shows it")
+    _common(p_revoke)
 
 
 def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,6 +145,9 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p_search.add_argument(
         "--filter", metavar="JSON", help='only documents whose metadata passes, e.g. \'{"year": {"$gte": 2000}}\''
+    )
+    p_search.add_argument(
+        "--min-score", type=float, metavar="SCORE", help="only hits scoring at least SCORE (as the API's min_score)"
     )
     _mode(p_search)
     _common(p_search)

@@ -1,5 +1,5 @@
 """The `semsearch` command: index, add, worker, search and eval here; rebuild, delete and check in
-maintenance.py, serve in serve.py."""
+maintenance.py, serve in serve.py, keys in keys.py."""
 
 from __future__ import annotations
 
@@ -7,22 +7,27 @@ from __future__ import annotations
 # imports the heavy parts (the encoder, faiss, SQLAlchemy, the web stack) it uses itself.
 import argparse
 import logging
+import math
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from indexer.cli.args import build_parser, settings_from
+from indexer.cli.keys import cmd_keys
 from indexer.cli.maintenance import cmd_check, cmd_delete, cmd_migrate, cmd_rebuild
 from indexer.cli.serve import cmd_serve
 from indexer.cli.shared import migrate_schema, print_fields, print_json, report_rejected, stale, writer_lock
 
 if TYPE_CHECKING:
+    from indexer.ingest.files import Skipped
+    from indexer.ingest.sources import Rejected
     from search.settings import Settings
 
 
 def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
-    """Index the given paths; exit status 1 when any record was rejected or a derived index did not
-    catch up."""
+    """Index the given paths; exit status 1 when any record was rejected (a file of a known type that
+    could not be read among them) or a derived index did not catch up. Files of unknown types are
+    skipped and listed, not errors."""
     from indexer.cli.progress import Progress, count_records
     from indexer.ingest.sources import read_sources
     from indexer.write.pipeline import open_indexer
@@ -33,9 +38,10 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
 
     progress = Progress(sys.stderr, count_records(args.paths) if sys.stderr.isatty() else None)
     try:
-        records = read_sources(args.paths)
+        records = read_sources(args.paths, include=args.include, exclude=args.exclude)
+        # Rejections are said as they happen; skipped files are listed under the summary.
         summary = indexer.run(
-            records, on_reject=report_rejected, on_progress=progress, delete_missing=args.delete_missing
+            records, on_reject=_report_rejections, on_progress=progress, delete_missing=args.delete_missing
         )
     finally:
         progress.close()
@@ -46,23 +52,37 @@ def cmd_index(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"indexed {data['documents']} documents ({data['added']} added, {data['updated']} updated, "
             f"{data['unchanged']} unchanged), {data['chunks']} chunks embedded, {data['rejected']} rejected, "
-            f"{data['deleted']} deleted in {data['seconds']:.1f} s ({data['docs_per_s']} docs/s)"
+            f"{data['skipped']} skipped, {data['deleted']} deleted in {data['seconds']:.1f} s "
+            f"({data['docs_per_s']} docs/s)"
         )
+        for skipped in summary.skipped:
+            print(f"  skipped {skipped}")
     return max(1 if summary.rejected else 0, stale("index", indexer.derived.failures))
+
+
+def _report_rejections(record: Rejected | Skipped) -> None:
+    from indexer.ingest.sources import Rejected
+
+    if isinstance(record, Rejected):
+        report_rejected(record)
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     """Queue documents for the worker; exit status 1 when any record was rejected."""
+    from indexer.ingest.files import Skipped
     from indexer.ingest.sources import Rejected, read_sources
     from search.components import open_store
     from search.work.queue import enqueue
 
     migrate_schema(settings)
     store = open_store(settings)
-    docs, rejected = [], 0
+    docs, rejected, skipped = [], 0, []
     written = {"added": 0, "updated": 0, "unchanged": 0}
-    for record in [*read_sources(args.paths), None]:
-        if isinstance(record, Rejected):
+    for record in [*read_sources(args.paths, include=args.include, exclude=args.exclude), None]:
+        if isinstance(record, Skipped):
+            skipped.append({"path": str(record.path), "reason": record.reason})
+            report_rejected(record)
+        elif isinstance(record, Rejected):
             rejected += 1
             report_rejected(record)
         elif record is not None:
@@ -73,8 +93,8 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
             written["updated"] += len(result.updated)
             written["unchanged"] += len(same)
             docs = []
-    data = {**written, "rejected": rejected}
-    print_fields(args, data)
+    data: dict[str, object] = {**written, "rejected": rejected, "skipped": len(skipped)}
+    print_fields(args, {**data, "skipped_files": skipped} if args.json else data)
     return 1 if rejected else 0
 
 
@@ -125,16 +145,19 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     """Print the best documents for a query (among those whose metadata passes --filter)."""
     from indexer.write.keyword_follower import catch_up_once
     from search.components import open_hybrid
+    from search.query.hits import at_least
 
     if not 1 <= args.k <= 1000:
         raise ValueError(f"-k must be between 1 and 1000, got {args.k}")
+    if args.min_score is not None and not math.isfinite(args.min_score):
+        raise ValueError(f"--min-score must be a finite number, got {args.min_score}")
     metadata_filter = _filter_arg(args.filter)
     hybrid = open_hybrid(settings)
     # The data directory's keyword index may be behind the log (a replica's, or one no worker writes).
     failed = None if args.mode == "dense" else catch_up_once(hybrid.store, hybrid.keyword)
     if failed is not None:
         print(f"semsearch search: the keyword index did not catch up with SQL: {failed}", file=sys.stderr)
-    hits = hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode)
+    hits = at_least(hybrid.search(args.query, k=args.k, filter=metadata_filter, mode=args.mode), args.min_score)
     if args.json:
         print_json([asdict(hit) for hit in hits])
         return 0
@@ -146,7 +169,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         said = ", ".join(
             f"{name} #{s.rank} {s.score:.4f}" for name, s in (("dense", hit.dense), ("keyword", hit.keyword)) if s
         )
-        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}  {hit.title}  [{said}]\n       {snippet}")
+        page = f" (page {hit.page})" if hit.page is not None else ""
+        print(f"{rank:>3}. {hit.score:.4f}  {hit.id}{page}  {hit.title}  [{said}]\n       {snippet}")
     return 0
 
 
@@ -170,6 +194,7 @@ _COMMANDS = {
     "search": cmd_search,
     "eval": cmd_eval,
     "serve": cmd_serve,
+    "keys": cmd_keys,
 }
 
 

@@ -9,22 +9,23 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from indexer.ingest.sources import JSONL_SUFFIXES, TEXT_SUFFIXES
+from indexer.ingest.readers import reader_for
+from indexer.ingest.sources import JSONL_SUFFIXES
 
 if TYPE_CHECKING:
     from indexer.write.pipeline import IndexSummary
 
 
 def count_records(paths: Sequence[Path]) -> int:
-    """A cheap upper bound of the records in `paths` (lines of JSONL files, text files), for the ETA."""
+    """A cheap upper bound of the records in `paths` (lines of JSONL files, files a reader takes), for the ETA."""
     total = 0
     for path in paths:
         files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
         for file in files:
-            if file.suffix in TEXT_SUFFIXES:
-                total += 1
-            elif file.suffix in JSONL_SUFFIXES or file == path:
+            if file.suffix.lower() in JSONL_SUFFIXES or (file == path and reader_for(file.name) is None):
                 total += _count_lines(file)
+            elif reader_for(file.name) is not None:
+                total += 1
     return total
 
 

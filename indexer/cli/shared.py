@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from indexer.ingest.files import Skipped
     from indexer.ingest.sources import Rejected
     from indexer.write.locks import FileLock
     from search.settings import Settings
@@ -23,8 +24,11 @@ def writer_lock(settings: Settings, what: str) -> FileLock | None:
     return None
 
 
-def report_rejected(rejected: Rejected) -> None:
-    print(f"rejected {rejected}", file=sys.stderr)
+def report_rejected(record: Rejected | Skipped) -> None:
+    """One line on stderr for each record rejected and each file skipped, as it happens."""
+    from indexer.ingest.files import Skipped
+
+    print(f"{'skipped' if isinstance(record, Skipped) else 'rejected'} {record}", file=sys.stderr)
 
 
 def print_fields(args: argparse.Namespace, data: Mapping[str, object]) -> None:

@@ -1,4 +1,7 @@
-"""Reading documents from JSON Lines, BEIR corpora and folders of text files, rejecting bad records by place.
+"""Reading documents from JSON Lines, BEIR corpora and folders of files, rejecting bad records by place.
+
+Files of every type a reader takes (indexer/ingest/readers/) are read through indexer/ingest/files.py;
+a file of another type found in a folder is `Skipped`, and said.
 
 Every record must pass the rules the API applies (search.validation.check_document): what the CLI
 indexes, a PUT would have stored, and what it refuses, the API refuses naming the same field."""
@@ -6,16 +9,17 @@ indexes, a PUT would have stored, and what it refuses, the API refuses naming th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from indexer.ingest.files import Skipped, read_file, unknown_type, walk
+from indexer.ingest.readers import reader_for
 from search.json_input import loads
 from search.storage.records import DocumentIn
 from search.validation import FieldError, check_document
 
-TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 # A larger record is almost always a mistake (a binary, a dump); it is reported, not read. The text's
 # own limit (search.validation.MAX_DOCUMENT_CHARS) applies to what is read.
@@ -37,16 +41,27 @@ class Rejected:
         return f"{where}: {self.reason}"
 
 
-Record = DocumentIn | Rejected
+Record = DocumentIn | Rejected | Skipped
 # Internally every record travels with its place: (file, line or None, document or the reason it failed).
-_Placed = tuple[Path, int | None, DocumentIn | FieldError | str]
+_Placed = tuple[Path, int | None, DocumentIn | FieldError | str] | Skipped
 
 
-def read_sources(paths: Iterable[Path], max_bytes: int = MAX_DOCUMENT_BYTES) -> Iterator[Record]:
-    """Documents from every path in turn; a repeated id within one run is rejected after its first use."""
+def read_sources(
+    paths: Iterable[Path],
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Iterator[Record]:
+    """Documents from every path in turn; a repeated id within one run is rejected after its first use.
+    In folders, only files matching an `include` glob (when any is given) and no `exclude` glob are
+    read (see indexer.ingest.files.walk); a file named outright is always read."""
     seen: dict[str, str] = {}
     for path in paths:
-        for where, line, record in _read_path(Path(path), max_bytes):
+        for placed in _read_path(Path(path), max_bytes, include, exclude):
+            if isinstance(placed, Skipped):
+                yield placed
+                continue
+            where, line, record = placed
             if isinstance(record, FieldError):
                 yield Rejected(where, line, str(record), record.field)
                 continue
@@ -61,22 +76,25 @@ def read_sources(paths: Iterable[Path], max_bytes: int = MAX_DOCUMENT_BYTES) -> 
             yield record
 
 
-def _read_path(path: Path, max_bytes: int) -> Iterator[_Placed]:
+def _read_path(path: Path, max_bytes: int, include: Sequence[str], exclude: Sequence[str]) -> Iterator[_Placed]:
     if path.is_dir():
         beir = path / "corpus.jsonl"
         if beir.is_file():
             yield from read_jsonl(beir, max_bytes)
             return
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            if child.suffix in JSONL_SUFFIXES:
+        for child in walk(path, include, exclude):
+            if child.suffix.lower() in JSONL_SUFFIXES:
                 yield from read_jsonl(child, max_bytes)
-            elif child.suffix in TEXT_SUFFIXES:
-                yield child, None, read_text_file(child, child.relative_to(path).as_posix(), max_bytes)
+            elif reader_for(child.name) is not None:
+                yield child, None, read_file(child, child.relative_to(path).as_posix(), max_bytes)
+            else:
+                yield Skipped(child, unknown_type(child.name))
     elif not path.exists():
         yield path, None, "no such file or directory"
-    elif path.suffix in TEXT_SUFFIXES:
-        yield path, None, read_text_file(path, path.name, max_bytes)
+    elif path.suffix.lower() not in JSONL_SUFFIXES and reader_for(path.name) is not None:
+        yield path, None, read_file(path, path.name, max_bytes)
     else:
+        # A file named outright of no known type is read as JSON Lines (corpora often end in .json or nothing).
         yield from read_jsonl(path, max_bytes)
 
 
@@ -128,28 +146,4 @@ def document_from_mapping(obj: dict[str, Any]) -> DocumentIn:
     title = "" if obj.get("title") is None else obj["title"]
     metadata = {} if obj.get("metadata") is None else obj["metadata"]
     doc_id, title, text, metadata = check_document(doc_id=doc_id, title=title, text=obj.get("text"), metadata=metadata)
-    return DocumentIn(external_id=doc_id, text=text, title=title, metadata=metadata)
-
-
-def read_text_file(path: Path, doc_id: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> DocumentIn | FieldError | str:
-    """A whole .txt/.md file as one document; the title is its first Markdown heading or its file name."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return f"file of {size} bytes exceeds the {max_bytes}-byte limit"
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 (byte {exc.start})"
-    title = path.stem
-    for line in text.splitlines():
-        if line.startswith("# "):
-            title = line[2:].strip()
-            break
-    metadata = {"path": doc_id}
-    try:
-        check_document(doc_id=doc_id, title=title, text=text, metadata=metadata)
-    except FieldError as exc:
-        return exc
     return DocumentIn(external_id=doc_id, text=text, title=title, metadata=metadata)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,9 +17,14 @@ from search.storage.records import ChunkIn, DocumentIn
 from search.storage.vectors import Embedded, VectorRows
 from search.work.queue import PendingDoc, claim
 
-# The most chunks one step of the worker embeds: a few seconds of work on 2 CPU cores with the default
-# model, so a document written behind a large one waits about that long, not for the whole of it.
-SLICE_CHUNKS = 256
+# One step of the worker embeds about SLICE_SECONDS of work (at most SLICE_CHUNKS chunks, at least
+# MIN_SLICE_CHUNKS), so a document written behind a large one waits about that long, not for the whole
+# of it. A bound in chunks alone is seconds on a quiet host with BF16 and ten times that on a loaded
+# or float32 one (a 256-chunk slice took 40 s on a 2-core host at load 13): the step is sized from
+# the encoder's measured rate instead.
+SLICE_SECONDS = 2.0
+SLICE_CHUNKS = 1024
+MIN_SLICE_CHUNKS = 16
 
 
 def split_rows(vectors: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
@@ -37,9 +43,14 @@ def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: i
         return len(docs), sum(map(len, chunk_lists))
 
 
-def _embedded(docs: Sequence[PendingDoc], chunk_lists: Sequence[list[ChunkIn]], encoder: Encoder) -> list[Embedded]:
+def _embedded(
+    docs: Sequence[PendingDoc],
+    chunk_lists: Sequence[list[ChunkIn]],
+    encoder: Encoder,
+    encode: Callable[[Encoder, list[str]], np.ndarray] | None = None,
+) -> list[Embedded]:
     inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
-    vectors = encoder.encode(inputs)
+    vectors = encode(encoder, inputs) if encode is not None else encoder.encode(inputs)
     blocks = split_rows(vectors, [len(c) for c in chunk_lists])
     return [_item(d, cs, v) for d, cs, v in zip(docs, chunk_lists, blocks, strict=True)]
 
@@ -78,24 +89,54 @@ class FairEmbedder:
     document is still pending). Without it a 1,000,000-character document held every write behind it
     for the minutes its 2,253 chunks took."""
 
-    def __init__(self, limit: int = 256, slice_chunks: int = SLICE_CHUNKS) -> None:
-        self.limit, self.slice_chunks = limit, slice_chunks
+    def __init__(
+        self, limit: int = 256, slice_chunks: int = SLICE_CHUNKS, slice_seconds: float = SLICE_SECONDS
+    ) -> None:
+        self.limit, self.max_slice, self.slice_seconds = limit, slice_chunks, slice_seconds
         self._sliced: _Sliced | None = None
         self._deferred: set[int] = set()  # large documents waiting for the slicer
+        self._slice_turn = False  # the next step advances the sliced document, not the small ones
+        self._chunk_seconds: float | None = None  # the encoder's recent cost of one chunk
+
+    @property
+    def slice_chunks(self) -> int:
+        """Chunks one step may embed: about `slice_seconds` at the encoder's measured rate."""
+        if self._chunk_seconds is None:
+            return min(self.max_slice, MIN_SLICE_CHUNKS)
+        fitting = int(self.slice_seconds / max(self._chunk_seconds, 1e-9))
+        return max(min(self.max_slice, fitting), min(self.max_slice, MIN_SLICE_CHUNKS))
 
     def step(self, rows: VectorRows, encoder: Encoder, chunker: Chunker) -> int:
-        """Embed what fits in a step; returns the documents committed plus the slices embedded (0: idle)."""
+        """Embed one step's work: the small documents waiting, or the next slice of a large one, in
+        turns while both wait (a step that did both held the small ones behind a whole slice). Returns
+        the documents committed or the slices embedded (0: idle)."""
+        if self._sliced is not None and self._slice_turn:
+            self._slice_turn = False
+            return self._advance(rows, encoder)
         done = self._small(rows, encoder, chunker)
-        if self._sliced is not None:
-            done += self._advance(rows, encoder)
+        self._slice_turn = self._sliced is not None
+        if done == 0 and self._sliced is not None:
+            self._slice_turn = False
+            return self._advance(rows, encoder)
         return done
+
+    def _encode(self, encoder: Encoder, inputs: list[str]) -> np.ndarray:
+        """`encoder.encode`, timed: the cost per chunk sizes the next steps."""
+        start = time.perf_counter()
+        vectors = encoder.encode(inputs)
+        if inputs:
+            cost = (time.perf_counter() - start) / len(inputs)
+            last = self._chunk_seconds
+            self._chunk_seconds = cost if last is None else 0.5 * last + 0.5 * cost
+        return vectors
 
     def _small(self, rows: VectorRows, encoder: Encoder, chunker: Chunker) -> int:
         skip = self._deferred | ({self._sliced.doc.id} if self._sliced else set())
+        size = self.slice_chunks
         with claim(rows.store, self.limit, skip) as (session, docs):
-            taken, lists, budget = [], [], self.slice_chunks
+            taken, lists, budget = [], [], size
             for doc, chunks in zip(docs, _chunks_of(docs, chunker), strict=True):
-                if len(chunks) > self.slice_chunks:
+                if len(chunks) > size:
                     if self._sliced is None:
                         self._sliced = _Sliced(doc, chunks)
                     else:
@@ -105,7 +146,7 @@ class FairEmbedder:
                     lists.append(chunks)
                     budget -= len(chunks)
             if taken:
-                rows.commit_embedded(session, _embedded(taken, lists, encoder))
+                rows.commit_embedded(session, _embedded(taken, lists, encoder, self._encode))
         return len(taken)
 
     def _advance(self, rows: VectorRows, encoder: Encoder) -> int:
@@ -116,7 +157,7 @@ class FairEmbedder:
             return 1
         start = sliced.embedded
         part = sliced.chunks[start : start + self.slice_chunks]
-        sliced.vectors.append(encoder.encode([chunk_input(sliced.doc.title, c.text) for c in part]))
+        sliced.vectors.append(self._encode(encoder, [chunk_input(sliced.doc.title, c.text) for c in part]))
         if sliced.embedded < len(sliced.chunks):
             return 1
         self._sliced, self._deferred = None, set()  # the deferred ones are taken in order again

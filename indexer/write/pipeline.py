@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
+from typing import Any
 
 from indexer.ingest.chunking import Chunker
+from indexer.ingest.files import Skipped
 from indexer.ingest.sources import Record, Rejected
 from indexer.write.derived import DerivedIndex, DerivedIndexes, beside_dense
 from indexer.write.embedding import embed_pending, split_rows
@@ -42,17 +44,22 @@ class IndexSummary:
     chunks: int = 0
     seconds: float = 0.0
     rejections: list[str] = field(default_factory=list)
+    # Files not read because no reader takes their type: said, but not errors.
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def documents(self) -> int:
         """Documents read and accepted."""
         return self.added + self.updated + self.unchanged
 
-    def as_dict(self) -> dict[str, float | int]:
-        """The summary as JSON-ready numbers (rejection messages go to stderr, not here)."""
-        data = {k: v for k, v in asdict(self).items() if k != "rejections"}
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values: counts, and each file skipped by path and reason
+        (rejection messages go to stderr, one a line, as they happen)."""
+        data: dict[str, Any] = {k: v for k, v in asdict(self).items() if k not in ("rejections", "skipped")}
         data["documents"] = self.documents
         data["docs_per_s"] = round(self.documents / self.seconds, 2) if self.seconds else 0.0
+        data["skipped"] = len(self.skipped)
+        data["skipped_files"] = [{"path": str(s.path), "reason": s.reason} for s in self.skipped]
         return data
 
 
@@ -111,12 +118,12 @@ class Indexer:
     def run(
         self,
         records: Iterable[Record],
-        on_reject: Callable[[Rejected], None] | None = None,
+        on_reject: Callable[[Rejected | Skipped], None] | None = None,
         on_progress: Callable[[IndexSummary], None] | None = None,
         delete_missing: bool = False,
     ) -> IndexSummary:
-        """Index every record; rejected ones are counted and passed to `on_reject`; `on_progress` gets
-        the running summary (its `seconds` so far) after every batch. With `delete_missing`, stored
+        """Index every record; rejected ones and skipped files are counted and passed to `on_reject`;
+        `on_progress` gets the running summary (its `seconds` so far) after every batch. With `delete_missing`, stored
         documents the records do not contain are deleted at the end (the records are the whole corpus),
         unless a record was rejected: its document may be among them and must not be lost.
 
@@ -156,7 +163,7 @@ class Indexer:
         self,
         batches: Iterator[list[Record]],
         summary: IndexSummary,
-        on_reject: Callable[[Rejected], None] | None,
+        on_reject: Callable[[Rejected | Skipped], None] | None,
         seen: set[str] | None,
     ) -> _Prepared | None:
         """Read the next batch, commit its rows and return what must be embedded; None at the end.
@@ -169,8 +176,11 @@ class Indexer:
                     if seen is not None:
                         seen.add(record.external_id)
                     continue
-                summary.rejected += 1
-                summary.rejections.append(str(record))
+                if isinstance(record, Skipped):
+                    summary.skipped.append(record)
+                else:
+                    summary.rejected += 1
+                    summary.rejections.append(str(record))
                 if on_reject:
                     on_reject(record)
             prepared = self._write_rows(docs, summary)

@@ -12,6 +12,7 @@ chunk rows, and a hit without one is skipped."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 NAME = "keyword"  # its derived_state row
 # Bumped when what is indexed changes (analyzer, schema): a new directory is then built from SQL.
 _FORMAT = 1
+# tantivy's BM25 (its defaults): a term contributes idf * (1 + K1) * tf / (tf + K1 * length norm), so
+# less than idf * (1 + K1) however often it occurs.
+BM25_K1 = 1.2
 # Allowed chunks up to this many are looked up one term each; more, as one term set, which walks the
 # index's whole dictionary of chunk ids: a cost that grows with the corpus, paid back only by large sets.
 _TERMS_AT_MOST = 4096
@@ -157,6 +161,22 @@ class KeywordIndex:
         committed now, which searches then serve."""
         self.reload(force)
         return None if self._reader is None else self.applied_in(self._reader)
+
+    def bound(self, terms: Sequence[str]) -> float:
+        """An upper bound of any chunk's BM25 for the query `terms`, from the index's statistics
+        alone: each term's idf x (1 + k1), as tantivy scores it, summed (a repeated term counts
+        again, as in the query). A term no chunk holds counts at its highest idf: no chunk matches
+        the whole query then. 0.0 when nothing is served."""
+        if not terms or not self.reload():
+            return 0.0
+        assert self._reader is not None
+        searcher = self._reader.searcher()
+        total = searcher.num_docs
+        bound = 0.0
+        for term in terms:
+            held = searcher.doc_freq("text", term)
+            bound += math.log(1.0 + (total - held + 0.5) / (held + 0.5)) * (1.0 + BM25_K1)
+        return bound
 
     def search(self, terms: Sequence[str], limit: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Up to `limit` (chunk id, BM25 score), best first, for the query `terms`; only among

@@ -1,7 +1,9 @@
-"""Fusing ranked lists: reciprocal rank fusion and a convex combination of normalised scores.
+"""Fusing ranked lists: reciprocal rank fusion, a convex combination of min-max normalised scores, and
+`bounded`, a convex combination of each document's own signals on their theoretical ranges.
 
-Each input is one retriever's ranking, best first, as (key, score). Both methods give every key
-found by any retriever one fused score; a key a retriever did not return gets nothing from it."""
+For `rrf` and `convex` each input is one retriever's ranking, best first, as (key, score): every key
+found by any retriever gets one fused score, and a key a retriever did not return gets nothing from
+it, so a score depends on what else was returned. `bounded` takes one document's own signals."""
 
 from __future__ import annotations
 
@@ -42,3 +44,12 @@ def convex(rankings: Sequence[Sequence[tuple[K, float]]], weights: Sequence[floa
         for key, score in min_max(ranking).items():
             fused[key] = fused.get(key, 0.0) + weight * score
     return fused
+
+
+def bounded(cosine: float, bm25: float, bm25_bound: float, weight: float) -> float:
+    """A document's fused score from its own signals alone: weight x its cosine (below 0 counted as
+    0) plus (1 - weight) x its BM25 over the query's bound (KeywordIndex.bound: 1 would be every
+    query term saturated). In [0, 1], whatever else the query returned; the theoretical-range
+    normalisation of Bruch et al. 2023 ("TMM"), with BM25's range bounded per query."""
+    keyword = min(bm25 / bm25_bound, 1.0) if bm25_bound > 0 else 0.0
+    return weight * max(cosine, 0.0) + (1.0 - weight) * max(keyword, 0.0)

@@ -25,7 +25,8 @@ class Signal:
 @dataclass(frozen=True)
 class HybridHit:
     """One ranked document: its fused score, the chunk shown, each retriever's say (None: it did not
-    return the document, or did not run), and the words of the chunk that match the query's terms."""
+    return the document, or did not run), the words of the chunk that match the query's terms, and
+    the page the chunk starts on where its document is paged (search/pages.py), else None."""
 
     id: str
     chunk_id: int
@@ -38,6 +39,7 @@ class HybridHit:
     dense: Signal | None
     keyword: Signal | None
     matched_terms: list[str]
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,8 @@ class KeywordSide:
 class FusionConfig:
     """How the two rankings are combined."""
 
-    method: Fusion = "convex"
-    weight: float = 0.5  # convex: the dense score's weight
+    method: Fusion = "bounded"
+    weight: float = 0.5  # bounded and convex: the dense score's weight
     rrf_k: int = 60
     candidates: int = 100
 
@@ -74,6 +76,12 @@ class FusionConfig:
     def from_settings(cls, settings: Settings) -> FusionConfig:
         """The fusion the settings describe."""
         return cls(settings.fusion, settings.fusion_weight, settings.rrf_k, settings.candidates)
+
+
+def at_least(hits: list[HybridHit], min_score: float | None) -> list[HybridHit]:
+    """The hits scoring `min_score` or more (all of them for None): what a threshold keeps, with the
+    same meaning whatever else matched, since a score is the document's own (search/query/signals.py)."""
+    return hits if min_score is None else [hit for hit in hits if hit.score >= min_score]
 
 
 def check_mode(mode: str) -> Mode:

@@ -20,11 +20,13 @@ from search.dense.catalog import Serving
 from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
-from search.query.fusion import convex, min_max, rrf
+from search.pages import page_of
+from search.query.fusion import bounded, convex, min_max, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
 from search.query.mmr import MMR, mmr_order
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
+from search.query.signals import own_signals
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
 
@@ -146,14 +148,16 @@ class HybridSearcher:
         fused: list[list[Fused]] = []
         if ranked is not None:
             assert vectors is not None  # checked by the caller
-            for vector, keyword in zip(vectors, ranked.rankings, strict=True):
-                fused.append(self._fuse(self._dense(vector, depth, plan, serving), keyword, k, mode))
+            for vector, keyword, words in zip(vectors, ranked.rankings, ranked.terms, strict=True):
+                dense = self._dense(vector, depth, plan, serving)
+                fused.append(self._fuse(dense, keyword, k, self._scores(dense, keyword, mode, words, vector, serving)))
             return fused, ranked.terms
         terms = []
         for i, query in enumerate(queries):
             terms.append(self.keyword.analyzer.query_terms(query))
             if mode == "keyword":
-                fused.append(self._fuse([], self._keyword(terms[-1], depth, plan), k, mode))
+                keyword = self._keyword(terms[-1], depth, plan)
+                fused.append(self._fuse([], keyword, k, self._scores([], keyword, mode, terms[-1], None, serving)))
                 continue
             alone = mode == "hybrid" and self._in_flight == 1
             beside = self._pool.submit(self._keyword, terms[-1], depth, plan) if alone else None
@@ -163,7 +167,8 @@ class HybridSearcher:
                 keyword = beside.result()
             else:
                 keyword = self._keyword(terms[-1], depth, plan) if mode == "hybrid" else []
-            fused.append(self._fuse(dense, keyword, k, mode))
+            scores = self._scores(dense, keyword, mode, terms[-1], vectors[i], serving)
+            fused.append(self._fuse(dense, keyword, k, scores))
         return fused, terms
 
     def rank_keywords(self, queries: Sequence[str], k: int, filter: FilterSpec = None) -> KeywordSide:
@@ -215,6 +220,7 @@ class HybridSearcher:
                         dense=f.dense,
                         keyword=f.keyword,
                         matched_terms=matched,
+                        page=page_of(row.metadata, row.start),
                     )
                 )
             out.append(hits)
@@ -249,14 +255,30 @@ class HybridSearcher:
                 return best[:depth]
             fetch *= _OVERFETCH
 
-    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, mode: str) -> list[Fused]:
+    def _scores(
+        self,
+        dense: list[Ranked],
+        keyword: list[Ranked],
+        mode: str,
+        terms: list[str],
+        vector: np.ndarray | None,
+        serving: Serving | None,
+    ) -> dict[str, float]:
+        """Each candidate document's score: a retriever's own in a single mode, else fused."""
         rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
         if mode != "hybrid":
-            scores = dict(rankings[0] if mode == "dense" else rankings[1])
-        elif self.fusion.method == "rrf":
-            scores = rrf(rankings, self.fusion.rrf_k)
-        else:
-            scores = convex(rankings, [self.fusion.weight, 1.0 - self.fusion.weight])
+            return dict(rankings[0] if mode == "dense" else rankings[1])
+        if self.fusion.method == "rrf":
+            return rrf(rankings, self.fusion.rrf_k)
+        weight = self.fusion.weight
+        if self.fusion.method == "convex":
+            return convex(rankings, [weight, 1.0 - weight])
+        index = (serving or self.dense.serving).index
+        own = own_signals(self.store, self.keyword, terms, vector, index, dense, keyword)
+        docs = own.cosine.keys() | own.bm25.keys()
+        return {d: bounded(own.cosine.get(d, 0.0), own.bm25.get(d, 0.0), own.bound, weight) for d in docs}
+
+    def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, scores: dict[str, float]) -> list[Fused]:
         by_dense = {h.id: (rank, h) for rank, h in enumerate(dense, start=1)}
         by_keyword = {h.id: (rank, h) for rank, h in enumerate(keyword, start=1)}
 

@@ -260,3 +260,25 @@ class Job(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+# SQL NULL, not JSON null, for "every collection": a key's `collections IS NULL` reads as it means.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class ApiKey(Base):
+    """An API key (search/storage/keys.py): `id` is public and part of the key itself, which is
+    `ss_<id>_<secret>`; only a salted scrypt hash of the secret is kept. `role` is a search.access.Role,
+    `collections` the names it reaches (NULL: all). A revoked key keeps its row, so that its id is
+    never handed out again and a store that ever had keys keeps asking for one."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(8))
+    collections: Mapped[list[str] | None] = mapped_column(NullableJSON, nullable=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

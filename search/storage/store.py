@@ -23,6 +23,7 @@ from search.storage.rows import (
     delete_chunks_of,
     id_parts,
     lock_documents,
+    parts,
 )
 
 
@@ -165,10 +166,23 @@ class Store:
         typed = cast(list[tuple[int, str, dict[str, Any]]], rows)
         return {chunk_id: ChunkOwner(owner, meta) for chunk_id, owner, meta in typed}
 
+    def document_chunks(self, external_ids: Sequence[str]) -> dict[str, list[int]]:
+        """Every chunk id of each of the documents (the user's ids) that exist: what a document's own
+        score for a query is the best of (search/query/signals.py)."""
+        out: dict[str, list[int]] = {}
+        if not external_ids:
+            return out
+        with self.engine.connect() as connection:
+            for part in parts(external_ids):
+                stmt = select(Document.external_id, Chunk.id).join(Chunk).where(Document.external_id.in_(part))
+                for owner, chunk_id in connection.execute(stmt):
+                    out.setdefault(owner, []).append(int(chunk_id))
+        return out
+
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,
         looked up through the metadata index."""
-        stmt = metadata_index.chunks_matching(metadata_filter)
+        stmt = metadata_index.chunks_matching(metadata_filter, self.postgres)
         with self.session() as s:
             return np.fromiter(s.scalars(stmt), dtype=np.int64)
 
@@ -176,8 +190,8 @@ class Store:
         """(at most how many documents pass the filter, how many documents there are): two index
         counts, to choose between filtering inside the search and checking its results."""
         with self.session() as s:
-            bound = metadata_index.estimate(s, metadata_filter)
             total = int(s.scalar(select(func.count()).select_from(Document)) or 0)
+            bound = metadata_index.estimate(s, metadata_filter, total)
         return bound, total
 
     def external_ids(self) -> list[str]:

@@ -162,7 +162,7 @@ class VectorRows:
             select(Chunk.id, Document.external_id, ChunkVector.vector)
             .join(Document, Document.id == Chunk.document_id)
             .outerjoin(ChunkVector, joined)
-            .where(metadata_index.chunk_condition(check))
+            .where(metadata_index.chunk_condition(check, self.store.postgres))
             .limit(limit + 1)
         )
         # Sorted here, not in SQL: there the sort would copy every vector into a temporary tree.

@@ -6,6 +6,10 @@ their texts in the encoder's own thread and hands each caller its rows back. On 
 over 8 short queries costs little more than over one, so under load this multiplies throughput;
 an idle server pays at most `max_wait` per query.
 
+Interactive requests (a search's query) go first: bulk ones (`/v1/embeddings`, the slices of a
+batch search) wait while an interactive one does, and a pass that begins with an interactive request
+takes no bulk texts, so a search waits at most for the pass under way, not for a bulk backlog.
+
 Requests are isolated: when a shared forward pass fails, each of its requests is encoded again
 alone, so one text the tokenizer refuses fails only its own caller. The queue is bounded: past
 `max_pending` waiting texts a new request is refused at once with `BatcherOverloadedError`, which
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +66,7 @@ class _Request:
     texts: list[str]
     future: asyncio.Future[tuple[np.ndarray, TextEncoder]]
     arrived: float
+    bulk: bool = False
 
 
 class MicroBatcher:
@@ -85,7 +91,10 @@ class MicroBatcher:
         self.max_wait = max_wait
         self.max_rows = max_rows
         self.max_pending = max_pending
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        # Waiting requests, interactive and bulk, each in arrival order; `_arrived` wakes the task.
+        self._interactive: deque[_Request] = deque()
+        self._bulk: deque[_Request] = deque()
+        self._arrived = asyncio.Event()
         # Texts queued and not yet taken into a batch; and the seconds per text the last batch took.
         self._waiting_rows = 0
         self._seconds_per_row = 0.0
@@ -99,7 +108,7 @@ class MicroBatcher:
     @property
     def pending(self) -> int:
         """Requests waiting for a batch (not counting the batch being encoded)."""
-        return self._queue.qsize() + (self._carry is not None)
+        return len(self._interactive) + len(self._bulk) + (self._carry is not None)
 
     @property
     def waiting_rows(self) -> int:
@@ -121,9 +130,9 @@ class MicroBatcher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        waiting = [self._carry] if self._carry else []
-        while not self._queue.empty():
-            waiting.append(self._queue.get_nowait())
+        waiting = [*([self._carry] if self._carry else []), *self._interactive, *self._bulk]
+        self._interactive.clear()
+        self._bulk.clear()
         self._carry = None
         self._waiting_rows = 0
         _fail(waiting, BatcherStoppedError("the server is shutting down"))
@@ -154,14 +163,15 @@ class MicroBatcher:
         return await self.submit(texts)
 
     def submit(
-        self, texts: Sequence[str], *, continuing: bool = False
+        self, texts: Sequence[str], *, continuing: bool = False, bulk: bool = False
     ) -> asyncio.Future[tuple[np.ndarray, TextEncoder]]:
         """Queue `texts` (from a coroutine); refused at once, before any other work is spent on the
         request, when the batcher is stopped or overloaded. The future gives the vectors and their encoder.
 
         `continuing`: the texts are a later slice of a request let in already (a batch comes slice by
         slice, api/server/flow/slicing.py): never refused for a backlog, which would throw away the
-        work done for its earlier slices."""
+        work done for its earlier slices. `bulk`: texts no one watches for (embeddings, a batch's
+        slices): they wait while interactive ones do."""
         if self._task is None or self._task.done():
             raise BatcherStoppedError("the encoder batcher is not running")
         # A request larger than the bound still goes when nothing else waits: it is refused only
@@ -170,8 +180,9 @@ class MicroBatcher:
             wait = math.ceil(self._waiting_rows * self._seconds_per_row) if self._seconds_per_row else 1
             raise BatcherOverloadedError(self._waiting_rows, self.max_pending, max(1, wait))
         loop = asyncio.get_running_loop()
-        request = _Request(list(texts), loop.create_future(), loop.time())
-        self._queue.put_nowait(request)
+        request = _Request(list(texts), loop.create_future(), loop.time(), bulk)
+        (self._bulk if bulk else self._interactive).append(request)
+        self._arrived.set()
         self._waiting_rows += len(request.texts)
         return request.future
 
@@ -192,26 +203,19 @@ class MicroBatcher:
                 _fail(batch, exc)
 
     async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[_Request]:
-        """The next batch: the oldest request plus those arriving within `max_wait` of it, up to `max_rows`."""
-        first = self._take(self._carry or await self._queue.get())
+        """The next batch: the oldest interactive request (else the oldest bulk one) plus those arriving
+        within `max_wait` of it, up to `max_rows`; bulk requests join only a batch that began with one."""
+        first = self._carry or await self._next(None, bulk=True)
         self._carry = None
-        if first.future.done():  # its caller was cancelled while it waited
+        if first is None or first.future.done():  # its caller was cancelled while it waited
             return []
         # Counted from the first request's arrival: after a long encode a backlog leaves at once.
         deadline = first.arrived + self.max_wait
         batch, rows = [first], len(first.texts)
         while rows < self.max_rows:
-            try:
-                nxt = self._take(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    async with asyncio.timeout(remaining):
-                        nxt = self._take(await self._queue.get())
-                except TimeoutError:
-                    break
+            nxt = await self._next(deadline, bulk=first.bulk)
+            if nxt is None:
+                break
             if nxt.future.done():  # its caller was cancelled while it waited
                 continue
             if rows + len(nxt.texts) > self.max_rows:
@@ -221,6 +225,28 @@ class MicroBatcher:
             batch.append(nxt)
             rows += len(nxt.texts)
         return batch
+
+    async def _next(self, deadline: float | None, bulk: bool) -> _Request | None:
+        """The next waiting request (an interactive one first; a bulk one only where `bulk`), waiting
+        for one until `deadline` (None: for as long as it takes); None at the deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._interactive:
+                return self._take(self._interactive.popleft())
+            if bulk and self._bulk:
+                return self._take(self._bulk.popleft())
+            self._arrived.clear()
+            if deadline is None:
+                await self._arrived.wait()
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return None
 
     def _take(self, request: _Request) -> _Request:
         self._waiting_rows -= len(request.texts)

@@ -79,6 +79,12 @@ def test_errors_carry_the_servers_message(empty_server: str) -> None:
             client.search("cat", top_k=5000)
         with pytest.raises(InvalidRequestError, match="text: is blank"):
             client.put_document("x", "   ")
+        # The whole filter language, checked by the server's one parser: a bad operator or nesting by name.
+        with pytest.raises(InvalidRequestError, match=r"filter field 'a' at \$or\[1\]: unknown operator '\$near'"):
+            client.search("cat", filter={"$or": [{"a": 1}, {"a": {"$near": 2}}]})
+        with pytest.raises(InvalidRequestError, match=r"filter at \$and\[0\]: an empty object"):
+            client.search_batch(["cat"], filter={"$and": [{}]})
+        client.search("cat", filter={"$and": [{"a": {"$ne": 1}}, {"b": {"$exists": False}}]})  # valid: no error
         with pytest.raises(NotFoundError):
             client.delete_document("never-written")
 

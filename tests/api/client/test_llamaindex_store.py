@@ -11,6 +11,7 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.vector_stores.types import (
+    FilterCondition,
     FilterOperator,
     MetadataFilter,
     MetadataFilters,
@@ -100,12 +101,10 @@ async def test_the_retriever_on_its_own(served: str) -> None:
 
 
 def test_filters_semsearch_cannot_express_are_refused_by_name() -> None:
-    ne = MetadataFilters(filters=[MetadataFilter(key="kind", value="x", operator=FilterOperator.NE)])
-    with pytest.raises(ValueError, match="filter on 'kind': semsearch has no '!='"):
-        to_semsearch_filter(ne)
-    either = MetadataFilters(filters=[MetadataFilter(key="a", value=1)], condition="or")
-    with pytest.raises(ValueError, match="AND only"):
-        to_semsearch_filter(either)
+    for operator in (FilterOperator.TEXT_MATCH, FilterOperator.CONTAINS, FilterOperator.ANY):
+        text = MetadataFilters(filters=[MetadataFilter(key="kind", value="x", operator=operator)])
+        with pytest.raises(ValueError, match=f"filter on 'kind': semsearch has no '{operator.value}' operator"):
+            to_semsearch_filter(text)
     window = MetadataFilters(
         filters=[
             MetadataFilter(key="year", value=2000, operator=FilterOperator.GTE),
@@ -113,3 +112,47 @@ def test_filters_semsearch_cannot_express_are_refused_by_name() -> None:
         ]
     )
     assert to_semsearch_filter(window) == {"year": {"$gte": 2000, "$lt": 2010}}
+
+
+def _f(key: str, value: object, operator: FilterOperator = FilterOperator.EQ) -> MetadataFilter:
+    return MetadataFilter(key=key, value=value, operator=operator)  # type: ignore[arg-type]
+
+
+def test_the_whole_llamaindex_vocabulary_translates() -> None:
+    ne = MetadataFilters(filters=[_f("kind", "x", FilterOperator.NE), _f("kind", ["a"], FilterOperator.NIN)])
+    assert to_semsearch_filter(ne) == {"kind": {"$ne": "x", "$nin": ["a"]}}
+    either = MetadataFilters(filters=[_f("a", 1), _f("b", [2, 3], FilterOperator.IN)], condition=FilterCondition.OR)
+    assert to_semsearch_filter(either) == {"$or": [{"a": 1}, {"b": {"$in": [2, 3]}}]}
+    neither = MetadataFilters(filters=[_f("a", 1), _f("b", 2, FilterOperator.GT)], condition=FilterCondition.NOT)
+    assert to_semsearch_filter(neither) == {"$not": {"$or": [{"a": 1}, {"b": {"$gt": 2}}]}}
+    nested = MetadataFilters(filters=[_f("a", 1), either, _f("a", 2)])  # the same key twice: $and
+    assert to_semsearch_filter(nested) == {"$and": [{"a": 1}, {"$or": [{"a": 1}, {"b": {"$in": [2, 3]}}]}, {"a": 2}]}
+    empty = MetadataFilters(filters=[_f("tags", None, FilterOperator.IS_EMPTY)])
+    assert to_semsearch_filter(empty) == {"$or": [{"tags": {"$exists": False}}, {"tags": ""}]}
+    assert to_semsearch_filter(MetadataFilters(filters=[])) is None
+
+
+def test_ne_or_and_not_filter_on_the_server(served: str) -> None:
+    """What LlamaIndex's own in-memory store reads the same way: a missing field passes != and nin."""
+    store = SemsearchVectorStore(base_url=served)
+    index = VectorStoreIndex.from_vector_store(store, embed_model=SemsearchEmbedding(base_url=served))
+
+    def ids(filters: MetadataFilters) -> list[str]:
+        return sorted(n.node.node_id for n in index.as_retriever(similarity_top_k=3, filters=filters).retrieve(CAT))
+
+    assert ids(MetadataFilters(filters=[_f("kind", "sky", FilterOperator.NE)])) == ["bio", "pets"]
+    assert ids(MetadataFilters(filters=[_f("colour", "red", FilterOperator.NE)])) == ["bio", "pets", "space"]
+    either = [_f("kind", "sky"), _f("year", 2019, FilterOperator.GTE)]
+    assert ids(MetadataFilters(filters=either, condition=FilterCondition.OR)) == ["bio", "space"]
+    assert ids(MetadataFilters(filters=either, condition=FilterCondition.NOT)) == ["pets"]
+    one_of = MetadataFilters(filters=either, condition=FilterCondition.OR)
+    nested = MetadataFilters(filters=[_f("kind", ["pets", "sky"], FilterOperator.NIN), one_of])
+    assert ids(nested) == ["bio"]
+
+
+def test_the_retriever_takes_similarity_top_k_as_llamaindex_retrievers_do(served: str) -> None:
+    retriever = SemsearchRetriever(served, similarity_top_k=2)
+    assert len(retriever.retrieve("the cat")) == 2 and retriever.top_k == 2
+    assert SemsearchRetriever(served, top_k=1).similarity_top_k == 1  # the older name still works
+    with pytest.raises(ValueError, match="similarity_top_k=2 and top_k=3 differ"):
+        SemsearchRetriever(served, similarity_top_k=2, top_k=3)

@@ -91,3 +91,22 @@ def test_a_document_written_through_the_api_becomes_keyword_searchable(worker_ur
     assert hits and hits[0]["id"] == "spare" and hits[0]["matched_terms"] == ["QQV", "9931"]
     assert httpx.delete(f"{worker_url}/documents/spare", timeout=60).status_code == 200
     assert _search(worker_url, "QQV-9931", "keyword") == []  # gone the moment the delete returns
+
+
+def test_min_score_keeps_the_hits_scoring_at_least_it_on_every_search_route(hybrid_url: str) -> None:
+    every = _search(hybrid_url, "gene", top_k=20)
+    scores = sorted({h["score"] for h in every}, reverse=True)  # type: ignore[type-var]
+    assert len(scores) > 3 and all(0.0 <= s <= 1.0 for s in scores)  # type: ignore[operator]
+    cut = scores[2]
+    kept = _search(hybrid_url, "gene", top_k=20, min_score=cut)
+    assert kept and [h["id"] for h in kept] == [h["id"] for h in every if h["score"] >= cut]  # type: ignore[operator]
+    got = httpx.get(f"{hybrid_url}/search", params={"q": "gene", "k": 20, "min_score": cut}, timeout=60).json()
+    assert [h["id"] for h in got["results"]] == [h["id"] for h in kept]
+    batch = httpx.post(
+        f"{hybrid_url}/search/batch", json={"queries": ["gene", "gene"], "top_k": 20, "min_score": cut}, timeout=60
+    ).json()["results"]
+    assert [[h["id"] for h in hits] for hits in batch] == [[h["id"] for h in kept]] * 2
+    assert _search(hybrid_url, "gene", top_k=20, min_score=1.01) == []
+    for bad in ("nan", "inf"):
+        refused = httpx.get(f"{hybrid_url}/search", params={"q": "gene", "min_score": bad}, timeout=60)
+        assert refused.status_code == 422 and "min_score" in refused.text

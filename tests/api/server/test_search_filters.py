@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +29,49 @@ def test_filters_on_post_get_and_batch(base_url: str) -> None:
         assert client.post("/search", json={"query": "cat", "filter": {}}).json()["results"]  # {}: no filter
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    inner: dict[str, Any] = {"kind": "animal"}
+    for _ in range(depth):
+        inner = {"$not": inner}
+    return inner
+
+
+DEEP = _nested(9)
+
+
+def test_the_whole_language_on_post_get_and_batch(base_url: str) -> None:
+    """$and at the top, $eq and $ne, $in and $nin, $or, $not and $exists at every door of the API; a
+    negation passes documents without the field."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+
+        def ids(flt: dict[str, Any]) -> list[str]:
+            body = {"query": "the cat sat on the mat", "top_k": 3, "filter": flt}
+            response = client.post("/search", json=body)
+            assert response.status_code == 200, response.text
+            return sorted(r["id"] for r in response.json()["results"])
+
+        assert ids({"$and": [{"kind": {"$ne": "animal"}}, {"kind": {"$nin": ["science"]}}]}) == ["space"]
+        assert ids({"kind": {"$eq": "sky"}}) == ["space"]
+        assert ids({"kind": {"$ne": "sky"}}) == ["bio", "pets"]
+        assert ids({"$or": [{"kind": "sky"}, {"kind": {"$eq": "science"}}]}) == ["bio", "space"]
+        assert ids({"$not": {"kind": {"$in": ["sky", "science"]}}}) == ["pets"]
+        assert ids({"kind": {"$exists": True}, "year": {"$exists": False}}) == ["bio", "pets", "space"]
+        assert ids({"year": {"$ne": 2001}}) == ["bio", "pets", "space"]  # no `year`: passes the negation
+        assert ids({"year": 2001}) == []
+        assert ids(_nested(8)) == ["pets"]  # the deepest nesting allowed
+        got = client.get("/search", params={"q": "the cat", "k": 3, "filter": json.dumps({"$and": [{"kind": "sky"}]})})
+        assert [r["id"] for r in got.json()["results"]] == ["space"]
+        batch = client.post(
+            "/search/batch",
+            json={"queries": ["cancer", "moon"], "top_k": 3, "filter": {"$or": [{"kind": "animal"}, {"kind": "sky"}]}},
+        ).json()["results"]
+        assert [sorted(r["id"] for r in hits) for hits in batch] == [["pets", "space"], ["pets", "space"]]
+        deep = client.get("/search", params={"q": "cat", "filter": json.dumps(DEEP)})
+        assert deep.status_code == 422 and "nest 9 deep here; at most 8 levels" in deep.json()["detail"]
+        bad = client.post("/search/batch", json={"queries": ["cat"], "filter": {"kind": {"$regex": "c"}}})
+        assert bad.status_code == 422 and "unknown operator '$regex'" in bad.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "fragment"),
     [
@@ -35,7 +79,10 @@ def test_filters_on_post_get_and_batch(base_url: str) -> None:
         ({"json": {"query": "cat", "filter": {"kind": {"$regex": "a"}}}}, "unknown operator '$regex'"),
         ({"json": {"query": "cat", "filter": {"kind": {"$in": "a"}}}}, "$in needs a list of values"),
         ({"json": {"query": "cat", "filter": {"kind": None}}}, "equality needs a string, number or boolean"),
-        ({"json": {"query": "cat", "filter": {"$or": []}}}, "top-level operators are not supported"),
+        ({"json": {"query": "cat", "filter": {"$or": []}}}, "filter at $or: $or needs a non-empty list"),
+        ({"json": {"query": "cat", "filter": {"$nor": [{"a": 1}]}}}, "unknown operator '$nor'"),
+        ({"json": {"query": "cat", "filter": {"$and": [{"a": {"$like": "x"}}]}}}, "unknown operator '$like'"),
+        ({"json": {"query": "cat", "filter": DEEP}}, "$and, $or and $not nest 9 deep here; at most 8 levels"),
     ],
 )
 def test_bad_filters_get_a_422_naming_the_problem(base_url: str, request_kwargs: dict, fragment: str) -> None:

@@ -63,6 +63,9 @@ def test_search_filter_and_utf8_json(env: Path, capsys: pytest.CaptureFixture[st
     assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["stars"]
     assert main(["search", "the cat", "--filter", '{"kind": "none"}']) == 0
     assert "no results (none passes the filter)" in capsys.readouterr().out
+    either = '{"$or": [{"kind": {"$eq": "food"}}, {"year": {"$gt": 2010}}], "kind": {"$ne": "animal"}}'
+    assert main(["search", "the cat", "-k", "3", "--filter", either, "--json"]) == 0
+    assert sorted(h["id"] for h in json.loads(capsys.readouterr().out)) == ["crème", "stars"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +74,8 @@ def test_search_filter_and_utf8_json(env: Path, capsys: pytest.CaptureFixture[st
         ('{"kind": ', "--filter is not valid JSON"),
         ('["kind"]', "--filter must be a JSON object"),
         ('{"year": {"$gt": "x"}}', "filter field 'year': $gt needs a number, got 'x'"),
+        ('{"$and": [{"year": {"$near": 1}}]}', "filter field 'year' at $and[0]: unknown operator '$near'"),
+        ('{"$not": ' * 9 + '{"a": 1}' + "}" * 9, "$and, $or and $not nest 9 deep here; at most 8 levels"),
         ("[" * 1000 + "]" * 1000, "--filter: JSON nested deeper than 64 levels of arrays and objects (1000 levels)"),
     ],
 )

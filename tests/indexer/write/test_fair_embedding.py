@@ -3,6 +3,9 @@ before it is, and it ends up whole (or its replacement does)."""
 
 from __future__ import annotations
 
+import time
+from typing import cast
+
 import numpy as np
 from dense_path import open_dense
 from sqlalchemy import func, select
@@ -44,17 +47,27 @@ def test_a_small_write_behind_a_large_one_is_embedded_first(settings: Settings, 
     enqueue(store, [DocumentIn("large", _text(2000, 1), "L")])
     assert embedder.step(rows, tiny_encoder, chunker) == 1  # its first slice
     enqueue(store, [DocumentIn("small", _text(12, 2), "S"), DocumentIn("large2", _text(600, 3), "L2")])
-    assert embedder.step(rows, tiny_encoder, chunker) == 2  # the small document, whole, and a slice
+    sliced = embedder._sliced
+    assert sliced is not None and sliced.embedded == 10
+    # The small document, whole, and no slice in the same step: the step ends (and the worker
+    # publishes) without waiting for another slice.
+    assert embedder.step(rows, tiny_encoder, chunker) == 1
     assert _status(store, "small") == DocumentStatus.INDEXED
+    assert sliced.embedded == 10
     assert _status(store, "large") == _status(store, "large2") == DocumentStatus.PENDING
-    steps = 2
+    enqueue(store, [DocumentIn("small2", _text(12, 5), "S")])
+    assert embedder.step(rows, tiny_encoder, chunker) == 1  # the slice's turn: a small one does not starve it
+    assert sliced.embedded == 20 and _status(store, "small2") == DocumentStatus.PENDING
+    assert embedder.step(rows, tiny_encoder, chunker) == 1
+    assert _status(store, "small2") == DocumentStatus.INDEXED
+    steps = 4
     while embedder.step(rows, tiny_encoder, chunker):
         steps += 1
     assert _status(store, "large") == _status(store, "large2") == DocumentStatus.INDEXED
     chunks = {doc_id: _chunks(store, doc_id) for doc_id in ("large", "large2")}
     assert steps >= (chunks["large"] + chunks["large2"]) // 10  # a slice at a time, never all at once
     searcher = open_dense(settings, tiny_encoder, store)
-    assert searcher.index.ntotal == sum(chunks.values()) + 1
+    assert searcher.index.ntotal == sum(chunks.values()) + 2
     assert searcher.search(_text(600, 3), k=1)[0].id == "large2"
 
 
@@ -74,3 +87,28 @@ def test_a_large_document_replaced_while_sliced_keeps_only_its_new_version(
     assert doc is not None and doc.status == DocumentStatus.INDEXED and doc.text == _text(300, 4)
     searcher = open_dense(settings, tiny_encoder, store)
     assert searcher.index.ntotal == _chunks(store, "large") > 0
+
+
+class _SlowEncoder:
+    """The tiny encoder at a known cost per text, as a loaded or float32 host would run the model."""
+
+    def __init__(self, encoder: Encoder, seconds_per_text: float) -> None:
+        self.encoder, self.seconds_per_text = encoder, seconds_per_text
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        time.sleep(self.seconds_per_text * len(texts))
+        return self.encoder.encode(texts)
+
+
+def test_a_step_is_sized_in_seconds_of_the_encoder_measured_rate(settings: Settings, tiny_encoder: Encoder) -> None:
+    store = Store(settings.resolved_database_url)
+    rows = VectorRows(store, tiny_encoder.space.key, tiny_encoder.dim)
+    chunker = Chunker(tiny_encoder, 16, 2)
+    embedder = FairEmbedder(limit=8, slice_chunks=1000, slice_seconds=0.25)
+    slow = cast(Encoder, _SlowEncoder(tiny_encoder, 0.01))  # 25 chunks fit in a step's 0.25 s
+    enqueue(store, [DocumentIn("large", _text(3000, 1), "L")])
+    seen = []
+    while embedder.step(rows, slow, chunker):
+        seen.append(embedder.slice_chunks)
+    assert 12 <= seen[-1] <= 26  # slowed further by the host, never larger than the seconds allow
+    assert _status(store, "large") == DocumentStatus.INDEXED

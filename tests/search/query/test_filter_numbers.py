@@ -1,6 +1,6 @@
 """Numeric filters are exact whichever plan answers them: random 64-bit integers (near 2**53, up to
 2**63 - 1 and down to -2**63) and float64 values (fractions with 16 or 17 digits, huge, tiny,
-negative, integral), under $eq, $in and the range operators, give the documents a plain Python
+negative, integral), under $eq, $ne, $in, $nin and the range operators, give the documents a plain Python
 comparison gives, both through the metadata index (the narrow plan, answered by SQL) and through
 the check on over-fetched results (the broad plan, on metadata as read back), on SQLite and on
 PostgreSQL.
@@ -49,7 +49,7 @@ SPECIAL: list[int | float] = [
     1e-5,
     1e16,
 ]
-OPS = ("$eq", "$in", "$gt", "$gte", "$lt", "$lte")
+OPS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 N_DOCS, N_FILTERS, N_SEARCHED = 150, 300, 30
 
 
@@ -100,15 +100,18 @@ def _near(rng: random.Random, value: int | float) -> int | float:
 
 def _filter(rng: random.Random, stored: list[Any]) -> tuple[dict[str, Any], str, Any]:
     op = rng.choice(OPS)
-    if op == "$in":
+    if op in ("$in", "$nin"):
         values = [_near(rng, rng.choice(stored)) for _ in range(rng.randint(1, 5))]
-        return {"n": {"$in": values}}, op, values
+        return {"n": {op: values}}, op, values
     value = _near(rng, rng.choice(stored))
     return ({"n": value} if op == "$eq" else {"n": {op: value}}), op, value
 
 
 def _passes(value: Any, op: str, wanted: Any) -> bool:
-    """Python's own comparison: by exact value, ints against floats too; numbers only."""
+    """Python's own comparison: by exact value, ints against floats too; numbers only, so that a
+    negation passes every document whose `n` is not a number or is missing."""
+    if op in ("$ne", "$nin"):
+        return not _passes(value, "$eq" if op == "$ne" else "$in", wanted)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if op == "$in":

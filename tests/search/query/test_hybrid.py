@@ -73,11 +73,17 @@ def test_a_chinese_word_finds_its_document(hybrid: HybridSearcher) -> None:
 
 
 def test_each_hit_says_what_each_retriever_said(hybrid: HybridSearcher) -> None:
-    # The default: dense and keyword scores min-max normalised over each retriever's candidates, then
-    # weighted 0.5 each. "code" is the keyword side's best (normalised 1.0).
+    # The default: half the document's own cosine, half its BM25 over the query's bound.
     both = hybrid.search("cat door part number", k=10)
     top = next(h for h in both if h.id == "code")
     assert top.dense is not None and top.keyword is not None and top.keyword.rank == 1
+    bound = hybrid.keyword.bound(hybrid.keyword.analyzer.query_terms("cat door part number"))
+    assert top.score == pytest.approx(0.5 * max(top.dense.score, 0.0) + 0.5 * top.keyword.score / bound)
+    # convex: dense and keyword scores min-max normalised over each retriever's candidates, then
+    # weighted 0.5 each. "code" is the keyword side's best (normalised 1.0).
+    hybrid.fusion = FusionConfig(method="convex")
+    top = next(h for h in hybrid.search("cat door part number", k=10) if h.id == "code")
+    assert top.dense is not None
     dense_all = hybrid.search("cat door part number", k=100, mode="dense")
     low, high = dense_all[-1].score, dense_all[0].score
     assert top.score == pytest.approx(0.5 * (top.dense.score - low) / (high - low) + 0.5)
@@ -177,8 +183,10 @@ def test_fusion_from_the_settings(settings: Settings) -> None:
     searcher = open_hybrid(live)
     hybrid = searcher.search("ZQX-4471 cat", k=5)
     keyword = searcher.search("ZQX-4471 cat", k=5, mode="keyword")
-    # Weight 0 on dense: the keyword ranking alone decides, scores normalised to [0, 1].
-    assert [h.id for h in hybrid] == [h.id for h in keyword] and hybrid[0].score == pytest.approx(1.0)
+    # Weight 0 on dense: the keyword ranking alone decides, BM25 over the query's bound.
+    bound = searcher.keyword.bound(searcher.keyword.analyzer.query_terms("ZQX-4471 cat"))
+    assert [h.id for h in hybrid] == [h.id for h in keyword]
+    assert [h.score for h in hybrid] == pytest.approx([h.score / bound for h in keyword])
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])

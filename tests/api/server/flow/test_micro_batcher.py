@@ -144,6 +144,38 @@ def test_a_later_slice_of_a_request_let_in_is_queued_past_the_bound() -> None:
     assert waiting == 3 and np.array_equal(vectors, rows(4))
 
 
+def test_an_interactive_request_goes_before_a_bulk_backlog_and_alone() -> None:
+    fake = FakeEncoder(hold=True)
+
+    async def main() -> list[np.ndarray]:
+        async with MicroBatcher(fake, max_wait=0.05) as batcher:
+            first = batcher.submit(["1"], bulk=True)
+            assert await asyncio.to_thread(fake.entered.wait, 30), "the first batch never reached the encoder"
+            backlog = [batcher.submit([str(n), str(n + 1)], bulk=True) for n in (2, 4, 6)]
+            query = batcher.submit(["9"])  # a search's query, arriving last
+            fake.release.set()
+            done = await asyncio.gather(first, query, *backlog)
+            return [vectors for vectors, _encoder in done]
+
+    done = asyncio.run(main())
+    # The query had the next pass to itself; the bulk texts then shared theirs.
+    assert fake.batches == [["1"], ["9"], ["2", "3", "4", "5", "6", "7"]]
+    assert np.array_equal(done[1], rows(9)) and np.array_equal(done[4], rows(6, 7))
+
+
+def test_a_bulk_pass_takes_the_interactive_requests_arriving_within_its_wait() -> None:
+    fake = FakeEncoder()
+
+    async def main() -> None:
+        async with MicroBatcher(fake, max_wait=0.2) as batcher:
+            bulk = batcher.submit(["1"], bulk=True)
+            await asyncio.sleep(0.01)
+            await asyncio.gather(bulk, batcher.submit(["2"]))
+
+    asyncio.run(main())
+    assert fake.batches == [["1", "2"]]
+
+
 def test_the_current_encoder_is_asked_for_off_the_event_loop() -> None:
     fake = FakeEncoder()
     threads: list[str] = []

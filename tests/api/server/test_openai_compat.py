@@ -79,9 +79,8 @@ def test_only_v1_errors_change_shape(aliased: tuple[str, Settings]) -> None:
     # Elsewhere, as before.
     search = httpx.post(f"{url}/search", json={"top_k": 0}, headers=auth, timeout=30)
     assert search.status_code == 422 and "detail" in search.json()
-    assert httpx.get(f"{url}/stats", timeout=30).json() == {
-        "detail": "missing or wrong API key: send the header 'Authorization: Bearer <SEMSEARCH_API_KEY>'"
-    }
+    stats = httpx.get(f"{url}/stats", timeout=30).json()
+    assert list(stats) == ["detail"] and stats["detail"].startswith("missing or wrong API key")
 
 
 def test_a_body_over_the_limit_is_a_413_in_openai_shape(small_body_url: str) -> None:

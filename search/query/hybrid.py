@@ -21,14 +21,14 @@ from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
 from search.pages import page_of
-from search.query.fusion import bounded, convex, min_max, rrf
+from search.query.diversify import diversify
+from search.query.fusion import bounded, convex, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
-from search.query.mmr import MMR, mmr_order
+from search.query.mmr import MMR
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.query.signals import own_signals
 from search.storage.store import Store
-from search.storage.vectors import VectorRows
 
 # The types live in search/query/hits.py; callers take the whole hybrid API from here.
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
@@ -128,7 +128,8 @@ class HybridSearcher:
             if mmr is None:
                 return self._hits(*self._rank_all(queries, vectors, k, plan, mode, serving, keyword))
             fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
-            return self._hits([self._diversify(f, k, mmr, mode, serving) for f in fused], terms)
+            index = (serving or self.dense.serving).index
+            return self._hits([diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused], terms)
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
@@ -178,22 +179,6 @@ class HybridSearcher:
         depth = max(k, self.fusion.candidates)
         terms = [self.keyword.analyzer.query_terms(q) for q in queries]
         return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
-
-    def _diversify(self, ranking: list[Fused], k: int, mmr: MMR, mode: str, serving: Serving | None) -> list[Fused]:
-        """The `k` documents of `ranking` (its fetch_k best) MMR picks, novelty judged by the stored
-        vectors of their chunks shown (read from SQL, exact whatever the index type; a chunk without
-        one, not embedded yet, is like nothing). Relevance is the cosine in dense mode; other scores
-        are scaled to [0, 1] to weigh against cosines."""
-        if not ranking:
-            return ranking
-        index = (serving or self.dense.serving).index
-        found, stored = VectorRows(self.store, index.space, index.dim).fetch([f.chunk.chunk_id for f in ranking])
-        by_chunk = dict(zip(found.tolist(), stored, strict=True))
-        none = np.zeros(index.dim, dtype=np.float32)
-        vectors = np.stack([by_chunk.get(f.chunk.chunk_id, none) for f in ranking])
-        scores = [(i, f.score) for i, f in enumerate(ranking)]
-        relevance = np.array([s for _, s in scores] if mode == "dense" else list(min_max(scores).values()))
-        return [ranking[i] for i in mmr_order(relevance, vectors, k, mmr.lambda_)]
 
     def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it

@@ -44,6 +44,7 @@ def test_a_vector_finds_what_its_text_finds(hybrid_url: str) -> None:
         ({"query": "cat", "mmr": {"fetch_k": 5}, "top_k": 10}, "fetch_k (5) must be at least top_k (10)"),
         ({"query": "cat", "mmr": {"lambda": 1.5}}, '"loc":["body","mmr","lambda"]'),
         ({"query": "cat", "mmr": {"fetch_k": 1001}}, '"loc":["body","mmr","fetch_k"]'),
+        ({"query": "cat", "mmr": {"lamda": 0.3}}, '"loc":["body","mmr","lamda"]'),
     ],
 )
 def test_a_bad_vector_or_mmr_is_a_422_naming_it(hybrid_url: str, body: dict[str, object], reason: str) -> None:

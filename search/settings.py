@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; default a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://...",
     )
     model: str = Field(default=DEFAULT_MODEL, description="Model name, local folder or (where reachable) hub name.")
+    model_aliases: str | None = Field(
+        default=None,
+        description="Comma-separated names /v1/embeddings also answers to (e.g. text-embedding-3-small), besides "
+        "the model's own name and its last path part; any other requested model is a 404.",
+    )
     pooling: Pooling = "mean"
     max_length: int | None = Field(default=None, ge=8, description="Token limit; default the model's own.")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N.")

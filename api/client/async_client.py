@@ -78,19 +78,23 @@ class AsyncSemsearchClient:
 
     async def search(
         self,
-        query: str,
+        query: str | None = None,
         *,
+        vector: Sequence[float] | None = None,
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
         offset: int = 0,
         sort: str | Mapping[str, Any] | None = None,
         facets: Sequence[str] | None = None,
     ) -> SearchResults:
         """See `SemsearchClient.search`."""
         paging = self._requests.paging(offset, sort, facets)
-        return await self._send(self._requests.search(query, top_k, filter, mode, paging, min_score))
+        return await self._send(
+            self._requests.search(query, top_k, filter, mode, paging, min_score=min_score, vector=vector, mmr=mmr)
+        )
 
     async def search_batch(
         self,
@@ -100,9 +104,13 @@ class AsyncSemsearchClient:
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """See `SemsearchClient.search_batch`."""
-        calls = [self._requests.search_batch(s, top_k, filter, mode, min_score) for s in query_slices(queries, top_k)]
+        calls = [
+            self._requests.search_batch(s, top_k, filter, mode, min_score, mmr)
+            for s in query_slices(queries, top_k, mmr)
+        ]
         return merge_batches([await self._send(c) for c in calls])
 
     async def put_document(

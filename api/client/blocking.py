@@ -89,22 +89,28 @@ class SemsearchClient:
 
     def search(
         self,
-        query: str,
+        query: str | None = None,
         *,
+        vector: Sequence[float] | None = None,
         top_k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
         offset: int = 0,
         sort: str | Mapping[str, Any] | None = None,
         facets: Sequence[str] | None = None,
     ) -> SearchResults:
-        """The `top_k` best documents for `query` whose metadata passes `filter` and whose score is at
-        least `min_score`, after the first `offset`; `mode` where the server has modes. `sort`: a
-        metadata field to order the most relevant documents by, as {"field": "year", "order": "desc"}
-        or "-year"; `facets`: fields to count values of (in the answer's `facets`)."""
+        """The `top_k` best documents for `query`, or for its embedding `vector` (dense mode), whose
+        metadata passes `filter` and whose score is at least `min_score`, after the first `offset`;
+        `mode` where the server has modes; `mmr` (e.g. `{"lambda": 0.5, "fetch_k": 20}`) diversifies
+        them by maximal marginal relevance. `sort`: a metadata field to order the most relevant
+        documents by, as {"field": "year", "order": "desc"} or "-year"; `facets`: fields to count
+        values of (in the answer's `facets`)."""
         paging = self._requests.paging(offset, sort, facets)
-        return self._send(self._requests.search(query, top_k, filter, mode, paging, min_score))
+        return self._send(
+            self._requests.search(query, top_k, filter, mode, paging, min_score=min_score, vector=vector, mmr=mmr)
+        )
 
     def search_batch(
         self,
@@ -114,12 +120,13 @@ class SemsearchClient:
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> BatchResults:
         """One hit list per query, in query order, sent in requests of at most QUERY_BATCH queries and
         QUERY_HITS hits (queries x top_k) each."""
         parts = [
-            self._send(self._requests.search_batch(s, top_k, filter, mode, min_score))
-            for s in query_slices(queries, top_k)
+            self._send(self._requests.search_batch(s, top_k, filter, mode, min_score, mmr))
+            for s in query_slices(queries, top_k, mmr)
         ]
         return merge_batches(parts)
 

@@ -41,6 +41,7 @@ QUERY_BATCH = 256
 # Hits (queries x top_k) one search request may ask for at the server's default (SEMSEARCH_SEARCH_MAX_HITS).
 QUERY_HITS = 10_000
 PAGE_LIMIT = 1000  # documents per page of GET /documents
+MMR_FETCH_K = 20  # the server's default `mmr.fetch_k`
 _MAX_RETRY_AFTER = 30.0
 # Errors raised before the request left this machine: retrying them cannot apply a write twice.
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -121,10 +122,13 @@ def slices(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def query_slices(queries: Sequence[str], top_k: int) -> list[Sequence[str]]:
-    """`queries` in requests the server takes: at most QUERY_BATCH queries and QUERY_HITS hits each. A
-    top_k the server refuses anyway goes one query a request, for its 422 to name the problem."""
-    return slices(queries, max(1, min(QUERY_BATCH, QUERY_HITS // max(top_k, 1))))
+def query_slices(queries: Sequence[str], top_k: int, mmr: Mapping[str, Any] | None = None) -> list[Sequence[str]]:
+    """`queries` in requests the server takes: at most QUERY_BATCH queries and QUERY_HITS hits each
+    (MMR's fetch_k candidates count as hits). A top_k the server refuses anyway goes one query a
+    request, for its 422 to name the problem."""
+    fetch_k = (mmr or {}).get("fetch_k", MMR_FETCH_K if mmr is not None else 0)
+    depth = max(top_k, fetch_k if isinstance(fetch_k, int) else 0)
+    return slices(queries, max(1, min(QUERY_BATCH, QUERY_HITS // max(depth, 1))))
 
 
 def new_documents(docs: Iterable[NewDocument | Mapping[str, Any]]) -> list[NewDocument]:
@@ -199,7 +203,11 @@ class Requests:
 
     @staticmethod
     def _query(
-        top_k: int, filter: Mapping[str, Any] | None, mode: str | None, min_score: float | None = None
+        top_k: int,
+        filter: Mapping[str, Any] | None,
+        mode: str | None,
+        min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"top_k": top_k}
         if filter is not None:
@@ -208,19 +216,28 @@ class Requests:
             body["mode"] = mode
         if min_score is not None:
             body["min_score"] = min_score
+        if mmr is not None:
+            body["mmr"] = dict(mmr)
         return body
 
     def search(
         self,
-        query: str,
+        query: str | None,
         top_k: int,
         filter: Mapping[str, Any] | None,
         mode: str | None,
         paging: Mapping[str, Any] | None = None,
         min_score: float | None = None,
+        vector: Sequence[float] | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> Call[SearchResults]:
-        """`paging`: offset, sort and facets, each sent only when set (a server without them then refuses nothing)."""
-        body = {"query": query, **self._query(top_k, filter, mode, min_score), **(paging or {})}
+        """A search by `query` or by `vector` (the server refuses both, or neither, by name); `paging`:
+        offset, sort and facets, each sent only when set (a server without them then refuses nothing)."""
+        body: dict[str, Any] = {**self._query(top_k, filter, mode, min_score, mmr), **(paging or {})}
+        if query is not None:
+            body["query"] = query
+        if vector is not None:
+            body["vector"] = [float(x) for x in vector]
         return Call("POST", "/search", _model(SearchResults), json=body)
 
     def search_batch(
@@ -230,8 +247,9 @@ class Requests:
         filter: Mapping[str, Any] | None,
         mode: str | None,
         min_score: float | None = None,
+        mmr: Mapping[str, Any] | None = None,
     ) -> Call[BatchResults]:
-        body = {"queries": list(queries), **self._query(top_k, filter, mode, min_score)}
+        body = {"queries": list(queries), **self._query(top_k, filter, mode, min_score, mmr)}
         return Call("POST", "/search/batch", _model(BatchResults), json=body)
 
     def write(self, docs: Sequence[NewDocument], wait: bool, wait_timeout: float | None) -> Call[WriteResult]:

@@ -183,20 +183,32 @@ class SemsearchVectorStore(VectorStore):
             metadata[self.chunk_metadata_key] = hit.model_dump(exclude={"id", "text", "metadata"})
         return Document(page_content=hit.text, metadata=metadata, id=hit.id)
 
+    def _hits(
+        self, query: str | None, vector: list[float] | None, k: int, filter: Any, kw: dict[str, Any], mmr: Any = None
+    ) -> list[Hit]:
+        # A vector searches in dense mode: the store's `mode` is for texts; a `mode` argument is sent as given.
+        mode = kw.get("mode", self.mode if vector is None else None)
+        return self.client.search(query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr).results
+
+    async def _ahits(
+        self, query: str | None, vector: list[float] | None, k: int, filter: Any, kw: dict[str, Any], mmr: Any = None
+    ) -> list[Hit]:
+        mode = kw.get("mode", self.mode if vector is None else None)
+        async with self._async_client() as client:
+            found = await client.search(query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr)
+        return found.results
+
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """The `k` best documents (their best chunk) with the server's score (cosine in dense search)."""
-        hits = self.client.search(query, top_k=k, filter=filter, mode=kwargs.get("mode", self.mode)).results
-        return [(self._document(h), h.score) for h in hits]
+        return [(self._document(h), h.score) for h in self._hits(query, None, k, filter, kwargs)]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """See `similarity_search_with_score`."""
-        async with self._async_client() as client:
-            results = await client.search(query, top_k=k, filter=filter, mode=kwargs.get("mode", self.mode))
-        return [(self._document(h), h.score) for h in results.results]
+        return [(self._document(h), h.score) for h in await self._ahits(query, None, k, filter, kwargs)]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
@@ -210,6 +222,60 @@ class SemsearchVectorStore(VectorStore):
         """See `similarity_search`."""
         return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter, **kwargs)]
 
+    def similarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        """The `k` best documents for a query vector of the server's model (`embeddings`), with their
+        cosine scores: a dense search, no model time on the server."""
+        return [(self._document(h), h.score) for h in self._hits(None, embedding, k, filter, kwargs)]
+
+    def similarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """See `similarity_search_with_score_by_vector`."""
+        return [doc for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)]
+
+    async def asimilarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: dict[str, Any] | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """See `similarity_search_with_score_by_vector`."""
+        return [self._document(h) for h in await self._ahits(None, embedding, k, filter, kwargs)]
+
+    def max_marginal_relevance_search(
+        self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """`k` documents picked by maximal marginal relevance among the `fetch_k` best (raised to `k`
+        when below it), on the server: relevance its score, novelty its stored vectors. `lambda_mult`
+        1 is the plain order, 0 the most diverse. Keyword arguments: `filter`, `mode`."""
+        hits = self._hits(query, None, k, kwargs.get("filter"), kwargs, _mmr(k, fetch_k, lambda_mult))
+        return [self._document(h) for h in hits]
+
+    async def amax_marginal_relevance_search(
+        self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """See `max_marginal_relevance_search`."""
+        hits = await self._ahits(query, None, k, kwargs.get("filter"), kwargs, _mmr(k, fetch_k, lambda_mult))
+        return [self._document(h) for h in hits]
+
+    def max_marginal_relevance_search_by_vector(
+        self, embedding: list[float], k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """See `max_marginal_relevance_search`, for a query vector (a dense search)."""
+        hits = self._hits(None, embedding, k, kwargs.get("filter"), kwargs, _mmr(k, fetch_k, lambda_mult))
+        return [self._document(h) for h in hits]
+
+    async def amax_marginal_relevance_search_by_vector(
+        self, embedding: list[float], k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5, **kwargs: Any
+    ) -> list[Document]:
+        """See `max_marginal_relevance_search`, for a query vector (a dense search)."""
+        hits = await self._ahits(None, embedding, k, kwargs.get("filter"), kwargs, _mmr(k, fetch_k, lambda_mult))
+        return [self._document(h) for h in hits]
+
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         # Cosine similarity in [-1, 1] to LangChain's relevance in [0, 1].
         return lambda score: max(0.0, min(1.0, (score + 1.0) / 2.0))
+
+
+def _mmr(k: int, fetch_k: int, lambda_mult: float) -> dict[str, Any]:
+    """The server's `mmr` for LangChain's arguments."""
+    return {"lambda": lambda_mult, "fetch_k": max(k, fetch_k)}

@@ -1,7 +1,8 @@
 """LlamaIndex over a semsearch server: a vector store, a retriever and the server's embedding model.
 
 `pip install 'semsearch[llamaindex]'`. The server embeds, chunks, filters and persists on its side
-(`is_embedding_query` is False: LlamaIndex hands over the query text, not a vector). Each result is
+(`is_embedding_query` is False: LlamaIndex hands over the query text; a query with only an embedding
+of the server's model is searched by that vector). Each result is
 a `TextNode` whose text is the document's best-matching chunk, with `start_char_idx`/`end_char_idx`
 its offsets in the document's text (for citations), the document's metadata, and the server's score.
 
@@ -36,6 +37,7 @@ from llama_index.core.vector_stores.types import (
 
 from api.client import AsyncSemsearchClient, SemsearchClient
 from api.client.llamaindex_filters import to_semsearch_filter as to_semsearch_filter  # public here too
+from api.client.llamaindex_query import search_args
 from api.client.types import Hit, NewDocument, NotFoundError, SemsearchError
 
 # Metadata keys this module adds: the LlamaIndex document a node came from (so `delete(ref_doc_id)`
@@ -59,12 +61,6 @@ def hit_node(hit: Hit) -> TextNode:
         excluded_llm_metadata_keys=[CHUNK_KEY],
         excluded_embed_metadata_keys=[CHUNK_KEY],
     )
-
-
-def _query_text(query: VectorStoreQuery) -> str:
-    if not query.query_str:
-        raise ValueError("semsearch embeds queries itself: the query needs its text (query_str), not only a vector")
-    return query.query_str
 
 
 class SemsearchVectorStore(BasePydanticVectorStore):
@@ -160,21 +156,17 @@ class SemsearchVectorStore(BasePydanticVectorStore):
         self._client.delete_documents([d.id for d in self._client.iter_documents()])
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """The `similarity_top_k` best documents for the query text, filters applied inside the search."""
-        found = self._client.search(
-            _query_text(query), top_k=query.similarity_top_k, filter=to_semsearch_filter(query.filters), mode=self.mode
-        )
-        return _result(found.results)
+        """The `similarity_top_k` best documents for the query text (or, without one, its embedding:
+        dense mode), filters applied inside the search. Modes: default (the store's `mode`), mmr
+        (`mmr_threshold` is MMR's lambda; keyword arguments `mmr_prefetch_k` or `mmr_prefetch_factor`
+        set its candidates), hybrid and text_search (the server's keyword mode)."""
+        return _result(self._client.search(**search_args(query, self.mode, kwargs)).results)
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """See `query`."""
+        args = search_args(query, self.mode, kwargs)
         async with self._async_client() as client:
-            found = await client.search(
-                _query_text(query),
-                top_k=query.similarity_top_k,
-                filter=to_semsearch_filter(query.filters),
-                mode=self.mode,
-            )
+            found = await client.search(**args)
         return _result(found.results)
 
 

@@ -236,6 +236,8 @@ def error_message(response: httpx.Response) -> str:
         text = response.text.strip()
         return text[:2000] or response.reason_phrase or f"HTTP {response.status_code}"
     detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict) and "message" in body["error"]:
+        detail = body["error"]["message"]  # the OpenAI-compatible routes (/v1/*) answer in OpenAI's shape
     if isinstance(detail, list):
         parts = []
         for item in detail:

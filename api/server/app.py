@@ -29,6 +29,8 @@ from api.server.flow.limits import BodySizeLimit
 from api.server.flow.search_threads import SearchThreads
 from api.server.index_lag import IndexLags, KeywordKeeper, observe_forever
 from api.server.metrics import Metrics, MetricsMiddleware
+from api.server.openai_errors import OPENAI_ERRORS, OpenAIErrors
+from api.server.openai_models import router as models_router
 from api.server.results import results
 from api.server.schemas import (
     MAX_QUERY_CHARS,
@@ -37,6 +39,7 @@ from api.server.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from api.server.search_options import search_by_vector
 from search.access import Role
 from search.components import make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
@@ -44,6 +47,7 @@ from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode, at_least
 from search.query.hybrid import Arrange, HybridSearcher
+from search.query.mmr import MMR
 from search.query.searcher import Searcher
 from search.settings import Settings
 from search.storage.outage import unavailable
@@ -161,18 +165,22 @@ async def _search(
     k: int,
     metadata_filter: MetadataFilter | None,
     mode: Mode,
+    mmr: MMR | None = None,
     arrange: Arrange | None = None,
 ) -> list[list[HybridHit]]:
-    """Ranked hits per query in `mode`; keyword mode spends no model time. In hybrid mode the keyword
-    side (it needs no vectors) is ranked while the batcher embeds the queries. The index and SQL work
-    runs in `threads` (at most search_threads at once; the others wait their turn in order). `arrange`
-    cuts each ranking of `k` to the page shown (api/server/pages.py)."""
+    """Ranked hits per query in `mode` (diversified by `mmr`); keyword mode spends no model time. In
+    hybrid mode the keyword side (it needs no vectors) is ranked while the batcher embeds the queries.
+    The index and SQL work runs in `threads` (at most search_threads at once; the others wait their
+    turn). `arrange` cuts each ranking of `k` to the page shown (api/server/pages.py)."""
     if mode == "keyword":
-        return await threads.run(hybrid.search_prepared, queries, None, k, metadata_filter, mode, None, None, arrange)
+        return await threads.run(
+            hybrid.search_prepared, queries, None, k, metadata_filter, mode, None, None, mmr, arrange
+        )
     pending = batcher.submit(queries)  # an overloaded batcher refuses here, before any keyword work
     keyword = None
     if mode == "hybrid":
-        keyword = asyncio.ensure_future(threads.run(hybrid.rank_keywords, queries, k, metadata_filter))
+        depth = k if mmr is None else mmr.fetch_k
+        keyword = asyncio.ensure_future(threads.run(hybrid.rank_keywords, queries, depth, metadata_filter))
     try:
         vectors, serving = await embedded(pending, hybrid.dense, queries)
     except BaseException:
@@ -181,7 +189,7 @@ async def _search(
         raise
     ranked = None if keyword is None else await keyword
     return await threads.run(
-        hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked, arrange
+        hybrid.search_prepared, queries, vectors, k, metadata_filter, mode, serving, ranked, mmr, arrange
     )
 
 
@@ -196,16 +204,21 @@ async def search_post(
     admission: AdmissionDep,
     settings: SettingsDep,
 ) -> SearchResponse:
-    """The `top_k` best documents for the query in `mode` after the first `offset` (in relevance order, or
-    in `sort`'s), each with its best chunk, and the value counts of the `facets` fields."""
+    """The `top_k` best documents for the query (or its vector) in `mode` after the first `offset` (in
+    relevance order, or in `sort`'s), each with its best chunk, and the value counts of the `facets` fields."""
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)  # checked before the query costs any model time
     page = pages.pager(hybrid.store, pages.request_view(body, settings.search_max_hits))
+    mmr = None if body.mmr is None else body.mmr.settings()
+    depth = page.shown.depth
     with admission.admit():
-        lists = await _search(
-            hybrid, batcher, threads, [body.query], page.shown.depth, metadata_filter, body.mode, page
-        )
-    hits = at_least(lists[0], body.min_score)
+        if body.vector is not None:
+            hits = await search_by_vector(hybrid, threads, body.vector, depth, metadata_filter, mmr, page)
+        else:
+            assert body.query is not None  # one of the two, checked by SearchRequest
+            lists = await _search(hybrid, batcher, threads, [body.query], depth, metadata_filter, body.mode, mmr, page)
+            hits = lists[0]
+    hits = at_least(hits, body.min_score)
     took_ms = (time.perf_counter() - started) * 1000
     return SearchResponse(results=results(hits), took_ms=took_ms, facets=pages.facets(page))
 
@@ -260,13 +273,15 @@ async def search_batch(
     too_long = [i for i, q in enumerate(body.queries) if not q or len(q) > MAX_QUERY_CHARS]
     if too_long:
         raise HTTPException(422, f"queries {too_long[:10]} are empty or longer than {MAX_QUERY_CHARS} characters")
-    # A single search needs no check: its top_k (at most 1000) is within any budget the settings allow.
-    check_hits(len(body.queries), body.top_k, settings.search_max_hits)
+    # A single search needs no check: its top_k and fetch_k (at most 1000) are within any budget the
+    # settings allow. MMR's candidates are counted as hits: each is ranked and its vector read.
+    mmr = None if body.mmr is None else body.mmr.settings()
+    check_hits(len(body.queries), body.top_k if mmr is None else mmr.fetch_k, settings.search_max_hits)
     started = time.perf_counter()
     metadata_filter = _filter(body.filter)
     with admission.admit():
         pieces = await search_batch_json(
-            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, body.min_score
+            hybrid, batcher, threads, body.queries, body.top_k, metadata_filter, body.mode, body.min_score, mmr
         )
     took_ms = (time.perf_counter() - started) * 1000
     return Response(batch_body(pieces, took_ms), media_type="application/json")
@@ -306,6 +321,7 @@ def create_app(
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(OpenAIErrors)  # outermost: every error under /v1, the refused bodies' too
     errors.install(app)
     docs.install(app)
     app.include_router(public)
@@ -314,6 +330,7 @@ def create_app(
     roles = (
         (protected, require(Role.READ)),  # search
         (embeddings_router, require(Role.READ)),
+        (models_router, require(Role.READ)),
         (status.protected, require(Role.READ)),  # /stats, /metrics
         (document_routes.reads, require(Role.READ)),
         (document_routes.writes, require(Role.WRITE)),
@@ -322,5 +339,7 @@ def create_app(
         (snapshots.router, require(Role.ADMIN, collection=None)),  # a snapshot holds every collection
     )
     for router, needed in roles:
-        app.include_router(router, dependencies=[needed], responses=errors.ERRORS)
+        # The OpenAI-compatible routes declare their errors in OpenAI's shape (api/server/openai_errors.py).
+        declared = OPENAI_ERRORS if router in (embeddings_router, models_router) else errors.ERRORS
+        app.include_router(router, dependencies=[needed], responses=declared)
     return app

@@ -24,6 +24,7 @@ from search.dense.catalog import Serving
 from search.filters import MetadataFilter
 from search.query.hits import Mode, at_least
 from search.query.hybrid import HybridSearcher
+from search.query.mmr import MMR
 
 _LISTS = TypeAdapter(list[list[SearchResult]])
 
@@ -37,6 +38,7 @@ async def search_batch_json(
     metadata_filter: MetadataFilter | None,
     mode: Mode,
     min_score: float | None = None,
+    mmr: MMR | None = None,
 ) -> list[bytes]:
     """The hit lists of `queries`, in order, as pieces of one JSON array's items (`batch_body` joins
     them). Keyword mode spends no model time. Each slice is searched with the encoder and index that
@@ -53,9 +55,10 @@ async def search_batch_json(
 
     async def search(part: Sequence[str], made: tuple[np.ndarray, Serving] | None) -> bytes:
         vectors, serving = made if made is not None else (None, None)
-        return await threads.run(_slice_json, hybrid, part, vectors, k, metadata_filter, mode, serving, min_score)
+        return await threads.run(_slice_json, hybrid, part, vectors, k, metadata_filter, mode, serving, min_score, mmr)
 
-    return await in_slices(queries, slice_size(k), search, None if mode == "keyword" else embed)
+    depth = k if mmr is None else mmr.fetch_k
+    return await in_slices(queries, slice_size(depth), search, None if mode == "keyword" else embed)
 
 
 def _slice_json(
@@ -67,11 +70,12 @@ def _slice_json(
     mode: Mode,
     serving: Serving | None,
     min_score: float | None,
+    mmr: MMR | None,
 ) -> bytes:
     """In a search thread: the slice's hit lists, each a JSON array, comma-separated. In hybrid mode
     the keyword side is ranked here too, in the same turn (ranked beside the embedding, as a single
     search does, it would take a second search thread)."""
-    lists = hybrid.search_prepared(queries, vectors, k, metadata_filter, mode, serving)
+    lists = hybrid.search_prepared(queries, vectors, k, metadata_filter, mode, serving, None, mmr)
     return _LISTS.dump_json([results(at_least(hits, min_score)) for hits in lists])[1:-1]
 
 

@@ -17,9 +17,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.server.bodies import BoundedRoute
-from api.server.deps import AdmissionDep, BatcherDep, SearcherDep
+from api.server.deps import AdmissionDep, BatcherDep, SearcherDep, SettingsDep
 from api.server.flow.batcher import MicroBatcher, TextEncoder
 from api.server.flow.slicing import SLICE_TEXTS
+from api.server.openai_models import check_model
 from api.server.schemas import MAX_EMBED_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from search.dense.catalog import Serving, follow
 from search.embedding.encoder import Encoder
@@ -64,19 +65,21 @@ async def embedded(
 
 @router.post("/v1/embeddings", response_model=EmbeddingsResponse, summary="OpenAI-compatible embeddings")
 async def embeddings(
-    body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep, admission: AdmissionDep
+    body: EmbeddingsRequest, searcher: SearcherDep, batcher: BatcherDep, admission: AdmissionDep, settings: SettingsDep
 ) -> Response:
-    """The service's own vectors (same model, pooling and normalisation as the index)."""
+    """The service's own vectors (same model, pooling and normalisation as the index); a `model` it
+    does not answer to is a 404 (api/server/openai_models.py)."""
+    check_model(body.model, searcher.serving.encoder.model_name, settings)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_EMBED_INPUTS:
         raise HTTPException(422, f"'input' must hold 1 to {MAX_EMBED_INPUTS} texts, got {len(texts)}")
     dim = searcher.serving.encoder.dim
     if body.dimensions is not None and body.dimensions != dim:
-        raise HTTPException(
-            422,
+        message = (
             f"'dimensions' is {body.dimensions}, but model {searcher.serving.encoder.model_name!r} makes "
-            f"{dim}-dimensional vectors and was not trained for shorter ones: leave 'dimensions' out or send {dim}",
+            f"{dim}-dimensional vectors and was not trained for shorter ones: leave 'dimensions' out or send {dim}"
         )
+        raise HTTPException(422, {"message": message, "param": "dimensions"})
     with admission.admit():
         vectors, serving = await embed(batcher, searcher, texts)
         return await run_in_threadpool(_embeddings_json, serving.encoder, texts, vectors, body.encoding_format)

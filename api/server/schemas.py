@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.server.search_options import MAX_VECTOR_DIM, MMR_DOC, VECTOR_DOC, FiniteFloat, MMRRequest
 from search.filters import check_filter_size
 from search.query.hits import Mode
 from search.query.paging import FACET_VALUES, MAX_FACETS, SORT_CANDIDATES
@@ -65,16 +66,35 @@ class RequestBody(BaseModel):
 
 
 class SearchRequest(RequestBody):
-    """A query and how many documents to return."""
+    """A query (or its vector) and how many documents to return."""
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents.")
+    query: str | None = Field(
+        default=None, min_length=1, max_length=MAX_QUERY_CHARS, description="Free text, embedded like documents."
+    )
+    vector: list[FiniteFloat] | None = Field(
+        default=None, min_length=1, max_length=MAX_VECTOR_DIM, description=VECTOR_DOC
+    )
     top_k: int = Field(default=10, ge=1, le=1000, description="Number of documents to return.")
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
-    mode: Mode = Field(default="hybrid", description=_MODE_DOC)
+    mode: Mode = Field(default="hybrid", description=_MODE_DOC + " With a vector: dense, the only mode it has.")
     min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
     offset: int = Field(default=0, ge=0, description=_OFFSET_DOC)
     sort: str | dict[str, Any] | None = Field(default=None, description=_SORT_DOC, examples=_SORT_EXAMPLES)
     facets: list[str] = Field(default_factory=list, description=_FACETS_DOC)
+    mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
+
+    @model_validator(mode="after")
+    def _query_or_vector(self) -> SearchRequest:
+        if (self.query is None) == (self.vector is None):
+            raise ValueError("send either 'query' (text) or 'vector' (its embedding), exactly one of them")
+        if self.vector is not None:
+            if "mode" not in self.model_fields_set:
+                self.mode = "dense"
+            elif self.mode != "dense":
+                raise ValueError(f"mode {self.mode!r} needs a query text: a 'vector' searches in dense mode only")
+        if self.mmr is not None:
+            self.mmr.settings().check_k(self.top_k)
+        return self
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -85,8 +105,8 @@ class SearchRequest(RequestBody):
     # Checked here, before the text can reach a forward pass shared with other requests.
     @field_validator("query")
     @classmethod
-    def _valid_unicode(cls, value: str) -> str:
-        return check_text(value, "query", stored=False)
+    def _valid_unicode(cls, value: str | None) -> str | None:
+        return value if value is None else check_text(value, "query", stored=False)
 
 
 class BatchSearchRequest(RequestBody):
@@ -102,6 +122,13 @@ class BatchSearchRequest(RequestBody):
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC, examples=_FILTER_EXAMPLES)
     mode: Mode = Field(default="hybrid", description=_MODE_DOC)
     min_score: float | None = Field(default=None, allow_inf_nan=False, description=_MIN_SCORE_DOC)
+    mmr: MMRRequest | None = Field(default=None, description=MMR_DOC)
+
+    @model_validator(mode="after")
+    def _mmr_depth(self) -> BatchSearchRequest:
+        if self.mmr is not None:
+            self.mmr.settings().check_k(self.top_k)
+        return self
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -248,7 +275,10 @@ class EmbeddingsRequest(RequestBody):
     """OpenAI-compatible embeddings request, as the official `openai` client sends it."""
 
     input: str | list[str] = Field(description="A text or a list of texts (token ids are not accepted).")
-    model: str | None = Field(default=None, description="Accepted for compatibility; the service's model is used.")
+    model: str | None = Field(
+        default=None,
+        description="The serving model's name (GET /v1/models), or left out; another name is a 404 model_not_found.",
+    )
     encoding_format: Literal["float", "base64"] = Field(
         default="float",
         description="float: lists of numbers; base64: each vector's little-endian float32 bytes in base64 "

@@ -21,8 +21,10 @@ from search.embedding.space import chunk_input
 from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
 from search.pages import page_of
+from search.query.diversify import diversify
 from search.query.fusion import bounded, convex, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
+from search.query.mmr import MMR
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.query.signals import own_signals
@@ -64,16 +66,24 @@ class HybridSearcher:
         return self.dense.refresh(force)
 
     def search(
-        self, query: str, k: int = 10, filter: FilterSpec = None, mode: str = "hybrid", arrange: Arrange | None = None
+        self,
+        query: str,
+        k: int = 10,
+        filter: FilterSpec = None,
+        mode: str = "hybrid",
+        mmr: MMR | None = None,
+        arrange: Arrange | None = None,
     ) -> list[HybridHit]:
         """The `k` best documents for `query` (see `search_many`)."""
-        return self.search_many([query], k, filter, mode, arrange)[0]
+        return self.search_many([query], k, filter, mode, mmr, arrange)[0]
 
-    def search_by_vector(self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[HybridHit]:
+    def search_by_vector(
+        self, vector: np.ndarray, k: int = 10, filter: FilterSpec = None, mmr: MMR | None = None
+    ) -> list[HybridHit]:
         """The `k` best documents for an already embedded query (dense mode: a vector has no words),
         embedded by the encoder that serves now."""
         serving = self.refresh()
-        return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving)[0]
+        return self.search_prepared([""], np.atleast_2d(vector), k, parse_filter(filter), "dense", serving, mmr=mmr)[0]
 
     def search_many(
         self,
@@ -81,16 +91,19 @@ class HybridSearcher:
         k: int = 10,
         filter: FilterSpec = None,
         mode: str = "hybrid",
+        mmr: MMR | None = None,
         arrange: Arrange | None = None,
     ) -> list[list[HybridHit]]:
-        """The `k` best documents for each query among those passing `filter`; the queries are
-        embedded in one batch, and not at all in keyword mode. A bad mode or filter raises
-        ValueError before any model time is spent."""
+        """The `k` best documents for each query among those passing `filter` (diversified by `mmr`
+        when given); the queries are embedded in one batch, and not at all in keyword mode. A bad
+        mode or filter raises ValueError before any model time is spent."""
         check_mode(mode)
         parsed = parse_filter(filter)
+        if mmr is not None:
+            mmr.check_k(k)
         serving = self.refresh()
         vectors = None if mode == "keyword" else serving.encoder.encode(list(queries))
-        return self.search_prepared(queries, vectors, k, parsed, mode, serving, arrange=arrange)
+        return self.search_prepared(queries, vectors, k, parsed, mode, serving, mmr=mmr, arrange=arrange)
 
     def search_prepared(
         self,
@@ -101,16 +114,20 @@ class HybridSearcher:
         mode: str = "hybrid",
         serving: Serving | None = None,
         keyword: KeywordSide | None = None,
+        mmr: MMR | None = None,
         arrange: Arrange | None = None,
     ) -> list[list[HybridHit]]:
         """Like `search_many` with the query vectors already made by `serving`'s encoder (None in
         keyword mode); the chunks passing `filter` are looked up once for all the queries. In hybrid
-        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter).
-        `arrange`, when given, makes each query's ranking of `k` into the hits shown."""
+        mode `keyword` is the keyword side already ranked (`rank_keywords`, with the same filter, to
+        `mmr.fetch_k` documents when given). `arrange`, when given, makes each query's ranking of `k`
+        (diversified first, with `mmr`) into the hits shown."""
         check_mode(mode)
         parsed = parse_filter(filter)
         if k <= 0:
             raise ValueError(f"k must be positive, got {k}")
+        if mmr is not None:
+            mmr.check_k(k)
         if mode != "keyword" and (vectors is None or len(vectors) != len(queries)):
             raise ValueError(f"{mode} search needs one query vector per query")
         if keyword is not None and (mode != "hybrid" or len(keyword.rankings) != len(queries)):
@@ -120,7 +137,12 @@ class HybridSearcher:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            fused, terms = self._rank_all(queries, vectors, k, plan, mode, serving, keyword)
+            if mmr is None:
+                fused, terms = self._rank_all(queries, vectors, k, plan, mode, serving, keyword)
+            else:
+                fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
+                index = (serving or self.dense.serving).index
+                fused = [diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused]
             return self._hits([arrange(f) for f in fused] if arrange else fused, terms)
         finally:
             with self._in_flight_lock:

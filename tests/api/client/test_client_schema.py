@@ -154,3 +154,11 @@ def test_the_clients_request_limits_are_the_servers() -> None:
 def test_the_clients_hits_a_request_are_the_servers_default() -> None:
     # The budget is a setting: the client slices for its default (a lower one answers 422, naming it).
     assert Settings.model_fields["search_max_hits"].default == calls.QUERY_HITS
+
+
+def test_the_clients_mmr_candidates_are_the_servers_default() -> None:
+    mmr = SCHEMAS["MMRRequest"]["properties"]
+    assert mmr["fetch_k"]["default"] == calls.MMR_FETCH_K
+    # A batch is sliced by its candidates when they outnumber the page: 20 queries x fetch_k 1000.
+    assert [len(s) for s in calls.query_slices(["q"] * 20, 5, {"fetch_k": 1000})] == [10, 10]
+    assert [len(s) for s in calls.query_slices(["q"] * 600, 10, {"lambda": 0.3})] == [256, 256, 88]

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -207,20 +208,22 @@ def test_docs_work_with_no_internet(keyed_url: str) -> None:
 def test_the_official_openai_client(keyed_url: str, settings: Settings) -> None:
     client = openai.OpenAI(base_url=f"{keyed_url}/v1", api_key="s3cret", max_retries=0, timeout=60)
     texts = ["the cat sat on the mat", "a dog"]
-    packed = client.embeddings.create(input=texts, model="all-MiniLM-L6-v2")  # base64, its default
-    floats = client.embeddings.create(input=texts, model="all-MiniLM-L6-v2", encoding_format="float")
+    model = Path(settings.model).name  # the served model's folder: a name it answers to
+    packed = client.embeddings.create(input=texts, model=model)  # base64, its default
+    floats = client.embeddings.create(input=texts, model=settings.model, encoding_format="float")
     expected = make_encoder(settings).encode(texts)
     assert np.allclose([d.embedding for d in packed.data], expected, atol=1e-5)
     assert [d.embedding for d in packed.data] == [d.embedding for d in floats.data]
     assert packed.usage.total_tokens > 4 and [d.index for d in packed.data] == [0, 1]
+    # The client's exception says the server's reason (it read only OpenAI's error shape: "Error code: 422").
     with pytest.raises(openai.UnprocessableEntityError) as wrong_size:
-        client.embeddings.create(input=texts, model="m", dimensions=16)
-    assert "32-dimensional" in wrong_size.value.response.text
+        client.embeddings.create(input=texts, model=model, dimensions=16)
+    assert "32-dimensional" in str(wrong_size.value) and wrong_size.value.param == "dimensions"
     with pytest.raises(openai.UnprocessableEntityError) as token_ids:
-        client.embeddings.create(input=[[101, 102]], model="m")
-    assert "token-id inputs are not supported" in token_ids.value.response.text
+        client.embeddings.create(input=[[101, 102]], model=model)
+    assert "token-id inputs are not supported" in str(token_ids.value) and token_ids.value.param == "input"
     with ThreadPoolExecutor(max_workers=4) as pool:  # concurrent calls share forward passes
-        many = list(pool.map(lambda t: client.embeddings.create(input=t, model="m"), ["cat", "dog", "sun", "sky"]))
+        many = list(pool.map(lambda t: client.embeddings.create(input=t, model=model), ["cat", "dog", "sun", "sky"]))
     assert all(len(m.data[0].embedding) == 32 for m in many)
 
 

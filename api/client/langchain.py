@@ -52,7 +52,9 @@ class SemsearchVectorStore(VectorStore):
     `wait`: writes return once the documents are searchable (the server's `?wait=true`), so a
     search right after `add_texts` finds them. `mode`: the server's search mode, sent only when
     given. Search keyword arguments: `filter` (the server's metadata filter, e.g.
-    `{"year": {"$gte": 2000}}`) and `mode`."""
+    `{"year": {"$gte": 2000}}`), `mode` and `min_score` (the server's: only hits scoring at least it).
+    `similarity_search_with_relevance_scores(score_threshold=...)` works on the relevance of
+    `_select_relevance_score_fn`, which rises with the server's score."""
 
     def __init__(
         self,
@@ -188,14 +190,19 @@ class SemsearchVectorStore(VectorStore):
     ) -> list[Hit]:
         # A vector searches in dense mode: the store's `mode` is for texts; a `mode` argument is sent as given.
         mode = kw.get("mode", self.mode if vector is None else None)
-        return self.client.search(query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr).results
+        found = self.client.search(
+            query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr, min_score=kw.get("min_score")
+        )
+        return found.results
 
     async def _ahits(
         self, query: str | None, vector: list[float] | None, k: int, filter: Any, kw: dict[str, Any], mmr: Any = None
     ) -> list[Hit]:
         mode = kw.get("mode", self.mode if vector is None else None)
         async with self._async_client() as client:
-            found = await client.search(query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr)
+            found = await client.search(
+                query, vector=vector, top_k=k, filter=filter, mode=mode, mmr=mmr, min_score=kw.get("min_score")
+            )
         return found.results
 
     def similarity_search_with_score(
@@ -272,8 +279,17 @@ class SemsearchVectorStore(VectorStore):
         return [self._document(h) for h in hits]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        # Cosine similarity in [-1, 1] to LangChain's relevance in [0, 1].
-        return lambda score: max(0.0, min(1.0, (score + 1.0) / 2.0))
+        """The server's score as LangChain's relevance in [0, 1], rising with it (so `score_threshold`
+        and the server's `min_score` agree): hybrid (the default mode) scores are the document's own in
+        [0, 1] already; a dense cosine counts as itself, below 0 as 0; a keyword BM25 s as s / (1 + s)."""
+        return _RELEVANCE.get(self.mode or "hybrid", _RELEVANCE["hybrid"])
+
+
+_RELEVANCE: dict[str, Callable[[float], float]] = {
+    "hybrid": lambda score: max(0.0, min(1.0, score)),
+    "dense": lambda score: max(0.0, min(1.0, score)),
+    "keyword": lambda score: max(0.0, score) / (1.0 + max(0.0, score)),
+}
 
 
 def _mmr(k: int, fetch_k: int, lambda_mult: float) -> dict[str, Any]:

@@ -67,13 +67,16 @@ class SemsearchVectorStore(BasePydanticVectorStore):
     """A LlamaIndex vector store whose nodes are documents of a semsearch server (id = node id).
 
     `wait`: `add` returns once the nodes are searchable. `mode`: the server's search mode, sent only
-    when given. Nodes added through LlamaIndex keep their source document id in their metadata."""
+    when given. `min_score`: only hits scoring at least it (the server's; a `min_score` keyword
+    argument of `query` overrides it). Nodes added through LlamaIndex keep their source document id
+    in their metadata."""
 
     stores_text: bool = True
     is_embedding_query: bool = False
     base_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
     mode: str | None = None
+    min_score: float | None = None
     wait: bool = True
     wait_timeout: float | None = None
     timeout: float = 60.0
@@ -160,11 +163,13 @@ class SemsearchVectorStore(BasePydanticVectorStore):
         dense mode), filters applied inside the search. Modes: default (the store's `mode`), mmr
         (`mmr_threshold` is MMR's lambda; keyword arguments `mmr_prefetch_k` or `mmr_prefetch_factor`
         set its candidates), hybrid and text_search (the server's keyword mode)."""
-        return _result(self._client.search(**search_args(query, self.mode, kwargs)).results)
+        return _result(
+            self._client.search(**search_args(query, self.mode, {"min_score": self.min_score, **kwargs})).results
+        )
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """See `query`."""
-        args = search_args(query, self.mode, kwargs)
+        args = search_args(query, self.mode, {"min_score": self.min_score, **kwargs})
         async with self._async_client() as client:
             found = await client.search(**args)
         return _result(found.results)
@@ -179,7 +184,8 @@ def _result(hits: list[Hit]) -> VectorStoreQueryResult:
 class SemsearchRetriever(BaseRetriever):
     """Retrieves straight from a semsearch server, without an index object: `similarity_top_k` nodes
     per query (as LlamaIndex's own retrievers take it; `top_k` is the same, kept for older code),
-    `filters` (the server's filter dict, or LlamaIndex `MetadataFilters`), and `mode` when given."""
+    `filters` (the server's filter dict, or LlamaIndex `MetadataFilters`), and `mode` and `min_score`
+    (only nodes scoring at least it) when given."""
 
     def __init__(
         self,
@@ -190,12 +196,13 @@ class SemsearchRetriever(BaseRetriever):
         top_k: int | None = None,
         filters: dict[str, Any] | MetadataFilters | None = None,
         mode: str | None = None,
+        min_score: float | None = None,
         **kwargs: Any,
     ) -> None:
         if similarity_top_k is not None and top_k is not None and similarity_top_k != top_k:
             raise ValueError(f"similarity_top_k={similarity_top_k} and top_k={top_k} differ; give one of them")
         super().__init__(**kwargs)
-        self.base_url, self.api_key, self.mode = base_url, api_key, mode
+        self.base_url, self.api_key, self.mode, self.min_score = base_url, api_key, mode, min_score
         self.similarity_top_k = similarity_top_k if similarity_top_k is not None else top_k if top_k is not None else 5
         self.filter = to_semsearch_filter(filters) if isinstance(filters, MetadataFilters) else filters
         self.client = SemsearchClient(base_url, api_key=api_key)
@@ -211,13 +218,17 @@ class SemsearchRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         top_k = self.similarity_top_k
-        hits = self.client.search(query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode).results
+        hits = self.client.search(
+            query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode, min_score=self.min_score
+        ).results
         return [NodeWithScore(node=hit_node(h), score=h.score) for h in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
             top_k = self.similarity_top_k
-            found = await client.search(query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode)
+            found = await client.search(
+                query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode, min_score=self.min_score
+            )
         return [NodeWithScore(node=hit_node(h), score=h.score) for h in found.results]
 
 

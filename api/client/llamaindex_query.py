@@ -26,6 +26,8 @@ def search_args(query: VectorStoreQuery, store_mode: str | None, kwargs: dict[st
     mode (for text queries in the default and MMR modes); `kwargs` those of the store's `query`."""
     mode = VectorStoreQueryMode(query.mode)  # a plain string where the query was built with one
     args: dict[str, Any] = {"top_k": query.similarity_top_k, "filter": to_semsearch_filter(query.filters)}
+    if kwargs.get("min_score") is not None:
+        args["min_score"] = kwargs["min_score"]
     if query.query_str:
         args["query"] = query.query_str
         args["mode"] = _MODES.get(mode, store_mode)

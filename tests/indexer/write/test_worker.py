@@ -163,7 +163,14 @@ def test_cli_add_then_worker_and_a_second_sqlite_worker_is_refused(tmp_path: Pat
     }
     added = _cli("add", str(corpus), "--json", env=env)
     assert added.returncode == 0, added.stderr
-    assert json.loads(added.stdout) == {"added": 30, "updated": 0, "unchanged": 0, "rejected": 0}
+    assert json.loads(added.stdout) == {
+        "added": 30,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "skipped": 0,
+        "skipped_files": [],
+    }
     exe = str(Path(sys.executable).with_name("semsearch"))
     long_lived = subprocess.Popen([exe, "worker"], env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -100,7 +100,12 @@ def test_deep_json_bodies_are_a_422_naming_the_depth(url: str, method: str, path
 def test_every_route_with_a_json_body_bounds_its_nesting(url: str) -> None:
     # From the schema, so that a route added later is covered: each one's body is read by the bound.
     paths = httpx.get(f"{url}/openapi.json", timeout=30).json()["paths"]
-    routes = [(m.upper(), p) for p, ops in paths.items() for m, op in ops.items() if "requestBody" in op]
+    routes = [
+        (m.upper(), p)
+        for p, ops in paths.items()
+        for m, op in ops.items()
+        if "application/json" in op.get("requestBody", {}).get("content", {})  # not the upload's multipart form
+    ]
     assert len(routes) >= 5
     for method, path in routes:
         response = _send(url, method, path.replace("{doc_id}", "d1"), DEEP)

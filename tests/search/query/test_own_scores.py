@@ -1,6 +1,6 @@
 """The default fusion (`bounded`) gives a document a score of its own, on SQLite and PostgreSQL: the
-same document for the same query scores the same with or without a filter, at any page size, and the
-score is its own cosine and BM25 on their theoretical ranges, in [0, 1]."""
+same document for the same query scores the same with or without a filter, at any page size and
+offset, and the score is its own cosine and BM25 on their theoretical ranges, in [0, 1]."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from search.components import open_hybrid
 from search.query.fusion import bounded
 from search.query.hits import FusionConfig
 from search.query.hybrid import HybridSearcher
+from search.query.paging import Pager, view
 from search.settings import Settings
 from search.storage.records import DocumentIn
 from search.storage.vectors import VectorRows
@@ -51,9 +52,10 @@ def test_the_default_fusion_is_bounded() -> None:
 def test_a_document_scores_the_same_whatever_else_the_query_returned(hybrid: HybridSearcher) -> None:
     for query in QUERIES:
         seen: dict[str, float] = {}
-        for k in (5, 50):
+        for k, offset in ((5, 0), (50, 0), (5, 10), (50, 10)):
             for flt in (None, {"team": "t1"}, {"team": {"$in": ["t2", "t3"]}}):
-                for hit in hybrid.search(query, k=k, filter=flt):
+                shown = view(k, offset)
+                for hit in hybrid.search(query, k=shown.depth, filter=flt, arrange=Pager.over(hybrid.store, shown)):
                     assert 0.0 <= hit.score <= 1.0
                     if hit.id in seen:
                         assert hit.score == pytest.approx(seen[hit.id], abs=1e-6), (query, k, flt, hit.id)

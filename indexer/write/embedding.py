@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,14 +43,9 @@ def embed_pending(rows: VectorRows, encoder: Encoder, chunker: Chunker, limit: i
         return len(docs), sum(map(len, chunk_lists))
 
 
-def _embedded(
-    docs: Sequence[PendingDoc],
-    chunk_lists: Sequence[list[ChunkIn]],
-    encoder: Encoder,
-    encode: Callable[[Encoder, list[str]], np.ndarray] | None = None,
-) -> list[Embedded]:
+def _embedded(docs: Sequence[PendingDoc], chunk_lists: Sequence[list[ChunkIn]], encoder: Encoder) -> list[Embedded]:
     inputs = [chunk_input(d.title, c.text) for d, cs in zip(docs, chunk_lists, strict=True) for c in cs]
-    vectors = encode(encoder, inputs) if encode is not None else encoder.encode(inputs)
+    vectors = encoder.encode(inputs)
     blocks = split_rows(vectors, [len(c) for c in chunk_lists])
     return [_item(d, cs, v) for d, cs, v in zip(docs, chunk_lists, blocks, strict=True)]
 
@@ -120,15 +115,11 @@ class FairEmbedder:
             return self._advance(rows, encoder)
         return done
 
-    def _encode(self, encoder: Encoder, inputs: list[str]) -> np.ndarray:
-        """`encoder.encode`, timed: the cost per chunk sizes the next steps."""
-        start = time.perf_counter()
-        vectors = encoder.encode(inputs)
-        if inputs:
-            cost = (time.perf_counter() - start) / len(inputs)
-            last = self._chunk_seconds
+    def _measured(self, seconds: float, chunks: int) -> None:
+        """The encoder took `seconds` for `chunks` chunks: the cost per chunk sizes the next steps."""
+        if chunks:
+            last, cost = self._chunk_seconds, seconds / chunks
             self._chunk_seconds = cost if last is None else 0.5 * last + 0.5 * cost
-        return vectors
 
     def _small(self, rows: VectorRows, encoder: Encoder, chunker: Chunker) -> int:
         skip = self._deferred | ({self._sliced.doc.id} if self._sliced else set())
@@ -146,7 +137,10 @@ class FairEmbedder:
                     lists.append(chunks)
                     budget -= len(chunks)
             if taken:
-                rows.commit_embedded(session, _embedded(taken, lists, encoder, self._encode))
+                started = time.perf_counter()
+                items = _embedded(taken, lists, encoder)
+                self._measured(time.perf_counter() - started, sum(map(len, lists)))
+                rows.commit_embedded(session, items)
         return len(taken)
 
     def _advance(self, rows: VectorRows, encoder: Encoder) -> int:
@@ -157,7 +151,9 @@ class FairEmbedder:
             return 1
         start = sliced.embedded
         part = sliced.chunks[start : start + self.slice_chunks]
-        sliced.vectors.append(self._encode(encoder, [chunk_input(sliced.doc.title, c.text) for c in part]))
+        started = time.perf_counter()
+        sliced.vectors.append(encoder.encode([chunk_input(sliced.doc.title, c.text) for c in part]))
+        self._measured(time.perf_counter() - started, len(part))
         if sliced.embedded < len(sliced.chunks):
             return 1
         self._sliced, self._deferred = None, set()  # the deferred ones are taken in order again

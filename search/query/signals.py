@@ -53,7 +53,7 @@ def own_signals(
         cosine.update(_cosines(VectorRows(store, index.space, index.dim), vector, no_cosine, chunks))
     if no_bm25:
         bm25.update(_bm25s(keyword, terms, no_bm25, chunks))
-    return OwnSignals(cosine, bm25, keyword.bound(terms) if terms else 0.0)
+    return OwnSignals(cosine, bm25, keyword.bound(terms))
 
 
 def _owners(docs: Sequence[str], chunks: dict[str, list[int]]) -> dict[int, str]:

@@ -43,10 +43,15 @@ def encoder_factory(settings: Settings, like: Encoder | None = None) -> Callable
     return encoder_for
 
 
+def is_deployment(settings: Settings) -> bool:
+    """Whether the settings' collection lives in the deployment's own database (`default` does)."""
+    return settings.resolved_database_url == settings.deployment_database_url
+
+
 def migrate(settings: Settings) -> str:
     """Bring the settings' database to the newest schema: once, as a writing command or the server
     starts, before it opens its stores. Returns the schema's revision."""
-    store = Store(settings.resolved_database_url, upgrade=True)
+    store = Store(settings.resolved_database_url, upgrade=True, deployment=is_deployment(settings))
     try:
         return schema.revisions(store.engine, store.url)[0] or ""
     finally:
@@ -56,7 +61,7 @@ def migrate(settings: Settings) -> str:
 def open_store(settings: Settings) -> Store:
     """The store at the settings' database URL, not migrated: a SchemaBehindError when its schema is
     not the newest (`migrate` first); an empty database is created."""
-    store = Store(settings.resolved_database_url, upgrade=False)
+    store = Store(settings.resolved_database_url, upgrade=False, deployment=is_deployment(settings))
     try:
         store.require_current_schema()
     except BaseException:

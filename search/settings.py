@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from search.access import DEFAULT_COLLECTION, check_collection_name
+from search.collections import placement
 from search.embedding.space import Pooling
 
 Backend = Literal["auto", "torch", "openvino"]
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default a SQLite file in data_dir. PostgreSQL: postgresql+psycopg://...",
+    )
+    collection: str = Field(
+        default=DEFAULT_COLLECTION,
+        description="The collection a CLI command acts on (its --collection); serve and worker serve all of them.",
     )
     model: str = Field(default=DEFAULT_MODEL, description="Model name, local folder or (where reachable) hub name.")
     model_aliases: str | None = Field(
@@ -195,22 +201,38 @@ class Settings(BaseSettings):
             raise ValueError(f"chunk_overlap ({value}) must be smaller than chunk_size ({size})")
         return value
 
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        return check_collection_name(value)
+
     @property
-    def resolved_database_url(self) -> str:
-        """The database URL in force: the configured one, else a SQLite file in the data directory."""
+    def deployment_database_url(self) -> str:
+        """The deployment's database (its keys, its collections, and the collection `default`): the
+        configured URL, else a SQLite file in the data directory."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'semsearch.db').resolve()}"
 
     @property
+    def resolved_database_url(self) -> str:
+        """The database of the collection these settings name (search/collections/placement.py)."""
+        return placement.database_url(self.deployment_database_url, self.data_dir, self.collection)
+
+    @property
+    def collection_dir(self) -> Path:
+        """The folder of the collection's index files: the data directory itself for `default`."""
+        return placement.collection_dir(self.data_dir, self.collection)
+
+    @property
     def index_dir(self) -> Path:
         """Where index generations are written."""
-        return self.data_dir / "index"
+        return self.collection_dir / "index"
 
     @property
     def keyword_dir(self) -> Path:
         """Where the keyword index lives (a folder per analyzer language)."""
-        return self.data_dir / "keyword"
+        return self.collection_dir / "keyword"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from migrations.scope import deployment
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -23,7 +25,9 @@ _JSON = sa.JSON(none_as_null=True).with_variant(
 
 
 def upgrade() -> None:
-    """Create `api_keys`."""
+    """Create `api_keys` (in the deployment's database only: keys are deployment-wide)."""
+    if not deployment():
+        return
     op.create_table(
         "api_keys",
         sa.Column("id", sa.String(length=16), nullable=False),
@@ -40,4 +44,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop `api_keys`."""
+    if not deployment():
+        return
     op.drop_table("api_keys")

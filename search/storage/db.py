@@ -8,11 +8,14 @@ from typing import Any
 
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 
 from search.storage import json_text
 from search.storage.outage import watch
 
 MMAP_BYTES = 256 * 1024 * 1024
+# How a PostgreSQL URL selects the schema of a collection (search/collections/placement.py).
+SEARCH_PATH_OPTION = "-csearch_path="
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,3 +62,13 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", next(iter(spec.submodule_search_locations)))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def own_schema(url: str) -> str | None:
+    """The schema a PostgreSQL URL selects with `options=-csearch_path=...` (None: the database's own)."""
+    if url.startswith("sqlite"):
+        return None
+    options = make_url(url).query.get("options")
+    given = " ".join(options) if isinstance(options, tuple) else (options or "")
+    found = [part.removeprefix(SEARCH_PATH_OPTION) for part in given.split() if part.startswith(SEARCH_PATH_OPTION)]
+    return found[-1] if found else None

@@ -282,3 +282,24 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CollectionStatus(StrEnum):
+    """A collection's life: ready (served), or deleting (hidden at once; its schema and files are being
+    removed, and whoever finds it so finishes the removal)."""
+
+    READY = "ready"
+    DELETING = "deleting"
+
+
+class CollectionRow(Base):
+    """A collection of the deployment (search/storage/collections.py): `settings` holds the settings it
+    was created with that differ from the server's (model, pooling, chunking, fusion...); the others
+    follow the server's SEMSEARCH_* values."""
+
+    __tablename__ = "collections"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=CollectionStatus.READY)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

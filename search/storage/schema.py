@@ -11,18 +11,22 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 
-from search.storage.db import alembic_config
+from search.storage.db import alembic_config, own_schema
 
 
 class SchemaBehindError(RuntimeError):
     """The database's schema is not the one this semsearch reads and writes."""
 
 
-def upgrade(engine: Engine, url: str) -> None:
+def upgrade(engine: Engine, url: str, deployment: bool = True) -> None:
     """Bring the schema to the newest Alembic revision (idempotent), all in one transaction: a
     process killed midway leaves the schema it found. Python's sqlite3 commits before every DDL
     statement on its own, so on SQLite the transaction is begun by hand (IMMEDIATE: two
-    processes starting at once migrate one after the other)."""
+    processes starting at once migrate one after the other).
+
+    `deployment` is False for a collection's own database, which holds no deployment-wide tables
+    (API keys, the collections themselves: the migrations that make them skip it); a collection's
+    PostgreSQL schema is created here, in the same transaction."""
     with engine.connect() as connection:
         raw = connection.connection.dbapi_connection
         sqlite = engine.dialect.name == "sqlite" and raw is not None
@@ -32,8 +36,12 @@ def upgrade(engine: Engine, url: str) -> None:
             with connection.begin():
                 if sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
+                schema = own_schema(url)
+                if schema is not None:
+                    connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 config = alembic_config(url)
                 config.attributes["connection"] = connection
+                config.attributes["deployment"] = deployment
                 command.upgrade(config, "head")
         finally:
             if sqlite:
@@ -49,15 +57,15 @@ def revisions(engine: Engine, url: str) -> tuple[str | None, str]:
     return current, head
 
 
-def require_current(engine: Engine, url: str) -> None:
+def require_current(engine: Engine, url: str, deployment: bool = True) -> None:
     """Check that the database's schema is the newest, without migrating it; a SchemaBehindError
     tells what to run when it is not. An empty database (a first start) is created here: there is
     nothing in it to migrate, and a read-only command then finds an empty store, not an error."""
     current, head = revisions(engine, url)
     if current == head:
         return
-    if current is None and not inspect(engine).get_table_names():
-        upgrade(engine, url)
+    if current is None and not _tables(engine, url):
+        upgrade(engine, url, deployment)
         return
     where = make_url(url).render_as_string(hide_password=True)
     known = {script.revision for script in ScriptDirectory.from_config(alembic_config(url)).walk_revisions()}
@@ -70,3 +78,12 @@ def require_current(engine: Engine, url: str) -> None:
         f"the database {where} has schema revision {current or 'none'}, this semsearch needs {head}: "
         "run `semsearch migrate` (or a writing command: index, add, worker, serve) to bring it up to date"
     )
+
+
+def _tables(engine: Engine, url: str) -> list[str]:
+    """The tables of the database (of a collection's schema, which may not exist yet)."""
+    schema = own_schema(url)
+    inspector = inspect(engine)
+    if schema is not None and schema not in inspector.get_schema_names():
+        return []
+    return inspector.get_table_names(schema=schema)

@@ -31,13 +31,16 @@ from search.storage.rows import (
 class Store:
     """The metadata store. The SQL rows are the source of truth; the vector index follows them."""
 
-    def __init__(self, url: str, upgrade: bool = True) -> None:
+    def __init__(self, url: str, upgrade: bool = True, deployment: bool = True) -> None:
         """Open the store at `url`; with `upgrade`, its schema is first brought to the newest revision
         (tests and one-off tools). A process migrates once as it starts (search.components.migrate)
-        and opens its stores with search.components.open_store, which checks the schema instead."""
+        and opens its stores with search.components.open_store, which checks the schema instead.
+        `deployment` is False for a collection's own database (search/collections/placement.py),
+        which holds no deployment-wide tables."""
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
+        self.deployment = deployment
         self.engine = make_engine(url)
         self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -47,11 +50,11 @@ class Store:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent; see `schema.upgrade`)."""
-        schema.upgrade(self.engine, self.url)
+        schema.upgrade(self.engine, self.url, self.deployment)
 
     def require_current_schema(self) -> None:
         """Check, without migrating, that the schema is the newest (see `schema.require_current`)."""
-        schema.require_current(self.engine, self.url)
+        schema.require_current(self.engine, self.url, self.deployment)
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:

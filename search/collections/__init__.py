@@ -1,0 +1,1 @@
+"""Collections: named corpora in one deployment, each with its own store, indexes and settings."""

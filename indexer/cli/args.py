@@ -24,8 +24,27 @@ _OVERRIDES = {
 }
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+# The flags `collections create` takes as the new collection's own settings (search.collections.spec).
+COLLECTION_FLAGS = {
+    "model": "model",
+    "pooling": "pooling",
+    "max_length": "max_length",
+    "factory": "index_factory",
+    "chunk_size": "chunk_size",
+    "chunk_overlap": "chunk_overlap",
+    "keyword_language": "keyword_language",
+    "fusion": "fusion",
+}
+
+
+def _common(parser: argparse.ArgumentParser, collection: bool = True) -> None:
     group = parser.add_argument_group("settings (override SEMSEARCH_* variables)")
+    if collection:
+        group.add_argument(
+            "--collection",
+            metavar="NAME",
+            help="the collection to act on (default: SEMSEARCH_COLLECTION, else default)",
+        )
     group.add_argument("--data-dir", type=Path)
     group.add_argument("--database-url")
     group.add_argument("--model")
@@ -86,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_add.add_argument("paths", nargs="+", type=Path)
     _globs(p_add)
     _common(p_add)
-    p_worker = sub.add_parser("worker", help="embed queued documents and publish them, until stopped")
+    p_worker = sub.add_parser(
+        "worker", help="embed queued documents of every collection (or --collection's) and publish them, until stopped"
+    )
     p_worker.add_argument("--until-empty", action="store_true", help="stop once the queue is empty")
     _common(p_worker)
     p_rebuild = sub.add_parser("rebuild", help="build a new index generation and switch readers to it")
@@ -106,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_delete)
     p_check = sub.add_parser("check", help="verify that every chunk has one vector and no vector lacks a chunk")
     p_check.add_argument("--repair", action="store_true", help="fix what the check finds")
+    p_check.add_argument(
+        "--all-collections", action="store_true", help="check (and with --repair, repair) every collection"
+    )
     _common(p_check)
     p_migrate = sub.add_parser(
         "migrate", help="bring the database to the newest schema (writing commands and serve do it as they start)"
@@ -121,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_restore)
     _add_query_commands(sub)
     _add_key_commands(sub)
+    _add_collection_commands(sub)
     return parser
 
 
@@ -139,11 +164,31 @@ def _add_key_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p_create.add_argument("--expires", help="ISO 8601 time or a duration such as 30d, 12h, 90m (default: never)")
     p_create.add_argument("--name", default="", help="what the key is for")
-    _common(p_create)
-    _common(keys.add_parser("list", help="list API keys (never their secrets)"))
+    _common(p_create, collection=False)
+    _common(keys.add_parser("list", help="list API keys (never their secrets)"), collection=False)
     p_revoke = keys.add_parser("revoke", help="revoke an API key: every server refuses it within seconds")
     p_revoke.add_argument("id", help="the key's id, as `keys list` shows it")
-    _common(p_revoke)
+    _common(p_revoke, collection=False)
+
+
+def _add_collection_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """collections list, create and delete (their values are checked by search.collections, as the API's)."""
+    p_collections = sub.add_parser("collections", help="list, create and delete collections")
+    commands = p_collections.add_subparsers(dest="collections_command", required=True)
+    _common(commands.add_parser("list", help="list the collections, their settings and sizes"), collection=False)
+    p_create = commands.add_parser(
+        "create",
+        help="create a collection; --model, --pooling, --max-length, --factory and the flags below are its own",
+    )
+    p_create.add_argument("name")
+    p_create.add_argument("--chunk-size", type=int, help="tokens per chunk")
+    p_create.add_argument("--chunk-overlap", type=int, help="tokens shared by neighbouring chunks")
+    p_create.add_argument("--keyword-language", help="the keyword analyzer's language (none: no stemming)")
+    p_create.add_argument("--fusion", help="bounded, convex or rrf")
+    _common(p_create, collection=False)
+    p_delete = commands.add_parser("delete", help="delete a collection: its documents, vectors and index files")
+    p_delete.add_argument("name")
+    _common(p_delete, collection=False)
 
 
 def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,7 +224,7 @@ def _add_query_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p_serve.add_argument(
         "--no-worker", action="store_true", help="do not run the indexing worker here (run `semsearch worker`)"
     )
-    _common(p_serve)
+    _common(p_serve, collection=False)  # serves every collection
 
 
 def _mode_name(name: str) -> str:
@@ -203,9 +248,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
     from search.settings import Settings
 
+    overrides = flag_overrides(args)
+    if getattr(args, "collection", None) is not None:
+        overrides["collection"] = args.collection
+    return Settings(**overrides)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the flags given set (not the environment's)."""
     overrides: dict[str, Any] = {
         field: getattr(args, flag) for flag, field in _OVERRIDES.items() if getattr(args, flag, None) is not None
     }
     if getattr(args, "no_chunking", False):
         overrides["chunking"] = False
-    return Settings(**overrides)
+    return overrides
+
+
+def collection_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings `collections create` was given for the new collection."""
+    given = {field: getattr(args, flag) for flag, field in COLLECTION_FLAGS.items() if getattr(args, flag, None)}
+    if getattr(args, "no_chunking", False):
+        given["chunking"] = False
+    return given

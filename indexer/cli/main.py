@@ -16,6 +16,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from indexer.cli.args import build_parser, settings_from
+from indexer.cli.collections import cmd_collections, in_collection
 from indexer.cli.keys import cmd_keys
 from indexer.cli.maintenance import cmd_check, cmd_delete, cmd_migrate, cmd_rebuild
 from indexer.cli.serve import cmd_serve
@@ -212,6 +213,7 @@ _COMMANDS = {
     "eval": cmd_eval,
     "serve": cmd_serve,
     "keys": cmd_keys,
+    "collections": cmd_collections,
 }
 
 
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     actionable = (ValueError, FileNotFoundError, IndexMismatchError, LockHeldError, RayMissingError, SchemaBehindError)
     try:
-        settings = settings_from(args)
+        settings = in_collection(args, settings_from(args))
         with _told_once(args):
             return _COMMANDS[args.command](args, settings)
     except ValidationError as exc:

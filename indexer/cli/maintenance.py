@@ -83,7 +83,27 @@ def cmd_delete(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Verify rows against vectors and the keyword index against the chunks, and that no derived index
     is behind the change log; `--repair` runs the full pass (embeds what lacks a vector, writes the base
-    file afresh from SQL, mends and catches up the keyword index). Exit status 1 while inconsistent."""
+    file afresh from SQL, mends and catches up the keyword index). Exit status 1 while inconsistent.
+    With --all-collections, each collection in turn (JSON: an object by collection name)."""
+    if not args.all_collections:
+        ok, data = _check(args, settings)
+        if args.json:
+            print_json(data)
+        return 0 if ok else 1
+    from indexer.cli.collections import every_collection
+
+    results = {}
+    for own in every_collection(settings):
+        if not args.json:
+            print(f"collection {own.collection}:")
+        results[own.collection] = _check(args, own)
+    if args.json:
+        print_json({name: data for name, (_, data) in results.items()})
+    return 0 if all(ok for ok, _ in results.values()) else 1
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> tuple[bool, dict[str, object]]:
+    """Check (or repair) one collection: (consistent, its report); the report printed unless --json."""
     from indexer.write.pipeline import open_indexer
 
     if args.repair:
@@ -93,9 +113,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
         indexer.resume()  # first the documents an interrupted run left pending
     reports = indexer.derived.repair() if args.repair else indexer.derived.check()
     dense = reports.pop("dense")  # its fields at the top level, each other index's under its name
-    if args.json:
-        print_json({**dense.as_dict(), **{name: r.as_dict() for name, r in reports.items()}})
-    else:
+    if not args.json:
         print(" ".join(f"{k}={v}" for k, v in dense.as_dict().items()))
         for name, report in reports.items():
             print(f"{name}: " + " ".join(f"{k}={v}" for k, v in report.as_dict().items()))
@@ -105,7 +123,8 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
                 f"semsearch check: the {name} index is {report.lag}: `semsearch check --repair` catches it up",
                 file=sys.stderr,
             )
-    return 0 if dense.ok and all(r.ok for r in reports.values()) else 1
+    ok = dense.ok and all(r.ok for r in reports.values())
+    return ok, {**dense.as_dict(), **{name: r.as_dict() for name, r in reports.items()}}
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:

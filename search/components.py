@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from search.dense.catalog import IndexCatalog, IndexWatcher
@@ -28,6 +29,35 @@ def make_encoder(settings: Settings) -> Encoder:
         threads=settings.torch_threads,
         backend=settings.backend,
     )
+
+
+# The settings that make an encoder: collections that agree on these share one in memory.
+ENCODER_FIELDS = ("model", "pooling", "max_length", "device", "dtype", "batch_tokens", "torch_threads", "backend")
+
+
+class EncoderPool:
+    """One encoder per distinct model setup, shared by every collection that uses it (a model's
+    weights are most of a server's memory)."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[object, ...], Encoder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, settings: Settings) -> Encoder:
+        """The encoder of `settings`, made on first use."""
+        key = tuple(getattr(settings, name) for name in ENCODER_FIELDS)
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make_encoder(settings)
+            return self._made[key]
+
+    def add(self, settings: Settings, encoder: Encoder) -> None:
+        """Share `encoder`, made elsewhere for `settings`."""
+        with self._lock:
+            self._made.setdefault(tuple(getattr(settings, name) for name in ENCODER_FIELDS), encoder)
+
+    def __len__(self) -> int:
+        return len(self._made)
 
 
 def encoder_factory(settings: Settings, like: Encoder | None = None) -> Callable[[IndexGeneration], Encoder]:

@@ -104,27 +104,42 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Embed queued documents until interrupted (or, with --until-empty, until none is left)."""
+    """Embed queued documents until interrupted (or, with --until-empty, until none is left): of every
+    collection, or of the one --collection names."""
     import signal
     import threading
 
+    from indexer.write.fleet import Fleet
     from indexer.write.worker import open_worker
 
-    _lock = writer_lock(settings, "semsearch worker")
     migrate_schema(settings)
-    worker = open_worker(settings)
+    one = args.collection is not None
+    if one:
+        _lock = writer_lock(settings, "semsearch worker")
+        worker = open_worker(settings)
+    else:
+        fleet = Fleet(settings, lock=lambda own: writer_lock(own, "semsearch worker"))
+        fleet.refresh()  # the default collection's lock refused ends the command
     if args.until_empty:
-        worker.start_up()
-        done = worker.drain()
+        if one:
+            worker.start_up()
+            done, failures = worker.drain(), worker.derived.failures
+        else:
+            done = fleet.drain()
+            failures = {
+                f"{name} {index}": error
+                for name, w in fleet.workers.items()
+                for index, error in w.derived.failures.items()
+            }
         if args.json:
             print_json({"embedded": done})
         else:
             print(f"embedded {done} documents")
-        return stale("worker", worker.derived.failures)
+        return stale("worker", failures)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    (worker if one else fleet).run(stop)
     return 0
 
 

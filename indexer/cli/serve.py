@@ -26,15 +26,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from api.server.capacity import connection_limits, raise_file_limit
     from api.server.serving import serve
-    from indexer.write.worker import BackgroundWorker, open_worker
+    from indexer.write.fleet import Fleet
+    from indexer.write.worker import BackgroundWorker
     from search.settings import settings_env
 
     raise_file_limit()  # first: the cap on connections follows it, and worker processes inherit it
     migrate_schema(settings)  # once, here: the worker, the app and its worker processes only check the schema
-    background = None
+    background, fleet = None, None
     if not args.no_worker:
-        _lock = writer_lock(settings, "semsearch serve (with its indexing worker)")
-        background = BackgroundWorker(open_worker(settings))
+        # Every collection's worker, each holding its collection's SQLite writer lock.
+        fleet = Fleet(settings, lock=lambda own: writer_lock(own, "semsearch serve (with its indexing worker)"))
+        fleet.refresh()  # the default collection's lock refused ends the command, as before collections
+        background = BackgroundWorker(fleet)
         background.start()
     limits = connection_limits(settings.header_timeout_seconds, settings.max_connections)
     try:
@@ -51,11 +54,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             )
         else:
-            state = background.worker.state if background is not None else None
+            state = fleet.state if fleet is not None else None
             serve(serving_app(settings, state), limits, host=args.host, port=args.port, log_level="info")
     finally:
-        if background is not None:
+        if background is not None and fleet is not None:
             background.stop()
+            fleet.close()
     return 0
 
 

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from indexer.ingest.chunking import Chunker
 from indexer.write.derived import DerivedIndex, DerivedIndexes, beside_dense
@@ -65,6 +66,11 @@ class Worker:
         self.state = state or WorkerState()
         # The dense index last: its merge compacts the log, past what the others have applied by then.
         self.derived = DerivedIndexes(store, [*derived, DenseIndex(self.publisher)])
+        # Where `turn` is: started up yet, when it last published, how long until the next publish,
+        # and (after a failure) when it may try again.
+        self._started = False
+        self._published_at, self._interval = time.monotonic(), publish_seconds
+        self.resume_at, self._backoff = 0.0, 0.0
 
     def _follow(self) -> bool:
         """After a rebuild with another model or pooling, embed with the serving generation's encoder
@@ -111,61 +117,75 @@ class Worker:
         return total
 
     def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
-        """Work until `stop` is set; publishes `publish_seconds` after a batch is embedded, or later
-        when the last publish took long (see PUBLISH_COST_FACTOR). A failing step (or start-up) is
-        retried after a backoff that doubles per consecutive failure (see WorkerState)."""
-        while not stop.is_set() and not self._attempt(self.start_up, stop):
-            pass
-        published_at, interval = time.monotonic(), self.publish_seconds
+        """Work until `stop` is set, a turn at a time (see `turn`), waiting `idle_poll` (or out a
+        backoff) when there is nothing to do."""
         while not stop.is_set():
-            try:
-                if self.jobs is not None and self.jobs():
-                    continue
-                busy = self.step() > 0
-                if busy:
-                    # Keyword search sees what was embedded at once, not at the next publish (a
-                    # `?wait=true` write answers then): the eager indexes commit the batch's chunks.
-                    self._catch_up(eager_only=True)
-                if time.monotonic() - published_at >= interval:
-                    started = time.monotonic()
-                    self._catch_up()
-                    published_at = time.monotonic()
-                    interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (published_at - started))
-                self.state.succeeded()
-            except IndexMismatchError as exc:
-                busy = self._follow_or_wait(exc, stop)
-            except Exception as exc:
-                # A database hiccup must not end a long-lived worker; the batch stays pending.
-                stop.wait(self._failed(exc))
-                continue
-            if not busy:
+            busy = self.turn()
+            if self.resume_at > time.monotonic():  # the turn failed: wait out its backoff
+                stop.wait(self._backoff)
+                self.resume_at = 0.0
+            elif not busy:
                 stop.wait(min(idle_poll, self.publish_seconds))
-        self._attempt(self._catch_up, stop)
+        self.finish()
 
-    def _attempt(self, action: Callable[[], object], stop: threading.Event) -> bool:
-        """Run `action`; on an error, record it and wait out the backoff. True when it went through."""
+    def turn(self) -> bool:
+        """One turn: start-up (until it goes through), else a queued job or one step of embedding, and
+        a publish `publish_seconds` after a batch is embedded (or later when the last publish took
+        long, see PUBLISH_COST_FACTOR). True when it did work. A failing turn is retried after a
+        backoff that doubles per consecutive failure (see WorkerState); until then a turn does nothing,
+        so a caller taking turns of several workers never waits for one."""
+        if time.monotonic() < self.resume_at:
+            return False
         try:
-            action()
+            if not self._started:
+                self.start_up()
+                self._started = True
+                self.state.succeeded()
+                self._published_at = time.monotonic()
+                return True
+            if self.jobs is not None and self.jobs():
+                return True
+            busy = self.step() > 0
+            if busy:
+                # Keyword search sees what was embedded at once, not at the next publish (a
+                # `?wait=true` write answers then): the eager indexes commit the batch's chunks.
+                self._catch_up(eager_only=True)
+            if time.monotonic() - self._published_at >= self._interval:
+                started = time.monotonic()
+                self._catch_up()
+                self._published_at = time.monotonic()
+                self._interval = max(self.publish_seconds, PUBLISH_COST_FACTOR * (self._published_at - started))
+            self.state.succeeded()
+            return busy
         except IndexMismatchError as exc:
-            # A rebuild with another model can land before start-up: follow it; the caller tries again.
-            self._follow_or_wait(exc, stop)
-            return False
+            # A rebuild with another model: follow it; when that cannot be done, back off.
+            return self._follow_or_back_off(exc)
         except Exception as exc:
-            stop.wait(self._failed(exc))
+            # A database hiccup must not end a long-lived worker; the batch stays pending.
+            self._back_off(exc)
             return False
-        self.state.succeeded()
-        return True
 
-    def _follow_or_wait(self, mismatch: IndexMismatchError, stop: threading.Event) -> bool:
+    def finish(self) -> None:
+        """Publish what was embedded, as the worker stops (a failure is recorded, not raised)."""
+        try:
+            self._catch_up()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _follow_or_back_off(self, mismatch: IndexMismatchError) -> bool:
         """Follow the serving generation's model; when that cannot be done, count a failure and back off."""
         try:
             if self._follow():
                 return True
         except Exception as exc:
-            stop.wait(self._failed(exc))
+            self._back_off(exc)
             return False
-        stop.wait(self._failed(mismatch))
+        self._back_off(mismatch)
         return False
+
+    def _back_off(self, exc: Exception) -> None:
+        self._backoff = self._failed(exc)
+        self.resume_at = time.monotonic() + self._backoff
 
     def _failed(self, exc: Exception) -> float:
         delay = self.state.failed(exc)
@@ -203,10 +223,16 @@ def open_worker(settings: Settings, encoder: Encoder | None = None, store: Store
     return worker
 
 
+class Runs(Protocol):
+    """What works until stopped: a Worker, or the Fleet of every collection's (indexer/write/fleet.py)."""
+
+    def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None: ...
+
+
 class BackgroundWorker:
     """A worker on a thread of its own, for `semsearch serve`."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Runs) -> None:
         self.worker = worker
         self._stop = threading.Event()
         self._thread = threading.Thread(target=worker.run, args=(self._stop,), name="indexing-worker", daemon=True)

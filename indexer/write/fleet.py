@@ -1,0 +1,128 @@
+"""One indexing worker for every collection of a deployment: `semsearch worker` and `serve`'s worker.
+
+Each collection has a Worker of its own (its store, indexes and settings; the encoders shared through
+an EncoderPool), and the fleet gives them turns in a ring: a turn embeds at most one step (a batch
+of small documents or one slice of a large one, about two seconds: indexer/write/embedding.py), so a
+collection with a million pending documents delays another's ten by one step each round, not by its
+whole backlog. The collections are read from SQL every `refresh_seconds`: a new one gets a worker, a
+deleted one loses its worker, whichever process made or deleted it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from indexer.write.locks import FileLock, LockHeldError
+from indexer.write.worker import Worker, open_worker
+from search.access import DEFAULT_COLLECTION
+from search.collections import catalog
+from search.components import EncoderPool, migrate, open_store
+from search.settings import Settings
+from search.storage.store import Store
+from search.work.state import WorkerState
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    """The workers of every collection, worked in turns."""
+
+    def __init__(
+        self,
+        server: Settings,
+        encoders: EncoderPool | None = None,
+        lock: Callable[[Settings], FileLock | None] | None = None,
+        refresh_seconds: float = 1.0,
+    ) -> None:
+        self.server = server.model_copy(update={"collection": DEFAULT_COLLECTION})
+        self.encoders = encoders or EncoderPool()
+        self.lock = lock  # the SQLite writer lock of a collection (None: PostgreSQL, or held already)
+        self.refresh_seconds = refresh_seconds
+        self.deployment: Store = open_store(self.server)
+        self.workers: dict[str, Worker] = {}
+        self._locks: dict[str, FileLock | None] = {}
+        self._refreshed = 0.0
+        self._refused: set[str] = set()
+
+    @property
+    def state(self) -> WorkerState:
+        """The default collection's worker's error budget (what /health showed before collections)."""
+        return self.worker(DEFAULT_COLLECTION).state
+
+    def worker(self, name: str) -> Worker:
+        """The worker of collection `name` (opened if need be)."""
+        if name not in self.workers:
+            self._open(name, catalog.collection_settings(self.server, self.deployment, name))
+        return self.workers[name]
+
+    def refresh(self) -> None:
+        """Open a worker for each new collection, and close those of deleted ones."""
+        self._refreshed = time.monotonic()
+        current = {info.name for info in catalog.listed(self.deployment)} | {DEFAULT_COLLECTION}
+        for gone in set(self.workers) - current:
+            self._close(gone)
+        for name in sorted(current - set(self.workers)):
+            try:
+                self._open(name, catalog.collection_settings(self.server, self.deployment, name))
+            except catalog.UnknownCollectionError:
+                continue  # deleted meanwhile
+            except LockHeldError as exc:
+                if name == DEFAULT_COLLECTION:
+                    raise  # as before collections: a second indexing process is refused
+                if name not in self._refused:  # said once; tried again at each refresh
+                    log.warning("not indexing collection %s for now: %s", name, exc)
+                    self._refused.add(name)
+
+    def _open(self, name: str, settings: Settings) -> None:
+        lock = self.lock(settings) if self.lock is not None else None
+        self._locks[name] = lock
+        migrate(settings)  # a writing process brings each collection's schema up to date as it opens it
+        self.workers[name] = open_worker(settings, self.encoders.get(settings))
+        self._refused.discard(name)
+
+    def _close(self, name: str) -> None:
+        worker = self.workers.pop(name)
+        worker.store.close()
+        lock = self._locks.pop(name, None)
+        if lock is not None:
+            lock.release()
+
+    def turn(self) -> bool:
+        """A turn for each collection's worker, in name order; True when any did work."""
+        if time.monotonic() - self._refreshed >= self.refresh_seconds:
+            self.refresh()
+        busy = False
+        for name in list(self.workers):
+            busy = self.workers[name].turn() or busy
+        return busy
+
+    def run(self, stop: threading.Event, idle_poll: float = 0.2) -> None:
+        """Work until `stop` is set (a failed refresh, the deployment's database away, is retried)."""
+        while not stop.is_set():
+            try:
+                busy = self.turn()
+            except Exception as exc:
+                log.warning("reading the collections failed: %s; retrying", exc)
+                busy = False
+            if not busy:
+                stop.wait(idle_poll)
+        for worker in self.workers.values():
+            worker.finish()
+
+    def drain(self) -> int:
+        """Embed everything pending in every collection, then publish; the documents embedded."""
+        self.refresh()
+        total = 0
+        for worker in self.workers.values():
+            worker.start_up()
+            total += worker.drain()
+        return total
+
+    def close(self) -> None:
+        """Release every collection's store and lock."""
+        for name in list(self.workers):
+            self._close(name)
+        self.deployment.close()

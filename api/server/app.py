@@ -7,15 +7,25 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError
 
-from api.server import docs, document_routes, errors, key_routes, pages, snapshots, status, upload_route
+from api.server import (
+    collection_routes,
+    docs,
+    document_routes,
+    errors,
+    key_routes,
+    pages,
+    snapshots,
+    status,
+    upload_route,
+)
 from api.server.auth import KeyCheck, require
 from api.server.batches import batch_body, search_batch_json
 from api.server.bodies import BoundedRoute
@@ -40,9 +50,11 @@ from api.server.schemas import (
     SearchResponse,
 )
 from api.server.search_options import search_by_vector
-from search.access import Role
-from search.components import make_encoder, open_keyword, open_searcher, open_store
+from api.server.served import Served, ServedCollection, cancel, keep_fresh
+from search.access import DEFAULT_COLLECTION, Role
+from search.components import EncoderPool, make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
+from search.embedding.encoder import Encoder
 from search.filters import MetadataFilter, parse_filter
 from search.json_input import loads
 from search.query.hits import FusionConfig, HybridHit, Mode, at_least
@@ -86,6 +98,8 @@ def serving_settings(settings: Settings) -> Settings:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = serving_settings(app.state.settings)
     encoder = make_encoder(settings)
+    encoders = EncoderPool()
+    encoders.add(settings, encoder)  # shared with every collection of the same model
     store = open_store(settings)
     encoder.on_batch = app.state.metrics.batch_rows.observe
     searcher = app.state.searcher = open_searcher(settings, encoder, store, watch=True)
@@ -111,21 +125,33 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     reloader = asyncio.create_task(_reload_forever(searcher, settings.reload_seconds), name="index-reloader")
     observer = asyncio.create_task(observe_forever(app.state.index_lags, settings.reload_seconds), name="index-lags")
+    served: Served | None = None
     try:
         async with batcher:
-            app.state.batcher = batcher
+            default = ServedCollection(DEFAULT_COLLECTION, app.state.settings, hybrid, batcher)
+            served = app.state.served = Served(
+                settings, store, default, encoders, lambda own: _batcher_for(own, encoders.get(own))
+            )
+            refresher = asyncio.create_task(keep_fresh(served, settings.reload_seconds), name="collections")
             try:
                 yield
             finally:
-                admission.close()  # from here on a new search is a 503, before the batcher stops
+                admission.close()  # from here on a new search is a 503, before the batchers stop
+                await cancel(refresher)
+                await served.stop()
     finally:
         for task in (reloader, observer):
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
         if keeper is not None:
             await asyncio.to_thread(keeper.stop)
         store.close()
+
+
+def _batcher_for(settings: Settings, encoder: Encoder) -> MicroBatcher:
+    """The batcher of a collection whose model no other served collection shares."""
+    return MicroBatcher(
+        encoder, settings.batch_wait_ms / 1000, settings.batch_max_rows, max_pending=settings.batch_max_pending
+    )
 
 
 async def _reload_forever(searcher: Searcher, interval: float) -> None:
@@ -293,6 +319,11 @@ def page() -> FileResponse:
     return FileResponse(_STATIC / "index.html", media_type="text/html")
 
 
+async def _collection_path(collection: collection_routes.CollectionName) -> str:
+    """Declares (and checks) the collection name in a prefixed route's path."""
+    return collection
+
+
 def create_app(
     settings: Settings | None = None,
     worker_state: WorkerState | None = None,
@@ -327,19 +358,29 @@ def create_app(
     app.include_router(public)
     app.include_router(status.public)
     # Every protected route and the role it needs, here alone (search.access says what each role may).
-    roles = (
-        (protected, require(Role.READ)),  # search
-        (embeddings_router, require(Role.READ)),
-        (models_router, require(Role.READ)),
-        (status.protected, require(Role.READ)),  # /stats, /metrics
-        (document_routes.reads, require(Role.READ)),
-        (document_routes.writes, require(Role.WRITE)),
-        (upload_route.router, require(Role.WRITE)),
-        (key_routes.router, require(Role.ADMIN, collection=None)),  # keys belong to no one collection
-        (snapshots.router, require(Role.ADMIN, collection=None)),  # a snapshot holds every collection
+    # The routes of a collection are served twice: unprefixed for the collection `default`, as before
+    # collections, and under /collections/{collection}/ for each one.
+    per_collection = (
+        (protected, Role.READ),  # search
+        (embeddings_router, Role.READ),
+        (models_router, Role.READ),
+        (status.protected, Role.READ),  # /stats, /metrics
+        (document_routes.reads, Role.READ),
+        (document_routes.writes, Role.WRITE),
+        (upload_route.router, Role.WRITE),
     )
-    for router, needed in roles:
+    for router, role in per_collection:
         # The OpenAI-compatible routes declare their errors in OpenAI's shape (api/server/openai_errors.py).
         declared = OPENAI_ERRORS if router in (embeddings_router, models_router) else errors.ERRORS
-        app.include_router(router, dependencies=[needed], responses=declared)
+        app.include_router(router, dependencies=[require(role)], responses=declared)
+        app.include_router(
+            router,
+            prefix="/collections/{collection}",
+            dependencies=[require(role), Depends(_collection_path)],
+            responses=declared,
+        )
+    app.include_router(collection_routes.router, responses=errors.ERRORS)
+    app.include_router(key_routes.router, dependencies=[require(Role.ADMIN, "all")], responses=errors.ERRORS)
+    # A snapshot holds the deployment's own database: keys, collections and the collection `default`.
+    app.include_router(snapshots.router, dependencies=[require(Role.ADMIN, "all")], responses=errors.ERRORS)
     return app

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from pydantic import SecretStr
@@ -143,17 +143,22 @@ AccessDep = Annotated[Access | None, Depends(request_access)]
 UNAUTHORIZED = "missing or wrong API key (or one expired or revoked): send the header 'Authorization: Bearer <key>'"
 
 
-def require(role: Role, collection: str | None = DEFAULT_COLLECTION) -> Any:
-    """The dependency a router is included with: its routes need a key of `role` (or above) that
-    reaches `collection` (a key that does not gets 404, as if nothing were there); with `collection`
-    None, the routes act on no one collection and need a key for every collection."""
+# What a route acts on: the collection in its path (`default` where it has none), every collection
+# (keys, snapshots), or any one (the list of collections, which shows only those the key reaches).
+Scope = Literal["collection", "all", "any"]
 
-    async def check(access: AccessDep) -> Access:
+
+def require(role: Role, scope: Scope = "collection") -> Any:
+    """The dependency a router is included with: its routes need a key of `role` (or above) that
+    reaches the collection of the path (`default` for an unprefixed route; a key that does not gets
+    404, as if nothing were there), every collection (scope "all"), or any ("any")."""
+
+    async def check(request: Request, access: AccessDep) -> Access:
         if access is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-        if collection is not None and not access.reaches(collection):
+        if scope == "collection" and not access.reaches(request.path_params.get("collection", DEFAULT_COLLECTION)):
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
-        if collection is None and access.collections is not None:
+        if scope == "all" and access.collections is not None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs a key for every collection")
         if not access.role.allows(role):
             needs = f"this needs a key with the role {role} or above; this key's is {access.role}"

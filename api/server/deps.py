@@ -1,18 +1,21 @@
-"""What routes get injected: the searcher (with its store) and the settings, as Annotated aliases, and
-whether a request holds a valid API key (api/server/auth.py checks the keys)."""
+"""What routes get injected: the collection of the route's path (api/server/served.py) with its searcher,
+store, batcher and settings, as Annotated aliases, and whether a request holds a valid API key
+(api/server/auth.py checks the keys)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, HTTPException, Request
 
 from api.server.auth import request_access
 from api.server.flow.admission import Admission
 from api.server.flow.batcher import MicroBatcher
 from api.server.flow.search_threads import SearchThreads
 from api.server.index_lag import IndexLags
+from api.server.served import Served, ServedCollection
 from search.access import DEFAULT_COLLECTION
+from search.collections.catalog import UnknownCollectionError
 from search.query.hybrid import HybridSearcher
 from search.query.searcher import Searcher
 from search.settings import Settings
@@ -22,14 +25,25 @@ from search.work.state import WorkerState
 
 # The dependencies only read app state: as coroutines they run on the event loop, where plain functions
 # would each cost a trip through the thread pool on every request (about 4% of the rate under load).
-async def _searcher(request: Request) -> Searcher:
-    searcher: Searcher = request.app.state.searcher
-    return searcher
+async def _collection(request: Request) -> ServedCollection:
+    """The collection of the route's path (`/collections/{collection}/...`), `default` without one."""
+    name = request.path_params.get("collection", DEFAULT_COLLECTION)
+    served: Served = request.app.state.served
+    try:
+        return await served.get(name)
+    except UnknownCollectionError:
+        raise HTTPException(404, f"there is no collection {name!r}") from None
 
 
-async def _hybrid(request: Request) -> HybridSearcher:
-    hybrid: HybridSearcher = request.app.state.hybrid
-    return hybrid
+CollectionDep = Annotated[ServedCollection, Depends(_collection)]
+
+
+async def _searcher(collection: CollectionDep) -> Searcher:
+    return collection.hybrid.dense
+
+
+async def _hybrid(collection: CollectionDep) -> HybridSearcher:
+    return collection.hybrid
 
 
 async def _search_threads(request: Request) -> SearchThreads:
@@ -42,19 +56,16 @@ async def _admission(request: Request) -> Admission:
     return admission
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+async def _settings(collection: CollectionDep) -> Settings:
+    return collection.settings
 
 
-async def _store(request: Request) -> Store:
-    store: Store = request.app.state.searcher.store
-    return store
+async def _store(collection: CollectionDep) -> Store:
+    return collection.store
 
 
-async def _batcher(request: Request) -> MicroBatcher:
-    batcher: MicroBatcher = request.app.state.batcher
-    return batcher
+async def _batcher(collection: CollectionDep) -> MicroBatcher:
+    return collection.batcher
 
 
 async def _index_lags(request: Request) -> IndexLags:

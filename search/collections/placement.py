@@ -19,9 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from search.access import DEFAULT_COLLECTION
-from search.storage.db import SEARCH_PATH_OPTION
 
 COLLECTIONS_FOLDER = "collections"
+# How a PostgreSQL URL selects a collection's schema (search/storage/db.py reads it back).
+SEARCH_PATH_OPTION = "-csearch_path="
 SCHEMA_PREFIX = "c_"
 _PG_IDENTIFIER_BYTES = 63  # PostgreSQL cuts longer names, so two long collection names could meet
 

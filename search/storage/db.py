@@ -10,12 +10,11 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from search.collections.placement import SEARCH_PATH_OPTION
 from search.storage import json_text
 from search.storage.outage import watch
 
 MMAP_BYTES = 256 * 1024 * 1024
-# How a PostgreSQL URL selects the schema of a collection (search/collections/placement.py).
-SEARCH_PATH_OPTION = "-csearch_path="
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -5,6 +5,8 @@ server."""
 
 from __future__ import annotations
 
+import threading
+
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -12,6 +14,12 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 
 from search.storage.db import alembic_config, own_schema
+
+
+# Alembic runs a migration through module-level state (`alembic.context`): two threads of a process
+# migrating at once (a new collection made by the API while the worker opens another) would run in
+# each other's context. One at a time, then; each is quick when there is nothing to do.
+_ALEMBIC = threading.Lock()
 
 
 class SchemaBehindError(RuntimeError):
@@ -27,7 +35,7 @@ def upgrade(engine: Engine, url: str, deployment: bool = True) -> None:
     `deployment` is False for a collection's own database, which holds no deployment-wide tables
     (API keys, the collections themselves: the migrations that make them skip it); a collection's
     PostgreSQL schema is created here, in the same transaction."""
-    with engine.connect() as connection:
+    with _ALEMBIC, engine.connect() as connection:
         raw = connection.connection.dbapi_connection
         sqlite = engine.dialect.name == "sqlite" and raw is not None
         if sqlite:

@@ -1,0 +1,152 @@
+"""The collections a server answers for: `default`, opened as the server starts, and every other one
+opened on its first request (a server with a hundred collections starts as fast as with one), each
+with its own store, dense and keyword indexes and settings, over encoders shared by model.
+
+Which collections exist is read from SQL (search/collections/catalog.py): a name not seen in the last
+read is looked up again at once, so a collection made by another process answers at its first
+request; a deleted one is closed at the next read, `reload_seconds` later at most."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+from api.server.flow.batcher import MicroBatcher
+from search.access import DEFAULT_COLLECTION
+from search.collections import catalog
+from search.components import EncoderPool, open_keyword, open_searcher, open_store
+from search.query.hits import FusionConfig
+from search.query.hybrid import HybridSearcher
+from search.settings import Settings
+from search.storage.outage import unavailable
+from search.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedCollection:
+    """One collection as this server serves it."""
+
+    name: str
+    settings: Settings
+    hybrid: HybridSearcher
+    batcher: MicroBatcher
+    opened: float = field(default_factory=time.monotonic)
+
+    @property
+    def store(self) -> Store:
+        """The collection's store."""
+        return self.hybrid.store
+
+
+class Served:
+    """The collections this server serves, by name."""
+
+    def __init__(
+        self,
+        server: Settings,
+        deployment: Store,
+        default: ServedCollection,
+        encoders: EncoderPool,
+        make_batcher: Callable[[Settings], MicroBatcher],
+    ) -> None:
+        self.server, self.deployment, self.encoders = server, deployment, encoders
+        self.collections: dict[str, ServedCollection] = {DEFAULT_COLLECTION: default}
+        self._make_batcher = make_batcher
+        self._batchers: dict[int, MicroBatcher] = {id(default.hybrid.dense.encoder): default.batcher}
+        self._names: set[str] = {DEFAULT_COLLECTION}
+        self._opening: dict[str, asyncio.Future[ServedCollection]] = {}
+
+    @property
+    def default(self) -> ServedCollection:
+        """The collection the unprefixed routes act on."""
+        return self.collections[DEFAULT_COLLECTION]
+
+    async def get(self, name: str) -> ServedCollection:
+        """The collection `name`, opened on first use; catalog.UnknownCollectionError when there is none."""
+        served = self.collections.get(name)
+        if served is not None:
+            return served
+        if name not in self._names:
+            await self.read_names()
+            if name not in self._names:
+                raise catalog.UnknownCollectionError(name)
+        opening = self._opening.get(name)
+        if opening is None:
+            opening = self._opening[name] = asyncio.ensure_future(self._open(name))
+            opening.add_done_callback(lambda _: self._opening.pop(name, None))
+        return await asyncio.shield(opening)
+
+    async def _open(self, name: str) -> ServedCollection:
+        settings = await asyncio.to_thread(catalog.collection_settings, self.server, self.deployment, name)
+        encoder = self.encoders.get(settings)
+        searcher = await asyncio.to_thread(open_searcher, settings, encoder, open_store(settings), True)
+        hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+        batcher = self._batchers.get(id(encoder))
+        if batcher is None:
+            batcher = self._batchers[id(encoder)] = self._make_batcher(settings)
+            await batcher.start()
+        served = self.collections[name] = ServedCollection(name, settings, hybrid, batcher)
+        return served
+
+    async def read_names(self) -> set[str]:
+        """Read which collections exist; close the served ones deleted since."""
+        listed = await asyncio.to_thread(catalog.listed, self.deployment)
+        self._names = {info.name for info in listed} | {DEFAULT_COLLECTION}
+        for gone in set(self.collections) - self._names:
+            await asyncio.to_thread(self._close, gone)
+        return self._names
+
+    def forget(self, name: str) -> None:
+        """Stop serving `name` at once (this server deletes it)."""
+        self._names.discard(name)
+        if name in self.collections and name != DEFAULT_COLLECTION:
+            self._close(name)
+
+    def _close(self, name: str) -> None:
+        served = self.collections.pop(name, None)
+        if served is not None:
+            served.store.close()
+
+    def refresh_all(self) -> None:
+        """Pick up the index each served collection's worker published last (in a thread)."""
+        for served in list(self.collections.values()):
+            if served.name != DEFAULT_COLLECTION:  # the default's own reloader does
+                served.hybrid.dense.refresh()
+
+    async def stop(self) -> None:
+        """Stop the batchers this registry started and close every store but the default's."""
+        for key, batcher in list(self._batchers.items()):
+            if batcher is not self.default.batcher:
+                await batcher.stop()
+            self._batchers.pop(key)
+        for name in list(self.collections):
+            if name != DEFAULT_COLLECTION:
+                self._close(name)
+
+
+async def keep_fresh(served: Served, interval: float) -> None:
+    """Every `interval` seconds: read which collections exist, and reload the served ones' indexes."""
+    last_error = ""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await served.read_names()
+            await asyncio.to_thread(served.refresh_all)
+            last_error = ""
+        except Exception as exc:
+            if str(exc) != last_error and not unavailable(exc):
+                log.exception("refreshing the collections failed; still serving them as they were")
+            last_error = str(exc)
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait for it."""
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,116 @@
+"""Collections over real HTTP, on SQLite and PostgreSQL, with the worker of every collection beside
+the server (as `semsearch serve` runs): two collections with different pooling hold the same id with
+different texts and each search sees only its own, the unprefixed routes act on `default`, PUT is
+idempotent and conflicts on other settings, and deleting one collection under concurrent searches of
+another fails none of them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.server.app import create_app
+from indexer.write.fleet import Fleet
+from indexer.write.worker import BackgroundWorker
+from search.settings import Settings
+
+
+@pytest.fixture
+def served(settings: Settings, database_url: str, start_server: Callable[[FastAPI], str]) -> Iterator[str]:
+    """A server and the fleet of workers, on the parametrised database."""
+    url = None if database_url.startswith("sqlite") else database_url
+    live = settings.model_copy(update={"database_url": url, "reload_seconds": 0.1, "publish_seconds": 0.1})
+    from search.components import migrate
+
+    migrate(live)
+    fleet = Fleet(live, refresh_seconds=0.1)
+    fleet.refresh()
+    background = BackgroundWorker(fleet)
+    background.start()
+    try:
+        yield start_server(create_app(live, fleet.state))
+    finally:
+        background.stop()
+        fleet.close()
+
+
+def _put(client: httpx.Client, prefix: str, doc_id: str, text: str) -> None:
+    answer = client.put(f"{prefix}/documents/{doc_id}?wait=true", json={"text": text})
+    assert answer.status_code == 200, answer.text
+
+
+def _found(client: httpx.Client, prefix: str, query: str) -> list[tuple[str, str]]:
+    answer = client.post(f"{prefix}/search", json={"query": query, "top_k": 5})
+    assert answer.status_code == 200, answer.text
+    return [(hit["id"], hit["text"]) for hit in answer.json()["results"]]
+
+
+def test_each_collection_holds_and_finds_its_own(served: str) -> None:
+    with httpx.Client(base_url=served, timeout=60) as client:
+        made = client.put("/collections/mean-docs", json={})
+        assert made.status_code == 201, made.text
+        assert client.put("/collections/cls_docs", json={"pooling": "cls"}).status_code == 201
+        assert client.put("/collections/cls_docs", json={"pooling": "cls"}).status_code == 200
+        conflict = client.put("/collections/cls_docs", json={"pooling": "mean"})
+        assert conflict.status_code == 409 and "pooling" in conflict.json()["detail"]
+        assert client.put("/collections/Bad%20Name", json={}).status_code == 422
+        assert client.put("/collections/x", json={"chunk_size": 3}).status_code == 422
+        assert client.put("/collections/x", json={"nonsense": 1}).status_code == 422
+
+        _put(client, "/collections/mean-docs", "same", "volcanoes erupt molten lava")
+        _put(client, "/collections/cls_docs", "same", "penguins swim in cold water")
+        _put(client, "", "same", "violins have four strings")
+        assert _found(client, "/collections/mean-docs", "lava") == [("same", "volcanoes erupt molten lava")]
+        assert _found(client, "/collections/cls_docs", "penguins") == [("same", "penguins swim in cold water")]
+        assert _found(client, "", "violins") == [("same", "violins have four strings")]
+        assert _found(client, "/collections/default", "violins") == [("same", "violins have four strings")]
+        got = client.get("/collections/cls_docs/documents/same").json()
+        assert got["text"] == "penguins swim in cold water"
+
+        listed = {c["name"]: c for c in client.get("/collections").json()["collections"]}
+        assert set(listed) == {"default", "mean-docs", "cls_docs"}
+        assert (
+            listed["cls_docs"]["settings"] == {"pooling": "cls"} and listed["cls_docs"]["effective"]["pooling"] == "cls"
+        )
+        assert listed["mean-docs"]["effective"]["pooling"] == "mean" and listed["mean-docs"]["documents"] == 1
+        assert client.get("/collections/nowhere/search?q=x").status_code == 404
+        assert client.get("/collections/nowhere").status_code == 404
+        assert client.delete("/collections/default").status_code == 409
+
+
+def test_deleting_one_collection_fails_no_search_of_another(served: str) -> None:
+    with httpx.Client(base_url=served, timeout=60) as client:
+        for name in ("keep", "drop"):
+            assert client.put(f"/collections/{name}", json={}).status_code == 201
+            _put(client, f"/collections/{name}", "d1", f"the {name} collection talks about rivers")
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def search_keep() -> None:
+            with httpx.Client(base_url=served, timeout=60) as own:
+                while not stop.is_set():
+                    answer = own.post("/collections/keep/search", json={"query": "rivers"})
+                    if answer.status_code != 200 or not answer.json()["results"]:
+                        failures.append(f"{answer.status_code} {answer.text[:200]}")
+
+        threads = [threading.Thread(target=search_keep) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            deleted = client.delete("/collections/drop")
+            assert deleted.status_code == 200, deleted.text
+            assert client.get("/collections/drop/search?q=rivers").status_code == 404
+            assert client.delete("/collections/drop").status_code == 404
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert failures == []
+        assert _found(client, "/collections/keep", "rivers")[0][0] == "d1"
+        # The name made again is a new, empty collection.
+        assert client.put("/collections/drop", json={}).status_code == 201
+        assert _found(client, "/collections/drop", "rivers") == []

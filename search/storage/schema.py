@@ -15,7 +15,6 @@ from sqlalchemy.engine import make_url
 
 from search.storage.db import alembic_config, own_schema
 
-
 # Alembic runs a migration through module-level state (`alembic.context`): two threads of a process
 # migrating at once (a new collection made by the API while the worker opens another) would run in
 # each other's context. One at a time, then; each is quick when there is nothing to do.

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from api.client.calls import (
+    DEFAULT_COLLECTION,
     EMBED_BATCH,
     PAGE_LIMIT,
     WRITE_BATCH,
@@ -51,8 +52,9 @@ class AsyncSemsearchClient:
         retries: int = 3,
         backoff: float = 0.5,
         http_client: httpx.AsyncClient | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        self._requests = Requests(base_url, api_key, timeout, retries, backoff)
+        self._requests = Requests(base_url, api_key, timeout, retries, backoff, collection)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
 
@@ -214,6 +216,18 @@ class AsyncSemsearchClient:
     async def revoke_key(self, key_id: str) -> ApiKey:
         """See `SemsearchClient.revoke_key`."""
         return await self._send(self._requests.revoke_key(key_id))
+
+    async def create_collection(self, name: str, **settings: Any) -> dict[str, Any]:
+        """See `SemsearchClient.create_collection`."""
+        return await self._send(self._requests.create_collection(name, settings))
+
+    async def list_collections(self) -> list[dict[str, Any]]:
+        """See `SemsearchClient.list_collections`."""
+        return await self._send(self._requests.list_collections())
+
+    async def delete_collection(self, name: str) -> dict[str, Any]:
+        """See `SemsearchClient.delete_collection`."""
+        return await self._send(self._requests.delete_collection(name))
 
     async def aclose(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from api.client.calls import (
+    DEFAULT_COLLECTION,
     EMBED_BATCH,
     PAGE_LIMIT,
     WRITE_BATCH,
@@ -62,8 +63,9 @@ class SemsearchClient:
         retries: int = 3,
         backoff: float = 0.5,
         http_client: httpx.Client | None = None,
+        collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        self._requests = Requests(base_url, api_key, timeout, retries, backoff)
+        self._requests = Requests(base_url, api_key, timeout, retries, backoff, collection)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout)
 
@@ -235,6 +237,19 @@ class SemsearchClient:
     def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke an API key by id (every server refuses it within seconds); NotFoundError when there is none."""
         return self._send(self._requests.revoke_key(key_id))
+
+    def create_collection(self, name: str, **settings: Any) -> dict[str, Any]:
+        """Create a collection (PUT /collections/{name}, an admin key): its own `settings` (model,
+        pooling, chunk_size...), the server's for the rest; the same again is no error, other settings a 409."""
+        return self._send(self._requests.create_collection(name, settings))
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        """The collections this client's key reaches: name, settings, documents and chunks."""
+        return self._send(self._requests.list_collections())
+
+    def delete_collection(self, name: str) -> dict[str, Any]:
+        """Delete a collection with its documents and index files (an admin key); NotFoundError when there is none."""
+        return self._send(self._requests.delete_collection(name))
 
     def close(self) -> None:
         """Close the connections (not those of an `http_client` the caller brought)."""

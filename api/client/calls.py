@@ -37,6 +37,7 @@ from api.client.types import (
 # more is sent in slices. tests/api/client/test_client_schema.py checks each against the server's.
 WRITE_BATCH = 1000
 EMBED_BATCH = 2048
+DEFAULT_COLLECTION = "default"  # the collection the server's unprefixed routes act on
 QUERY_BATCH = 256
 # Hits (queries x top_k) one search request may ask for at the server's default (SEMSEARCH_SEARCH_MAX_HITS).
 QUERY_HITS = 10_000
@@ -65,6 +66,8 @@ class Call(Generic[T]):
     # A multipart form instead of JSON: {field: (file name, bytes, media type)} and text fields.
     files: dict[str, tuple[str, bytes, str]] | None = None
     data: dict[str, str] | None = None
+    # False for what belongs to no one collection (health, keys, the collections themselves).
+    scoped: bool = True
 
 
 def document_path(doc_id: str) -> str:
@@ -97,6 +100,10 @@ def _embeddings(response: httpx.Response) -> list[list[float]]:
 
 def _api_keys(response: httpx.Response) -> list[ApiKey]:
     return [ApiKey.model_validate(key) for key in response.json()["keys"]]
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    return dict(response.json())
 
 
 def _healthy(response: httpx.Response) -> bool:
@@ -138,8 +145,18 @@ def new_documents(docs: Iterable[NewDocument | Mapping[str, Any]]) -> list[NewDo
 class Requests:
     """The API's requests as `_Call`s, and the retry policy; the two clients below only send them."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float, retries: int, backoff: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The collection's routes are under /collections/{name}/; `default`'s also unprefixed, as before.
+        self.prefix = "" if collection == DEFAULT_COLLECTION else "/collections/" + quote(collection, safe="")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = timeout
         self.retries = retries
@@ -152,7 +169,7 @@ class Requests:
         if call.json is not None:
             content = encode_json(call.json)
             headers["Content-Type"] = "application/json"
-        url = self.base_url + call.path
+        url = self.base_url + (self.prefix if call.scoped else "") + call.path
         timeout = call.timeout or self.timeout
         return {
             "method": call.method,
@@ -315,17 +332,27 @@ class Requests:
         return Call("GET", "/stats", _model(Stats))
 
     def health(self) -> Call[bool]:
-        return Call("GET", "/health", _healthy)
+        return Call("GET", "/health", _healthy, scoped=False)
 
     def create_key(
         self, role: str, collections: Sequence[str] | None, expires_at: datetime | str | None, name: str
     ) -> Call[NewApiKey]:
         expiry = expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
         body = {"role": role, "collections": None if collections is None else list(collections), "name": name}
-        return Call("POST", "/keys", _model(NewApiKey), json={**body, "expires_at": expiry})
+        return Call("POST", "/keys", _model(NewApiKey), json={**body, "expires_at": expiry}, scoped=False)
 
     def list_keys(self) -> Call[list[ApiKey]]:
-        return Call("GET", "/keys", _api_keys)
+        return Call("GET", "/keys", _api_keys, scoped=False)
 
     def revoke_key(self, key_id: str) -> Call[ApiKey]:
-        return Call("DELETE", "/keys/" + quote(key_id, safe=""), _model(ApiKey))
+        return Call("DELETE", "/keys/" + quote(key_id, safe=""), _model(ApiKey), scoped=False)
+
+    def create_collection(self, name: str, settings: Mapping[str, Any]) -> Call[dict[str, Any]]:
+        path = "/collections/" + quote(name, safe="")
+        return Call("PUT", path, _json_object, json=dict(settings), scoped=False)
+
+    def list_collections(self) -> Call[list[dict[str, Any]]]:
+        return Call("GET", "/collections", lambda r: list(r.json()["collections"]), scoped=False)
+
+    def delete_collection(self, name: str) -> Call[dict[str, Any]]:
+        return Call("DELETE", "/collections/" + quote(name, safe=""), _json_object, scoped=False)

@@ -24,12 +24,14 @@ from api.client.types import Hit, NewDocument, NotFoundError
 class SemsearchEmbeddings(Embeddings):
     """The server's own model (`POST /v1/embeddings`), for chains that want vectors themselves."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None) -> None:
-        self.base_url, self.api_key = base_url, api_key
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, collection_name: str = "default"
+    ) -> None:
+        self.base_url, self.api_key, self.collection_name = base_url, api_key, collection_name
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in order."""
-        with SemsearchClient(self.base_url, api_key=self.api_key) as client:
+        """One vector per text, in order (the collection's model)."""
+        with SemsearchClient(self.base_url, api_key=self.api_key, collection=self.collection_name) as client:
             return client.embed(texts)
 
     def embed_query(self, text: str) -> list[float]:
@@ -38,7 +40,7 @@ class SemsearchEmbeddings(Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in order."""
-        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
+        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key, collection=self.collection_name) as client:
             return await client.embed(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -54,7 +56,8 @@ class SemsearchVectorStore(VectorStore):
     given. Search keyword arguments: `filter` (the server's metadata filter, e.g.
     `{"year": {"$gte": 2000}}`), `mode` and `min_score` (the server's: only hits scoring at least it).
     `similarity_search_with_relevance_scores(score_threshold=...)` works on the relevance of
-    `_select_relevance_score_fn`, which rises with the server's score."""
+    `_select_relevance_score_fn`, which rises with the server's score. `collection_name`: the
+    server's collection the store reads and writes (made by an admin, `PUT /collections/{name}`)."""
 
     def __init__(
         self,
@@ -66,22 +69,26 @@ class SemsearchVectorStore(VectorStore):
         wait_timeout: float | None = None,
         chunk_metadata_key: str | None = None,
         timeout: float = 60.0,
+        collection_name: str = "default",
     ) -> None:
         self.base_url, self.api_key, self.timeout = base_url, api_key, timeout
+        self.collection_name = collection_name
         self.mode = mode
         self.wait, self.wait_timeout = wait, wait_timeout
         self.chunk_metadata_key = chunk_metadata_key
-        self.client = SemsearchClient(base_url, api_key=api_key, timeout=timeout)
+        self.client = SemsearchClient(base_url, api_key=api_key, timeout=timeout, collection=collection_name)
 
     def _async_client(self) -> AsyncSemsearchClient:
         # One per call: an httpx.AsyncClient belongs to the event loop it first ran on, and callers
         # (asyncio.run in a loop, test frameworks) may come from a new loop every time.
-        return AsyncSemsearchClient(self.base_url, api_key=self.api_key, timeout=self.timeout)
+        return AsyncSemsearchClient(
+            self.base_url, api_key=self.api_key, timeout=self.timeout, collection=self.collection_name
+        )
 
     @property
     def embeddings(self) -> Embeddings:
         """The server's model; the store never needs it (the server embeds), chains may."""
-        return SemsearchEmbeddings(self.base_url, api_key=self.api_key)
+        return SemsearchEmbeddings(self.base_url, api_key=self.api_key, collection_name=self.collection_name)
 
     @classmethod
     def from_texts(

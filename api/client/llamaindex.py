@@ -80,11 +80,14 @@ class SemsearchVectorStore(BasePydanticVectorStore):
     wait: bool = True
     wait_timeout: float | None = None
     timeout: float = 60.0
+    collection: str = "default"  # the server's collection the store reads and writes
     _client: SemsearchClient = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._client = SemsearchClient(self.base_url, api_key=self.api_key, timeout=self.timeout)
+        self._client = SemsearchClient(
+            self.base_url, api_key=self.api_key, timeout=self.timeout, collection=self.collection
+        )
 
     @property
     def client(self) -> SemsearchClient:
@@ -93,7 +96,9 @@ class SemsearchVectorStore(BasePydanticVectorStore):
 
     def _async_client(self) -> AsyncSemsearchClient:
         # One per call: an httpx.AsyncClient belongs to the event loop it first ran on.
-        return AsyncSemsearchClient(self.base_url, api_key=self.api_key, timeout=self.timeout)
+        return AsyncSemsearchClient(
+            self.base_url, api_key=self.api_key, timeout=self.timeout, collection=self.collection
+        )
 
     def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         """Store each node as a document (its text and metadata); the server embeds it."""
@@ -197,6 +202,7 @@ class SemsearchRetriever(BaseRetriever):
         filters: dict[str, Any] | MetadataFilters | None = None,
         mode: str | None = None,
         min_score: float | None = None,
+        collection: str = "default",
         **kwargs: Any,
     ) -> None:
         if similarity_top_k is not None and top_k is not None and similarity_top_k != top_k:
@@ -205,7 +211,8 @@ class SemsearchRetriever(BaseRetriever):
         self.base_url, self.api_key, self.mode, self.min_score = base_url, api_key, mode, min_score
         self.similarity_top_k = similarity_top_k if similarity_top_k is not None else top_k if top_k is not None else 5
         self.filter = to_semsearch_filter(filters) if isinstance(filters, MetadataFilters) else filters
-        self.client = SemsearchClient(base_url, api_key=api_key)
+        self.collection = collection
+        self.client = SemsearchClient(base_url, api_key=api_key, collection=collection)
 
     @property
     def top_k(self) -> int:
@@ -224,7 +231,7 @@ class SemsearchRetriever(BaseRetriever):
         return [NodeWithScore(node=hit_node(h), score=h.score) for h in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
+        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key, collection=self.collection) as client:
             top_k = self.similarity_top_k
             found = await client.search(
                 query_bundle.query_str, top_k=top_k, filter=self.filter, mode=self.mode, min_score=self.min_score
@@ -239,6 +246,7 @@ class SemsearchEmbedding(BaseEmbedding):
     base_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
     model_name: str = "semsearch"
+    collection: str = "default"  # whose model embeds
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._get_text_embeddings([query])[0]
@@ -250,9 +258,9 @@ class SemsearchEmbedding(BaseEmbedding):
         return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        with SemsearchClient(self.base_url, api_key=self.api_key) as client:
+        with SemsearchClient(self.base_url, api_key=self.api_key, collection=self.collection) as client:
             return client.embed(texts)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key) as client:
+        async with AsyncSemsearchClient(self.base_url, api_key=self.api_key, collection=self.collection) as client:
             return await client.embed(texts)

@@ -114,3 +114,60 @@ def test_deleting_one_collection_fails_no_search_of_another(served: str) -> None
         # The name made again is a new, empty collection.
         assert client.put("/collections/drop", json={}).status_code == 201
         assert _found(client, "/collections/drop", "rivers") == []
+
+
+# Each group of a collection's routes: a call standing for it (under the collection's prefix), the role it needs.
+GROUPS = {
+    "search": ("read", "POST", "/search", {"query": "rivers"}),
+    "documents read": ("read", "GET", "/documents", None),
+    "documents write": ("write", "PUT", "/documents/new", {"text": "a new text"}),
+    "embeddings": ("read", "POST", "/v1/embeddings", {"input": "rivers"}),
+    "stats": ("read", "GET", "/stats", None),
+    "collection admin": ("admin", "PUT", "", {}),
+}
+ROLES = ["read", "write", "admin"]
+
+
+def test_key_matrix_over_own_and_other_collections(
+    settings: Settings, database_url: str, start_server: Callable[[FastAPI], str]
+) -> None:
+    """Every role x every route group x a key's own collection and another: 200, 401, 403 or 404."""
+    from key_fixtures import make_key
+    from pydantic import SecretStr
+
+    from search.collections import catalog
+    from search.collections.spec import CollectionSettings
+    from search.components import migrate, open_store
+
+    url = None if database_url.startswith("sqlite") else database_url
+    live = settings.model_copy(update={"database_url": url, "api_key": SecretStr("legacy")})
+    migrate(live)
+    deployment = open_store(live)
+    for name in ("own", "other"):
+        catalog.create(live, deployment, name, CollectionSettings())
+    deployment.close()
+    keys = {role: make_key(live, role=role, collections=["own"])[1] for role in ROLES}
+    base = start_server(create_app(live))
+    seen: dict[tuple[str, str, str], int] = {}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for group, (needed, method, path, body) in GROUPS.items():
+            for where in ("own", "other"):
+                target = f"/collections/{where}{path}"
+                seen[("none", group, where)] = client.request(method, target, json=body).status_code
+                for role, key in keys.items():
+                    answer = client.request(method, target, json=body, headers={"Authorization": f"Bearer {key}"})
+                    seen[(role, group, where)] = answer.status_code
+        listed = client.get("/collections", headers={"Authorization": f"Bearer {keys['read']}"}).json()
+    expected = {}
+    for role, group, where in seen:
+        needed = GROUPS[group][0]
+        if role == "none":
+            expected[(role, group, where)] = 401
+        elif where == "other":
+            expected[(role, group, where)] = 404  # its existence is not revealed
+        elif ROLES.index(role) < ROLES.index(needed):
+            expected[(role, group, where)] = 403
+        else:
+            expected[(role, group, where)] = 200
+    assert seen == expected
+    assert [c["name"] for c in listed["collections"]] == ["own"]

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from indexer.write.locks import FileLock, LockHeldError
 from indexer.write.worker import Worker, open_worker
@@ -22,7 +23,7 @@ from search.collections import catalog
 from search.components import EncoderPool, migrate, open_store
 from search.settings import Settings
 from search.storage.store import Store
-from search.work.state import WorkerState
+from search.work.state import WorkerSnapshot, WorkerState
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ class Fleet:
 
     @property
     def state(self) -> WorkerState:
-        """The default collection's worker's error budget (what /health showed before collections)."""
-        return self.worker(DEFAULT_COLLECTION).state
+        """Every collection's worker's error budget as one, for /health, /stats and /metrics."""
+        return FleetState(self)
 
     def worker(self, name: str) -> Worker:
         """The worker of collection `name` (opened if need be)."""
@@ -126,3 +127,37 @@ class Fleet:
         for name in list(self.workers):
             self._close(name)
         self.deployment.close()
+
+
+class FleetState(WorkerState):
+    """The error budgets of every collection's worker read as one: the default collection's, with
+    another collection's failure streak or stale index added under its name, so that /health is
+    degraded, naming the collection, when any collection's worker keeps failing."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
+        self.fleet = fleet
+
+    def snapshot(self) -> WorkerSnapshot:
+        """The default collection's snapshot, with the other collections' failures added."""
+        workers = dict(self.fleet.workers)  # a copy: the fleet's thread opens and closes workers
+        default = workers.pop(DEFAULT_COLLECTION, None)
+        base = default.state.snapshot() if default is not None else super().snapshot()
+        failing, errors, public = base.failing, [base.last_error], [base.last_error_public]
+        stale, stale_public = dict(base.stale_indexes), dict(base.stale_public)
+        for name, worker in sorted(workers.items()):
+            own = worker.state.snapshot()
+            stale.update({f"{name}/{index}": error for index, error in own.stale_indexes.items()})
+            stale_public.update({f"{name}/{index}": error for index, error in own.stale_public.items()})
+            if own.failing:
+                failing = True
+                errors.append(f"collection {name}: {own.last_error}")
+                public.append(f"collection {name}: {own.last_error_public}")
+        return replace(
+            base,
+            failing=failing,
+            last_error="; ".join(e for e in errors if e) or None,
+            last_error_public="; ".join(e for e in public if e) or None,
+            stale_indexes=stale,
+            stale_public=stale_public,
+        )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -15,6 +16,11 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from search.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # The page draws its hits at once, then again once the model has picked each hit's best sentence.
@@ -279,3 +285,47 @@ def test_facet_links_filter_and_the_sort_selector_orders(hybrid_url: str, browse
     assert browser.find_element(By.ID, "filter").get_property("value") == '{"kind":"quiet"}'
     settled(browser)
     assert browser.find_element(By.ID, "page-info").text == "1–10 of 12"
+
+
+def _index(settings: Settings, docs: list[tuple[str, str, str]]) -> None:
+    """Index (id, text, title) documents into the settings' collection, as `semsearch index` does."""
+    from indexer.write.pipeline import open_indexer
+    from search.storage.records import DocumentIn
+
+    indexer = open_indexer(settings)
+    indexer.run([DocumentIn(doc_id, text, title) for doc_id, text, title in docs])
+    indexer.store.close()
+
+
+def test_the_collection_selector_searches_the_chosen_collection(
+    settings: Settings, start_server: Callable[[FastAPI], str], browser: webdriver.Chrome
+) -> None:
+    from api.server.app import create_app
+    from search.collections import catalog
+    from search.collections.spec import CollectionSettings
+    from search.components import migrate, open_store
+
+    migrate(settings)
+    deployment = open_store(settings)
+    other, _ = catalog.create(settings, deployment, "recipes", CollectionSettings())
+    deployment.close()
+    _index(settings, [("pets", "the cat sat on the mat", "Pets")])
+    _index(other, [("soup", "a cat-shaped bowl of tomato soup", "Soup")])
+    base = start_server(create_app(settings))
+
+    browser.get(base + "/")
+    chooser = Select(browser.find_element(By.ID, "collection"))
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "collection").is_displayed())
+    assert [o.text for o in chooser.options] == ["default", "recipes"]
+    browser.find_element(By.ID, "q").send_keys("cat")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    settled(browser)
+    assert [h.find_element(By.TAG_NAME, "h3").text for h in browser.find_elements(By.CSS_SELECTOR, ".hit")] == ["Pets"]
+    chooser.select_by_visible_text("recipes")  # searches again, in the chosen collection
+    WebDriverWait(browser, 30).until(lambda d: "collection=recipes" in d.current_url)
+    settled(browser)
+    assert [h.find_element(By.TAG_NAME, "h3").text for h in browser.find_elements(By.CSS_SELECTOR, ".hit")] == ["Soup"]
+    browser.get(browser.current_url)  # the URL keeps the collection
+    settled(browser)
+    assert Select(browser.find_element(By.ID, "collection")).first_selected_option.text == "recipes"
+    assert [h.find_element(By.TAG_NAME, "h3").text for h in browser.find_elements(By.CSS_SELECTOR, ".hit")] == ["Soup"]

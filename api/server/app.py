@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -130,7 +130,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with batcher:
             default = ServedCollection(DEFAULT_COLLECTION, app.state.settings, hybrid, batcher)
             served = app.state.served = Served(
-                settings, store, default, encoders, lambda own: _batcher_for(own, encoders.get(own))
+                settings,
+                store,
+                default,
+                encoders,
+                lambda own: _batcher_for(own, encoders.get(own)),
+                app.state.keyword_keepers,
             )
             refresher = asyncio.create_task(keep_fresh(served, settings.reload_seconds), name="collections")
             try:
@@ -329,12 +334,14 @@ def create_app(
     worker_state: WorkerState | None = None,
     keyword_keeper: KeywordKeeper | None = None,
     take_snapshot: snapshots.SnapshotTaker | None = None,
+    keyword_keepers: Callable[[], KeywordKeeper] | None = None,
 ) -> FastAPI:
     """The application for `settings` (from the environment when not given); `worker_state` is the
     error budget of an indexing worker running beside it in this process, for /health and /stats;
     `keyword_keeper` applies the change log to the keyword index of its data directory where no
     worker does (`semsearch serve` hands one over; without it, only a worker keeps that index);
-    `take_snapshot` writes the snapshots POST /snapshots asks for (without it, that route answers 404)."""
+    `take_snapshot` writes the snapshots POST /snapshots asks for (without it, that route answers 404);
+    `keyword_keepers` makes a keeper as `keyword_keeper` for each other collection the server opens."""
     app = FastAPI(
         title="semsearch",
         version="0.1.0",
@@ -348,6 +355,7 @@ def create_app(
     app.state.worker_state = worker_state
     app.router.route_class = BoundedRoute  # the routes added to the app itself (the routers' are theirs)
     app.state.keyword_keeper = keyword_keeper
+    app.state.keyword_keepers = keyword_keepers
     app.state.take_snapshot = take_snapshot
     # Added before the metrics middleware, so inside it: refused bodies are counted too.
     app.add_middleware(BodySizeLimit, max_bytes=app.state.settings.max_body_bytes)

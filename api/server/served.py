@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from api.server.flow.batcher import MicroBatcher
+from api.server.index_lag import KeywordKeeper
 from search.access import DEFAULT_COLLECTION
 from search.collections import catalog
 from search.components import EncoderPool, open_keyword, open_searcher, open_store
@@ -36,6 +37,7 @@ class ServedCollection:
     settings: Settings
     hybrid: HybridSearcher
     batcher: MicroBatcher
+    keeper: KeywordKeeper | None = None  # keeps its keyword index caught up where no worker does
     opened: float = field(default_factory=time.monotonic)
 
     @property
@@ -54,8 +56,10 @@ class Served:
         default: ServedCollection,
         encoders: EncoderPool,
         make_batcher: Callable[[Settings], MicroBatcher],
+        make_keeper: Callable[[], KeywordKeeper] | None = None,
     ) -> None:
         self.server, self.deployment, self.encoders = server, deployment, encoders
+        self._make_keeper = make_keeper
         self.collections: dict[str, ServedCollection] = {DEFAULT_COLLECTION: default}
         self._make_batcher = make_batcher
         self._batchers: dict[int, MicroBatcher] = {id(default.hybrid.dense.encoder): default.batcher}
@@ -91,7 +95,10 @@ class Served:
         if batcher is None:
             batcher = self._batchers[id(encoder)] = self._make_batcher(settings)
             await batcher.start()
-        served = self.collections[name] = ServedCollection(name, settings, hybrid, batcher)
+        keeper = self._make_keeper() if self._make_keeper is not None else None
+        if keeper is not None:
+            keeper.start(hybrid.store, hybrid.keyword)
+        served = self.collections[name] = ServedCollection(name, settings, hybrid, batcher, keeper)
         return served
 
     async def read_names(self) -> set[str]:
@@ -111,6 +118,8 @@ class Served:
     def _close(self, name: str) -> None:
         served = self.collections.pop(name, None)
         if served is not None:
+            if served.keeper is not None:
+                served.keeper.stop()
             served.store.close()
 
     def refresh_all(self) -> None:

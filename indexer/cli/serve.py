@@ -72,7 +72,13 @@ def serving_app(settings: Settings | None = None, worker_state: WorkerState | No
     from search.settings import Settings
 
     settings = settings or Settings()
-    return create_app(settings, worker_state, KeywordFollower(settings.reload_seconds), snapshot_manifest)
+    return create_app(
+        settings,
+        worker_state,
+        KeywordFollower(settings.reload_seconds),
+        snapshot_manifest,
+        lambda: KeywordFollower(settings.reload_seconds),  # each other collection's, as it is opened
+    )
 
 
 def snapshot_manifest(settings: Settings, out: Path) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Fleet:
         current = {info.name for info in catalog.listed(self.deployment)} | {DEFAULT_COLLECTION}
         for gone in set(self.workers) - current:
             self._close(gone)
+        catalog.finish_deletes(self.server, self.deployment)  # those a killed process left half done
         for name in sorted(current - set(self.workers)):
             try:
                 self._open(name, catalog.collection_settings(self.server, self.deployment, name))

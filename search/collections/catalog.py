@@ -5,7 +5,7 @@ deployment's database) and its own database and files in step, whatever process 
 Creating makes the collection's database first and records the row last; deleting marks the row
 first, then drops the database and files, then removes the row. A process killed in between leaves
 either an unrecorded database (dropped when the name is next created) or a row marked deleting
-(hidden from every reader, and finished by the next delete or create of the name, or `finish_deletes`).
+(hidden from every reader, and finished by the worker's `finish_deletes`, or the next delete of the name).
 """
 
 from __future__ import annotations
@@ -68,11 +68,11 @@ def create(server: Settings, deployment: Store, name: str, own: CollectionSettin
         existing = rows.found(session, name)
     if existing is not None and existing.status == CollectionStatus.READY:
         return _same(server, existing, given), False
+    if existing is not None:  # its delete is under way (or a killed one is finished by the worker)
+        raise CollectionConflictError(f"the collection {name!r} is being deleted: create it again in a moment")
     if name != DEFAULT_COLLECTION:
-        # What a killed create or delete left of the name: the new collection starts empty.
+        # What a killed create left of the name (a database not recorded): the new collection starts empty.
         placement.remove(deployment.engine, server.deployment_database_url, server.data_dir, name)
-        with deployment.session(write=True) as session:
-            rows.forget(session, name)
     migrate(settings)
     try:
         with deployment.session(write=True) as session:
@@ -100,10 +100,12 @@ def delete(server: Settings, deployment: Store, name: str) -> bool:
     if name == DEFAULT_COLLECTION:
         raise DefaultCollectionError("the collection 'default' holds the deployment itself and cannot be deleted")
     with deployment.session(write=True) as session:
-        if not rows.mark_deleting(session, name):
+        found = rows.found(session, name)
+        if found is None:
             return False
+        rows.mark_deleting(session, name)
     _remove(server, deployment, name)
-    return True
+    return found.status == CollectionStatus.READY
 
 
 def _remove(server: Settings, deployment: Store, name: str) -> None:

@@ -100,6 +100,8 @@ def test_a_killed_delete_is_finished(server: Settings, deployment: Store) -> Non
         rows.mark_deleting(session, "half")  # then the process was killed
     with pytest.raises(catalog.UnknownCollectionError):
         catalog.collection_settings(server, deployment, "half")
+    with pytest.raises(catalog.CollectionConflictError, match="being deleted"):
+        catalog.create(server, deployment, "half", CollectionSettings())
     assert catalog.finish_deletes(server, deployment) == ["half"]
     assert not made.collection_dir.exists() and catalog.listed(deployment)[-1].name == "default"
 

@@ -19,7 +19,7 @@ from api.server.flow.batcher import MicroBatcher
 from api.server.index_lag import KeywordKeeper
 from search.access import DEFAULT_COLLECTION
 from search.collections import catalog
-from search.components import EncoderPool, open_keyword, open_searcher, open_store
+from search.components import EncoderPool, open_keyword, open_searcher
 from search.query.hits import FusionConfig
 from search.query.hybrid import HybridSearcher
 from search.settings import Settings
@@ -87,10 +87,12 @@ class Served:
         return await asyncio.shield(opening)
 
     async def _open(self, name: str) -> ServedCollection:
+        # In threads: loading a model not served yet, and opening an index, take seconds.
         settings = await asyncio.to_thread(catalog.collection_settings, self.server, self.deployment, name)
-        encoder = self.encoders.get(settings)
-        searcher = await asyncio.to_thread(open_searcher, settings, encoder, open_store(settings), True)
-        hybrid = HybridSearcher(searcher, open_keyword(settings), FusionConfig.from_settings(settings))
+        encoder = await asyncio.to_thread(self.encoders.get, settings)
+        searcher = await asyncio.to_thread(open_searcher, settings, encoder, None, True)
+        keyword = await asyncio.to_thread(open_keyword, settings)
+        hybrid = HybridSearcher(searcher, keyword, FusionConfig.from_settings(settings))
         batcher = self._batchers.get(id(encoder))
         if batcher is None:
             batcher = self._batchers[id(encoder)] = self._make_batcher(settings)

@@ -37,7 +37,12 @@ def _not_a_pipeline_aborted(record: logging.LogRecord) -> bool:
     return not (record.msg == "error ignored terminating %r: %s" and "pipeline aborted" in str(record.args))
 
 
-def make_engine(url: str) -> Engine:
+# A collection's own database on PostgreSQL keeps fewer idle connections than the deployment's: a
+# process may hold a hundred collections open, against the server's max_connections (100 by default).
+COLLECTION_POOL = {"pool_size": 2, "max_overflow": 8}
+
+
+def make_engine(url: str, collection: bool = False) -> Engine:
     """An engine for `url`, with SQLite set up for one writer beside many readers, whose outages are
     logged once each (search.storage.outage). On PostgreSQL every pooled connection is pinged as it
     is taken: after a server restart the dead ones are replaced, not handed to a request."""
@@ -46,7 +51,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         # JSONB would turn floats of 1e16 or more into integers (search/storage/json_text.py).
-        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps)
+        pool: dict[str, int] = COLLECTION_POOL if collection else {}
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_text.dumps, **pool)
         logging.getLogger("psycopg").addFilter(_not_a_pipeline_aborted)  # once: the same filter is kept once
     watch(engine)
     return engine

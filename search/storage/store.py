@@ -41,7 +41,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.deployment = deployment
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, collection=not deployment)
         self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._full_disk = outage_of(self.engine).disk

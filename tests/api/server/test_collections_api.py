@@ -150,7 +150,7 @@ def test_key_matrix_over_own_and_other_collections(
     base = start_server(create_app(live))
     seen: dict[tuple[str, str, str], int] = {}
     with httpx.Client(base_url=base, timeout=60) as client:
-        for group, (needed, method, path, body) in GROUPS.items():
+        for group, (_needed, method, path, body) in GROUPS.items():
             for where in ("own", "other"):
                 target = f"/collections/{where}{path}"
                 seen[("none", group, where)] = client.request(method, target, json=body).status_code

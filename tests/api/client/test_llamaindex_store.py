@@ -156,3 +156,20 @@ def test_the_retriever_takes_similarity_top_k_as_llamaindex_retrievers_do(served
     assert SemsearchRetriever(served, top_k=1).similarity_top_k == 1  # the older name still works
     with pytest.raises(ValueError, match="similarity_top_k=2 and top_k=3 differ"):
         SemsearchRetriever(served, similarity_top_k=2, top_k=3)
+
+
+def test_the_store_retriever_and_embedding_of_a_collection(served: str) -> None:
+    with SemsearchClient(served) as admin:
+        admin.create_collection("li-tenant")
+    with SemsearchClient(served, collection="li-tenant") as client:
+        client.delete_documents([d.id for d in client.iter_documents()])
+        client.put_documents([{"id": "pets", "text": "otters hold hands while sleeping"}], wait=True)
+    store = SemsearchVectorStore(base_url=served, collection="li-tenant")
+    index = VectorStoreIndex.from_vector_store(store, embed_model=SemsearchEmbedding(base_url=served))
+    nodes = index.as_retriever(similarity_top_k=5).retrieve("otters")
+    assert [(n.node.node_id, n.node.get_content()) for n in nodes] == [("pets", "otters hold hands while sleeping")]
+    default = SemsearchRetriever(served, similarity_top_k=5).retrieve("otters")
+    assert all("otters" not in n.node.get_content() for n in default)
+    own = SemsearchRetriever(served, similarity_top_k=5, collection="li-tenant").retrieve("otters")
+    assert [n.node.node_id for n in own] == ["pets"]
+    assert len(SemsearchEmbedding(base_url=served, collection="li-tenant").get_text_embedding("otters")) > 0

@@ -128,6 +128,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     served: Served | None = None
     try:
         async with batcher:
+            app.state.batcher = batcher  # the default collection's (and every collection's of its model)
             default = ServedCollection(DEFAULT_COLLECTION, app.state.settings, hybrid, batcher)
             served = app.state.served = Served(
                 settings,

@@ -35,4 +35,6 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
 
 def _summary(manifest: dict[str, object], where: str, seconds: float) -> dict[str, object]:
     keys = ("database", "schema_revision", "seq", "documents", "chunks", "dense_file", "keyword_dir")
-    return {"path": where, **{k: manifest[k] for k in keys}, "seconds": round(seconds, 2)}
+    others = manifest.get("collections") or {}
+    collections = ",".join(sorted(others)) if isinstance(others, dict) else ""
+    return {"path": where, **{k: manifest[k] for k in keys}, "collections": collections, "seconds": round(seconds, 2)}

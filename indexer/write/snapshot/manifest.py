@@ -37,6 +37,8 @@ class Manifest:
     keyword_dir: str | None  # the keyword index's folder (keyword/...), None when none was built
     keyword_seq: int | None  # the seq it had applied
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # relative path -> sha256, bytes
+    # Every other collection's own manifest (its files under collections/<name>/), by name.
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = FORMAT
 
     def as_dict(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from alembic.script import ScriptDirectory
 from indexer.write.keyword_writer import KeywordWriter
 from indexer.write.snapshot.manifest import Manifest, SnapshotError, read
 from indexer.write.snapshot.sql_copy import POSTGRES_FILE, SQLITE_FILE, pg_restore, require_empty, sqlite_path
+from indexer.write.snapshot.take import collection_settings
+from search.collections.placement import COLLECTIONS_FOLDER
 from search.components import migrate, open_keyword, open_store
 from search.settings import Settings
 from search.storage.db import alembic_config
@@ -43,7 +45,31 @@ def restore(settings: Settings, source: Path) -> Manifest:
         raise
     migrate(settings)
     _catch_up_keyword(settings)
+    for name, own in manifest.collections.items():  # each its own snapshot, into its own place
+        _restore_collection(settings, source / COLLECTIONS_FOLDER / name, name, Manifest(**own))
     return manifest
+
+
+def _restore_collection(server: Settings, source: Path, name: str, manifest: Manifest) -> None:
+    """Restore collection `name` (its row came back with the deployment's database) from its folder
+    of the snapshot: its database (a SQLite file, or its PostgreSQL schema) and its index files."""
+    settings = collection_settings(server, name)
+    if manifest.database == "sqlite":
+        _copy_indexes(source, settings.collection_dir, manifest)
+        target = sqlite_path(settings.resolved_database_url)
+        partial = target.with_name(f".{target.name}.restoring")
+        shutil.copyfile(source / SQLITE_FILE, partial)
+        partial.rename(target)
+    else:
+        store = Store(settings.resolved_database_url, upgrade=False, deployment=False)
+        try:
+            require_empty(store)
+        finally:
+            store.close()
+        _copy_indexes(source, settings.collection_dir, manifest)
+        pg_restore(settings.deployment_database_url, source / POSTGRES_FILE)  # the dump makes its schema
+    migrate(settings)
+    _catch_up_keyword(settings)
 
 
 def _catch_up_keyword(settings: Settings) -> None:

@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from indexer.write.snapshot.manifest import SnapshotError
+from search.collections.placement import SCHEMA_PREFIX
+from search.storage.db import own_schema
 from search.storage.store import Store
 
 SQLITE_FILE = "database/semsearch.db"
@@ -88,11 +90,15 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
 
 
 def pg_dump(url: str, snapshot: str, out: Path) -> None:
-    """Dump the database at `url` as of the exported `snapshot` into `out` (custom format)."""
+    """Dump the database at `url` as of the exported `snapshot` into `out` (custom format): the
+    deployment's own tables, or the schema of a collection's URL (search/collections/placement.py).
+    Each collection is a snapshot of its own, so the deployment's dump leaves their schemas out."""
     out.parent.mkdir(parents=True, exist_ok=True)
     dbname, env = _libpq(url)
     command = [find_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges"]
-    _run([*command, f"--snapshot={snapshot}", f"--file={out}", f"--dbname={dbname}"], env, "pg_dump")
+    schema = own_schema(url)
+    scope = f"--schema={schema}" if schema is not None else f"--exclude-schema={SCHEMA_PREFIX}*"
+    _run([*command, scope, f"--snapshot={snapshot}", f"--file={out}", f"--dbname={dbname}"], env, "pg_dump")
 
 
 def pg_restore(url: str, dump: Path) -> None:
@@ -109,8 +115,12 @@ def _run(command: list[str], env: dict[str, str], what: str) -> None:
 
 
 def require_empty(store: Store) -> None:
-    """Refuse a target database that already holds tables."""
-    tables = inspect(store.engine).get_table_names()
+    """Refuse a target database (or a collection's schema) that already holds tables."""
+    schema = own_schema(store.url)
+    inspector = inspect(store.engine)
+    if schema is not None and schema not in inspector.get_schema_names():
+        return
+    tables = inspector.get_table_names(schema=schema)
     if tables:
         where = make_url(store.url).render_as_string(hide_password=True)
         raise SnapshotError(

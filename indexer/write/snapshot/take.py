@@ -32,9 +32,13 @@ from indexer.write.locks import FileLock
 from indexer.write.publisher import publish_lock_file, publish_locked
 from indexer.write.snapshot.manifest import Manifest, SnapshotError
 from indexer.write.snapshot.sql_copy import POSTGRES_FILE, SQLITE_FILE, exported_snapshot, pg_dump, sqlite_backup
+from search.access import DEFAULT_COLLECTION
+from search.collections.catalog import collection_settings as settings_of
+from search.collections.placement import COLLECTIONS_FOLDER
 from search.components import open_keyword, open_store
 from search.settings import Settings
 from search.storage import changes
+from search.storage import collections as collection_rows
 from search.storage.models import Chunk, Document
 from search.storage.store import Store
 
@@ -49,7 +53,10 @@ def take_snapshot(settings: Settings, out: Path) -> Manifest:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        manifest = _take(settings, staging)
+        manifest = _take(settings.model_copy(update={"collection": DEFAULT_COLLECTION}), staging)
+        for name in manifest.collections:  # the other collections the SQL copy lists, each its own snapshot
+            own = collection_settings(settings, name)
+            manifest.collections[name] = _take(own, staging / COLLECTIONS_FOLDER / name).as_dict()
         manifest.write(staging)
         if out.exists():
             out.rmdir()
@@ -78,6 +85,15 @@ class _Pinned:
                 shutil.copyfileobj(handle, out, 1 << 20)
 
 
+def collection_settings(server: Settings, name: str) -> Settings:
+    """The settings of collection `name` of the deployment `server` describes."""
+    deployment = open_store(server.model_copy(update={"collection": DEFAULT_COLLECTION}))
+    try:
+        return settings_of(server, deployment, name)
+    finally:
+        deployment.close()
+
+
 def _take(settings: Settings, staging: Path) -> Manifest:
     store = open_store(settings)
     try:
@@ -88,14 +104,14 @@ def _take(settings: Settings, staging: Path) -> Manifest:
             keyword_dir, keyword_seq = _pin_keyword(settings, pinned)
             if store.postgres:
                 session, exported = stack.enter_context(exported_snapshot(store))
-                manifest = _facts(session, "postgresql")
+                manifest = _facts(session, "postgresql", store.deployment)
             else:
                 sqlite_backup(store.url, staging / SQLITE_FILE)
                 # Read with no pragmas: the copy stays one self-contained file (no -wal beside it).
                 copy = create_engine(f"sqlite:///{staging / SQLITE_FILE}")
                 stack.callback(copy.dispose)
                 session = stack.enter_context(Session(copy))
-                manifest = _facts(session, "sqlite")
+                manifest = _facts(session, "sqlite", store.deployment)
             _pin_dense(session, store, settings.index_dir, pinned, manifest)
             locks.close()  # the SQL state is fixed and the files are open: publishing may go on
             pinned.copy()
@@ -107,9 +123,11 @@ def _take(settings: Settings, staging: Path) -> Manifest:
     return manifest
 
 
-def _facts(s: Session, database: str) -> Manifest:
-    """What the manifest says of the SQL state `s` reads."""
+def _facts(s: Session, database: str, deployment: bool) -> Manifest:
+    """What the manifest says of the SQL state `s` reads (the deployment's: its other collections too)."""
+    others = [info.name for info in collection_rows.listed(s) if info.name != DEFAULT_COLLECTION] if deployment else []
     return Manifest(
+        collections={name: {} for name in others},
         database=database,
         schema_revision=MigrationContext.configure(s.connection()).get_current_revision() or "",
         seq=changes.head(s),

@@ -283,3 +283,45 @@ def test_restore_checks_the_manifest_and_migrates_an_older_schema(
     assert json.loads(migrated.stdout)["schema"] == newer["schema_revision"]
     assert run_cli(["check"], _env(target("c"))).returncode == 0
     assert _results(target("c")) == _results(settings)
+
+
+def test_a_snapshot_holds_every_collection(
+    settings: Settings, database_url: str, target_url: str | None, tiny_encoder: Encoder, tmp_path: Path
+) -> None:
+    """Each collection travels as a snapshot of its own (its database or schema, its index files), and
+    comes back with its row, its settings and its results."""
+    from search.collections import catalog
+    from search.collections.spec import CollectionSettings
+    from search.components import migrate
+
+    url = None if database_url.startswith("sqlite") else database_url
+    source = settings.model_copy(update={"database_url": url})
+    migrate(source)
+    deployment = Store(source.resolved_database_url, upgrade=False)
+    tenant, _ = catalog.create(source, deployment, "tenant-b", CollectionSettings(chunk_size=64))
+    deployment.close()
+    _deployment(source, tiny_encoder).store.close()
+    store = Store(tenant.resolved_database_url, upgrade=False, deployment=False)
+    from indexer.write.derived import beside_dense
+
+    catalog_b = IndexCatalog(store, tenant.index_dir)
+    own = Indexer(tiny_encoder, store, catalog_b, Chunker(tiny_encoder, 32, 4), derived=beside_dense(tenant))
+    own.run([_doc(i, 7) for i in range(30)])
+    own.store.close()
+    expected = (_results(source), _results(tenant))
+
+    taken = run_cli(["snapshot", str(tmp_path / "snap"), "--json"], _env(source))
+    assert taken.returncode == 0, taken.stderr
+    assert json.loads(taken.stdout)["collections"] == "tenant-b"
+    restored = settings.model_copy(update={"data_dir": tmp_path / "restored", "database_url": target_url})
+    done = run_cli(["restore", str(tmp_path / "snap"), "--json"], _env(restored))
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(run_cli(["collections", "list", "--json"], _env(restored)).stdout)
+    assert [(c["name"], c["documents"], c["settings"]) for c in listed] == [
+        ("default", 240, {}),
+        ("tenant-b", 30, {"chunk_size": 64}),
+    ]
+    back = catalog.collection_settings(restored, Store(restored.resolved_database_url, upgrade=False), "tenant-b")
+    assert (_results(restored), _results(back)) == expected
+    checked = run_cli(["check", "--all-collections", "--json"], _env(restored))
+    assert checked.returncode == 0, checked.stdout + checked.stderr

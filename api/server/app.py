@@ -50,7 +50,7 @@ from api.server.schemas import (
     SearchResponse,
 )
 from api.server.search_options import search_by_vector
-from api.server.served import Served, ServedCollection, cancel, keep_fresh
+from api.server.served import Served, ServedCollection, cancel, every, keep_fresh
 from search.access import DEFAULT_COLLECTION, Role
 from search.components import EncoderPool, make_encoder, open_keyword, open_searcher, open_store
 from search.embedding.batching import cuda_available
@@ -62,7 +62,6 @@ from search.query.hybrid import Arrange, HybridSearcher
 from search.query.mmr import MMR
 from search.query.searcher import Searcher
 from search.settings import Settings
-from search.storage.outage import unavailable
 from search.validation import FieldError
 from search.work.state import WorkerState
 
@@ -163,18 +162,8 @@ def _batcher_for(settings: Settings, encoder: Encoder) -> MicroBatcher:
 async def _reload_forever(searcher: Searcher, interval: float) -> None:
     """Look for a newly published index every `interval` seconds, in a thread: a reload reads the
     file and may build an encoder, which on the event loop would stall every request meanwhile."""
-    last_error = ""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(searcher.refresh)
-            last_error = ""
-        except Exception as exc:
-            # The previous index keeps serving; the traceback once, not once a second, and none for
-            # the database unavailable, whose outage search.storage.outage logs once.
-            if str(exc) != last_error and not unavailable(exc):
-                log.exception("loading the newly published index failed; still serving the previous one")
-            last_error = str(exc)
+    failed = "loading the newly published index failed; still serving the previous one"
+    await every(interval, lambda: asyncio.to_thread(searcher.refresh), failed)
 
 
 public = APIRouter(route_class=BoundedRoute)

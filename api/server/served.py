@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -141,19 +141,30 @@ class Served:
                 self._close(name)
 
 
-async def keep_fresh(served: Served, interval: float) -> None:
-    """Every `interval` seconds: read which collections exist, and reload the served ones' indexes."""
+async def every(interval: float, action: Callable[[], Awaitable[object]], failed: str) -> None:
+    """Run `action` every `interval` seconds until cancelled. A failure leaves what it would have
+    replaced serving, and is logged once per distinct error (none for the database unavailable,
+    whose outage search.storage.outage logs once): `failed` says what failed."""
     last_error = ""
     while True:
         await asyncio.sleep(interval)
         try:
-            await served.read_names()
-            await asyncio.to_thread(served.refresh_all)
+            await action()
             last_error = ""
         except Exception as exc:
             if str(exc) != last_error and not unavailable(exc):
-                log.exception("refreshing the collections failed; still serving them as they were")
+                log.exception(failed)
             last_error = str(exc)
+
+
+async def keep_fresh(served: Served, interval: float) -> None:
+    """Every `interval` seconds: read which collections exist, and reload the served ones' indexes."""
+
+    async def refresh() -> None:
+        await served.read_names()
+        await asyncio.to_thread(served.refresh_all)
+
+    await every(interval, refresh, "refreshing the collections failed; still serving them as they were")
 
 
 async def cancel(task: asyncio.Task[None]) -> None:

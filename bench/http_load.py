@@ -30,7 +30,9 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -113,16 +115,24 @@ def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mod
     return run
 
 
-async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run, mode: str) -> None:
+# One request and its answer: whether it came back whole (a peer's bench asks its own API its own way).
+Ask = Callable[[httpx.AsyncClient, str], Awaitable[bool]]
+
+
+async def post_search(client: httpx.AsyncClient, query: str, mode: str) -> bool:
+    """semsearch's POST /search in `mode`: whether it answered TOP_K results."""
+    response = await client.post("/search", json={"query": query, "top_k": TOP_K, "mode": mode})
+    return response.status_code == 200 and len(response.json()["results"]) == TOP_K
+
+
+async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run, ask: Ask) -> None:
     """One client: a request, its answer, the next request, until `end` (each client starts elsewhere
     in the query list, so concurrent requests carry different queries)."""
     i = start
     while time.perf_counter() < end:
         sent = time.perf_counter()
         try:
-            body = {"query": queries[i % len(queries)], "top_k": TOP_K, "mode": mode}
-            response = await client.post("/search", json=body)
-            ok = response.status_code == 200 and len(response.json()["results"]) == TOP_K
+            ok = await ask(client, queries[i % len(queries)])
         except httpx.HTTPError:
             ok = False
         if ok:
@@ -132,15 +142,17 @@ async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end
         i += 1
 
 
-async def load(url: str, clients: int, queries: list[str], seconds: float, mode: str) -> Run:
-    """`clients` concurrent clients for `seconds` (one connection each, loopback only)."""
+async def load(url: str, clients: int, queries: list[str], seconds: float, mode: str | Ask) -> Run:
+    """`clients` concurrent clients for `seconds` (one connection each, loopback only), each asking
+    semsearch's POST /search in `mode`, or asking `mode` itself where it is a request function."""
+    ask = partial(post_search, mode=mode) if isinstance(mode, str) else mode
     run = Run()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         started = time.perf_counter()
         end = started + seconds
         step = len(queries) // clients or 1
-        await asyncio.gather(*(_client(client, queries, c * step, end, run, mode) for c in range(clients)))
+        await asyncio.gather(*(_client(client, queries, c * step, end, run, ask) for c in range(clients)))
         run.seconds = time.perf_counter() - started
     return run
 

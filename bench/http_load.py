@@ -18,6 +18,9 @@ errors.
 
     .venv/bin/python -m bench.http_load [--seconds 20] [--rounds 3] [--clients 8,32] [--docs N]
 
+With `--peer txtai` (the `bench` extra): semsearch dense and hybrid against txtai's API over the same
+chunks and model, in alternating rounds, instead of the in-process comparison (bench/peer_load.py).
+
 The server inherits the SEMSEARCH_* environment, so its settings can be tuned per run, e.g.
 `SEMSEARCH_BATCH_WAIT_MS=5 python -m bench.http_load`.
 """
@@ -220,7 +223,13 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
+    parser.add_argument("--peer", choices=["txtai"], help="instead: dense and hybrid against this peer's API")
     args = parser.parse_args()
+    if args.peer:
+        from bench.peer_load import compare  # here: peer_load builds on this module
+
+        compare(args)
+        return
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     queries = scifact_queries()
     folder = build_index(args.docs)

@@ -224,6 +224,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
     parser.add_argument("--peer", choices=["txtai"], help="instead: dense and hybrid against this peer's API")
+    parser.add_argument("--peer-threads", type=int, default=None, help="the peer's torch threads (default torch's own)")
     args = parser.parse_args()
     if args.peer:
         from bench.peer_load import compare  # here: peer_load builds on this module

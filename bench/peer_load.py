@@ -120,7 +120,7 @@ def compare(args: argparse.Namespace) -> None:
     served = serving_settings(Settings(data_dir=folder))
     print(cpu_line())
     print("load average at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    with serve_process(folder) as (url, _pid), txtai_peer.serve(peer_folder) as (peer_url, facts):
+    with serve_process(folder) as (url, _pid), txtai_peer.serve(peer_folder, args.peer_threads) as (peer_url, facts):
         print(
             f"semsearch: {_encoder_line(served)}, {served.torch_threads} torch threads, "
             f"{served.search_threads} searches at once, 1 uvicorn worker"

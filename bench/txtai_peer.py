@@ -86,15 +86,17 @@ def build_index(semsearch_folder: Path) -> Path:
 
 
 @contextmanager
-def serve(folder: Path, timeout: float = 600) -> Iterator[tuple[str, dict[str, Any]]]:
-    """txtai's API over the index in `folder` in its own process, until GET /count answers; yields its
-    URL and what the server says of itself (torch version, threads, dtype)."""
+def serve(folder: Path, threads: int | None = None, timeout: float = 600) -> Iterator[tuple[str, dict[str, Any]]]:
+    """txtai's API over the index in `folder` in its own process (torch at `threads` threads, default
+    torch's own: one per core), until GET /count answers; yields its URL and what the server says of
+    itself (torch version, threads, dtype)."""
     config = folder / "api.yml"
     config.write_text(yaml.safe_dump({"path": str(folder / "index"), "embeddings": {}}))
     port = free_port()
     log = (folder / "server.log").open("wb")
     env = {**os.environ, **OFFLINE, "CONFIG": str(config)}
     command = [sys.executable, "-m", "bench.txtai_peer", "serve", str(port)]
+    command += ["--threads", str(threads)] if threads else []
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -126,12 +128,15 @@ async def ask(client: httpx.AsyncClient, query: str, top_k: int = 10) -> bool:
     return response.status_code == 200 and len(response.json()) == top_k
 
 
-def _serve_here(port: int) -> None:
-    """The server process: txtai's app in uvicorn, one worker, torch at its defaults; plus GET
-    /bench-facts (never measured) saying what the loaded model runs in."""
+def _serve_here(port: int, threads: int | None) -> None:
+    """The server process: txtai's app in uvicorn, one worker, torch at its defaults but for `threads`;
+    plus GET /bench-facts (never measured) saying what the loaded model runs in."""
     import torch
     import uvicorn
     from txtai.api import application
+
+    if threads:
+        torch.set_num_threads(threads)
 
     def facts() -> dict[str, Any]:
         pooling = application.get().embeddings.model.model  # txtai's Pooling module around the transformer
@@ -151,9 +156,10 @@ def main() -> None:
     index.add_argument("--docs", type=int, default=2000, help="the first N SciFact documents")
     server = commands.add_parser("serve", help="run txtai's API (CONFIG in the environment)")
     server.add_argument("port", type=int)
+    server.add_argument("--threads", type=int, default=None, help="torch threads (default torch's own)")
     args = parser.parse_args()
     if args.command == "serve":
-        _serve_here(args.port)
+        _serve_here(args.port, args.threads)
         return
     build_index(build_semsearch(args.docs))
 

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install install-serve system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-slow-clients bench-scale bench-recall clean
+.PHONY: install install-serve system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-http-peer bench-slow-clients bench-scale bench-recall clean
 
 # Two installs into one .venv: what serving needs (`make run`: the package and its dependencies), and
 # on top of it the `dev` and `ray` extras (`make test` and the benchmarks). pip is not quiet: a first
@@ -68,6 +68,15 @@ bench: install
 # Apart from `bench`, which must stay under 15 minutes: indexing SciFact for it alone takes 3-5.
 bench-http: install
 	$(PY) -m bench.http_load
+
+# semsearch dense and hybrid against txtai's API (the `bench` extra) over the same 2,000 SciFact documents'
+# chunks, model and clients, in alternating rounds (about 10 minutes once both indexes are built).
+bench-http-peer: $(VENV)/.installed-bench
+	$(PY) -m bench.http_load --peer txtai --docs 2000 --clients 1,8,32 --seconds 8 --warmup 2 --rounds 6
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -e ".[bench]"
+	touch $@
 
 # A connected client's search latency while another process holds 1,000 idle half-open connections.
 bench-slow-clients: install

@@ -18,6 +18,9 @@ errors.
 
     .venv/bin/python -m bench.http_load [--seconds 20] [--rounds 3] [--clients 8,32] [--docs N]
 
+With `--peer txtai` (the `bench` extra): semsearch dense and hybrid against txtai's API over the same
+chunks and model, in alternating rounds, instead of the in-process comparison (bench/peer_load.py).
+
 The server inherits the SEMSEARCH_* environment, so its settings can be tuned per run, e.g.
 `SEMSEARCH_BATCH_WAIT_MS=5 python -m bench.http_load`.
 """
@@ -30,7 +33,9 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -113,16 +118,24 @@ def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mod
     return run
 
 
-async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run, mode: str) -> None:
+# One request and its answer: whether it came back whole (a peer's bench asks its own API its own way).
+Ask = Callable[[httpx.AsyncClient, str], Awaitable[bool]]
+
+
+async def post_search(client: httpx.AsyncClient, query: str, mode: str) -> bool:
+    """semsearch's POST /search in `mode`: whether it answered TOP_K results."""
+    response = await client.post("/search", json={"query": query, "top_k": TOP_K, "mode": mode})
+    return response.status_code == 200 and len(response.json()["results"]) == TOP_K
+
+
+async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end: float, run: Run, ask: Ask) -> None:
     """One client: a request, its answer, the next request, until `end` (each client starts elsewhere
     in the query list, so concurrent requests carry different queries)."""
     i = start
     while time.perf_counter() < end:
         sent = time.perf_counter()
         try:
-            body = {"query": queries[i % len(queries)], "top_k": TOP_K, "mode": mode}
-            response = await client.post("/search", json=body)
-            ok = response.status_code == 200 and len(response.json()["results"]) == TOP_K
+            ok = await ask(client, queries[i % len(queries)])
         except httpx.HTTPError:
             ok = False
         if ok:
@@ -132,15 +145,17 @@ async def _client(client: httpx.AsyncClient, queries: list[str], start: int, end
         i += 1
 
 
-async def load(url: str, clients: int, queries: list[str], seconds: float, mode: str) -> Run:
-    """`clients` concurrent clients for `seconds` (one connection each, loopback only)."""
+async def load(url: str, clients: int, queries: list[str], seconds: float, mode: str | Ask) -> Run:
+    """`clients` concurrent clients for `seconds` (one connection each, loopback only), each asking
+    semsearch's POST /search in `mode`, or asking `mode` itself where it is a request function."""
+    ask = partial(post_search, mode=mode) if isinstance(mode, str) else mode
     run = Run()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
         started = time.perf_counter()
         end = started + seconds
         step = len(queries) // clients or 1
-        await asyncio.gather(*(_client(client, queries, c * step, end, run, mode) for c in range(clients)))
+        await asyncio.gather(*(_client(client, queries, c * step, end, run, ask) for c in range(clients)))
         run.seconds = time.perf_counter() - started
     return run
 
@@ -208,7 +223,14 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
+    parser.add_argument("--peer", choices=["txtai"], help="instead: dense and hybrid against this peer's API")
+    parser.add_argument("--peer-threads", type=int, default=None, help="the peer's torch threads (default torch's own)")
     args = parser.parse_args()
+    if args.peer:
+        from bench.peer_load import compare  # here: peer_load builds on this module
+
+        compare(args)
+        return
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     queries = scifact_queries()
     folder = build_index(args.docs)

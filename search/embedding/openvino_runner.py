@@ -14,7 +14,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -92,7 +94,11 @@ def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model
     """The converted model from the cache, else converted now and cached for the next process."""
     if cache_dir is None or not Path(path).is_dir():
         return convert(path, pooler)
-    target = cache_dir / cache_key(path, pooler)
+    return load_or_build(cache_dir / cache_key(path, pooler), partial(convert, path, pooler))
+
+
+def load_or_build(target: Path, build: Callable[[], ov.Model]) -> ov.Model:
+    """The model cached at `target`, else built now and cached there for the next process."""
     if (target / "model.xml").is_file():
         try:
             model = ov.Core().read_model(target / "model.xml")
@@ -100,13 +106,13 @@ def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model
             return model
         except (RuntimeError, OSError):
             log.warning("damaged OpenVINO cache entry %s; converting again", target, exc_info=True)
-    model = convert(path, pooler)
+    model = build()
     try:
         save_atomically(model, target)
     except OSError:
         log.warning("could not cache the OpenVINO model in %s", target, exc_info=True)
     # Pruned only after a conversion: a process that found its entry has nothing new to clear away.
-    prune(cache_dir, keep=target)
+    prune(target.parent, keep=target)
     return model
 
 

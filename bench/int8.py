@@ -67,7 +67,7 @@ def quality_rows(data_dir: Path) -> list[list[object]]:
     """nDCG@10 and Recall@100 of float32 and int8, dense and hybrid (chunked, the defaults otherwise)."""
     rows: list[list[object]] = []
     for dtype in ("float32", "int8"):
-        settings = Settings(dtype=dtype, device="cpu", backend="openvino")  # type: ignore[arg-type]
+        settings = Settings(dtype=dtype, device="cpu", backend="openvino")
         for mode in ("dense", "hybrid"):
             before = load()
             result = evaluate(settings, SCIFACT, data_dir=data_dir / dtype, mode=mode)

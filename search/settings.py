@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from search.access import DEFAULT_COLLECTION, check_collection_name
@@ -13,8 +13,9 @@ from search.collections import placement
 from search.embedding.space import Pooling
 
 Backend = Literal["auto", "torch", "openvino"]
-# What the model computes in; `auto` resolves per device (search/embedding/batching.py).
-Dtype = Literal["float32", "float16", "bfloat16"]
+# What the model computes in; `auto` resolves per device (search/embedding/batching.py). int8: the matrix
+# multiplications quantized by NNCF (the `int8` extra), on the OpenVINO backend on a CPU only.
+Dtype = Literal["float32", "float16", "bfloat16", "int8"]
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # The keyword analyzer's language (its Snowball stemmer and stopwords); "none" only lowercases and folds.
 KeywordLanguage = Literal[
@@ -205,6 +206,15 @@ class Settings(BaseSettings):
     @classmethod
     def _collection_name(cls, value: str) -> str:
         return check_collection_name(value)
+
+    @model_validator(mode="after")
+    def _int8_on_openvino(self) -> Settings:
+        # Said now, not when the encoder first runs: only the OpenVINO CPU backend has an int8 model.
+        if self.dtype == "int8" and (self.backend == "torch" or self.device.startswith("cuda")):
+            raise ValueError(
+                f"dtype int8 runs on the openvino backend on a CPU, not backend={self.backend}, device={self.device}"
+            )
+        return self
 
     @property
     def deployment_database_url(self) -> str:

@@ -51,7 +51,8 @@ def _common(parser: argparse.ArgumentParser, collection: bool = True) -> None:
     group.add_argument("--pooling", choices=["mean", "cls", "pooler"])
     group.add_argument("--max-length", type=int)
     group.add_argument("--device")
-    group.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"])
+    # Checked by Settings against its one list (search.settings.Dtype); a wrong value is named there.
+    group.add_argument("--dtype", help="what the model computes in: auto or a SEMSEARCH_DTYPE value (README)")
     group.add_argument("--factory", help="FAISS index-factory string, e.g. Flat, IVF1024,SQ8, HNSW32,Flat")
     group.add_argument("--batch-tokens", type=int, help="token budget of one encoder batch")
     group.add_argument("--no-chunking", action="store_true", help="embed each document whole (truncated)")

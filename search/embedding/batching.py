@@ -13,7 +13,7 @@ import numpy as np
 from search.settings import Dtype
 
 DTYPES: tuple[str, ...] = get_args(Dtype)
-_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
+_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 # Without one of these a machine has no GPU driver, so torch (seconds to import) need not be asked.
 _GPU_DRIVERS = ("/proc/driver/nvidia", "/dev/kfd")
 
@@ -59,10 +59,13 @@ def resolve_device(device: str) -> Device:
 
 
 def resolve_dtype(dtype: str, device: Device) -> Dtype:
-    """`auto` is float16 on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), float32 elsewhere."""
+    """`auto` is float16 on CUDA, bfloat16 on a CPU with native bf16 (AVX512-BF16/AMX), float32 elsewhere;
+    never int8, which is asked for by name (its vectors differ more from float32's)."""
     if dtype != "auto":
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be auto or one of {', '.join(DTYPES)}, not {dtype!r}")
+        if dtype == "int8" and device.type != "cpu":
+            raise ValueError(f"dtype int8 runs on a CPU (the openvino backend), not on {device}")
         return dtype  # type: ignore[return-value]
     if device.type == "cuda":
         return "float16"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.embedding.batching import default_batch_tokens, plan_batches, resolve_device, resolve_dtype
+from search.embedding.calibration import calibration
 from search.embedding.space import EmbeddingSpace, Pooling, check_pooling
 from search.embedding.tokenization import WordPieces, read_json
 from search.settings import DEFAULT_MODEL, Backend
@@ -125,6 +126,9 @@ class Encoder:
 
     def _openvino_runner(self, backend: Backend, threads: int | None, cache_dir: Path | None) -> OpenVinoRunner | None:
         """The OpenVINO runner where the backend setting asks for it and it works; None means torch."""
+        int8 = self.dtype == "int8"
+        if int8 and backend == "torch":
+            raise ValueError("dtype int8 runs on the openvino backend, not on torch")
         if backend == "torch" or (backend == "auto" and self.device.type != "cpu"):
             return None
         if self.device.type != "cpu":
@@ -134,16 +138,19 @@ class Encoder:
                 openvino_runner as encoder_openvino,  # imported here: torch alone must keep working without it
             )
         except ImportError:
-            if backend == "openvino":
+            if backend == "openvino" or int8:
                 raise
             log.info("openvino is not installed; encoding with torch")
             return None
         try:
             folder = cache_dir or encoder_openvino.default_cache_dir()
-            return encoder_openvino.OpenVinoRunner(self._path, self.pooling == "pooler", self.dtype, threads, folder)
+            calibrated = calibration(self._pieces, self.max_length, self.pooling) if int8 else None
+            pooler = self.pooling == "pooler"
+            return encoder_openvino.OpenVinoRunner(self._path, pooler, self.dtype, threads, folder, calibrated)
         except Exception:
-            # auto promises a working encoder: a model OpenVINO cannot take still runs with torch.
-            if backend == "openvino":
+            # auto promises a working encoder: a model OpenVINO cannot take still runs with torch (in
+            # float: torch has no int8 model, so int8 fails here rather than silently being something else).
+            if backend == "openvino" or int8:
                 raise
             log.warning("OpenVINO could not take %s; encoding with torch", self.model_name, exc_info=True)
             return None

@@ -14,7 +14,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -22,14 +24,18 @@ from typing import Any
 import numpy as np
 import openvino as ov
 
+from search.embedding.calibration import Calibration
 from search.settings import Dtype
 
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes (its inputs or outputs), so old cache entries are not reused.
 _EXPORT_FORMAT = 1
-_PRECISION: dict[Dtype, str] = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+# int8 quantizes the matrix multiplications; what stays floating point (softmax, norms) runs in f32.
+_PRECISION: dict[Dtype, str] = {"float32": "f32", "bfloat16": "bf16", "float16": "f16", "int8": "f32"}
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
+# Bump when the quantization's own settings change (search/embedding/openvino_quantize.py).
+_QUANTIZE_FORMAT = 1
 # Cache entries no process has loaded for this long are removed (a new library version or model
 # leaves its predecessor's entry behind); a crashed writer's scratch folder after a day.
 STALE_SECONDS = 14 * 24 * 3600
@@ -92,7 +98,27 @@ def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model
     """The converted model from the cache, else converted now and cached for the next process."""
     if cache_dir is None or not Path(path).is_dir():
         return convert(path, pooler)
-    target = cache_dir / cache_key(path, pooler)
+    return load_or_build(cache_dir / cache_key(path, pooler), partial(convert, path, pooler))
+
+
+def load_or_quantize(path: str, pooler: bool, cache_dir: Path | None, calibration: Calibration) -> ov.Model:
+    """The int8 model from the cache, else quantized now from the (cached) converted one and cached: its key
+    adds NNCF's version and the calibration's stamp to the converted model's, so no change reuses it."""
+
+    def build() -> ov.Model:
+        from search.embedding.openvino_quantize import quantize  # imported here: NNCF is the int8 extra
+
+        return quantize(load_or_convert(path, pooler, cache_dir), calibration.inputs())
+
+    if cache_dir is None or not Path(path).is_dir():
+        return build()
+    stamp = json.dumps([_version("nncf"), _QUANTIZE_FORMAT, calibration.stamp])
+    digest = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    return load_or_build(cache_dir / f"{cache_key(path, pooler)}-int8-{digest}", build)
+
+
+def load_or_build(target: Path, build: Callable[[], ov.Model]) -> ov.Model:
+    """The model cached at `target`, else built now and cached there for the next process."""
     if (target / "model.xml").is_file():
         try:
             model = ov.Core().read_model(target / "model.xml")
@@ -100,13 +126,13 @@ def load_or_convert(path: str, pooler: bool, cache_dir: Path | None) -> ov.Model
             return model
         except (RuntimeError, OSError):
             log.warning("damaged OpenVINO cache entry %s; converting again", target, exc_info=True)
-    model = convert(path, pooler)
+    model = build()
     try:
         save_atomically(model, target)
     except OSError:
         log.warning("could not cache the OpenVINO model in %s", target, exc_info=True)
     # Pruned only after a conversion: a process that found its entry has nothing new to clear away.
-    prune(cache_dir, keep=target)
+    prune(target.parent, keep=target)
     return model
 
 
@@ -148,8 +174,22 @@ def save_atomically(model: ov.Model, target: Path) -> None:
 class OpenVinoRunner:
     """One compiled model; `__call__` runs a padded batch through it (safe from several threads)."""
 
-    def __init__(self, path: str, pooler: bool, precision: Dtype, threads: int | None, cache_dir: Path | None) -> None:
-        model = load_or_convert(path, pooler, cache_dir)
+    def __init__(
+        self,
+        path: str,
+        pooler: bool,
+        precision: Dtype,
+        threads: int | None,
+        cache_dir: Path | None,
+        calibration: Calibration | None = None,
+    ) -> None:
+        """`calibration`: what an int8 model (`precision` int8, where it is required) is calibrated on."""
+        if precision == "int8":
+            if calibration is None:
+                raise ValueError("an int8 model needs a calibration")
+            model = load_or_quantize(path, pooler, cache_dir, calibration)
+        else:
+            model = load_or_convert(path, pooler, cache_dir)
         # Set in every case: OpenVINO's own default on a CPU with native bf16 is bf16, even for float32.
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:

@@ -130,8 +130,8 @@ def test_dtype_and_model_resolution() -> None:
     assert resolve_dtype("auto", Device("cuda")) == "float16"
     assert resolve_dtype("float32", Device("cpu")) == "float32"
     assert resolve_dtype("auto", Device("cpu")) in ("float32", "bfloat16")
-    with pytest.raises(ValueError, match="dtype must be auto or one of float32, float16, bfloat16"):
-        resolve_dtype("int8", Device("cpu"))
+    with pytest.raises(ValueError, match="dtype must be auto or one of float32, float16, bfloat16, int8"):
+        resolve_dtype("int4", Device("cpu"))
     bundled = Path(resolve_model("all-MiniLM-L6-v2"))
     assert (bundled / "model.safetensors").is_file()
     assert resolve_model("sentence-transformers/all-MiniLM-L6-v2") == str(bundled)

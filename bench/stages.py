@@ -144,7 +144,7 @@ def main() -> None:
     )
     print(
         f"\nrecording the stages: {cost * 1e6:.2f} us of CPU per request ({args.overhead} requests in process), "
-        f"{cost / mean_request:.2%} of the mean request latency above"
+        f"{cost / mean_request:.4%} of the mean request latency above"
     )
 
 

@@ -11,6 +11,7 @@ from search.query.hits import Fused
 from search.query.mmr import mmr_order
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
+from search.timing import timed
 
 
 def diversify(store: Store, index: SegmentView, ranking: list[Fused], k: int, lambda_: float, mode: str) -> list[Fused]:
@@ -20,7 +21,8 @@ def diversify(store: Store, index: SegmentView, ranking: list[Fused], k: int, la
     other scores are scaled to [0, 1] to weigh against cosines."""
     if not ranking:
         return ranking
-    found, stored = VectorRows(store, index.space, index.dim).fetch([f.chunk.chunk_id for f in ranking])
+    with timed("sql"):
+        found, stored = VectorRows(store, index.space, index.dim).fetch([f.chunk.chunk_id for f in ranking])
     by_chunk = dict(zip(found.tolist(), stored, strict=True))
     none = np.zeros(index.dim, dtype=np.float32)
     vectors = np.stack([by_chunk.get(f.chunk.chunk_id, none) for f in ranking])

@@ -13,6 +13,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
 from search.query.signals import own_signals
 from search.storage.store import Store
+from search.timing import timed
 
 # The types live in search/query/hits.py; callers take the whole hybrid API from here.
 # Chunks fetched per wanted document at first; grows while documents repeat (as in the dense searcher).
@@ -142,7 +144,8 @@ class HybridSearcher:
             else:
                 fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
                 index = (serving or self.dense.serving).index
-                fused = [diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused]
+                with timed("fusion"):
+                    fused = [diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused]
             return self._hits([arrange(f) for f in fused] if arrange else fused, terms)
         finally:
             with self._in_flight_lock:
@@ -165,25 +168,25 @@ class HybridSearcher:
             assert vectors is not None  # checked by the caller
             for vector, keyword, words in zip(vectors, ranked.rankings, ranked.terms, strict=True):
                 dense = self._dense(vector, depth, plan, serving)
-                fused.append(self._fuse(dense, keyword, k, self._scores(dense, keyword, mode, words, vector, serving)))
+                fused.append(self._fused(dense, keyword, k, mode, words, vector, serving))
             return fused, ranked.terms
         terms = []
         for i, query in enumerate(queries):
             terms.append(self.keyword.analyzer.query_terms(query))
             if mode == "keyword":
                 keyword = self._keyword(terms[-1], depth, plan)
-                fused.append(self._fuse([], keyword, k, self._scores([], keyword, mode, terms[-1], None, serving)))
+                fused.append(self._fused([], keyword, k, mode, terms[-1], None, serving))
                 continue
             alone = mode == "hybrid" and self._in_flight == 1
-            beside = self._pool.submit(self._keyword, terms[-1], depth, plan) if alone else None
+            # In the request's context, so that its keyword time is counted (search/timing.py).
+            beside = self._pool.submit(copy_context().run, self._keyword, terms[-1], depth, plan) if alone else None
             assert vectors is not None  # checked above for every mode but keyword
             dense = self._dense(vectors[i], depth, plan, serving)
             if beside is not None:
                 keyword = beside.result()
             else:
                 keyword = self._keyword(terms[-1], depth, plan) if mode == "hybrid" else []
-            scores = self._scores(dense, keyword, mode, terms[-1], vectors[i], serving)
-            fused.append(self._fuse(dense, keyword, k, scores))
+            fused.append(self._fused(dense, keyword, k, mode, terms[-1], vectors[i], serving))
         return fused, terms
 
     def rank_keywords(self, queries: Sequence[str], k: int, filter: FilterSpec = None) -> KeywordSide:
@@ -197,7 +200,8 @@ class HybridSearcher:
     def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
         """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
         was ranked is left out."""
-        rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
+        with timed("sql"):
+            rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
         out = []
         for ranking, words in zip(fused, terms, strict=True):
             hits = []
@@ -240,7 +244,8 @@ class HybridSearcher:
         if plan.check is not None and plan.share is not None:
             fetch = math.ceil(depth * _OVERFETCH / plan.share)
             for _ in range(3):
-                found = self.keyword.search(terms, fetch, None)
+                with timed("keyword"):
+                    found = self.keyword.search(terms, fetch, None)
                 best = best_per_document(self.store, found, plan.check)
                 if len(best) >= depth or len(found) < fetch:
                     return best[:depth]
@@ -248,11 +253,26 @@ class HybridSearcher:
         fetch = depth * _OVERFETCH
         allowed = plan.ids()
         while True:
-            found = self.keyword.search(terms, fetch, allowed)
+            with timed("keyword"):
+                found = self.keyword.search(terms, fetch, allowed)
             best = best_per_document(self.store, found, owners=plan.owners())
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH
+
+    def _fused(
+        self,
+        dense: list[Ranked],
+        keyword: list[Ranked],
+        k: int,
+        mode: str,
+        terms: list[str],
+        vector: np.ndarray | None,
+        serving: Serving | None,
+    ) -> list[Fused]:
+        """The `k` best of the candidates by their scores (`_scores`), each with its signals."""
+        with timed("fusion"):
+            return self._fuse(dense, keyword, k, self._scores(dense, keyword, mode, terms, vector, serving))
 
     def _scores(
         self,

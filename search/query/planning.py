@@ -20,6 +20,7 @@ from search.filters import MetadataFilter
 from search.storage.records import ChunkOwner
 from search.storage.store import Store
 from search.storage.vectors import FewMatches, Matches
+from search.timing import timed
 
 if TYPE_CHECKING:
     from search.dense.catalog import Serving
@@ -56,7 +57,8 @@ class FilterPlanner:
             if hit is not None and now - hit[0] < self.max_age:
                 self._estimates.move_to_end(key)
                 return hit[1]
-        bound, total = self.store.matching_estimate(check)
+        with timed("sql"):
+            bound, total = self.store.matching_estimate(check)
         share = bound / total if total else 0.0
         with self._lock:
             self._estimates[key] = (now, share)
@@ -127,11 +129,13 @@ class RequestPlan:
         space = pair.index.space
         with self._few_lock:
             if self._few is None or self._few[0] != space:
-                self._few = (space, self._dense.matching_vectors(self.check, pair))
+                with timed("sql"):
+                    self._few = (space, self._dense.matching_vectors(self.check, pair))
             return self._few[1]
 
     def _matching_ids(self, check: MetadataFilter) -> np.ndarray:
         with self._ids_lock:
             if self._ids is None:
-                self._ids = self._dense.store.matching_chunk_ids(check)
+                with timed("sql"):
+                    self._ids = self._dense.store.matching_chunk_ids(check)
             return self._ids

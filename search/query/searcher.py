@@ -19,6 +19,7 @@ from search.query.planning import BROAD, FilterPlanner
 from search.storage.records import ChunkOwner
 from search.storage.store import Store
 from search.storage.vectors import FewMatches, Matches, VectorRows
+from search.timing import timed
 
 # A filter as a client sends it ({"kind": "animal"}), already parsed, or None for no filter.
 FilterSpec = Mapping[str, Any] | MetadataFilter | None
@@ -127,10 +128,12 @@ class Searcher:
         would visit many lists to find them, a cost that grows with the corpus, not the filter."""
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         if allowed is not None and allowed.vectors is not None:
-            exact = allowed.vectors @ query
-            order = np.argsort(-exact, kind="stable")[:n]
+            with timed("dense"):
+                exact = allowed.vectors @ query
+                order = np.argsort(-exact, kind="stable")[:n]
             return exact[order], allowed.ids[order]
-        scores, ids = index.search(vector, n, ids=None if allowed is None else allowed.ids)
+        with timed("dense"):
+            scores, ids = index.search(vector, n, ids=None if allowed is None else allowed.ids)
         return self._rescored(index, query, scores[0], ids[0])
 
     def _rescored(
@@ -140,7 +143,8 @@ class Searcher:
         if not any(code in index.resolved_factory for code in ("SQ", "PQ")):
             return scores, ids
         rows = VectorRows(self.store, index.space, index.dim)
-        found, vectors = rows.fetch(ids[ids >= 0].tolist())
+        with timed("sql"):
+            found, vectors = rows.fetch(ids[ids >= 0].tolist())
         if not len(found):
             return scores, ids
         exact = vectors @ query
@@ -153,10 +157,12 @@ class Searcher:
         """The `n` nearest chunks of an unfiltered search less those whose document fails `check`,
         with the documents of those kept. The check comes before the exact re-rank, so only the
         passing chunks' vectors are read."""
-        scores, ids = index.search(vector, n)
+        with timed("dense"):
+            scores, ids = index.search(vector, n)
         valid = ids[0] >= 0  # FAISS pads a short result with -1
         scores, ids = scores[0][valid], ids[0][valid]
-        owners = self.store.chunk_owners(ids.tolist(), metadata=True)
+        with timed("sql"):
+            owners = self.store.chunk_owners(ids.tolist(), metadata=True)
         passing = {cid: o for cid, o in owners.items() if check.holds(o.metadata or {})}
         keep = np.fromiter((int(cid) in passing for cid in ids), dtype=bool, count=len(ids))
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -199,7 +205,8 @@ def best_per_document(
     deleted or replaced since is skipped. `owners`: the rows of the chunks searched among, read by
     this request's filter lookup (else they are read here). Shared by the dense and keyword retrievers."""
     if owners is None:
-        owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
+        with timed("sql"):
+            owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
     best: dict[str, Ranked] = {}
     for chunk_id, score in found:
         owner = owners.get(chunk_id)

@@ -19,6 +19,7 @@ from search.keyword.index import KeywordIndex
 from search.query.searcher import Ranked
 from search.storage.store import Store
 from search.storage.vectors import VectorRows
+from search.timing import timed
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def own_signals(
     bm25 = {h.id: h.score for h in ranked}
     no_cosine = [h.id for h in ranked if h.id not in cosine] if vector is not None else []
     no_bm25 = [h.id for h in dense if h.id not in bm25] if terms else []
-    chunks = store.document_chunks([*no_cosine, *no_bm25]) if no_cosine or no_bm25 else {}
+    with timed("sql"):
+        chunks = store.document_chunks([*no_cosine, *no_bm25]) if no_cosine or no_bm25 else {}
     if no_cosine and index is not None and index.space:
         assert vector is not None
         cosine.update(_cosines(VectorRows(store, index.space, index.dim), vector, no_cosine, chunks))
@@ -64,7 +66,8 @@ def _cosines(
     rows: VectorRows, vector: np.ndarray, docs: Sequence[str], chunks: dict[str, list[int]]
 ) -> dict[str, float]:
     owners = _owners(docs, chunks)
-    found, vectors = rows.fetch(list(owners))
+    with timed("sql"):
+        found, vectors = rows.fetch(list(owners))
     best = dict.fromkeys(docs, 0.0)
     if len(found):
         scores = vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -81,7 +84,9 @@ def _bm25s(
     best = dict.fromkeys(docs, 0.0)
     if owners:
         allowed = np.fromiter(sorted(owners), dtype=np.int64, count=len(owners))
-        for chunk_id, score in keyword.search(terms, len(owners), allowed):
+        with timed("keyword"):
+            found = keyword.search(terms, len(owners), allowed)
+        for chunk_id, score in found:
             doc = owners.get(chunk_id)
             if doc is not None:
                 best[doc] = max(best[doc], score)

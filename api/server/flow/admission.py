@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from search.timing import current_times
+
 # Weight of the newest request in the mean time a request spends admitted (Retry-After's estimate).
 _NEWEST = 0.1
 
@@ -60,6 +62,9 @@ class Admission:
         if self._admitted >= self.limit:
             raise AdmissionRefusedError(self._admitted, self.limit, self.retry_after())
         self._admitted += 1
+        times = current_times()
+        if times is not None:
+            times.add("admission", time.perf_counter() - times.arrived)
         started = time.monotonic()
         try:
             yield

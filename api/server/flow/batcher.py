@@ -31,6 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
+from search.timing import StageTimes, current_times
+
 log = logging.getLogger(__name__)
 
 
@@ -67,6 +69,7 @@ class _Request:
     future: asyncio.Future[tuple[np.ndarray, TextEncoder]]
     arrived: float
     bulk: bool = False
+    times: StageTimes | None = None  # the stage times of the request that sent the texts
 
 
 class MicroBatcher:
@@ -180,7 +183,7 @@ class MicroBatcher:
             wait = math.ceil(self._waiting_rows * self._seconds_per_row) if self._seconds_per_row else 1
             raise BatcherOverloadedError(self._waiting_rows, self.max_pending, max(1, wait))
         loop = asyncio.get_running_loop()
-        request = _Request(list(texts), loop.create_future(), loop.time(), bulk)
+        request = _Request(list(texts), loop.create_future(), loop.time(), bulk, current_times())
         (self._bulk if bulk else self._interactive).append(request)
         self._arrived.set()
         self._waiting_rows += len(request.texts)
@@ -266,10 +269,14 @@ class MicroBatcher:
             log.warning("a shared forward pass of %d requests failed (%s); encoding them one by one", len(batch), exc)
             await self._encode_alone(loop, batch)
             return
-        self._seconds_per_row = (loop.time() - started) / max(len(texts), 1)
+        took = loop.time() - started
+        self._seconds_per_row = took / max(len(texts), 1)
         start = 0
         for request in batch:
             end = start + len(request.texts)
+            if request.times is not None:  # loop.time() is monotonic seconds too: waits stay comparable
+                request.times.add("queue_wait", started - request.arrived)
+                request.times.add("forward", took)
             if not request.future.done():
                 request.future.set_result((vectors[start:end], encoder))
             start = end

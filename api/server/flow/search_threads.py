@@ -17,12 +17,15 @@ worker's) may be using. FAISS's own searches showed no loss from its threads (RE
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 from anyio import CapacityLimiter, to_thread
 from threadpoolctl import OpenBLASController, ThreadpoolController
+
+from search.timing import current_times
 
 T = TypeVar("T")
 # Older threadpoolctl releases let any thread set OpenBLAS's count: nothing to take control of there.
@@ -103,4 +106,14 @@ class SearchThreads:
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """`call(*args)` in a search thread (from a coroutine)."""
-        return await to_thread.run_sync(partial(self.blas.run, call, *args), limiter=self.limiter)
+        waiting = partial(_after_wait, time.perf_counter(), self.blas.run, call, *args)
+        return await to_thread.run_sync(waiting, limiter=self.limiter)
+
+
+def _after_wait(queued: float, run: Callable[..., T], *args: Any) -> T:
+    """`run(*args)` in the search thread, the wait for that thread (since `queued`) counted first.
+    anyio runs it in a copy of the request's context: its stage times are current here too."""
+    times = current_times()
+    if times is not None:
+        times.add("thread_wait", time.perf_counter() - queued)
+    return run(*args)

@@ -38,6 +38,7 @@ import torch
 
 from bench.common import cpu_line, print_table, serve_process
 from bench.scale import build, rss_mib
+from search.access import DEFAULT_COLLECTION
 from search.collections import catalog
 from search.collections.spec import CollectionSettings
 from search.components import make_encoder, migrate, open_store
@@ -56,34 +57,41 @@ def names(small: int) -> list[str]:
 
 
 def deploy(folder: Path, sizes: dict[str, int], encoder: Encoder) -> None:
-    """A deployment in `folder` with a collection of each size, made once (a kept --root reuses it)."""
-    done = folder / "loaded.json"
-    if done.exists() and json.loads(done.read_text()) == sizes:
-        return
+    """A deployment in `folder` with a collection of each size. Each is made once: a kept --root
+    reuses those built to the size asked (a collection left half-built, or of another size, is
+    made again), so an interrupted build resumes where it stopped."""
     server = Settings(data_dir=folder)
     migrate(server)
     deployment = open_store(server)
     began = time.perf_counter()
     for i, (name, n) in enumerate(sizes.items()):
         settings, created = catalog.create(server, deployment, name, CollectionSettings())
-        assert created, f"{name} exists in {folder}: remove the folder"
+        done = settings.collection_dir / "built.json"
+        if not created and done.exists() and json.loads(done.read_text()) == n:
+            continue
+        if not created:
+            catalog.delete(server, deployment, name)
+            settings, _ = catalog.create(server, deployment, name, CollectionSettings())
         built = build(settings, encoder, n)
+        done.write_text(json.dumps(n))
         if n > 10_000 or i % 20 == 0:
             print(f"{folder.name}: {name} ({n:,} chunks, {built['index_type']}) built", flush=True)
+    for info in catalog.listed(deployment):  # those of an earlier run with more collections
+        if info.name not in sizes and info.name != DEFAULT_COLLECTION:
+            catalog.delete(server, deployment, info.name)
     deployment.close()
-    print(f"{folder.name}: {len(sizes)} collections built in {time.perf_counter() - began:.0f} s", flush=True)
-    done.write_text(json.dumps(sizes))
+    print(f"{folder.name}: {len(sizes)} collections ready in {time.perf_counter() - began:.0f} s", flush=True)
 
 
 def files_mib(folder: Path) -> dict[str, float]:
-    """Sizes on disk, MiB, of every collection's FAISS and keyword folders, and of the SQLite files."""
+    """Sizes on disk, MiB, of every collection's (`default` too) FAISS and keyword folders, and of
+    the SQLite files."""
     server = Settings(data_dir=folder)
     deployment = open_store(server)
     try:
         every = [catalog.collection_settings(server, deployment, info.name) for info in catalog.listed(deployment)]
     finally:
         deployment.close()
-    every.append(server)
     index = sum(_size(s.index_dir) + _size(s.keyword_dir) for s in every)
     sqlite = sum(p.stat().st_size for s in every for p in s.collection_dir.glob("semsearch.db*"))
     return {"index_mib": index / 2**20, "sqlite_mib": sqlite / 2**20}

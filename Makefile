@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 DEMO_DATA := $(CURDIR)/.demo
 
-.PHONY: install install-serve system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-http-peer bench-slow-clients bench-scale bench-recall clean
+.PHONY: install install-serve system-packages run test test-quality lint typecheck demo-corpus bench bench-http bench-http-peer bench-slow-clients bench-scale bench-collections bench-recall clean
 
 # Two installs into one .venv: what serving needs (`make run`: the package and its dependencies), and
 # on top of it the `dev` and `ray` extras (`make test` and the benchmarks). pip is not quiet: a first
@@ -86,6 +86,11 @@ bench-slow-clients: install
 N ?= 1000000
 bench-scale: install
 	$(PY) -m bench.scale --n $(N)
+
+# 100 collections of 2,000 synthetic chunks and one of 1M: a small one's search p50 served among them
+# against alone, the server's memory against its index files, start to first answer.
+bench-collections: install
+	$(PY) -m bench.collections
 
 # Recall of `auto` on tight synthetic clusters at 1M, raw and after the searcher's exact re-rank.
 bench-recall: install

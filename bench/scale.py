@@ -70,6 +70,21 @@ def load(settings: Settings, encoder: Encoder, n: int) -> float:
     return n / write_seconds
 
 
+def build(settings: Settings, encoder: Encoder, n: int) -> dict[str, Any]:
+    """`n` synthetic documents written (`load`) and merged into a base index, the keyword index caught
+    up: the write path's documents/s, the seconds it all took and the base index's type."""
+    began = time.perf_counter()
+    out: dict[str, Any] = {"write_docs_per_s": load(settings, encoder, n)}
+    indexer = open_indexer(settings, encoder)
+    merged = indexer.publisher.sync(force=True)
+    assert merged is not None
+    indexer.publish()  # the other derived indexes (keyword) catch up too, as `semsearch index` ends
+    indexer.store.close()
+    out["load_s"] = time.perf_counter() - began
+    out["index_type"] = merged.index_type
+    return out
+
+
 def cli_costs(settings: Settings, encoder: Encoder) -> tuple[float, float]:
     """Seconds for indexing 10 new documents and for deleting one, in-process (the model is loaded)."""
     indexer = open_indexer(settings, encoder)
@@ -161,14 +176,8 @@ def measure(n: int, encoder: Encoder, root: Path, server: str | None = None) -> 
     if loaded.exists():
         out = json.loads(loaded.read_text())
     else:
-        began = time.perf_counter()
-        out = {"write_docs_per_s": load(settings, encoder, n)}
-        indexer = open_indexer(settings, encoder)
-        merged = indexer.publisher.sync(force=True)
-        assert merged is not None
-        indexer.publish()  # the other derived indexes (keyword) catch up too, as `semsearch index` ends
-        out["load_s"] = time.perf_counter() - began
-        print(f"n={n}: loaded, base {merged.index_type}", flush=True)
+        out = build(settings, encoder, n)
+        print(f"n={n}: loaded, base {out.pop('index_type')}", flush=True)
         loaded.write_text(json.dumps(out))
     out["index_mib"] = sum(p.stat().st_size for p in settings.index_dir.glob("*.faiss")) / 2**20
     out["index_10_s"], out["delete_s"] = cli_costs(settings, encoder)

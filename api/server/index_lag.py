@@ -43,6 +43,14 @@ class KeywordKeeper(Protocol):
         """Keep `index` caught up from now on."""
         ...
 
+    def attach(self, store: Store, index: KeywordIndex) -> None:
+        """Catch `index` up through `store` at each `tick` (no thread of its own)."""
+        ...
+
+    def tick(self) -> int:
+        """One catch-up (when this process keeps the index); the entries applied."""
+        ...
+
     def stop(self) -> None:
         """Stop keeping it."""
         ...

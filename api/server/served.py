@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -28,6 +29,12 @@ from search.storage.store import Store
 
 log = logging.getLogger(__name__)
 
+# A collection searched within this many seconds is kept caught up with its change log in the
+# background, every reload_seconds; an idle one is caught up when its next request comes. With a
+# hundred collections opened, refreshing each every second (SQL reads of its log, a keyword keeper's
+# look) cost the searches of the one in use 3x their time on 2 cores (bench/collections.py).
+ACTIVE_SECONDS = 60.0
+
 
 @dataclass
 class ServedCollection:
@@ -38,7 +45,22 @@ class ServedCollection:
     hybrid: HybridSearcher
     batcher: MicroBatcher
     keeper: KeywordKeeper | None = None  # keeps its keyword index caught up where no worker does
-    opened: float = field(default_factory=time.monotonic)
+    used: float = field(default_factory=time.monotonic)  # its last request
+    refreshed: float = field(default_factory=time.monotonic)  # when it last applied the change log
+    refreshing: threading.Lock = field(default_factory=threading.Lock)
+
+    def refresh(self, wait: bool = True) -> None:
+        """Apply what the change log holds beyond its dense and keyword indexes (in O(changes)); with
+        `wait` False, nothing when another thread is doing it now."""
+        if not self.refreshing.acquire(blocking=wait):
+            return
+        try:
+            self.hybrid.dense.refresh()
+            if self.keeper is not None:
+                self.keeper.tick()
+            self.refreshed = time.monotonic()
+        finally:
+            self.refreshing.release()
 
     @property
     def store(self) -> Store:
@@ -75,6 +97,10 @@ class Served:
         """The collection `name`, opened on first use; catalog.UnknownCollectionError when there is none."""
         served = self.collections.get(name)
         if served is not None:
+            served.used = time.monotonic()
+            if name != DEFAULT_COLLECTION and served.used - served.refreshed > self.server.reload_seconds:
+                # Idle a while, so not kept fresh in the background: caught up now, in O(changes).
+                await asyncio.to_thread(served.refresh, False)
             return served
         if name not in self._names:
             await self.read_names()
@@ -99,8 +125,11 @@ class Served:
             await batcher.start()
         keeper = self._make_keeper() if self._make_keeper is not None else None
         if keeper is not None:
-            keeper.start(hybrid.store, hybrid.keyword)
+            keeper.attach(hybrid.store, hybrid.keyword)  # ticked with the dense index (`refresh_all`)
+            await asyncio.to_thread(keeper.tick)
         served = self.collections[name] = ServedCollection(name, settings, hybrid, batcher, keeper)
+        if keeper is not None:
+            hybrid.keyword.catch_up_now = lambda: _soon(served)  # a `?wait=true` write is waiting for it
         return served
 
     async def read_names(self) -> set[str]:
@@ -120,15 +149,16 @@ class Served:
     def _close(self, name: str) -> None:
         served = self.collections.pop(name, None)
         if served is not None:
-            if served.keeper is not None:
-                served.keeper.stop()
             served.store.close()
 
     def refresh_all(self) -> None:
-        """Pick up the index each served collection's worker published last (in a thread)."""
+        """Apply the change log to the collections searched in the last ACTIVE_SECONDS (in a thread).
+        An idle collection costs nothing in the background, however many there are: its next
+        request catches it up first (`get`)."""
+        now = time.monotonic()
         for served in list(self.collections.values()):
-            if served.name != DEFAULT_COLLECTION:  # the default's own reloader does
-                served.hybrid.dense.refresh()
+            if served.name != DEFAULT_COLLECTION and now - served.used <= ACTIVE_SECONDS:  # default: its reloader
+                served.refresh(wait=False)
 
     async def stop(self) -> None:
         """Stop the batchers this registry started and close every store but the default's."""
@@ -139,6 +169,13 @@ class Served:
         for name in list(self.collections):
             if name != DEFAULT_COLLECTION:
                 self._close(name)
+
+
+def _soon(served: ServedCollection) -> None:
+    """Catch `served` up in a thread now (called on the event loop); a failure is logged by the
+    next refresh that meets it, not here."""
+    pending = asyncio.get_running_loop().run_in_executor(None, served.refresh, False)
+    pending.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 async def every(interval: float, action: Callable[[], Awaitable[object]], failed: str) -> None:

@@ -171,3 +171,40 @@ def test_key_matrix_over_own_and_other_collections(
             expected[(role, group, where)] = 200
     assert seen == expected
     assert [c["name"] for c in listed["collections"]] == ["own"]
+
+
+def test_an_idle_collection_is_caught_up_by_its_next_request(
+    served: str, settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Collections not searched lately are not refreshed in the background (a hundred idle ones would
+    cost the busy one its time: bench/collections.py measures that), yet their next search sees every
+    write committed before it (the dense view polls the log as it searches; a replica's keyword
+    keeper is ticked by that request, `Served.get`)."""
+    import time
+
+    from api.server import served as served_module
+    from search.collections import catalog
+    from search.components import open_store
+    from search.storage.records import DocumentIn
+    from search.work.queue import enqueue
+
+    monkeypatch.setattr(served_module, "ACTIVE_SECONDS", 0.2)
+    with httpx.Client(base_url=served, timeout=60) as client:
+        assert client.put("/collections/quiet", json={}).status_code == 201
+        _put(client, "/collections/quiet", "first", "lighthouses guide ships at night")
+        assert _found(client, "/collections/quiet", "lighthouses")[0][0] == "first"
+        time.sleep(1.0)  # idle now: no longer refreshed in the background
+        url = None if database_url.startswith("sqlite") else database_url
+        live = settings.model_copy(update={"database_url": url})
+        deployment = open_store(live)
+        own = catalog.collection_settings(live, deployment, "quiet")
+        deployment.close()
+        store = open_store(own)
+        enqueue(store, [DocumentIn("second", "lighthouses have lamps and lenses")])  # not through this server
+        deadline = time.monotonic() + 60
+        while store.statuses(["second"]).get("second") != "indexed":  # the worker embeds it
+            assert time.monotonic() < deadline, "the worker did not embed the document"
+            time.sleep(0.1)
+        store.close()
+        time.sleep(0.5)  # past the background's last look, had there been one
+        assert {doc_id for doc_id, _ in _found(client, "/collections/quiet", "lighthouses")} == {"first", "second"}

@@ -86,7 +86,7 @@ async def list_collections(served: ServedDep, access: AccessDep) -> CollectionLi
 )
 async def read_collection(collection: CollectionName, served: ServedDep) -> CollectionOut:
     """The collection's settings and counts; 404 when there is none (or the key does not reach it)."""
-    info = next((i for i in await run_in_threadpool(catalog.listed, served.deployment) if i.name == collection), None)
+    info = await run_in_threadpool(catalog.found, served.deployment, collection)
     if info is None:
         raise HTTPException(404, f"there is no collection {collection!r}")
     return await run_in_threadpool(_describe, served.server, info.name, info.settings)
@@ -115,7 +115,9 @@ async def put_collection(
     if not created:
         response.status_code = 200
     await served.read_names()
-    info = next(i for i in await run_in_threadpool(catalog.listed, served.deployment) if i.name == collection)
+    info = await run_in_threadpool(catalog.found, served.deployment, collection)
+    if info is None:  # deleted again meanwhile
+        raise HTTPException(404, f"there is no collection {collection!r}")
     return await run_in_threadpool(_describe, served.server, collection, info.settings)
 
 

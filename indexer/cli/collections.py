@@ -11,6 +11,7 @@ from indexer.cli.shared import migrate_schema, print_json
 
 if TYPE_CHECKING:
     from search.settings import Settings
+    from search.storage.collections import CollectionInfo
     from search.storage.store import Store
 
 # The commands that act on one collection's documents; the others act on the deployment.
@@ -50,11 +51,15 @@ def _deployment(settings: Settings, migrate: bool) -> Store:
 
 def every_collection(settings: Settings) -> list[Settings]:
     """The settings of every collection of the deployment, by name."""
+    return [own for _, own in _every(settings)]
+
+
+def _every(settings: Settings) -> list[tuple[CollectionInfo, Settings]]:
     from search.collections import catalog
 
     deployment = _deployment(settings, migrate=False)
     try:
-        return [catalog.collection_settings(settings, deployment, info.name) for info in catalog.listed(deployment)]
+        return catalog.every_collection(settings, deployment)
     finally:
         deployment.close()
 
@@ -65,22 +70,16 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from search.collections import catalog
     from search.components import open_store
 
-    deployment = _deployment(settings, migrate=False)
-    try:
-        own_settings = {info.name: info.settings for info in catalog.listed(deployment)}
-    finally:
-        deployment.close()
     rows: list[dict[str, Any]] = []
-    for own in every_collection(settings):
+    for info, own in _every(settings):
         store = open_store(own)
         try:
             counts = store.counts()
         finally:
             store.close()
-        rows.append({"name": own.collection, "settings": own_settings.get(own.collection, {}), **counts})
+        rows.append({"name": info.name, "settings": info.settings, **counts})
     if args.json:
         print_json(rows)
     for row in [] if args.json else rows:

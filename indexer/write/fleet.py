@@ -53,12 +53,6 @@ class Fleet:
         """Every collection's worker's error budget as one, for /health, /stats and /metrics."""
         return FleetState(self)
 
-    def worker(self, name: str) -> Worker:
-        """The worker of collection `name` (opened if need be)."""
-        if name not in self.workers:
-            self._open(name, catalog.collection_settings(self.server, self.deployment, name))
-        return self.workers[name]
-
     def refresh(self) -> None:
         """Open a worker for each new collection, and close those of deleted ones."""
         self._refreshed = time.monotonic()

@@ -44,9 +44,8 @@ def collection_settings(server: Settings, deployment: Store, name: str) -> Setti
     check_collection_name(name)
     if name == DEFAULT_COLLECTION:
         return server.model_copy(update={"collection": DEFAULT_COLLECTION})
-    with deployment.session() as session:
-        info = rows.found(session, name)
-    if info is None or info.status != CollectionStatus.READY:
+    info = found(deployment, name)
+    if info is None:
         raise UnknownCollectionError(name)
     return effective(server, name, info.settings)
 
@@ -55,6 +54,18 @@ def listed(deployment: Store) -> list[CollectionInfo]:
     """The collections served, by name."""
     with deployment.session() as session:
         return rows.listed(session)
+
+
+def found(deployment: Store, name: str) -> CollectionInfo | None:
+    """The collection `name` when it is served (None: there is none, or it is being deleted)."""
+    with deployment.session() as session:
+        info = rows.found(session, name)
+    return info if info is not None and info.status == CollectionStatus.READY else None
+
+
+def every_collection(server: Settings, deployment: Store) -> list[tuple[CollectionInfo, Settings]]:
+    """Every collection served, by name, with the settings it runs with (one read of the rows)."""
+    return [(info, effective(server, info.name, info.settings)) for info in listed(deployment)]
 
 
 def create(server: Settings, deployment: Store, name: str, own: CollectionSettings) -> tuple[Settings, bool]:

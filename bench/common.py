@@ -96,19 +96,34 @@ def serve_process(
     yields its URL and process id."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "server.log").open("wb")
     # `python -m` puts the working directory first on sys.path: the server runs this checkout's code.
     command = [sys.executable, "-m", "indexer.cli.main", "serve", "--port", str(port), "--data-dir", str(folder), *args]
     limit = None if files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, files)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
     url = f"http://127.0.0.1:{port}"
+    with running(command, folder, url + wait_for, timeout, preexec_fn=limit) as proc:
+        yield url, proc.pid
+
+
+@contextmanager
+def running(
+    command: list[str],
+    folder: Path,
+    ready: str,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process run from this checkout (its output in `folder`/server.log) until GET `ready`
+    answers 200; terminated (killed, if it will not stop) when the block ends."""
+    log = (folder / "server.log").open("wb")
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     try:
         deadline = time.monotonic() + timeout
-        while not _answers(url + wait_for):
+        while not _answers(ready):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
             time.sleep(0.05)
-        yield url, proc.pid
+        yield proc
     finally:
         proc.terminate()
         try:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import REPO, free_port
+from bench.common import free_port, running
 from bench.http_load import build_index as build_semsearch
 from search.embedding.encoder import resolve_model
 from search.embedding.space import chunk_input
@@ -93,33 +92,12 @@ def serve(folder: Path, threads: int | None = None, timeout: float = 600) -> Ite
     config = folder / "api.yml"
     config.write_text(yaml.safe_dump({"path": str(folder / "index"), "embeddings": {}}))
     port = free_port()
-    log = (folder / "server.log").open("wb")
     env = {**os.environ, **OFFLINE, "CONFIG": str(config)}
     command = [sys.executable, "-m", "bench.txtai_peer", "serve", str(port)]
     command += ["--threads", str(threads)] if threads else []
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while not _counts(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the txtai server did not start; see {folder / 'server.log'}")
-            time.sleep(0.1)
+    with running(command, folder, f"{url}/count", timeout, env=env):
         yield url, httpx.get(f"{url}/bench-facts", timeout=30).json()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _counts(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/count", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def ask(client: httpx.AsyncClient, query: str, top_k: int = 10) -> bool:

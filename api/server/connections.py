@@ -11,7 +11,8 @@ most idle sockets. Here, on uvicorn's own h11 protocol:
   part of a head came). Trickling bytes does not extend the deadline. A connection between requests
   whose client's next request has come but is not read yet (the loop is busy and reads it at its next
   turn) is not closed then: closing a socket with unread input resets it, and the request with it; that
-  request gets a deadline of its own.
+  request gets a deadline of its own. A connection closed so is told at once (its write side shut), not
+  at the loop's next turn when the socket goes, so that a client about to reuse it sees it closed.
 - a request body must keep coming: at least `MIN_BODY_BYTES` (or its rest) in each `header_timeout`,
   unless the server itself stopped reading it (the app has not taken what came) or the client waits
   for 100 Continue; else the connection is closed (a 408 first if no answer started).
@@ -26,9 +27,11 @@ most idle sockets. Here, on uvicorn's own h11 protocol:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import select
+import socket
 import weakref
 from typing import Any
 
@@ -170,6 +173,7 @@ class GuardedH11Protocol(H11Protocol):
         unless the next request came and is not read yet: closing would reset it, and reading it stops the
         timer set here."""
         if not self.input_unread():
+            self._tell_closed()
             super().timeout_keep_alive_handler()
         elif not self.transport.is_closing():
             self.timeout_keep_alive_task = self.loop.call_later(
@@ -202,6 +206,15 @@ class GuardedH11Protocol(H11Protocol):
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         return bool(poller.poll(0))
+
+    def _tell_closed(self) -> None:
+        """Send the client the end of the connection now (when all written has gone), before the transport
+        closes the socket at the loop's next turn: meanwhile a client would still take it for open, send
+        its next request into it and have it reset."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and not self.transport.get_write_buffer_size():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
 
     def _stop_body_timer(self) -> None:
         if self.body_timer is not None:
@@ -245,6 +258,7 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.write(TIMEOUT_RESPONSE)  # part of a head came: say why it is closed
         if partial or not self.answered:  # not a keep-alive connection left idle after its answers
             TIMED_OUT.add(self.limits.header_timeout)
+        self._tell_closed()
         self.transport.close()
 
     def _evict_one(self) -> bool:
@@ -253,6 +267,7 @@ class GuardedH11Protocol(H11Protocol):
         while (victim := self.waiting.oldest()) is not None:
             victim._stop_waiting()
             if not victim.transport.is_closing():
+                victim._tell_closed()
                 victim.transport.close()
                 EVICTED.add(self.limits.max_connections)
                 return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -134,3 +135,45 @@ async def test_at_the_cap_a_fresh_connection_goes_before_an_idle_one_and_an_idle
         assert await asyncio.wait_for(reader.read(), 5) == b""
         for stream in (writer, fresh_writer):
             stream.close()
+
+
+def _told_closed(writer: asyncio.StreamWriter) -> bool:
+    """Whether the server's end of the connection reached the client, the loop not having turned since."""
+    poller = select.poll()
+    poller.register(writer.get_extra_info("socket").fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def test_an_idle_connection_closed_at_its_deadline_is_told_at_once() -> None:
+    # The socket goes at the loop's next turn, which under load comes late; a client that reuses the
+    # connection meanwhile would send its request into it, and have it reset.
+    async with _serving() as server:
+        reader, writer = await _answered_connection(server)
+        (connection,) = server.protocols
+        assert connection.head_timer is not None
+        connection.head_timer.cancel()
+        connection._head_timed_out()
+        assert _told_closed(writer)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_an_idle_connection_closed_for_a_newcomer_is_told_at_once() -> None:
+    async with _serving(max_connections=1) as server:
+        reader, writer = await _answered_connection(server)
+        assert server.protocol()._evict_one()
+        assert _told_closed(writer)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+
+async def test_an_idle_connection_closed_at_the_keep_alive_timeout_is_told_at_once() -> None:
+    async with _serving() as server:
+        reader, writer = await _answered_connection(server)
+        (connection,) = server.protocols
+        assert connection.timeout_keep_alive_task is not None
+        connection.timeout_keep_alive_task.cancel()
+        connection.timeout_keep_alive_handler()
+        assert _told_closed(writer)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()

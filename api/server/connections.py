@@ -8,22 +8,30 @@ most idle sockets. Here, on uvicorn's own h11 protocol:
 
 - a connection that is not being answered (fresh, between requests, or answered while its client still
   sends) must complete a request head within `header_timeout` seconds, or it is closed (a 408 first when
-  part of a head came). Trickling bytes does not extend the deadline.
+  part of a head came). Trickling bytes does not extend the deadline. A connection between requests
+  whose client's next request has come but is not read yet (the loop is busy and reads it at its next
+  turn) is not closed then: closing a socket with unread input resets it, and the request with it; that
+  request gets a deadline of its own. A connection closed so is told at once (its write side shut), not
+  at the loop's next turn when the socket goes, so that a client about to reuse it sees it closed.
 - a request body must keep coming: at least `MIN_BODY_BYTES` (or its rest) in each `header_timeout`,
   unless the server itself stopped reading it (the app has not taken what came) or the client waits
   for 100 Continue; else the connection is closed (a 408 first if no answer started).
 - at most `max_connections` are open, below the process's file limit. A connection beyond it closes the
   one that has waited longest for a first request (else, when every one has had answers, the one idle
   longest after them); when none waits (every one is being answered) the newcomer gets 503 with
-  Retry-After and is closed. A client that sends its request at once is thus never shut out by idle
+  Retry-After and is closed. A connection between requests whose client's next request has come (not
+  yet read) is not chosen. A client that sends its request at once is thus never shut out by idle
   sockets, however many an attacker opens, and a client's keep-alive connection is not closed for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import select
+import socket
 import weakref
 from typing import Any
 
@@ -85,11 +93,11 @@ class _Waiting:
         self.idle.pop(connection, None)
 
     def oldest(self) -> GuardedH11Protocol | None:
-        """The connection that has waited longest for a first request, else the one idle longest."""
-        for order in (self.fresh, self.idle):
-            if order:
-                return next(iter(order))
-        return None
+        """The connection that has waited longest for a first request, else the one idle longest whose
+        client has not sent its next request already."""
+        if self.fresh:
+            return next(iter(self.fresh))
+        return next((connection for connection in self.idle if not connection.input_unread()), None)
 
 
 # Header timeout of a protocol used without serving.py's config (`uvicorn --http ...`): the setting's default.
@@ -160,6 +168,18 @@ class GuardedH11Protocol(H11Protocol):
             return
         super().connection_lost(exc)
 
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's keep-alive timeout (which closes an idle connection before the head deadline by default),
+        unless the next request came and is not read yet: closing would reset it, and reading it stops the
+        timer set here."""
+        if not self.input_unread():
+            self._tell_closed()
+            super().timeout_keep_alive_handler()
+        elif not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
     def _track_client(self) -> None:
         """Start the head deadline when the connection begins to wait for its client (nothing of it is
         being answered), stop it when a request arrives; watch a request's body while it comes."""
@@ -176,6 +196,25 @@ class GuardedH11Protocol(H11Protocol):
             self.body_timer = self.loop.call_later(self.limits.header_timeout, self._body_check)
         elif not receiving:
             self._stop_body_timer()
+
+    def input_unread(self) -> bool:
+        """Whether the client sent something (or closed) that the loop has not read yet: under load the loop
+        reads a socket only at its next turn, and a deadline or a newcomer may come first."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _tell_closed(self) -> None:
+        """Send the client the end of the connection now (when all written has gone), before the transport
+        closes the socket at the loop's next turn: meanwhile a client would still take it for open, send
+        its next request into it and have it reset."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and not self.transport.get_write_buffer_size():
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
 
     def _stop_body_timer(self) -> None:
         if self.body_timer is not None:
@@ -210,18 +249,25 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing():
             return
         partial = bool(self.conn.trailing_data[0]) and self.conn.their_state is h11.IDLE
+        if self.answered and not partial and self.input_unread():
+            # The next request came as the deadline passed: closing would reset it. Once read, it has its own
+            # deadline (the one set here), and a part of a head at that one is closed with a 408.
+            self._track_client()
+            return
         if partial:
             self.transport.write(TIMEOUT_RESPONSE)  # part of a head came: say why it is closed
         if partial or not self.answered:  # not a keep-alive connection left idle after its answers
             TIMED_OUT.add(self.limits.header_timeout)
+        self._tell_closed()
         self.transport.close()
 
     def _evict_one(self) -> bool:
         """Close the connection that has waited longest for a first request, else the one idle longest after
-        its answers; False when none waits."""
+        its answers (whose next request has not come); False when none waits."""
         while (victim := self.waiting.oldest()) is not None:
             victim._stop_waiting()
             if not victim.transport.is_closing():
+                victim._tell_closed()
                 victim.transport.close()
                 EVICTED.add(self.limits.max_connections)
                 return True

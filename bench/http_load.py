@@ -104,18 +104,23 @@ def cpu_flags() -> str:
     return " ".join(sorted({w for w in words if w.startswith(("avx", "amx"))})) or "no AVX"
 
 
-def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mode: str, offset: int) -> Run:
-    """Sequential searches in `mode` over `queries` (from `offset` on) for `seconds`: the work the
-    API does for one request, without HTTP."""
+def one_at_a_time(work: Callable[[str], object], queries: list[str], seconds: float, offset: int) -> Run:
+    """`work` on one query after another of `queries` (from `offset` on) for `seconds`."""
     run = Run()
     started = time.perf_counter()
     i = offset
     while (now := time.perf_counter()) - started < seconds:
-        searcher.search(queries[i % len(queries)], k=TOP_K, mode=mode)
+        work(queries[i % len(queries)])
         run.latencies.append(time.perf_counter() - now)
         i += 1
     run.seconds = time.perf_counter() - started
     return run
+
+
+def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mode: str, offset: int) -> Run:
+    """Sequential searches in `mode` over `queries` (from `offset` on) for `seconds`: the work the
+    API does for one request, without HTTP."""
+    return one_at_a_time(lambda query: searcher.search(query, k=TOP_K, mode=mode), queries, seconds, offset)
 
 
 # One request and its answer: whether it came back whole (a peer's bench asks its own API its own way).

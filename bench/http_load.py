@@ -1,22 +1,34 @@
-"""HTTP load on the real API server, against the in-process sequential rate, on SciFact.
+"""HTTP load on the real API server, against two in-process references, on SciFact (issue 25).
 
 1. Builds (or reuses, under .bench/, which git ignores) an index of SciFact's corpus with the
    default settings, through the project's own indexer.
 2. Opens the searcher the API uses, in the same `--mode` (default hybrid: embed one query, search
-   the vector and keyword indexes, join the rows, fuse), and starts `semsearch serve` as a
-   subprocess on a loopback port.
-3. Runs `--rounds` rounds, each measuring for `--seconds`: the in-process sequential rate (the SciFact
-   queries one after another), then for each `--clients` count that many asyncio + httpx clients,
+   the vector and keyword indexes, join the rows, fuse), with the `Encoder` the settings make
+   (`make_encoder(Settings(data_dir=...))`), and starts `semsearch serve` as a subprocess on a
+   loopback port.
+3. Runs `--rounds` rounds, each measuring for `--seconds`: the in-process sequential search (the
+   SciFact queries one after another), the in-process `Encoder` alone embedding them one at a time
+   (`encoder.encode([query])`), then for each `--clients` count that many asyncio + httpx clients,
    each sending POST /search and waiting for the answer before sending the next (after a short
-   warm-up). Each round's HTTP rate is divided by the in-process rate of the same round: on a host
+   warm-up). Each round's HTTP rate is divided by both in-process rates of the same round: on a host
    whose speed drifts from minute to minute, neighbouring runs compare; runs minutes apart may not.
 
-Prints each round's ratios, then one table: clients, requests/s, p50 and p99 latency, errors, texts per
-encoder forward pass (from the server's /metrics) over all rounds, and the median of the rounds'
-ratios. The target: under 8 clients the API reaches at least the in-process sequential rate, with no
-errors.
+Prints the CPU and its flags, the load average, the encoder's backend, dtype and threads (in process
+and in the server) and the server's search threads; each round's rates; then one table: path,
+clients, requests/s, p50 and p99 latency, p99/p50, errors, texts per encoder forward pass (from the
+server's /metrics) over all rounds, and the median over rounds of the per-round ratios against the
+in-process search and against the Encoder alone; then issue 25's target, against the Encoder alone
+(bench/http_targets.py): at 8 clients >= 1.0x, p99 <= 3x p50, 0 errors; at 32 clients the same
+within 10 %.
 
     .venv/bin/python -m bench.http_load [--seconds 20] [--rounds 3] [--clients 8,32] [--docs N]
+        [--rebuild-beside]
+
+With `--rebuild-beside`: during each HTTP run (warm-up included), `semsearch rebuild --factory
+HNSW32,Flat` in its own process, in a loop, on a scratch copy of the index that one such rebuild has
+first turned into HNSW32,Flat, so every path searches HNSW32,Flat, not the Flat index the default
+settings give 2,000 documents (bench/rebuild_beside.py). Prints the served index type before and
+after the runs, how many rebuilds ran and whether each exited 0.
 
 With `--peer txtai` (the `bench` extra): semsearch dense and hybrid against txtai's API over the same
 chunks and model, in alternating rounds, instead of the in-process comparison (bench/peer_load.py).
@@ -30,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import time
@@ -44,10 +57,12 @@ import numpy as np
 import torch
 
 from api.server.app import serving_settings
-from bench.common import SCIFACT, print_table, scifact_queries, serve_process
+from bench.common import SCIFACT, cpu_line, print_table, scifact_queries, serve_process, settle
+from bench.rebuild_beside import FACTORY, RebuildLoop, rebuild_once, scratch_copy, served_index_type
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
-from search.components import open_hybrid
+from search.components import make_encoder, open_hybrid
+from search.embedding.encoder import Encoder
 from search.query.hits import MODES
 from search.query.hybrid import HybridSearcher
 from search.settings import Settings
@@ -55,6 +70,7 @@ from search.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".bench" / "http_load"
 TOP_K = 10
+SEARCH, ENCODER = "search", "encoder"  # the in-process references' runs, beside each client count's
 
 
 @dataclass
@@ -193,30 +209,71 @@ def pooled(runs: list[Run]) -> Run:
     return total
 
 
+def encoder_alone(encoder: Encoder, queries: list[str], seconds: float, offset: int) -> Run:
+    """The in-process `Encoder` embedding `queries` one at a time (from `offset` on) for `seconds`: what
+    one request costs at least, whatever the index, the SQL and the HTTP add."""
+    return one_at_a_time(lambda query: encoder.encode([query]), queries, seconds, offset)
+
+
+# One in-process reference: a run over the queries (from an offset on) for some seconds.
+Reference = Callable[..., Run]
+
+
 def rounds(
-    folder: Path, queries: list[str], client_counts: list[int], args: argparse.Namespace
+    folder: Path, queries: list[str], client_counts: list[int], args: argparse.Namespace, beside: RebuildLoop | None
 ) -> dict[str, list[Run]]:
-    """The in-process runs ("1") and the HTTP runs per client count, round after round."""
-    searcher = open_hybrid(Settings(data_dir=folder))
-    encoder = searcher.dense.encoder
-    print(f"  encoder in process: {encoder.backend} in {str(encoder.dtype).removeprefix('torch.')} on {encoder.device}")
+    """The in-process runs (SEARCH, ENCODER) and the HTTP runs per client count, round after round."""
+    encoder = make_encoder(Settings(data_dir=folder))  # the server's settings, but for its serving defaults
+    searcher = open_hybrid(Settings(data_dir=folder), encoder=encoder)
+    dtype = str(encoder.dtype).removeprefix("torch.")
+    threads = encoder.threads or f"{encoder.backend}'s default"
+    print(f"  encoder in process: {encoder.backend} in {dtype} on {encoder.device}, threads: {threads}")
     for query in queries[:20]:
         searcher.search(query, k=TOP_K, mode=args.mode)
-    runs: dict[str, list[Run]] = {"1": [], **{str(c): [] for c in client_counts}}
+    references: dict[str, Reference] = {
+        SEARCH: partial(sequential, searcher, mode=args.mode),
+        ENCODER: partial(encoder_alone, encoder),
+    }
+    runs: dict[str, list[Run]] = {SEARCH: [], ENCODER: [], **{str(c): [] for c in client_counts}}
     try:
-        with serve_process(folder) as (url, _pid):
+        with serve_process(folder) as (url, pid):
+            # /health answers before the server's indexing worker has loaded its encoder: not during a run.
+            print(f"  the server searches {served_index_type(url)}; idle {settle(pid):.0f} s after it answered")
             for n in range(args.rounds):
-                base = sequential(searcher, queries, args.seconds, args.mode, n * 97)
-                runs["1"].append(base)
-                line = [f"round {n + 1}: in process {base.rate:.1f} requests/s"]
-                for clients in client_counts:
-                    run = http_run(url, clients, queries, args)
-                    runs[str(clients)].append(run)
-                    line.append(f"{clients} clients {run.rate:.1f} ({run.rate / base.rate:.2f}x, {run.errors} errors)")
-                print("  " + "; ".join(line), flush=True)
+                print(f"  round {n + 1}: " + _round(n, url, references, queries, client_counts, args, beside, runs))
+            print(f"  the server searches {served_index_type(url)} after the runs", flush=True)
     finally:
         searcher.store.close()
     return runs
+
+
+def _round(
+    n: int,
+    url: str,
+    references: dict[str, Reference],
+    queries: list[str],
+    client_counts: list[int],
+    args: argparse.Namespace,
+    beside: RebuildLoop | None,
+    runs: dict[str, list[Run]],
+) -> str:
+    """Round `n` into `runs`: both in-process references (each leading every other round), then each
+    client count's HTTP run, with the rebuilds beside it if any; the round's line."""
+    for key in (SEARCH, ENCODER) if n % 2 == 0 else (ENCODER, SEARCH):
+        runs[key].append(references[key](queries, args.seconds, offset=n * 97))
+    base, alone = runs[SEARCH][-1], runs[ENCODER][-1]
+    line = [f"in process search {base.rate:.1f}/s, Encoder alone {alone.rate:.1f}/s"]
+    for clients in client_counts:
+        if beside is not None:
+            beside.start()
+        try:
+            run = http_run(url, clients, queries, args)
+        finally:
+            ran = f", {beside.stop()} rebuilds beside" if beside is not None else ""
+        runs[str(clients)].append(run)
+        vs = f"{run.rate / base.rate:.2f}x search, {run.rate / alone.rate:.2f}x Encoder"
+        line.append(f"{clients} clients {run.rate:.1f}/s ({vs}, {run.errors} errors{ran})")
+    return "; ".join(line)
 
 
 def main() -> None:
@@ -228,6 +285,11 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
+    parser.add_argument(
+        "--rebuild-beside",
+        action="store_true",
+        help=f"during the HTTP runs, `semsearch rebuild --factory {FACTORY}` in a loop (on a scratch copy)",
+    )
     parser.add_argument("--peer", choices=["txtai"], help="instead: dense and hybrid against this peer's API")
     parser.add_argument("--peer-threads", type=int, default=None, help="the peer's torch threads (default torch's own)")
     args = parser.parse_args()
@@ -236,12 +298,28 @@ def main() -> None:
 
         compare(args)
         return
+    folder = build_index(args.docs)
+    if not args.rebuild_beside:
+        measure(folder, args, None)
+        return
+    with scratch_copy(folder) as copy:
+        print(f"rebuilding a copy of the index in {copy} as {FACTORY} ...", flush=True)
+        print(f"  {rebuild_once(copy):.1f} s; every path below searches that copy", flush=True)
+        beside = RebuildLoop(copy)
+        measure(copy, args, beside)
+        print(beside.summary())
+
+
+def measure(folder: Path, args: argparse.Namespace, beside: RebuildLoop | None) -> None:
+    """The facts of the host and settings, the rounds, the table and the target."""
+    from bench.http_targets import HEADER, table_rows, verdict  # here: they build on this module
+
     client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
     queries = scifact_queries()
-    folder = build_index(args.docs)
     settings = Settings(data_dir=folder)
     threads = settings.torch_threads or torch.get_num_threads()
-    print(f"CPU flags: {cpu_flags()}")
+    print(cpu_line())
+    print("load average at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     served = serving_settings(settings)
     print(
         f"torch {torch.__version__}, {threads} threads a forward pass in process (the server: "
@@ -249,21 +327,16 @@ def main() -> None:
         f"batch wait {settings.batch_wait_ms} ms"
     )
     print(f"{args.rounds} rounds of {args.seconds:.0f} s in process, then at {args.clients} clients ...", flush=True)
-    runs = rounds(folder, queries, client_counts, args)
-    base = pooled(runs["1"])
-    table = [["in-process sequential", 1, base.rate, base.percentile_ms(50), base.percentile_ms(99), 0, "-", 1.0]]
-    for clients in client_counts:
-        mine = runs[str(clients)]
-        run = pooled(mine)
-        ratio = float(np.median([r.rate / b.rate for r, b in zip(mine, runs["1"], strict=True)]))
-        p50, p99, per_pass = run.percentile_ms(50), run.percentile_ms(99), f"{run.rows_per_pass:.1f}"
-        table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, ratio])
+    runs = rounds(folder, queries, client_counts, args, beside)
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print_table(
         f"POST /search, mode {args.mode}, top_k={TOP_K}, {len(queries)} SciFact queries, {args.rounds} rounds of "
-        f"{args.seconds:.0f} s per path (ratio: median over rounds of requests/s over that round's in-process rate)",
-        ["path", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "texts/pass", "ratio"],
-        table,
+        f"{args.seconds:.0f} s per path{', a rebuild beside each HTTP run' if beside else ''} (vs: median over "
+        "rounds of requests/s over that round's in-process search, and Encoder alone, one query at a time)",
+        HEADER,
+        table_rows(runs, client_counts),
     )
+    print("\nissue 25's target (against the Encoder alone):\n" + verdict(runs, client_counts))
 
 
 if __name__ == "__main__":

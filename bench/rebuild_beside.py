@@ -74,29 +74,32 @@ class RebuildLoop:
     folder: Path
     exits: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    command: list[str] | None = None  # what runs in the loop: rebuild_command(folder) when None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _started_with: int = 0  # rebuilds run before the latest start
 
     def start(self) -> None:
         """Begin the loop on a thread."""
+        self._started_with = len(self.exits)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="rebuild-beside", daemon=True)
         self._thread.start()
 
     def stop(self) -> int:
-        """Start no more rebuilds, wait for the one under way; the rebuilds this start-stop ran."""
-        before = len(self.exits)
+        """Start no more rebuilds, wait for the one under way; the rebuilds run since the latest start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        return len(self.exits) - before
+        return len(self.exits) - self._started_with
 
     def _loop(self) -> None:
         with (self.folder / "rebuild.log").open("ab") as log:
             while not self._stop.is_set():
                 started = time.perf_counter()
-                proc = subprocess.Popen(rebuild_command(self.folder), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+                command = self.command or rebuild_command(self.folder)
+                proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
                 try:
                     code = proc.wait(timeout=STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:

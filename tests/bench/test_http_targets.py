@@ -1,5 +1,8 @@
 """bench.http_load's table and issue 25's target: ratios against both in-process references."""
 
+import sys
+import time
+
 from bench.http_load import ENCODER, SEARCH, Run
 from bench.http_targets import table_rows, verdict
 from bench.rebuild_beside import RebuildLoop
@@ -61,3 +64,16 @@ def test_a_rebuild_that_did_not_exit_0_is_reported(tmp_path):
     (tmp_path / "rebuild.log").write_text("Traceback: boom\n")
     loop = RebuildLoop(tmp_path, exits=[0, 1], seconds=[3.0, 5.0])
     assert "1 did NOT exit 0 (exit codes [1])" in loop.summary() and "boom" in loop.summary()
+
+
+def test_stop_counts_every_rebuild_since_start_also_those_done_before_stop(tmp_path):
+    loop = RebuildLoop(tmp_path, command=[sys.executable, "-c", "pass"])
+    loop.start()
+    deadline = time.monotonic() + 120
+    while len(loop.exits) < 2 and time.monotonic() < deadline:  # two finished while the load would run
+        time.sleep(0.01)
+    ran = loop.stop()
+    assert ran == len(loop.exits) >= 2
+    assert loop.exits == [0] * ran
+    loop.start()
+    assert loop.stop() == len(loop.exits) - ran >= 0

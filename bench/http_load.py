@@ -17,7 +17,8 @@ Prints the CPU and its flags, the load average, the encoder's backend, dtype and
 and in the server) and the server's search threads; each round's rates; then one table: path,
 clients, requests/s, p50 and p99 latency, p99/p50, errors, texts per encoder forward pass (from the
 server's /metrics) over all rounds, and the median over rounds of the per-round ratios against the
-in-process search and against the Encoder alone; then issue 25's target, against the Encoder alone
+in-process search and against the Encoder alone (the rounds, the two references taking turns to go
+first: bench/http_compare.py); then issue 25's target, against the Encoder alone
 (bench/http_targets.py): at 8 clients >= 1.0x, p99 <= 3x p50, 0 errors; at 32 clients the same
 within 10 %.
 
@@ -26,9 +27,9 @@ within 10 %.
 
 With `--rebuild-beside`: during each HTTP run (warm-up included), `semsearch rebuild --factory
 HNSW32,Flat` in its own process, in a loop, on a scratch copy of the index that one such rebuild has
-first turned into HNSW32,Flat, so every path searches HNSW32,Flat, not the Flat index the default
-settings give 2,000 documents (bench/rebuild_beside.py). Prints the served index type before and
-after the runs, how many rebuilds ran and whether each exited 0.
+first turned into HNSW32,Flat, so every path searches HNSW32,Flat, not the index the default
+settings (`auto`: exact, Flat, at this size) give (bench/rebuild_beside.py). Prints the served index
+type before and after the runs, how many rebuilds ran and whether each exited 0.
 
 With `--peer txtai` (the `bench` extra): semsearch dense and hybrid against txtai's API over the same
 chunks and model, in alternating rounds, instead of the in-process comparison (bench/peer_load.py).

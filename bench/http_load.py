@@ -56,7 +56,7 @@ import httpx
 import numpy as np
 
 from bench.common import SCIFACT
-from bench.rebuild_beside import FACTORY, RebuildLoop, rebuild_once, scratch_copy
+from bench.rebuild_beside import FACTORY, RebuildLoop, rebuild_once, scratch_copy, stored_index_type
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
 from search.query.hits import MODES
@@ -214,11 +214,18 @@ def main() -> None:
         measure(folder, args, None)
         return
     with scratch_copy(folder) as copy:
-        print(f"rebuilding a copy of the index in {copy} as {FACTORY} ...", flush=True)
+        before = stored_index_type(copy)
+        print(f"rebuilding a copy of the index ({before}) in {copy} as {FACTORY} ...", flush=True)
         print(f"  {rebuild_once(copy):.1f} s; every path below searches that copy", flush=True)
         beside = RebuildLoop(copy)
         measure(copy, args, beside)
         print(beside.summary())
+        print(
+            f"note: every figure above is on {FACTORY}, which the rebuilds beside keep (the server's type "
+            f"before and after the runs, above), where runs without --rebuild-beside search the cache's "
+            f"{before} index: the in-process search and the server search the same index here, the Encoder "
+            "alone none, so its column compares across the two kinds of run and the search column within one"
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import httpx
 
+from search.components import open_store
+from search.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
 FACTORY = "HNSW32,Flat"
 # A rebuild over the 2,000-document index takes seconds; one that is still going after this long when the
@@ -58,6 +61,17 @@ def rebuild_once(folder: Path) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"semsearch rebuild exited {done.returncode}: {done.stderr.strip()[-2000:]}")
     return time.perf_counter() - started
+
+
+def stored_index_type(folder: Path) -> str:
+    """The index type of the serving generation in `folder`, from its database (`auto` until a base is
+    written with the type `auto` resolved to)."""
+    store = open_store(Settings(data_dir=folder))
+    try:
+        generation = store.active_generation()
+        return "none" if generation is None else generation.index_type or generation.factory
+    finally:
+        store.close()
 
 
 def served_index_type(url: str) -> str:

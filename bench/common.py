@@ -136,8 +136,8 @@ def running(
 
 def settle(pid: int, timeout: float = 120, busy: float = 0.05) -> float:
     """Wait until process `pid` is idle (under `busy` of a core over a second: a server that answers
-    /health may still be loading, e.g. its indexing worker's encoder), at most `timeout` seconds;
-    the seconds waited."""
+    /health may still be at work its start set going, such as its indexing worker catching a derived
+    index up), at most `timeout` seconds; the seconds waited."""
     started = time.monotonic()
     before = _cpu_seconds(pid)
     while time.monotonic() - started < timeout:

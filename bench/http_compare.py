@@ -70,7 +70,7 @@ def rounds(
     runs: dict[str, list[Run]] = {SEARCH: [], ENCODER: [], **{str(c): [] for c in client_counts}}
     try:
         with serve_process(folder) as (url, pid):
-            # /health answers before the server's indexing worker has loaded its encoder: not during a run.
+            # Whatever the server's start set going (its worker catching up) must not fall in a measured run.
             print(f"  the server searches {served_index_type(url)}; idle {settle(pid):.0f} s after it answered")
             for n in range(args.rounds):
                 print(f"  round {n + 1}: " + _round(n, url, references, queries, client_counts, args, beside, runs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import socket
@@ -131,6 +132,30 @@ def running(
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def settle(pid: int, timeout: float = 120, busy: float = 0.05) -> float:
+    """Wait until process `pid` is idle (under `busy` of a core over a second: a server that answers
+    /health may still be at work its start set going, such as its indexing worker catching a derived
+    index up), at most `timeout` seconds; the seconds waited."""
+    started = time.monotonic()
+    before = _cpu_seconds(pid)
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = _cpu_seconds(pid)
+        if now - before < busy:
+            break
+        before = now
+    return time.monotonic() - started
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process `pid` so far (Linux; 0 where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _answers(url: str) -> bool:

@@ -1,22 +1,35 @@
-"""HTTP load on the real API server, against the in-process sequential rate, on SciFact.
+"""HTTP load on the real API server, against two in-process references, on SciFact (issue 25).
 
 1. Builds (or reuses, under .bench/, which git ignores) an index of SciFact's corpus with the
    default settings, through the project's own indexer.
 2. Opens the searcher the API uses, in the same `--mode` (default hybrid: embed one query, search
-   the vector and keyword indexes, join the rows, fuse), and starts `semsearch serve` as a
-   subprocess on a loopback port.
-3. Runs `--rounds` rounds, each measuring for `--seconds`: the in-process sequential rate (the SciFact
-   queries one after another), then for each `--clients` count that many asyncio + httpx clients,
+   the vector and keyword indexes, join the rows, fuse), with the `Encoder` the settings make
+   (`make_encoder(Settings(data_dir=...))`), and starts `semsearch serve` as a subprocess on a
+   loopback port.
+3. Runs `--rounds` rounds, each measuring for `--seconds`: the in-process sequential search (the
+   SciFact queries one after another), the in-process `Encoder` alone embedding them one at a time
+   (`encoder.encode([query])`), then for each `--clients` count that many asyncio + httpx clients,
    each sending POST /search and waiting for the answer before sending the next (after a short
-   warm-up). Each round's HTTP rate is divided by the in-process rate of the same round: on a host
+   warm-up). Each round's HTTP rate is divided by both in-process rates of the same round: on a host
    whose speed drifts from minute to minute, neighbouring runs compare; runs minutes apart may not.
 
-Prints each round's ratios, then one table: clients, requests/s, p50 and p99 latency, errors, texts per
-encoder forward pass (from the server's /metrics) over all rounds, and the median of the rounds'
-ratios. The target: under 8 clients the API reaches at least the in-process sequential rate, with no
-errors.
+Prints the CPU and its flags, the load average, the encoder's backend, dtype and threads (in process
+and in the server) and the server's search threads; each round's rates; then one table: path,
+clients, requests/s, p50 and p99 latency, p99/p50, errors, texts per encoder forward pass (from the
+server's /metrics) over all rounds, and the median over rounds of the per-round ratios against the
+in-process search and against the Encoder alone (the rounds, the two references taking turns to go
+first: bench/http_compare.py); then issue 25's target, against the Encoder alone
+(bench/http_targets.py): at 8 clients >= 1.0x, p99 <= 3x p50, 0 errors; at 32 clients the same
+within 10 %.
 
     .venv/bin/python -m bench.http_load [--seconds 20] [--rounds 3] [--clients 8,32] [--docs N]
+        [--rebuild-beside]
+
+With `--rebuild-beside`: during each HTTP run (warm-up included), `semsearch rebuild --factory
+HNSW32,Flat` in its own process, in a loop, on a scratch copy of the index that one such rebuild has
+first turned into HNSW32,Flat, so every path searches HNSW32,Flat, not the index the default
+settings (`auto`: exact, Flat, at this size) give (bench/rebuild_beside.py). Prints the served index
+type before and after the runs, how many rebuilds ran and whether each exited 0.
 
 With `--peer txtai` (the `bench` extra): semsearch dense and hybrid against txtai's API over the same
 chunks and model, in alternating rounds, instead of the in-process comparison (bench/peer_load.py).
@@ -41,20 +54,18 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 
-from api.server.app import serving_settings
-from bench.common import SCIFACT, print_table, scifact_queries, serve_process
+from bench.common import SCIFACT
+from bench.rebuild_beside import FACTORY, RebuildLoop, rebuild_once, scratch_copy, stored_index_type
 from indexer.ingest.sources import read_sources
 from indexer.write.pipeline import open_indexer
-from search.components import open_hybrid
 from search.query.hits import MODES
-from search.query.hybrid import HybridSearcher
 from search.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".bench" / "http_load"
 TOP_K = 10
+SEARCH, ENCODER = "search", "encoder"  # the in-process references' runs, beside each client count's
 
 
 @dataclass
@@ -102,20 +113,6 @@ def cpu_flags() -> str:
     except OSError:
         return "unknown"
     return " ".join(sorted({w for w in words if w.startswith(("avx", "amx"))})) or "no AVX"
-
-
-def sequential(searcher: HybridSearcher, queries: list[str], seconds: float, mode: str, offset: int) -> Run:
-    """Sequential searches in `mode` over `queries` (from `offset` on) for `seconds`: the work the
-    API does for one request, without HTTP."""
-    run = Run()
-    started = time.perf_counter()
-    i = offset
-    while (now := time.perf_counter()) - started < seconds:
-        searcher.search(queries[i % len(queries)], k=TOP_K, mode=mode)
-        run.latencies.append(time.perf_counter() - now)
-        i += 1
-    run.seconds = time.perf_counter() - started
-    return run
 
 
 # One request and its answer: whether it came back whole (a peer's bench asks its own API its own way).
@@ -188,32 +185,6 @@ def pooled(runs: list[Run]) -> Run:
     return total
 
 
-def rounds(
-    folder: Path, queries: list[str], client_counts: list[int], args: argparse.Namespace
-) -> dict[str, list[Run]]:
-    """The in-process runs ("1") and the HTTP runs per client count, round after round."""
-    searcher = open_hybrid(Settings(data_dir=folder))
-    encoder = searcher.dense.encoder
-    print(f"  encoder in process: {encoder.backend} in {str(encoder.dtype).removeprefix('torch.')} on {encoder.device}")
-    for query in queries[:20]:
-        searcher.search(query, k=TOP_K, mode=args.mode)
-    runs: dict[str, list[Run]] = {"1": [], **{str(c): [] for c in client_counts}}
-    try:
-        with serve_process(folder) as (url, _pid):
-            for n in range(args.rounds):
-                base = sequential(searcher, queries, args.seconds, args.mode, n * 97)
-                runs["1"].append(base)
-                line = [f"round {n + 1}: in process {base.rate:.1f} requests/s"]
-                for clients in client_counts:
-                    run = http_run(url, clients, queries, args)
-                    runs[str(clients)].append(run)
-                    line.append(f"{clients} clients {run.rate:.1f} ({run.rate / base.rate:.2f}x, {run.errors} errors)")
-                print("  " + "; ".join(line), flush=True)
-    finally:
-        searcher.store.close()
-    return runs
-
-
 def main() -> None:
     """Index (or reuse), measure in process, serve, load, print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,6 +194,11 @@ def main() -> None:
     parser.add_argument("--clients", default="8,32", help="comma-separated concurrent client counts")
     parser.add_argument("--docs", type=int, default=None, help="index only the first N documents")
     parser.add_argument("--mode", choices=MODES, default="hybrid", help="search mode, in process and over HTTP")
+    parser.add_argument(
+        "--rebuild-beside",
+        action="store_true",
+        help=f"during the HTTP runs, `semsearch rebuild --factory {FACTORY}` in a loop (on a scratch copy)",
+    )
     parser.add_argument("--peer", choices=["txtai"], help="instead: dense and hybrid against this peer's API")
     parser.add_argument("--peer-threads", type=int, default=None, help="the peer's torch threads (default torch's own)")
     args = parser.parse_args()
@@ -231,34 +207,25 @@ def main() -> None:
 
         compare(args)
         return
-    client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
-    queries = scifact_queries()
+    from bench.http_compare import measure  # here: http_compare builds on this module
+
     folder = build_index(args.docs)
-    settings = Settings(data_dir=folder)
-    threads = settings.torch_threads or torch.get_num_threads()
-    print(f"CPU flags: {cpu_flags()}")
-    served = serving_settings(settings)
-    print(
-        f"torch {torch.__version__}, {threads} threads a forward pass in process (the server: "
-        f"{served.torch_threads or threads}, and {served.search_threads} searches at once); "
-        f"batch wait {settings.batch_wait_ms} ms"
-    )
-    print(f"{args.rounds} rounds of {args.seconds:.0f} s in process, then at {args.clients} clients ...", flush=True)
-    runs = rounds(folder, queries, client_counts, args)
-    base = pooled(runs["1"])
-    table = [["in-process sequential", 1, base.rate, base.percentile_ms(50), base.percentile_ms(99), 0, "-", 1.0]]
-    for clients in client_counts:
-        mine = runs[str(clients)]
-        run = pooled(mine)
-        ratio = float(np.median([r.rate / b.rate for r, b in zip(mine, runs["1"], strict=True)]))
-        p50, p99, per_pass = run.percentile_ms(50), run.percentile_ms(99), f"{run.rows_per_pass:.1f}"
-        table.append(["HTTP POST /search", clients, run.rate, p50, p99, run.errors, per_pass, ratio])
-    print_table(
-        f"POST /search, mode {args.mode}, top_k={TOP_K}, {len(queries)} SciFact queries, {args.rounds} rounds of "
-        f"{args.seconds:.0f} s per path (ratio: median over rounds of requests/s over that round's in-process rate)",
-        ["path", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "texts/pass", "ratio"],
-        table,
-    )
+    if not args.rebuild_beside:
+        measure(folder, args, None)
+        return
+    with scratch_copy(folder) as copy:
+        before = stored_index_type(copy)
+        print(f"rebuilding a copy of the index ({before}) in {copy} as {FACTORY} ...", flush=True)
+        print(f"  {rebuild_once(copy):.1f} s; every path below searches that copy", flush=True)
+        beside = RebuildLoop(copy)
+        measure(copy, args, beside)
+        print(beside.summary())
+        print(
+            f"note: every figure above is on {FACTORY}, which the rebuilds beside keep (the server's type "
+            f"before and after the runs, above), where runs without --rebuild-beside search the cache's "
+            f"{before} index: the in-process search and the server search the same index here, the Encoder "
+            "alone none, so its column compares across the two kinds of run and the search column within one"
+        )
 
 
 if __name__ == "__main__":

@@ -269,7 +269,7 @@ class HybridSearcher:
             for _ in range(3):
                 with timed("keyword"):
                     found = self.keyword.search(terms, fetch, None)
-                best = best_per_document(self.store, found, plan.check)
+                best = best_per_document(self.store, found, plan.check, limit=depth)
                 if len(best) >= depth or len(found) < fetch:
                     return best[:depth]
                 fetch *= _OVERFETCH
@@ -278,7 +278,7 @@ class HybridSearcher:
         while True:
             with timed("keyword"):
                 found = self.keyword.search(terms, fetch, allowed)
-            best = best_per_document(self.store, found, owners=plan.owners())
+            best = best_per_document(self.store, found, owners=plan.owners(), limit=depth)
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH

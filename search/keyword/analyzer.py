@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import get_args
 
 import tantivy
@@ -28,6 +28,8 @@ _CJK = re.compile(
 )
 # Words longer than this are noise (base64, hashes glued to text); Lucene's default is 255.
 _MAX_TOKEN_CHARS = 40
+# Texts whose words `Analyzer.matched_terms` keeps analysed (a few pages of hits; about 10 KiB each).
+_TEXTS_REMEMBERED = 2048
 
 
 def normalize(text: str) -> str:
@@ -95,11 +97,9 @@ class Analyzer:
         wanted = set(terms)
         if not wanted:
             return []
-        plain = normalize(text)
-        found: dict[str, None] = {}
-        for token in self.tantivy.pre_tokenize(plain).tokens:
-            if token.text in wanted:
-                found.setdefault(plain[token.char_offset_from : token.char_offset_to], None)
+        plain, words = self._words(text)
+        firsts = sorted(first for term in wanted for first in words.get(term, ()))
+        found: dict[str, None] = dict.fromkeys(word for _, word in firsts)
         # CJK runs are one token for tantivy: their terms are looked for inside, and overlapping
         # bigrams join into the word they cover (图书 + 书馆 -> 图书馆).
         cjk = [term for term in wanted if is_cjk(term)]
@@ -107,6 +107,21 @@ class Analyzer:
             for span in _covered_spans(match[0], cjk):
                 found.setdefault(span, None)
         return list(found)
+
+    @lru_cache(maxsize=_TEXTS_REMEMBERED)  # noqa: B019 (one analyzer per language, kept for the process)
+    def _words(self, text: str) -> tuple[str, dict[str, list[tuple[int, str]]]]:
+        """`text` after NFKC, and per term of it the first place and spelling of each way it is
+        written there. A page's hits come back query after query; analysing each once (a tantivy
+        token object per word) cost a search more than its SQL."""
+        plain = normalize(text)
+        words: dict[str, list[tuple[int, str]]] = {}
+        seen: set[str] = set()
+        for token in self.tantivy.pre_tokenize(plain).tokens:
+            word = plain[token.char_offset_from : token.char_offset_to]
+            if word not in seen:
+                seen.add(word)
+                words.setdefault(token.text, []).append((token.char_offset_from, word))
+        return plain, words
 
 
 def _covered_spans(run: str, terms: list[str]) -> list[str]:

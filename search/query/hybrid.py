@@ -139,17 +139,38 @@ class HybridSearcher:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            if mmr is None:
-                fused, terms = self._rank_all(queries, vectors, k, plan, mode, serving, keyword)
-            else:
-                fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
-                index = (serving or self.dense.serving).index
-                with timed("fusion"):
-                    fused = [diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused]
-            return self._hits([arrange(f) for f in fused] if arrange else fused, terms)
+            hits, gone = self._answer(queries, vectors, k, plan, mode, serving, keyword, mmr, arrange)
+            if gone:
+                # Chunks ranked by a remembered owner (search/storage/owners.py) but deleted since:
+                # ranked again, where SQL answers for them, so that `k` hits come whenever they exist.
+                self.store.owners.forget(gone)
+                hits, _ = self._answer(queries, vectors, k, plan, mode, serving, None, mmr, arrange)
+            return hits
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+
+    def _answer(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray | None,
+        k: int,
+        plan: RequestPlan,
+        mode: str,
+        serving: Serving | None,
+        keyword: KeywordSide | None,
+        mmr: MMR | None,
+        arrange: Arrange | None,
+    ) -> tuple[list[list[HybridHit]], list[int]]:
+        """Each query's hits, and the ranked chunks whose rows were gone (see `_hits`)."""
+        if mmr is None:
+            fused, terms = self._rank_all(queries, vectors, k, plan, mode, serving, keyword)
+        else:
+            fused, terms = self._rank_all(queries, vectors, mmr.fetch_k, plan, mode, serving, keyword)
+            index = (serving or self.dense.serving).index
+            with timed("fusion"):
+                fused = [diversify(self.store, index, f, k, mmr.lambda_, mode) for f in fused]
+        return self._hits([arrange(f) for f in fused] if arrange else fused, terms)
 
     def _rank_all(
         self,
@@ -197,17 +218,19 @@ class HybridSearcher:
         terms = [self.keyword.analyzer.query_terms(q) for q in queries]
         return KeywordSide(plan, terms, [self._keyword(t, depth, plan) for t in terms])
 
-    def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> list[list[HybridHit]]:
-        """The fused rankings with their chunks' rows (one query for all); a chunk deleted since it
-        was ranked is left out."""
+    def _hits(self, fused: list[list[Fused]], terms: list[list[str]]) -> tuple[list[list[HybridHit]], list[int]]:
+        """The fused rankings with their chunks' rows (one query for all), and the chunks left out
+        because their rows were gone (deleted since they were ranked)."""
         with timed("sql"):
             rows = self.store.chunk_hits([f.chunk.chunk_id for ranking in fused for f in ranking])
         out = []
+        gone: list[int] = []
         for ranking, words in zip(fused, terms, strict=True):
             hits = []
             for f in ranking:
                 row = rows.get(f.chunk.chunk_id)
                 if row is None:
+                    gone.append(f.chunk.chunk_id)
                     continue
                 matched = self.keyword.analyzer.matched_terms(words, chunk_input(row.title, row.text))
                 hits.append(
@@ -227,7 +250,7 @@ class HybridSearcher:
                     )
                 )
             out.append(hits)
-        return out
+        return out, gone
 
     def _dense(self, vector: np.ndarray, depth: int, plan: RequestPlan, serving: Serving | None) -> list[Ranked]:
         if plan.check is not None and plan.share is not None:
@@ -246,7 +269,7 @@ class HybridSearcher:
             for _ in range(3):
                 with timed("keyword"):
                     found = self.keyword.search(terms, fetch, None)
-                best = best_per_document(self.store, found, plan.check)
+                best = best_per_document(self.store, found, plan.check, limit=depth)
                 if len(best) >= depth or len(found) < fetch:
                     return best[:depth]
                 fetch *= _OVERFETCH
@@ -255,7 +278,7 @@ class HybridSearcher:
         while True:
             with timed("keyword"):
                 found = self.keyword.search(terms, fetch, allowed)
-            best = best_per_document(self.store, found, owners=plan.owners())
+            best = best_per_document(self.store, found, owners=plan.owners(), limit=depth)
             if len(best) >= depth or len(found) < fetch:
                 return best[:depth]
             fetch *= _OVERFETCH

@@ -112,7 +112,7 @@ class Searcher:
         fetch = k * _OVERFETCH
         while True:
             scores, ids = self._candidates(index, vector, min(fetch, total), allowed)
-            best = self._best_per_document(scores, ids, owners=None if allowed is None else allowed.owners)
+            best = self._best_per_document(scores, ids, k, None if allowed is None else allowed.owners)
             # Stop when enough distinct documents came back, or when every candidate was returned.
             if len(best) >= k or fetch >= total:
                 return best[:k]
@@ -180,18 +180,18 @@ class Searcher:
         fetch = math.ceil(k * _OVERFETCH / max(share, BROAD))
         for _ in range(3):
             scores, ids, passing = self._checked_candidates(index, vector, min(fetch, total), check)
-            best = self._best_per_document(scores, ids, owners=passing)
+            best = self._best_per_document(scores, ids, k, passing)
             if len(best) >= k or fetch >= total:
                 return best[:k]
             fetch *= _OVERFETCH
         return None
 
     def _best_per_document(
-        self, scores: np.ndarray, ids: np.ndarray, owners: Mapping[int, ChunkOwner] | None = None
+        self, scores: np.ndarray, ids: np.ndarray, k: int, owners: Mapping[int, ChunkOwner] | None = None
     ) -> list[Ranked]:
         valid = ids >= 0  # FAISS pads a short result with -1
         found = list(zip(ids[valid].tolist(), scores[valid].tolist(), strict=True))
-        return best_per_document(self.store, found, owners=owners)
+        return best_per_document(self.store, found, owners=owners, limit=k)
 
 
 def best_per_document(
@@ -199,11 +199,14 @@ def best_per_document(
     found: Sequence[tuple[int, float]],
     check: MetadataFilter | None = None,
     owners: Mapping[int, ChunkOwner] | None = None,
+    limit: int | None = None,
 ) -> list[Ranked]:
     """The best chunk of each document among `found` ((chunk id, score), best first) whose row still
-    exists and whose document passes `check`: rows decide, so a vector or keyword entry of a chunk
-    deleted or replaced since is skipped. `owners`: the rows of the chunks searched among, read by
-    this request's filter lookup (else they are read here). Shared by the dense and keyword retrievers."""
+    exists and whose document passes `check`: rows decide (or the owners the store remembers, checked
+    against the rows of the hits shown: search/storage/owners.py), so a vector or keyword entry of a
+    chunk deleted or replaced since is skipped. `owners`: the rows of the chunks searched among, read by
+    this request's filter lookup (else they are read here). `limit`: enough documents (the rest of
+    `found` ranks below them). Shared by the dense and keyword retrievers."""
     if owners is None:
         with timed("sql"):
             owners = store.chunk_owners([chunk_id for chunk_id, _ in found], metadata=check is not None)
@@ -215,4 +218,6 @@ def best_per_document(
         if check is not None and not check.holds(owner.metadata or {}):
             continue
         best[owner.document_id] = Ranked(owner.document_id, chunk_id, float(score))
+        if len(best) == limit:
+            break
     return list(best.values())

@@ -46,42 +46,38 @@ def own_signals(
     was embedded for (None in keyword mode: no cosine then)."""
     cosine = {h.id: h.score for h in dense}
     bm25 = {h.id: h.score for h in ranked}
-    no_cosine = [h.id for h in ranked if h.id not in cosine] if vector is not None else []
-    no_bm25 = [h.id for h in dense if h.id not in bm25] if terms else []
-    with timed("sql"):
-        chunks = store.document_chunks([*no_cosine, *no_bm25]) if no_cosine or no_bm25 else {}
+    no_cosine = [h for h in ranked if h.id not in cosine] if vector is not None else []
+    no_bm25 = [h for h in dense if h.id not in bm25] if terms else []
     if no_cosine and index is not None and index.space:
         assert vector is not None
-        cosine.update(_cosines(VectorRows(store, index.space, index.dim), vector, no_cosine, chunks))
+        cosine.update(_cosines(VectorRows(store, index.space, index.dim), vector, no_cosine))
     if no_bm25:
+        with timed("sql"):
+            chunks = store.document_chunks([h.chunk_id for h in no_bm25])
         bm25.update(_bm25s(keyword, terms, no_bm25, chunks))
     return OwnSignals(cosine, bm25, keyword.bound(terms))
 
 
-def _owners(docs: Sequence[str], chunks: dict[str, list[int]]) -> dict[int, str]:
-    return {chunk_id: doc for doc in docs for chunk_id in chunks.get(doc, ())}
-
-
-def _cosines(
-    rows: VectorRows, vector: np.ndarray, docs: Sequence[str], chunks: dict[str, list[int]]
-) -> dict[str, float]:
-    owners = _owners(docs, chunks)
+def _cosines(rows: VectorRows, vector: np.ndarray, docs: Sequence[Ranked]) -> dict[str, float]:
+    """Each document's best cosine over its chunks' vectors in SQL (0.0 where none has one yet)."""
     with timed("sql"):
-        found, vectors = rows.fetch(list(owners))
-    best = dict.fromkeys(docs, 0.0)
-    if len(found):
+        given, vectors = rows.document_vectors([h.chunk_id for h in docs])
+    by_chunk = {h.chunk_id: h.id for h in docs}
+    best = dict.fromkeys(by_chunk.values(), 0.0)
+    if len(given):
         scores = vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
-        for chunk_id, score in zip(found.tolist(), scores.tolist(), strict=True):
-            doc = owners[int(chunk_id)]
+        for chunk_id, score in zip(given.tolist(), scores.tolist(), strict=True):
+            doc = by_chunk[chunk_id]
             best[doc] = max(best[doc], float(score))
     return best
 
 
 def _bm25s(
-    keyword: KeywordIndex, terms: Sequence[str], docs: Sequence[str], chunks: dict[str, list[int]]
+    keyword: KeywordIndex, terms: Sequence[str], docs: Sequence[Ranked], chunks: dict[int, list[int]]
 ) -> dict[str, float]:
-    owners = _owners(docs, chunks)
-    best = dict.fromkeys(docs, 0.0)
+    """Each document's best BM25 over its chunks, from a keyword search among them alone."""
+    owners = {chunk_id: h.id for h in docs for chunk_id in chunks.get(h.chunk_id, ())}
+    best = dict.fromkeys((h.id for h in docs), 0.0)
     if owners:
         allowed = np.fromiter(sorted(owners), dtype=np.int64, count=len(owners))
         with timed("keyword"):

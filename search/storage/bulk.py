@@ -5,17 +5,17 @@ row, several rows a document); here each column's bind processor is looked up on
 gets plain tuples, which keeps the write path well above 5,000 documents a second.
 
 Likewise an expanding `IN` of a few hundred ids is rendered and bound anew on every call, which cost
-as much as the query itself on the read path; `one_of` binds the whole list as one value."""
+as much as the query itself on the read path; `in_ids` binds the whole list as one value."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, BigInteger, ColumnElement, Dialect, Table, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from search.storage import json_text
@@ -56,12 +56,18 @@ def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any
     return processor
 
 
-def one_of(column: InstrumentedAttribute[int], ids: Sequence[int], postgres: bool) -> ColumnElement[bool]:
-    """`column IN ids` with the ids as ONE bound value: an array on PostgreSQL (`= ANY`), a JSON array
-    read by `json_each` on SQLite. The statement is then the same for every list, and cached."""
-    values = [int(i) for i in ids]  # numpy's integers are no bound values
+def in_ids(column: Any, postgres: bool) -> ColumnElement[bool]:
+    """`column IN :ids` with the ids bound as ONE value at execution (`ids_value`): an array on
+    PostgreSQL (`= ANY`), a JSON array read by `json_each` on SQLite. A statement using it is built
+    once and run for every list (search/storage/reads.py)."""
     if postgres:
-        return column == any_(bindparam("ids", values, type_=ARRAY(BigInteger)))
+        return cast(ColumnElement[bool], column == any_(bindparam("ids", type_=ARRAY(BigInteger))))
     listed: Select[int] = select(literal_column("value", BigInteger))
-    listed = listed.select_from(func.json_each(bindparam("ids", json.dumps(values))))
-    return column.in_(listed.scalar_subquery())
+    listed = listed.select_from(func.json_each(bindparam("ids")))
+    return cast(ColumnElement[bool], column.in_(listed.scalar_subquery()))
+
+
+def ids_value(ids: Sequence[int], postgres: bool) -> list[int] | str:
+    """The value bound to `in_ids`' parameter for `ids`."""
+    values = [int(i) for i in ids]  # numpy's integers are no bound values
+    return values if postgres else json.dumps(values)

@@ -8,23 +8,23 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.filters import MetadataFilter
-from search.storage import changes, documents, metadata_index, schema
-from search.storage.bulk import one_of
+from search.storage import changes, documents, metadata_index, reads, schema
+from search.storage.bulk import ids_value
 from search.storage.db import make_engine
 from search.storage.disk import writes_in_thread
 from search.storage.models import Chunk, Document, GenerationState, IndexGeneration
 from search.storage.outage import CommitUnknownError, classify, outage_of
+from search.storage.owners import OwnerCache
 from search.storage.records import ChunkHit, ChunkIn, ChunkOwner, DocumentIn, WriteResult
 from search.storage.rows import (
     delete_chunks_of,
     id_parts,
     lock_documents,
-    parts,
 )
 
 
@@ -45,6 +45,7 @@ class Store:
         self.postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._full_disk = outage_of(self.engine).disk
+        self.owners = OwnerCache()  # chunk -> document, for ranking without a query per chunk
         if upgrade:
             self.upgrade()
 
@@ -144,49 +145,44 @@ class Store:
         """The chunks (with their document's fields) for the ids that still exist."""
         if not chunk_ids:
             return {}
-        stmt = (
-            select(
-                Chunk.id,
-                Document.external_id,
-                Document.title,
-                Chunk.text,
-                Chunk.start,
-                Chunk.end,
-                Document.meta,
-            )
-            .join(Document)
-            .where(one_of(Chunk.id, chunk_ids, self.postgres))
-        )
-        with self.session() as s:
-            return {row[0]: ChunkHit(*row) for row in s.execute(stmt)}
+        rows = self.by_ids(reads.chunk_hits(self.postgres), chunk_ids)
+        return {row[0]: ChunkHit(*row) for row in rows}
 
     def chunk_owners(self, chunk_ids: Sequence[int], metadata: bool = False) -> dict[int, ChunkOwner]:
         """The document (the user's id) of each of `chunk_ids` that still exists, with its metadata
         when asked: what ranking needs, without the text and fields that only the shown hits need
-        (`chunk_hits`). A Core query, since ranking reads a few hundred rows per retriever."""
+        (`chunk_hits`). Owners without metadata come from `owners` where it knows them (a chunk gone
+        since may be among them: see search/storage/owners.py); the rest from SQL."""
         if not chunk_ids:
             return {}
-        columns = [Chunk.id, Document.external_id, *([Document.meta] if metadata else [])]
-        stmt = select(*columns).join(Document).where(one_of(Chunk.id, chunk_ids, self.postgres))
-        with self.engine.connect() as connection:
-            rows = connection.execute(stmt).all()
+        known: dict[int, ChunkOwner] = {}
         if not metadata:
-            return {chunk_id: ChunkOwner(owner, None) for chunk_id, owner in cast(list[tuple[int, str]], rows)}
+            known, chunk_ids = self.owners.known(chunk_ids)
+            if not chunk_ids:
+                return known
+        rows = self.by_ids(reads.chunk_owners(self.postgres, metadata), chunk_ids)
+        if not metadata:
+            read = {chunk_id: ChunkOwner(owner, None) for chunk_id, owner in cast(list[tuple[int, str]], rows)}
+            self.owners.remember(read.items())
+            return known | read
         typed = cast(list[tuple[int, str, dict[str, Any]]], rows)
         return {chunk_id: ChunkOwner(owner, meta) for chunk_id, owner, meta in typed}
 
-    def document_chunks(self, external_ids: Sequence[str]) -> dict[str, list[int]]:
-        """Every chunk id of each of the documents (the user's ids) that exist: what a document's own
-        score for a query is the best of (search/query/signals.py)."""
-        out: dict[str, list[int]] = {}
-        if not external_ids:
-            return out
-        with self.engine.connect() as connection:
-            for part in parts(external_ids):
-                stmt = select(Document.external_id, Chunk.id).join(Chunk).where(Document.external_id.in_(part))
-                for owner, chunk_id in connection.execute(stmt):
-                    out.setdefault(owner, []).append(int(chunk_id))
+    def document_chunks(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
+        """For each of `chunk_ids` that exists, every chunk id of its document: what a document's own
+        score for a query is the best of (search/query/signals.py). Ranking holds a chunk of each
+        document already, so no document row is looked up by the user's id."""
+        out: dict[int, list[int]] = {}
+        for given_id, chunk_id in self.by_ids(reads.document_chunks(self.postgres), chunk_ids):
+            out.setdefault(int(given_id), []).append(int(chunk_id))
         return out
+
+    def by_ids(self, stmt: reads.ById, chunk_ids: Sequence[int], **params: Any) -> Sequence[Row[*tuple[Any, ...]]]:
+        """The rows of one of search/storage/reads.py's statements for `chunk_ids` (none for none)."""
+        if not chunk_ids:
+            return []
+        with self.engine.connect() as connection:
+            return connection.execute(stmt, {"ids": ids_value(chunk_ids, self.postgres), **params}).all()
 
     def matching_chunk_ids(self, metadata_filter: MetadataFilter) -> np.ndarray:
         """The ids (int64, ascending) of every chunk whose document's metadata passes the filter,

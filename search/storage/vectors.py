@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from search.filters import MetadataFilter
-from search.storage import changes, metadata_index
+from search.storage import changes, metadata_index, reads
 from search.storage.models import Chunk, ChunkVector, Document, DocumentStatus
 from search.storage.records import ChunkIn, ChunkOwner
 from search.storage.rows import id_parts, insert_chunks_of, parts
@@ -152,6 +152,13 @@ class VectorRows:
                 )
                 rows.extend((int(cid), bytes(vec)) for cid, vec in s.execute(stmt))
         return self._arrays(rows)
+
+    def document_vectors(self, chunk_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(one of `chunk_ids` per row, a vector) for every chunk embedded in the space of the
+        documents that `chunk_ids` belong to: what each document's own cosine is the best of."""
+        stmt = reads.document_vectors(self.store.postgres)
+        rows = self.store.by_ids(stmt, chunk_ids, space=self.space)
+        return self._arrays([(int(cid), bytes(vec)) for cid, vec in rows])
 
     def matching_vectors(self, check: MetadataFilter, limit: int) -> FewMatches | None:
         """The chunks passing `check`, their documents, and the vectors of those embedded in the

@@ -41,3 +41,12 @@ def test_matched_terms_are_the_words_as_written() -> None:
     assert analyzer.matched_terms(terms, text) == ["Running", "Café", "ZQX", "4471", "北京"]
     assert analyzer.matched_terms([], text) == []
     assert analyzer.matched_terms(analyzer.query_terms("北京大学 学"), "我爱北京大学, 大学生") == ["北京大学", "大学"]
+
+
+def test_matched_terms_of_a_text_seen_before_follow_the_new_query() -> None:
+    # A text's words are analysed once and kept: each query still gets its own words, in text order.
+    analyzer = Analyzer()
+    text = "Cats chase dogs; a cat is not a Dog, and cats sleep."
+    assert analyzer.matched_terms(analyzer.query_terms("dog cat"), text) == ["Cats", "dogs", "cat", "Dog", "cats"]
+    assert analyzer.matched_terms(analyzer.query_terms("sleeping"), text) == ["sleep"]
+    assert analyzer.matched_terms(analyzer.query_terms("dogs"), text) == ["dogs", "Dog"]

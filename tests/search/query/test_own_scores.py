@@ -79,10 +79,9 @@ def test_the_score_is_the_document_s_own_cosine_and_bm25(hybrid: HybridSearcher)
     terms = hybrid.keyword.analyzer.query_terms(query)
     vector = hybrid.dense.encoder.encode([query])[0]
     bound = hybrid.keyword.bound(terms)
-    chunks = hybrid.store.document_chunks([f"d{i}" for i in range(80)])
     rows = VectorRows(hybrid.store, hybrid.dense.index.space, hybrid.dense.index.dim)
     for hit in hybrid.search(query, k=30):
-        ids = chunks[hit.id]
+        ids = hybrid.store.document_chunks([hit.chunk_id])[hit.chunk_id]
         _, vectors = rows.fetch(ids)
         cosines = (vectors @ vector).tolist()
         found = dict(hybrid.keyword.search(terms, len(ids), np.array(sorted(ids), dtype=np.int64)))

@@ -254,9 +254,10 @@ class Slowloris:
                 sock.close()
 
 
-def _search_for(client: httpx.Client, seconds: float) -> tuple[list[float], list[str]]:
-    """A connected client's searches for `seconds`: latencies of the answered ones, and what went wrong."""
-    latencies, problems = [], []
+def _search_for(client: httpx.Client, seconds: float) -> tuple[list[float], list[str], set[int]]:
+    """A connected client's searches for `seconds`: latencies of the answered ones, what went wrong,
+    and the local ports of the connections they went on."""
+    latencies, problems, ports = [], [], set()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         sent = time.perf_counter()
@@ -265,11 +266,12 @@ def _search_for(client: httpx.Client, seconds: float) -> tuple[list[float], list
         except httpx.HTTPError as exc:
             problems.append(repr(exc))
             continue
+        ports.add(response.extensions["network_stream"].get_extra_info("client_addr")[1])
         if response.status_code == 200 and response.json()["results"]:
             latencies.append(time.perf_counter() - sent)
         else:
             problems.append(f"{response.status_code} {response.text[:200]}")
-    return latencies, problems
+    return latencies, problems, ports
 
 
 def _accept_errors(log: str) -> list[str]:
@@ -281,8 +283,10 @@ def test_more_idle_connections_than_files_leave_connected_clients_answered(serve
     with httpx.Client(base_url=served.url, timeout=10) as client:
         assert client.post("/search", json={"query": "the cat"}).status_code == 200
         with Slowloris(served, 2 * FILES) as attack:
-            time.sleep(1.0)  # the attack in place: the server's connections at their cap
-            latencies, problems = _search_for(client, 6.0)
+            # The attack in place (the server's connections at their cap), within the header timeout: the
+            # client's keep-alive connection, idle meanwhile, must be the one its searches go on.
+            time.sleep(TIMEOUT / 2)
+            latencies, problems, ports = _search_for(client, 6.0)
             # A new client gets in too: an idle connection makes room for it.
             fresh = [httpx.get(f"{served.url}/health", timeout=10).status_code for _ in range(5)]
             opened = attack.opened
@@ -291,6 +295,7 @@ def test_more_idle_connections_than_files_leave_connected_clients_answered(serve
             f"\n{len(latencies)} searches under {2 * FILES} idle connections ({opened} opened): p99 {p99 * 1000:.0f} ms"
         )
         assert not problems, problems[:5]
+        assert len(ports) == 1, ports  # one keep-alive connection, never closed under the attack
         assert p99 < 2.0, p99  # generous for a shared 2-core host; the bench holds the 1 s target
         assert fresh == [200] * 5
         assert opened > 2 * FILES  # the server closed idle ones (and the attack opened more)

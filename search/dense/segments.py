@@ -80,6 +80,12 @@ class SegmentView:
         """The base segment's index type."""
         return self.base.resolved_factory
 
+    @property
+    def exact(self) -> bool:
+        """Whether a search scores every vector exactly (a Flat base, or an empty one: deltas are
+        exact), so that a chunk missing from a search of depth n scores at most the n-th found."""
+        return self.base.ntotal == 0 or self.base.resolved_factory == "Flat"
+
     @cached_property
     def ntotal(self) -> int:
         """Live vectors held: the base's and the deltas', less those of deleted chunks. Counted once

@@ -23,12 +23,12 @@ from search.filters import parse_filter
 from search.keyword.index import KeywordIndex
 from search.pages import page_of
 from search.query.diversify import diversify
-from search.query.fusion import bounded, convex, rrf
+from search.query.fusion import convex, rrf
 from search.query.hits import Fused, FusionConfig, HybridHit, KeywordSide, Signal, check_mode
 from search.query.mmr import MMR
 from search.query.planning import RequestPlan
 from search.query.searcher import FilterSpec, Ranked, Searcher, best_per_document
-from search.query.signals import own_signals
+from search.query.signals import Query, top_scores
 from search.storage.store import Store
 from search.timing import timed
 
@@ -295,18 +295,20 @@ class HybridSearcher:
     ) -> list[Fused]:
         """The `k` best of the candidates by their scores (`_scores`), each with its signals."""
         with timed("fusion"):
-            return self._fuse(dense, keyword, k, self._scores(dense, keyword, mode, terms, vector, serving))
+            return self._fuse(dense, keyword, k, self._scores(dense, keyword, k, mode, terms, vector, serving))
 
     def _scores(
         self,
         dense: list[Ranked],
         keyword: list[Ranked],
+        k: int,
         mode: str,
         terms: list[str],
         vector: np.ndarray | None,
         serving: Serving | None,
     ) -> dict[str, float]:
-        """Each candidate document's score: a retriever's own in a single mode, else fused."""
+        """Each candidate document's score: a retriever's own in a single mode, else fused (under
+        `bounded`, only for the candidates that can be among the `k` best)."""
         rankings = [[(h.id, h.score) for h in dense], [(h.id, h.score) for h in keyword]]
         if mode != "hybrid":
             return dict(rankings[0] if mode == "dense" else rankings[1])
@@ -315,10 +317,8 @@ class HybridSearcher:
         weight = self.fusion.weight
         if self.fusion.method == "convex":
             return convex(rankings, [weight, 1.0 - weight])
-        index = (serving or self.dense.serving).index
-        own = own_signals(self.store, self.keyword, terms, vector, index, dense, keyword)
-        docs = own.cosine.keys() | own.bm25.keys()
-        return {d: bounded(own.cosine.get(d, 0.0), own.bm25.get(d, 0.0), own.bound, weight) for d in docs}
+        query = Query(self.store, self.keyword, terms, vector, (serving or self.dense.serving).index)
+        return top_scores(query, dense, keyword, max(k, self.fusion.candidates), k, weight)
 
     def _fuse(self, dense: list[Ranked], keyword: list[Ranked], k: int, scores: dict[str, float]) -> list[Fused]:
         by_dense = {h.id: (rank, h) for rank, h in enumerate(dense, start=1)}

@@ -16,6 +16,8 @@ from search.query.fusion import bounded
 from search.query.hits import FusionConfig
 from search.query.hybrid import HybridSearcher
 from search.query.paging import Pager, view
+from search.query.planning import RequestPlan
+from search.query.signals import Query, own_signals, top_scores
 from search.settings import Settings
 from search.storage.records import DocumentIn
 from search.storage.vectors import VectorRows
@@ -87,6 +89,31 @@ def test_the_score_is_the_document_s_own_cosine_and_bm25(hybrid: HybridSearcher)
         found = dict(hybrid.keyword.search(terms, len(ids), np.array(sorted(ids), dtype=np.int64)))
         expected = bounded(max(cosines), max(found.values(), default=0.0), bound, 0.5)
         assert hit.score == pytest.approx(expected, abs=1e-5), hit.id
+
+
+def test_only_candidates_that_can_reach_the_top_are_read_and_the_top_is_the_same(hybrid: HybridSearcher) -> None:
+    hybrid.fusion = FusionConfig(method="bounded", candidates=20)
+    pruned_somewhere = False
+    for query in QUERIES:
+        terms = hybrid.keyword.analyzer.query_terms(query)
+        vector = hybrid.dense.encoder.encode([query])[0]
+        plan = RequestPlan(hybrid.dense, None, None)
+        dense, ranked = hybrid.dense.rank(vector, 20, None), hybrid._keyword(terms, 20, plan)
+        own = Query(hybrid.store, hybrid.keyword, terms, vector, hybrid.dense.index)
+        bound = hybrid.keyword.bound(terms)
+        cosine, bm25 = {h.id: h.score for h in dense}, {h.id: h.score for h in ranked}
+        signals = own_signals(own, [h for h in ranked if h.id not in cosine], [h for h in dense if h.id not in bm25])
+        every = {
+            d: bounded(cosine.get(d, signals.cosine.get(d, 0.0)), bm25.get(d, signals.bm25.get(d, 0.0)), bound, 0.5)
+            for d in cosine.keys() | bm25.keys()
+        }
+        for k in (1, 5, 10):
+            scores = top_scores(own, dense, ranked, 20, k, 0.5)
+            best = sorted(every, key=lambda d: (-round(every[d], 9), d))[:k]
+            assert sorted(scores, key=lambda d: (-round(scores[d], 9), d))[:k] == best, (query, k)
+            assert all(scores[d] == pytest.approx(every[d]) for d in scores)  # the same scores, not bounds
+            pruned_somewhere |= len(scores) < len(every)
+    assert pruned_somewhere  # candidates that could not reach the top were not read
 
 
 def test_the_bm25_bound_is_above_every_chunk_s_score(hybrid: HybridSearcher) -> None:

@@ -211,23 +211,14 @@ class Encoder:
     def _embed_ids(self, ids: list[list[int]]) -> np.ndarray:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        batches = plan_batches(lengths, self.batch_tokens)
-        streams = self._openvino.streams if self._openvino is not None and len(batches) > 1 else 1
-        if streams == 1:
-            for batch in batches:
-                out[batch] = self._embed_batch([ids[i] for i in batch])
-            return out
-        # Batches side by side on OpenVINO's streams (each thread waits in `infer`, without the GIL).
-        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="encode") as pool:
-            done = pool.map(lambda batch: self._embed_batch([ids[i] for i in batch], bulk=True), batches)
-            for batch, vectors in zip(batches, done, strict=True):
-                out[batch] = vectors
+        for batch in plan_batches(lengths, self.batch_tokens):
+            out[batch] = self._embed_batch([ids[i] for i in batch])
         return out
 
-    def _embed_batch(self, rows: list[list[int]], bulk: bool = False) -> np.ndarray:
+    def _embed_batch(self, rows: list[list[int]]) -> np.ndarray:
         """One forward pass over `rows` (longest first); on out-of-memory, two passes over halves."""
         try:
-            return self._forward(*self._pad(rows, len(rows[0])), bulk)
+            return self._forward(*self._pad(rows, len(rows[0])))
         except _out_of_memory_errors():
             if len(rows) == 1:
                 raise
@@ -237,7 +228,7 @@ class Encoder:
             self.batch_tokens = max(len(rows[0]), self.batch_tokens // 2)
             log.warning("out of memory on a batch of %d; splitting, budget now %d", len(rows), self.batch_tokens)
             half = len(rows) // 2
-            return np.concatenate([self._embed_batch(rows[:half], bulk), self._embed_batch(rows[half:], bulk)])
+            return np.concatenate([self._embed_batch(rows[:half]), self._embed_batch(rows[half:])])
 
     def _pad(self, rows: list[list[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
         input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
@@ -247,12 +238,12 @@ class Encoder:
             mask[r, : len(row)] = 1
         return input_ids, mask
 
-    def _forward(self, input_ids: np.ndarray, mask: np.ndarray, bulk: bool = False) -> np.ndarray:
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.on_batch is not None:
             self.on_batch(len(input_ids))
         if self._openvino is None:
             return self.torch_runner(input_ids, mask, self.pooling)
-        vectors = pool(self._openvino(input_ids, mask, bulk), mask, self.pooling)
+        vectors = pool(self._openvino(input_ids, mask), mask, self.pooling)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 

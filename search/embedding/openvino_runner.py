@@ -172,24 +172,8 @@ def save_atomically(model: ov.Model, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def compile_config(precision: Dtype, threads: int | None, bulk: bool) -> dict[str, Any]:
-    """What the CPU plugin is told. One request at a time (a query, a lone batch) runs split over every
-    thread (LATENCY); `bulk` is for a run of independent batches: THROUGHPUT gives each of several streams
-    its own thread(s), so batches run side by side instead of every operation of one batch waiting for
-    its slowest thread (on a 2-core CPU, 1.05-1.3x the batches a second in float32 and bf16, bench/encoder.py)."""
-    # Precision set in every case: OpenVINO's own default on a CPU with native bf16 is bf16, even for float32.
-    config: dict[str, Any] = {
-        "INFERENCE_PRECISION_HINT": _PRECISION[precision],
-        "PERFORMANCE_HINT": "THROUGHPUT" if bulk else "LATENCY",
-    }
-    if threads is not None:
-        config["INFERENCE_NUM_THREADS"] = threads
-    return config
-
-
 class OpenVinoRunner:
-    """One compiled model for single batches, another for runs of batches (compiled on first use);
-    `__call__` runs a padded batch through either (safe from several threads)."""
+    """One compiled model; `__call__` runs a padded batch through it (safe from several threads)."""
 
     def __init__(
         self,
@@ -207,49 +191,32 @@ class OpenVinoRunner:
             model = load_or_quantize(path, pooler, cache_dir, calibration)
         else:
             model = load_or_convert(path, pooler, cache_dir)
+        # Set in every case: OpenVINO's own default on a CPU with native bf16 is bf16, even for float32.
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _PRECISION[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.pooler = pooler
-        self._compiled = ov.Core().compile_model(model, "CPU", compile_config(precision, threads, bulk=False))
-        # One thread has nothing to run side by side: such a runner never compiles the bulk model.
-        self._bulk_model: ov.Model | None = model if threads is None or threads > 1 else None
-        self._bulk: ov.CompiledModel | None = None
-        self._bulk_config = compile_config(precision, threads, bulk=True)
-        self._bulk_lock = threading.Lock()
+        self._compiled = ov.Core().compile_model(model, "CPU", config)
         # An infer request must not be shared by threads running at once; each thread gets its own.
         self._local = threading.local()
 
-    @property
-    def streams(self) -> int:
-        """How many batches of a run are best sent at once (1: one after the other, on the single model)."""
-        with self._bulk_lock:
-            if self._bulk is None and self._bulk_model is not None:
-                self._bulk = ov.Core().compile_model(self._bulk_model, "CPU", self._bulk_config)
-                self._bulk_model = None  # its weights are the compiled model's now
-            return 1 if self._bulk is None else int(self._bulk.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-
     def describe(self) -> str:
-        """Each compiled model's threads, hint, streams and precision, and the kernels by implementation
+        """The compiled model's threads, hint, streams and precision, and its kernels by implementation
         (e.g. jit_avx2_f32, gemm_mlas_f32): what a benchmark must say it ran with."""
         names = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT")
-        streams = self.streams
-        models = [("single", self._compiled), *([("bulk", self._bulk)] if self._bulk is not None else [])]
-        parts = [f"{label}: " + " ".join(f"{n}={m.get_property(n)}" for n in names) for label, m in models]
+        config = " ".join(f"{n}={self._compiled.get_property(n)}" for n in names)
         kernels: Counter[str] = Counter()
         for op in self._compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
             kind = info["primitiveType"].astype(str) if "primitiveType" in info else "unknown"
             if not kind.startswith(("unknown", "ref")):  # shape arithmetic and reference code: no ISA
                 kernels[kind] += 1
-        parts.append(f"{streams} batches at once; kernels " + ", ".join(f"{k} x{n}" for k, n in kernels.most_common()))
-        return "; ".join(parts)
+        return f"{config}; kernels " + ", ".join(f"{k} x{n}" for k, n in kernels.most_common())
 
-    def __call__(self, input_ids: np.ndarray, mask: np.ndarray, bulk: bool = False) -> Outputs:
-        """Forward pass, on the bulk model where `bulk` (once `streams` has compiled it); the outputs are
-        valid until this thread's next call."""
-        compiled = self._bulk if bulk and self._bulk is not None else self._compiled
-        name = "bulk" if compiled is self._bulk else "single"
-        request = getattr(self._local, name, None)
+    def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> Outputs:
+        """Forward pass; the outputs are valid until this thread's next call."""
+        request = getattr(self._local, "request", None)
         if request is None:
-            request = compiled.create_infer_request()
-            setattr(self._local, name, request)
+            request = self._local.request = self._compiled.create_infer_request()
         results = request.infer([input_ids, mask])
         return Outputs(last_hidden_state=results[0], pooler_output=results[1] if self.pooler else None)

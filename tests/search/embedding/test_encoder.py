@@ -103,11 +103,11 @@ def test_out_of_memory_splits_the_batch(tiny_model_dir: Path, tiny_encoder: Enco
     real_forward = enc._forward
     sizes: list[int] = []
 
-    def forward(input_ids: torch.Tensor, mask: torch.Tensor, bulk: bool = False) -> np.ndarray:
+    def forward(input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
         sizes.append(len(input_ids))
         if len(input_ids) > 8:  # a device that holds 8 rows at most
             raise torch.OutOfMemoryError("simulated")
-        return real_forward(input_ids, mask, bulk)
+        return real_forward(input_ids, mask)
 
     monkeypatch.setattr(enc, "_forward", forward)
     texts = [f"the cat sat on the mat {i}" for i in range(30)]

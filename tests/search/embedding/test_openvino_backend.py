@@ -1,13 +1,9 @@
 """The OpenVINO backend of the encoder (auto picks it on a CPU where the package is installed): parity with
-torch, order and padding, its conversion cache, the choice of backend, and what OpenVINO is told to
-compile for a lone batch and for a run of them."""
+torch, order and padding, its conversion cache, and the choice of backend."""
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -147,60 +143,3 @@ def test_the_backend_setting_reaches_the_encoder(settings) -> None:  # type: ign
 
     assert make_encoder(settings.model_copy(update={"backend": "torch"})).backend == "torch"
     assert make_encoder(settings.model_copy(update={"backend": "openvino"})).backend == "openvino"
-
-
-def test_one_batch_is_compiled_for_latency_and_a_run_of_them_for_throughput() -> None:
-    pytest.importorskip("openvino")
-    from search.embedding.openvino_runner import compile_config
-
-    # float32 is named even where the CPU has bf16: OpenVINO would otherwise pick bf16 there by itself.
-    assert compile_config("float32", None, bulk=False) == {
-        "INFERENCE_PRECISION_HINT": "f32",
-        "PERFORMANCE_HINT": "LATENCY",
-    }
-    assert compile_config("float32", 2, bulk=True) == {
-        "INFERENCE_PRECISION_HINT": "f32",
-        "PERFORMANCE_HINT": "THROUGHPUT",
-        "INFERENCE_NUM_THREADS": 2,
-    }
-    assert compile_config("bfloat16", 4, bulk=False)["INFERENCE_PRECISION_HINT"] == "bf16"
-
-
-class _Recording:
-    """The runner, recording whether each forward pass went to the bulk model and on which thread."""
-
-    def __init__(self, runner: Any) -> None:
-        self.runner = runner
-        self.calls: list[tuple[bool, str]] = []
-
-    @property
-    def streams(self) -> int:
-        return int(self.runner.streams)
-
-    def __call__(self, input_ids: np.ndarray, mask: np.ndarray, bulk: bool = False) -> Any:
-        self.calls.append((bulk, threading.current_thread().name))
-        return self.runner(input_ids, mask, bulk)
-
-
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core has no second stream")
-def test_a_run_of_batches_goes_to_the_streams_and_a_lone_batch_does_not(tiny_model_dir: Path, ov_cache: Path) -> None:
-    pytest.importorskip("openvino")
-    exact = Encoder(model=str(tiny_model_dir), dtype="float32", device="cpu", backend="torch")
-    kwargs: dict[str, Any] = {"model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "batch_tokens": 40}
-    texts = [" ".join(["cat"] * (i % 13 + 1)) + f" {i}" for i in range(60)]
-    two = Encoder(threads=2, backend="openvino", cache_dir=ov_cache, **kwargs)
-    recording = two._openvino = _Recording(two._openvino)
-    assert np.allclose(two.encode(texts[:1]), exact.encode(texts[:1]), atol=1e-5)
-    assert recording.calls == [(False, threading.current_thread().name)]
-    recording.calls.clear()
-    assert np.allclose(two.encode(texts), exact.encode(texts), atol=1e-5)  # in input order
-    assert len(recording.calls) > 2 and all(bulk and name.startswith("encode") for bulk, name in recording.calls)
-    described = recording.runner.describe()
-    assert "single: PERFORMANCE_HINT=LATENCY" in described and "bulk: PERFORMANCE_HINT=THROUGHPUT" in described
-    assert recording.streams >= 2
-    # One thread has nothing to run side by side: batches go one after the other, no second model compiled.
-    one = Encoder(threads=1, backend="openvino", cache_dir=ov_cache, **kwargs)
-    recording = one._openvino = _Recording(one._openvino)
-    assert np.allclose(one.encode(texts), exact.encode(texts), atol=1e-5)
-    assert recording.streams == 1 and not any(bulk for bulk, _ in recording.calls)
-    assert "bulk:" not in recording.runner.describe()

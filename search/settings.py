@@ -78,10 +78,7 @@ class Settings(BaseSettings):
         default=None, ge=256, description="Token budget of one encoder batch; default 8192 on CPU, sized to GPU memory."
     )
     torch_threads: int | None = Field(
-        default=None,
-        ge=1,
-        description="CPU threads of the encoder (OpenVINO splits them among batches run side by side); "
-        "default one per core.",
+        default=None, ge=1, description="CPU threads of one forward pass; default torch's own (one per core)."
     )
     search_threads: int | None = Field(
         default=None,

@@ -10,13 +10,17 @@ Prints, on the same SciFact documents (title + " " + text, max_length 256):
 - on a CUDA machine, the same comparison against sentence-transformers in float16.
 
     .venv/bin/python -m bench.encoder [--docs 1000] [--stream 200000] [--parts encoder,gpu,pipeline,memory]
+        [--rounds 3] [--paths defaults,float32,torch backend,openvino backend]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import tempfile
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import print_table, rss_mb, scifact_docs, timed
+from bench.common import cpu_line, print_table, rss_mb, scifact_docs, timed
 from indexer.ingest.chunking import Chunker
 from indexer.write.pipeline import Indexer
 from search.dense.catalog import IndexCatalog
@@ -43,28 +47,60 @@ def reference_model(device: str, half: bool) -> Any:
     return model.half() if half else model
 
 
-def encoder_rows(texts: list[str], device: str) -> tuple[list[list[object]], np.ndarray]:
-    """Reference vs default encoder (and our float32 path) on `texts`."""
+def runtime_line() -> str:
+    """What decides the kernels on both sides: the ISA caps in the environment and torch's own dispatch
+    (the CPU's flags are `cpu_line`'s)."""
+    caps = " ".join(f"{k}={os.environ[k]}" for k in _ISA_VARIABLES if k in os.environ) or "no ISA caps"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{caps}; torch {torch.__version__} dispatch {capability}, {torch.get_num_threads()} threads"
+
+
+# Environment variables that cap the instruction set: oneDNN's (OpenVINO and torch), ATen's, MKL's.
+_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "SEMSEARCH_DTYPE")
+
+
+def encoder_rows(texts: list[str], device: str, rounds: int = 1, paths: Sequence[str] = ()) -> list[list[object]]:
+    """Reference vs each encoder path of `paths` (all of PATHS by default) on `texts`, timed in `rounds`
+    alternating rounds: docs/s is the median over rounds, the ratio the median of each round's ratio
+    (the load of a shared machine hits both sides of a round alike); the rounds' ratios follow."""
     half = device == "cuda"
     st = reference_model(device, half)
     st.encode(texts[:32], normalize_embeddings=True)  # warm-up
-    ref, t_ref = timed(lambda: st.encode(texts, batch_size=32, normalize_embeddings=True))
-    ref_f32 = ref.astype(np.float32)
-    rows: list[list[object]] = [
-        [f"sentence-transformers ({'fp16' if half else 'fp32'})", len(texts) / t_ref, 1.0, "1.000000"]
-    ]
-    configs: list[tuple[str, str, Backend]] = [("defaults", "auto", "auto"), ("float32", "float32", "auto")]
-    if device == "cpu":
-        # Both CPU runtimes in the default dtype: auto picks OpenVINO where it is installed.
-        configs += [("torch backend", "auto", "torch"), ("openvino backend", "auto", "openvino")]
-    for label, dtype, backend in configs:
-        encoder = Encoder(dtype=dtype, device=device, backend=backend)
+    chosen = [p for p in PATHS if p in (paths or PATHS) and (device == "cpu" or p in ("defaults", "float32"))]
+    encoders = {label: Encoder(dtype=PATHS[label][0](), device=device, backend=PATHS[label][1]) for label in chosen}
+    for label, encoder in encoders.items():
         encoder.encode(texts[:32])
-        vectors, seconds = timed(partial(encoder.encode, texts))
-        cosine = float((vectors * ref_f32).sum(axis=1).min())
+        print(f"{label}: {encoder.backend}, {encoder.dtype}; {encoder.runtime}", flush=True)
+    seconds: dict[str, list[float]] = {label: [] for label in ["reference", *encoders]}
+    vectors: dict[str, np.ndarray] = {}
+    for r in range(rounds):
+        ref, took = timed(lambda: st.encode(texts, batch_size=32, normalize_embeddings=True))
+        seconds["reference"].append(took)
+        for label, encoder in encoders.items():
+            vectors[label], took = timed(partial(encoder.encode, texts))
+            seconds[label].append(took)
+        print(f"round {r + 1}: load average {os.getloadavg()[0]:.2f}", flush=True)
+    ref_f32 = ref.astype(np.float32)
+    ref_times = seconds["reference"]
+    name = f"sentence-transformers ({'fp16' if half else 'fp32'})"
+    rows: list[list[object]] = [[name, len(texts) / statistics.median(ref_times), 1.0, "1.000000", ""]]
+    for label, encoder in encoders.items():
+        ratios = [ref / t for ref, t in zip(ref_times, seconds[label], strict=True)]
+        cosine = float((vectors[label] * ref_f32).sum(axis=1).min())
         name = f"semsearch Encoder ({label}) [{encoder.backend}, {encoder.dtype}]"
-        rows.append([name, len(texts) / seconds, t_ref / seconds, f"{cosine:.6f}"])
-    return rows, ref_f32
+        docs_s = len(texts) / statistics.median(seconds[label])
+        rows.append([name, docs_s, statistics.median(ratios), f"{cosine:.6f}", " ".join(f"{x:.2f}" for x in ratios)])
+    return rows
+
+
+# label -> (dtype, backend). `defaults` is what a deployment gets: SEMSEARCH_DTYPE where set, else auto.
+PATHS: dict[str, tuple[Callable[[], str], Backend]] = {
+    "defaults": (lambda: os.environ.get("SEMSEARCH_DTYPE", "auto"), "auto"),
+    "float32": (lambda: "float32", "auto"),
+    # Both CPU runtimes in the default dtype: auto picks OpenVINO where it is installed.
+    "torch backend": (lambda: "auto", "torch"),
+    "openvino backend": (lambda: "auto", "openvino"),
+}
 
 
 def pipeline_rows(docs: list[dict[str, str]]) -> list[list[object]]:
@@ -123,23 +159,30 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000, help="SciFact documents to encode")
     parser.add_argument("--stream", type=int, default=200_000, help="short texts for the memory check")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating timed rounds of the encoder part")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"encoder paths, comma-separated: {', '.join(PATHS)}")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    paths = args.paths.split(",")
+    if set(paths) - set(PATHS):
+        parser.error(f"unknown paths {sorted(set(paths) - set(PATHS))}; choose from {', '.join(PATHS)}")
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         parser.error(f"unknown parts {sorted(parts - set(PARTS))}; choose from {', '.join(PARTS)}")
     docs = scifact_docs(args.docs)
     texts = [f"{d['title']} {d['text']}" for d in docs]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(texts)} SciFact documents")
+    print(cpu_line())
+    print(runtime_line())
+    print(f"{len(texts)} SciFact documents, {args.rounds} alternating rounds")
     out: dict[str, list[list[object]]] = {}
     if "encoder" in parts:
-        out["encoder"], _ = encoder_rows(texts, "cpu")
-        title = "Encoder, CPU (ratio = docs/s over sentence-transformers fp32)"
-        print_table(title, ["path", "docs/s", "ratio", "min cos"], out["encoder"])
+        out["encoder"] = encoder_rows(texts, "cpu", args.rounds, paths)
+        title = "Encoder, CPU (ratio = docs/s over sentence-transformers fp32; medians over rounds)"
+        print_table(title, ["path", "docs/s", "ratio", "min cos", "each round's ratio"], out["encoder"])
     if "gpu" in parts and torch.cuda.is_available():
-        out["gpu"], _ = encoder_rows(scifact_docs_texts(), "cuda")
+        out["gpu"] = encoder_rows(scifact_docs_texts(), "cuda", args.rounds, paths)
         title = "Encoder, CUDA (ratio over sentence-transformers fp16)"
-        print_table(title, ["path", "docs/s", "ratio", "min cos"], out["gpu"])
+        print_table(title, ["path", "docs/s", "ratio", "min cos", "each round's ratio"], out["gpu"])
     if "pipeline" in parts:
         out["pipeline"] = pipeline_rows(docs)
         print_table("Pipeline (ratio = over the bare encoder)", ["path", "docs/s", "ratio", "chunks"], out["pipeline"])

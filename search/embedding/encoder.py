@@ -156,6 +156,13 @@ class Encoder:
             return None
 
     @property
+    def runtime(self) -> str:
+        """How the model runs, for benchmarks to print: OpenVINO's compiled settings and kernels, or torch's."""
+        if self._openvino is not None:
+            return self._openvino.describe()
+        return f"torch {self.torch_runner.dtype}"
+
+    @property
     def space(self) -> EmbeddingSpace:
         """The embedding space of this encoder's vectors."""
         return EmbeddingSpace(self.model_name, self.pooling, self.dim, self.max_length)

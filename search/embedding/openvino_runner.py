@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -198,6 +199,19 @@ class OpenVinoRunner:
         self._compiled = ov.Core().compile_model(model, "CPU", config)
         # An infer request must not be shared by threads running at once; each thread gets its own.
         self._local = threading.local()
+
+    def describe(self) -> str:
+        """The compiled model's threads, hint, streams and precision, and its kernels by implementation
+        (e.g. jit_avx2_f32, gemm_mlas_f32): what a benchmark must say it ran with."""
+        names = ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT")
+        config = " ".join(f"{n}={self._compiled.get_property(n)}" for n in names)
+        kernels: Counter[str] = Counter()
+        for op in self._compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            kind = info["primitiveType"].astype(str) if "primitiveType" in info else "unknown"
+            if not kind.startswith(("unknown", "ref")):  # shape arithmetic and reference code: no ISA
+                kernels[kind] += 1
+        return f"{config}; kernels " + ", ".join(f"{k} x{n}" for k, n in kernels.most_common())
 
     def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> Outputs:
         """Forward pass; the outputs are valid until this thread's next call."""

@@ -143,3 +143,13 @@ def test_the_backend_setting_reaches_the_encoder(settings) -> None:  # type: ign
 
     assert make_encoder(settings.model_copy(update={"backend": "torch"})).backend == "torch"
     assert make_encoder(settings.model_copy(update={"backend": "openvino"})).backend == "openvino"
+
+
+def test_the_runtime_says_what_each_backend_runs(tiny_model_dir: Path, ov_cache: Path) -> None:
+    kwargs = {"model": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "threads": 1}
+    assert Encoder(backend="torch", **kwargs).runtime == "torch torch.float32"  # type: ignore[arg-type]
+    pytest.importorskip("openvino")
+    runtime = Encoder(backend="openvino", cache_dir=ov_cache, **kwargs).runtime  # type: ignore[arg-type]
+    # What a benchmark prints: the hint, threads and precision OpenVINO compiled with, and its kernels.
+    assert "PERFORMANCE_HINT=LATENCY INFERENCE_NUM_THREADS=1 NUM_STREAMS=1" in runtime
+    assert "INFERENCE_PRECISION_HINT=<Type: 'float32'>" in runtime and "; kernels " in runtime

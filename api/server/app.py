@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -118,6 +119,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 app.state.keyword_keepers,
             )
             refresher = asyncio.create_task(keep_fresh(served, settings.reload_seconds), name="collections")
+            # What was loaded (the model, its runtime, the libraries) lives as long as the server: out
+            # of the collector's reach, a full collection no longer walks it under every request.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

@@ -72,13 +72,15 @@ def serving_app(settings: Settings | None = None, worker_state: WorkerState | No
     from search.settings import Settings
 
     settings = settings or Settings()
-    return create_app(
+    app = create_app(
         settings,
         worker_state,
         KeywordFollower(settings.reload_seconds),
         snapshot_manifest,
         lambda: KeywordFollower(settings.reload_seconds),  # each other collection's, as it is opened
     )
+    app.state.freeze_heap = True  # the process serves this app until it ends
+    return app
 
 
 def snapshot_manifest(settings: Settings, out: Path) -> dict[str, Any]:

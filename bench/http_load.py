@@ -87,6 +87,13 @@ class Run:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
 
+def round_ratios(runs: list[Run], references: list[Run]) -> tuple[float, list[float]]:
+    """The median over rounds of `runs`' requests/s over `references`' in the same round, and each
+    round's: neighbouring runs on a host whose speed drifts compare, pooled rates minutes apart may not."""
+    each = [r.rate / b.rate if b.rate else float("inf") for r, b in zip(runs, references, strict=True)]
+    return float(np.median(each)), each
+
+
 def build_index(docs: int | None) -> Path:
     """The data directory of an index of the first `docs` SciFact documents (all when None), built once."""
     folder = CACHE / f"scifact-{docs or 'all'}"

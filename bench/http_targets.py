@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from bench.http_load import ENCODER, SEARCH, Run, pooled
+from bench.http_load import ENCODER, SEARCH, Run, pooled, round_ratios
 
 REFERENCES = {SEARCH: "in-process search", ENCODER: "in-process Encoder alone"}
 # Issue 25: at 8 clients HTTP requests/s >= 1.0x the in-process one-query-at-a-time Encoder rate,
@@ -36,8 +34,7 @@ HEADER = [
 
 def ratio(runs: dict[str, list[Run]], key: str, reference: str) -> tuple[float, list[float]]:
     """The median over rounds of `key`'s requests/s over `reference`'s in the same round, and each round's."""
-    each = [r.rate / b.rate if b.rate else float("inf") for r, b in zip(runs[key], runs[reference], strict=True)]
-    return float(np.median(each)), each
+    return round_ratios(runs[key], runs[reference])
 
 
 def tail(run: Run) -> float:

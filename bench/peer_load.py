@@ -21,12 +21,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from api.server.app import serving_settings
 from bench import txtai_peer
 from bench.common import cpu_line, print_table, scifact_queries, serve_process
-from bench.http_load import TOP_K, Ask, Run, build_index, load, pooled
+from bench.http_load import TOP_K, Ask, Run, build_index, load, pooled, round_ratios
 from search.components import make_encoder
 from search.settings import Settings
 
@@ -74,11 +72,7 @@ def alternate(
 
 def ratio_to_peer(runs: dict[tuple[str, int], list[Run]], name: str, clients: int) -> tuple[float, list[float]]:
     """The median over rounds of `name`'s requests/s over the peer's in the same round, and each round's."""
-    ratios = [
-        r.rate / p.rate if p.rate else float("inf")
-        for r, p in zip(runs[(name, clients)], runs[(PEER, clients)], strict=True)
-    ]
-    return float(np.median(ratios)), ratios
+    return round_ratios(runs[(name, clients)], runs[(PEER, clients)])
 
 
 def table_rows(runs: dict[tuple[str, int], list[Run]], names: list[str], client_counts: list[int]) -> list[list[Any]]:

@@ -141,9 +141,9 @@ class HybridSearcher:
         try:
             hits, gone = self._answer(queries, vectors, k, plan, mode, serving, keyword, mmr, arrange)
             if gone:
-                # Chunks ranked by a remembered owner (search/storage/owners.py) but deleted since:
-                # ranked again, where SQL answers for them, so that `k` hits come whenever they exist.
-                self.store.owners.forget(gone)
+                # Chunks ranked by a remembered owner (search/storage/owners.py) but deleted since, which
+                # reading their rows made the store forget: ranked again, where SQL answers for them, so
+                # that `k` hits come whenever they exist.
                 hits, _ = self._answer(queries, vectors, k, plan, mode, serving, None, mmr, arrange)
             return hits
         finally:

@@ -7,8 +7,8 @@ are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL) and a docum
 rewritten, so a remembered owner cannot become another document's.
 
 What can change is whether the chunk still exists. The rows decide that, later and for certain: the
-hits shown are read from SQL (`Store.chunk_hits`), and a ranked chunk found gone there is forgotten
-here and its query ranked again (search/query/hybrid.py), where SQL answers for it. Metadata, which
+hits shown are read from SQL (`Store.chunk_hits`), a chunk found gone there is forgotten here, and
+its query is ranked again (search/query/hybrid.py), where SQL answers for it. Metadata, which
 writes change, is never remembered."""
 
 from __future__ import annotations

@@ -142,11 +142,15 @@ class Store:
         return out
 
     def chunk_hits(self, chunk_ids: Sequence[int]) -> dict[int, ChunkHit]:
-        """The chunks (with their document's fields) for the ids that still exist."""
+        """The chunks (with their document's fields) for the ids that still exist; the owners of
+        those gone are forgotten (`owners`)."""
         if not chunk_ids:
             return {}
         rows = self.by_ids(reads.chunk_hits(self.postgres), chunk_ids)
-        return {row[0]: ChunkHit(*row) for row in rows}
+        hits = {row[0]: ChunkHit(*row) for row in rows}
+        if len(hits) < len(chunk_ids):
+            self.owners.forget(chunk_id for chunk_id in chunk_ids if chunk_id not in hits)
+        return hits
 
     def chunk_owners(self, chunk_ids: Sequence[int], metadata: bool = False) -> dict[int, ChunkOwner]:
         """The document (the user's id) of each of `chunk_ids` that still exists, with its metadata
